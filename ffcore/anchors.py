@@ -1,0 +1,68 @@
+"""Prior (anchor) boxes shared by every detector in the project.
+
+The geometry is defined once here (`PriorConfig`) and passed to both the loss
+(encoding) and post-processing (decoding), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Anchor geometry: one level per stride, `min_sizes[k]` anchors (pixels) per cell."""
+
+    min_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))
+    steps: tuple[int, ...] = (8, 16, 32)
+    variance: tuple[float, float] = (0.1, 0.2)
+    clip: bool = False
+
+    @property
+    def anchors_per_location(self) -> int:
+        counts = {len(sizes) for sizes in self.min_sizes}
+        if len(counts) != 1:
+            raise ValueError(f"every level needs the same number of anchors, got {self.min_sizes}")
+        return counts.pop()
+
+
+DEFAULT_PRIORS = PriorConfig()
+
+
+def feature_map_sizes(height: int, width: int, config: PriorConfig = DEFAULT_PRIORS) -> list[tuple[int, int]]:
+    """Grid (rows, cols) of each level: ceil(H / stride) x ceil(W / stride)."""
+    return [(math.ceil(height / step), math.ceil(width / step)) for step in config.steps]
+
+
+def make_priors(height: int, width: int, config: PriorConfig = DEFAULT_PRIORS,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """Priors (cx, cy, w, h), normalised by the image size, shape [P, 4].
+
+    Order is level -> row -> column -> anchor, matching the heads' flattening
+    (NHWC permute, then concatenation P3, P4, P5).
+    """
+    levels = []
+    for (rows, cols), step, sizes in zip(feature_map_sizes(height, width, config), config.steps, config.min_sizes):
+        ys = (torch.arange(rows, dtype=torch.float32, device=device) + 0.5) * step / height
+        xs = (torch.arange(cols, dtype=torch.float32, device=device) + 0.5) * step / width
+        cy, cx = torch.meshgrid(ys, xs, indexing="ij")
+        sizes_t = torch.tensor(sizes, dtype=torch.float32, device=device)
+        n_anchor = len(sizes)
+        cx = cx.reshape(-1, 1).expand(-1, n_anchor)
+        cy = cy.reshape(-1, 1).expand(-1, n_anchor)
+        w = (sizes_t / width).expand(rows * cols, -1)
+        h = (sizes_t / height).expand(rows * cols, -1)
+        levels.append(torch.stack([cx, cy, w, h], dim=-1).reshape(-1, 4))
+    priors = torch.cat(levels, dim=0)
+    if config.clip:
+        priors = priors.clamp_(0.0, 1.0)
+    return priors
+
+
+def num_priors(height: int, width: int, config: PriorConfig = DEFAULT_PRIORS) -> int:
+    """Number of priors for an image of the given size (16,800 at 640x640)."""
+    return sum(rows * cols * len(sizes)
+               for (rows, cols), sizes in zip(feature_map_sizes(height, width, config), config.min_sizes))

@@ -1,0 +1,172 @@
+"""The `ffcore` command line. All argument parsing of the project lives here.
+
+Each subcommand's parser is built by one `_add_<name>` function and dispatches to a
+library function named by `handler="module:function"`, imported only when that
+command runs (so `ffcore --help` stays fast and importing ffcore does no work).
+The handler receives the parsed options as keyword arguments and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+MODEL_HELP = "registered model name (see `ffcore params` for the list)"
+
+
+def _add_params(sub) -> None:
+    p = sub.add_parser("params", help="per-part parameter table (true count and thop's count) and FLOPs",
+                       description="Print, for every registered model, a per-part parameter table with the true "
+                                   "count next to the count the `thop` profiler reports, and FLOPs at 640x640 "
+                                   "counted by fvcore (one multiply-add = one FLOP).")
+    p.add_argument("--models", nargs="+", default=None, help="models to report (default: all registered)")
+    p.add_argument("--size", type=int, default=640, help="square input size for FLOPs (default 640)")
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (faster)")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the tables to this JSON file")
+    p.set_defaults(handler="ffcore.profile:params_command")
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="write the synthetic WIDER-format dataset",
+                       description="Generate a deterministic synthetic face dataset in the real WIDER FACE "
+                                   "layouts (RetinaFace label.txt, wider_face_split lists, evaluation .mat files).")
+    p.add_argument("--out", default=None, help="output root (default data/synthetic)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-images", type=int, default=None, help="number of training images")
+    p.add_argument("--val-images", type=int, default=None, help="number of validation images")
+    p.add_argument("--force", action="store_true", help="overwrite an existing dataset")
+    p.set_defaults(handler="ffcore.data.synth:synth_command")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="WIDER FACE AP (easy/medium/hard) of a prediction folder",
+                       description="Evaluate prediction files (<event>/<image>.txt) against the official WIDER FACE "
+                                   "ground truth (.mat files) with the official protocol.")
+    p.add_argument("--pred", required=True, help="prediction folder (<event>/<image>.txt)")
+    p.add_argument("--gt", required=True, help="folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat")
+    p.add_argument("--json", dest="json_out", default=None, help="write {\"easy\", \"medium\", \"hard\"} APs here")
+    p.add_argument("--strict", action="store_true", help="a missing prediction file is an error, not a warning")
+    p.set_defaults(handler="ffcore.eval:evaluate_command")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="write WIDER-format predictions for a validation tree",
+                       description="Run a model over WIDER_val/images and write <event>/<image>.txt prediction "
+                                   "files plus a metadata JSON (model, checkpoint hash, scale, thresholds).")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--weights", default=None, help="checkpoint (ffcore or original layout)")
+    p.add_argument("--data", default=None, help="dataset root (default data/widerface)")
+    p.add_argument("--out", required=True, help="output folder for prediction files")
+    p.add_argument("--scale", default="origin", help="origin | vga | <int> (long side) (default origin)")
+    p.add_argument("--multiscale", action="store_true", help="add multi-scale and flip test-time augmentation")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (quick checks)")
+    p.set_defaults(handler="ffcore.eval.predict:predict_command")
+
+
+def _add_detect(sub) -> None:
+    p = sub.add_parser("detect", help="detect faces in an image or a folder of images",
+                       description="Detect faces; write a JSON list of {box, score, landmarks} in pixels and/or "
+                                   "an annotated image.")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--weights", default=None, help="checkpoint (ffcore or original layout)")
+    p.add_argument("--image", required=True, help="image file or folder of images")
+    p.add_argument("--json", dest="json_out", default=None, help="output JSON (a folder when --image is a folder)")
+    p.add_argument("--save", default=None, help="annotated image (a folder when --image is a folder)")
+    p.add_argument("--threshold", type=float, default=0.5, help="minimum score written and drawn (default 0.5)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler="ffcore.eval.detect:detect_command")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a detector (resumable; torchrun for multi-GPU)",
+                       description="Train a registered model on a WIDER-format dataset. Launch with torchrun "
+                                   "for multi-GPU / multi-node DDP.")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--preset", default="featherface_paper", help="training recipe preset")
+    p.add_argument("--data", default=None, help="dataset root")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(handler="ffcore.engine.train:train_command")
+
+
+def _add_distill(sub) -> None:
+    p = sub.add_parser("distill", help="knowledge distillation teacher -> featherface_v2",
+                       description="Train a student (default featherface_v2) with (1-a)*task + a*T^2*KL + "
+                                   "lambda*MSE(features) from a frozen teacher.")
+    p.add_argument("--teacher", required=True, help="teacher model name")
+    p.add_argument("--teacher-weights", required=True, help="teacher checkpoint")
+    p.add_argument("--student", default="featherface_v2")
+    p.add_argument("--preset", default="v2_thesis")
+    p.add_argument("--data", default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--feature-weight", type=float, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(handler="ffcore.engine.distill:distill_command")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="ONNX export with an ONNX Runtime parity check (and INT8)",
+                       description="Export a model to ONNX (dynamic H, W; opset >= 19) and check it against "
+                                   "PyTorch in ONNX Runtime.")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--weights", default=None)
+    p.add_argument("--out", required=True, help="output .onnx path")
+    p.add_argument("--int8", action="store_true", help="also write a statically quantised INT8 model")
+    p.add_argument("--calib-data", default=None, help="dataset root for INT8 calibration images")
+    p.set_defaults(handler="ffcore.export:export_command")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="latency / memory / size benchmark of models and peers",
+                       description="Time PyTorch eager and ONNX Runtime (FP32, INT8) at 640x640 and VGA; "
+                                   "medians of repeated runs after warm-up.")
+    p.add_argument("--models", nargs="+", default=None)
+    p.add_argument("--out", default=None, help="CSV output")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--peers", action="store_true", help="include installed peer detectors")
+    p.set_defaults(handler="ffcore.bench:bench_command")
+
+
+_SECTIONS = (_add_params, _add_synth, _add_train, _add_distill, _add_predict, _add_evaluate,
+             _add_detect, _add_export, _add_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ffcore",
+        description="FeatherFace V1/V2 face detection: models, training, distillation, WIDER FACE evaluation.")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    sub.required = True
+    for add in _SECTIONS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    args.pop("command")
+    module_name, function_name = args.pop("handler").split(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return int(handler(**args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""Where things live on disk. Defaults only; every command takes an explicit path too."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+
+# The read-only material that sits beside the repository (reference vectors, weights,
+# WIDER FACE validation ground truth). FFCORE_SHARED overrides the location.
+def shared_dir() -> Path:
+    return Path(os.environ.get("FFCORE_SHARED", REPO_ROOT.parent / "shared")).resolve()
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("FFCORE_DATA", REPO_ROOT / "data")).resolve()
+
+
+def results_dir() -> Path:
+    return REPO_ROOT / "results"
+
+
+def figures_dir() -> Path:
+    return REPO_ROOT / "thesis_figures"
+
+
+def weights_dir() -> Path:
+    return REPO_ROOT / "weights"
+
+
+def default_widerface_root() -> Path:
+    return data_dir() / "widerface"
+
+
+def default_synthetic_root() -> Path:
+    return data_dir() / "synthetic"
+
+
+IMAGENET_BACKBONE_FILE = "mobilenetV1X0.25_pretrain.tar"
+
+
+def find_imagenet_backbone() -> Path | None:
+    """The ImageNet MobileNet-0.25 file: `weights/` first, then the shared folder."""
+    for candidate in (weights_dir() / IMAGENET_BACKBONE_FILE, shared_dir() / "weights" / IMAGENET_BACKBONE_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
