@@ -53,15 +53,18 @@ def _add_evaluate(sub) -> None:
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="write WIDER-format predictions for a validation tree",
                        description="Run a model over WIDER_val/images and write <event>/<image>.txt prediction "
-                                   "files plus a metadata JSON (model, checkpoint hash, scale, thresholds).")
+                                   "files plus a metadata JSON (model, checkpoint hash, scale, thresholds); "
+                                   "evaluate them when the dataset has the evaluation ground truth.")
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--weights", default=None, help="checkpoint (ffcore or original layout)")
     p.add_argument("--data", default=None, help="dataset root (default data/widerface)")
     p.add_argument("--out", required=True, help="output folder for prediction files")
     p.add_argument("--scale", default="origin", help="origin | vga | <int> (long side) (default origin)")
-    p.add_argument("--multiscale", action="store_true", help="add multi-scale and flip test-time augmentation")
+    p.add_argument("--multiscale", action="store_true", help="add passes at 0.5x and 1.5x the test scale")
+    p.add_argument("--flip", action="store_true", help="add horizontally flipped passes")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images (quick checks)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (quick checks; no AP)")
+    p.add_argument("--gt", default=None, help="ground-truth folder to evaluate against (default: the dataset's)")
     p.set_defaults(handler="ffcore.eval.predict:predict_command")
 
 
@@ -79,42 +82,60 @@ def _add_detect(sub) -> None:
     p.set_defaults(handler="ffcore.eval.detect:detect_command")
 
 
-def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a detector (resumable; torchrun for multi-GPU)",
-                       description="Train a registered model on a WIDER-format dataset. Launch with torchrun "
-                                   "for multi-GPU / multi-node DDP.")
-    p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--preset", default="featherface_paper", help="training recipe preset")
-    p.add_argument("--data", default=None, help="dataset root")
-    p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
+def _add_training_options(p) -> None:
+    """Options shared by `train` and `distill` (each overrides one field of the preset's TrainConfig)."""
+    p.add_argument("--data", default=None, help="WIDER-format dataset root (default data/widerface)")
+    p.add_argument("--val-data", default=None, help="root with WIDER_val and the evaluation .mat files "
+                                                   "(default: --data)")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="per process (global = this x world size)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--val-every", type=int, default=None, help="epochs between validations (0: never)")
+    p.add_argument("--val-scale", default=None, help="validation scale: origin | vga | <long side in pixels>")
+    p.add_argument("--best-metric", default=None, choices=("easy", "medium", "hard", "loss"),
+                   help="what best.pt is chosen by")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap steps per epoch (quick checks)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue exactly from <out>/last.pt with its saved recipe")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a detector (resumable; torchrun for multi-GPU)",
+                       description="Train a registered model on a WIDER-format dataset: a preset recipe with "
+                                   "command-line overrides. Writes last.pt (every epoch), best.pt, metrics.csv, "
+                                   "train.log and TensorBoard scalars to --out. Launch with torchrun "
+                                   "(--nproc_per_node=N -m ffcore train ...) for DDP.")
+    p.add_argument("--model", default=None, help=MODEL_HELP + " (default: the preset's)")
+    p.add_argument("--preset", default="featherface_paper",
+                   help="training recipe: featherface_paper | v2_thesis | retinaface_paper | smoke | synthetic_cpu")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
+    _add_training_options(p)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--mixup-prob", type=float, default=None, help="share of batches mixed with MixUp/CutMix")
+    p.add_argument("--pretrained-backbone", default=None,
+                   help="ImageNet MobileNet-0.25 file, or 'none' (default: found automatically)")
     p.set_defaults(handler="ffcore.engine.train:train_command")
 
 
 def _add_distill(sub) -> None:
     p = sub.add_parser("distill", help="knowledge distillation teacher -> featherface_v2",
                        description="Train a student (default featherface_v2) with (1-a)*task + a*T^2*KL + "
-                                   "lambda*MSE(features) from a frozen teacher.")
-    p.add_argument("--teacher", required=True, help="teacher model name")
+                                   "lambda*MSE(features) from a frozen teacher. Same outputs as `train`; "
+                                   "feature adapters are saved apart from the student's weights.")
+    p.add_argument("--teacher", required=True, help="teacher model name (featherface_v1, retinaface_mnet025, ...)")
     p.add_argument("--teacher-weights", required=True, help="teacher checkpoint")
     p.add_argument("--student", default="featherface_v2")
     p.add_argument("--preset", default="v2_thesis")
-    p.add_argument("--data", default=None)
     p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--alpha", type=float, default=None)
-    p.add_argument("--feature-weight", type=float, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--temperature", type=float, default=None, help="softening temperature T (default 4)")
+    p.add_argument("--alpha", type=float, default=None, help="weight of the KD term (default 0.7)")
+    p.add_argument("--feature-weight", type=float, default=None, help="weight of the feature MSE (default 0.1)")
+    _add_training_options(p)
     p.set_defaults(handler="ffcore.engine.distill:distill_command")
 
 

@@ -1,0 +1,141 @@
+"""Training recipes as frozen dataclasses, with named presets.
+
+A recipe is a preset plus `dataclasses.replace` overrides (the CLI does exactly that):
+
+    config = replace(get_preset("featherface_paper"), data_root="data/widerface", epochs=10)
+
+`batch_size` is per process: under DDP the global batch is batch_size x world size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # what to train
+    model: str = "featherface_v1"
+    model_overrides: dict = field(default_factory=dict)
+    pretrained_backbone: bool | str = True      # True: the ImageNet MobileNet-0.25 file if found; or a path
+    # data
+    data_root: str | None = None                # WIDER-format root (label.txt preferred); None: data/widerface
+    val_root: str | None = None                 # root holding WIDER_val + the evaluation .mat files; None: data_root
+    image_size: int = 640
+    batch_size: int = 32
+    workers: int = 4
+    mixup_prob: float = 0.0                     # fraction of batches mixed with MixUp or CutMix (half each)
+    mixup_alpha: float = 0.2
+    # optimisation
+    epochs: int = 350
+    optimizer: str = "adamw"                    # adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    momentum: float = 0.9                       # sgd only
+    schedule: str = "onecycle"                  # onecycle | warmup_cosine | step | constant (all stepped per iteration)
+    warmup_epochs: float = 0.0                  # warmup_cosine / step
+    min_lr: float = 1e-6                        # warmup_cosine
+    onecycle_pct_start: float = 0.3
+    step_milestones: tuple[int, ...] = ()       # step: epochs where lr is multiplied by step_gamma
+    step_gamma: float = 0.1
+    grad_clip_norm: float | None = None
+    loc_weight: float = 2.0
+    # run
+    out_dir: str = "runs/train"
+    seed: int = 0
+    device: str | None = None                   # None: cuda when available, else cpu
+    amp: bool = True                            # mixed precision (CUDA only)
+    sync_batchnorm: bool = False                # DDP only
+    # validation (WIDER FACE protocol on the val tree)
+    val_every: int = 0                          # epochs between validations; 0: never
+    val_scale: str | int = "origin"             # origin | vga | <long side in pixels>
+    best_metric: str = "hard"                   # easy | medium | hard | loss (lower is better)
+    # logging
+    progress: bool = True                       # tqdm bar
+    tensorboard: bool = True
+    max_steps_per_epoch: int | None = None      # cap (quick checks); None: the whole dataset
+    stop_after_epoch: int | None = None         # end this invocation after this epoch (time-boxed jobs; resume later)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from a checkpoint's `train_config`; unknown keys raise an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"training config has unknown keys {unknown}; known keys: {sorted(known)}")
+        values = dict(values)
+        if "step_milestones" in values:
+            values["step_milestones"] = tuple(values["step_milestones"])
+        return cls(**values)
+
+
+# The FeatherFace paper's released training setup (ARCHITECTURES.md, featherface_v1).
+FEATHERFACE_PAPER = TrainConfig(model="featherface_v1", optimizer="adamw", lr=1e-3, weight_decay=0.01,
+                                schedule="onecycle", epochs=350, batch_size=32, image_size=640)
+
+# The thesis's V2 recipe: AdamW (wd 5e-4), 5 warm-up epochs then cosine to 1e-6, 400 epochs,
+# MixUp / CutMix on half the batches.
+V2_THESIS = TrainConfig(model="featherface_v2", optimizer="adamw", lr=1e-3, weight_decay=5e-4,
+                        schedule="warmup_cosine", warmup_epochs=5, min_lr=1e-6, epochs=400,
+                        batch_size=32, image_size=640, mixup_prob=0.5, mixup_alpha=0.2)
+
+# Pytorch_Retinaface's MobileNet-0.25 recipe: SGD 1e-3, momentum 0.9, wd 5e-4, 250 epochs,
+# lr x0.1 at epochs 190 and 220.
+RETINAFACE_PAPER = TrainConfig(model="retinaface_mnet025", optimizer="sgd", lr=1e-3, momentum=0.9,
+                               weight_decay=5e-4, schedule="step", step_milestones=(190, 220), epochs=250,
+                               batch_size=32, image_size=640)
+
+# Seconds on a CPU: a couple of tiny epochs, no validation (tests, notebook smoke profile).
+SMOKE = TrainConfig(model="retinaface_mnet025", epochs=2, batch_size=4, image_size=96, workers=0,
+                    optimizer="adamw", lr=1e-3, weight_decay=5e-4, schedule="warmup_cosine", warmup_epochs=0,
+                    min_lr=1e-5, val_every=0, best_metric="loss", amp=False, tensorboard=False,
+                    progress=False, max_steps_per_epoch=4)
+
+# FeatherFace V1 on the synthetic dataset within minutes on a laptop CPU (notebook
+# 'synthetic' profile); validation at a fixed long side keeps it fast.
+SYNTHETIC_CPU = TrainConfig(model="featherface_v1", epochs=12, batch_size=8, image_size=320, workers=2,
+                            optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="onecycle",
+                            onecycle_pct_start=0.15, val_every=4, val_scale=320, best_metric="easy",
+                            amp=False)
+
+PRESETS: dict[str, TrainConfig] = {
+    "featherface_paper": FEATHERFACE_PAPER,
+    "v2_thesis": V2_THESIS,
+    "retinaface_paper": RETINAFACE_PAPER,
+    "smoke": SMOKE,
+    "synthetic_cpu": SYNTHETIC_CPU,
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str, **overrides) -> TrainConfig:
+    """A preset with optional overrides (`dataclasses.replace`)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown training preset {name!r}; presets: {', '.join(preset_names())}")
+    return replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
+
+
+# Fields that may change when a run is resumed; any other difference would make the
+# continued run a different recipe (e.g. the OneCycle length depends on `epochs`).
+RESUMABLE_CHANGES = frozenset({"out_dir", "device", "workers", "progress", "tensorboard", "val_every",
+                               "val_scale", "val_root", "data_root", "amp", "pretrained_backbone",
+                               "stop_after_epoch"})
+
+
+def recipe_differences(saved: TrainConfig, requested: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """{field: (saved, requested)} for the fields that must not change on resume."""
+    diffs = {}
+    for f in fields(TrainConfig):
+        if f.name in RESUMABLE_CHANGES:
+            continue
+        a, b = getattr(saved, f.name), getattr(requested, f.name)
+        if a != b:
+            diffs[f.name] = (a, b)
+    return diffs

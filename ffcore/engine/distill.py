@@ -1,0 +1,195 @@
+"""Knowledge distillation: a frozen teacher detector guides a student (default featherface_v2).
+
+    loss = (1 - alpha) * task + alpha * T^2 * KD + lambda * feature
+
+- task: the student's MultiBoxLoss total (2 * box + class + landmark) on the ground truth;
+- KD: KL(teacher || student) between the class distributions softened by temperature T,
+  summed over the two classes and averaged over every prior of every image (B x P), i.e.
+  `kl_div(log_softmax(s / T), softmax(t / T), reduction="sum") / (B * P)`; the T^2 factor
+  keeps its gradient scale independent of T (Hinton et al.);
+- feature: mean squared error between the student's per-level features (P3, P4, P5, the
+  maps entering the heads) and the teacher's, averaged over the three levels. Where the
+  channel counts differ a 1x1 conv adapter maps student channels to teacher channels.
+  The adapters are trained with the student but are not part of it: checkpoints keep them
+  under `distill_adapters`, the deployed `state_dict` is the student's alone.
+
+The teacher runs in eval mode without gradients. Checkpoints, resume, DDP and logs are the
+trainer's (`ffcore.engine.trainer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ffcore.engine.config import TrainConfig
+from ffcore.engine.distributed import setup_distributed, teardown_distributed
+from ffcore.engine.train import build_model, config_from_cli, multibox_loss_for, parse_scale, report
+from ffcore.engine.trainer import LAST_CHECKPOINT, Trainer, TrainResult
+from ffcore.losses import MultiBoxLoss
+
+log = logging.getLogger("ffcore.engine")
+
+ADAPTERS_KEY = "distill_adapters"
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    teacher: str = "featherface_v1"
+    teacher_weights: str | None = None
+    temperature: float = 4.0
+    alpha: float = 0.7
+    feature_weight: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DistillConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"distillation config has unknown keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+
+def kd_class_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(teacher || student) of the softened class distributions, mean over all priors of the batch."""
+    student_log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    teacher_p = F.softmax(teacher_logits.float() / temperature, dim=-1)
+    priors = student_logits.shape[0] * student_logits.shape[1]
+    kl = F.kl_div(student_log_p, teacher_p, reduction="sum") / priors
+    return kl * temperature ** 2
+
+
+def feature_mse(student_features: list[torch.Tensor], teacher_features: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over levels of the element-wise MSE between (adapted) student and teacher feature maps."""
+    if len(student_features) != len(teacher_features):
+        raise ValueError(f"student has {len(student_features)} feature levels, teacher {len(teacher_features)}")
+    losses = []
+    for level, (s, t) in enumerate(zip(student_features, teacher_features)):
+        if s.shape != t.shape:
+            raise ValueError(f"feature level {level}: student {tuple(s.shape)} vs teacher {tuple(t.shape)}; "
+                             f"both models must share strides")
+        losses.append(F.mse_loss(s.float(), t.float()))
+    return torch.stack(losses).mean()
+
+
+def _feature_channels(model: nn.Module, image_size: int = 64) -> list[int]:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        features = model(torch.zeros(1, 3, image_size, image_size, device=device), return_features=True)[3]
+    model.train(was_training)
+    return [f.shape[1] for f in features]
+
+
+class StudentWithAdapters(nn.Module):
+    """What distillation optimises: the student plus its feature adapters (student -> teacher channels)."""
+
+    def __init__(self, student: nn.Module, student_channels: list[int], teacher_channels: list[int]):
+        super().__init__()
+        self.student = student
+        self.adapters = nn.ModuleList(
+            nn.Identity() if s == t else nn.Conv2d(s, t, kernel_size=1, bias=True)
+            for s, t in zip(student_channels, teacher_channels))
+
+    def forward(self, images: torch.Tensor):
+        loc, conf, landm, features = self.student(images, return_features=True)
+        return loc, conf, landm, [adapter(f) for adapter, f in zip(self.adapters, features)]
+
+
+class DistillationTask:
+    def __init__(self, student: nn.Module, teacher: nn.Module, loss: MultiBoxLoss, config: DistillConfig):
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        self.teacher = teacher
+        self.model = student
+        self.module = StudentWithAdapters(student, _feature_channels(student), _feature_channels(teacher))
+        self.loss = loss
+        self.config = config
+
+    def loss_terms(self, module, images, targets, priors) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        if next(self.teacher.parameters()).device != images.device:
+            self.teacher.to(images.device)
+        self.teacher.eval()
+        with torch.no_grad():
+            _, teacher_conf, _, teacher_features = self.teacher(images, return_features=True)
+        loc, conf, landm, student_features = module(images)
+        task_terms = self.loss(predictions=(loc, conf, landm), priors=priors, targets=targets)
+        task = self.loss.total(task_terms)
+        kd = kd_class_loss(conf, teacher_conf, cfg.temperature)
+        feature = feature_mse(student_features, teacher_features)
+        total = (1.0 - cfg.alpha) * task + cfg.alpha * kd + cfg.feature_weight * feature
+        return {**task_terms, "task": task, "kd": kd, "feature": feature, "total": total}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {ADAPTERS_KEY: self.module.adapters.state_dict()}
+
+    def load_extra_state(self, payload: dict[str, Any]) -> None:
+        if ADAPTERS_KEY not in payload:
+            raise KeyError(f"checkpoint has no {ADAPTERS_KEY!r}: it was not written by distillation")
+        self.module.adapters.load_state_dict(payload[ADAPTERS_KEY])
+
+
+def load_teacher(config: DistillConfig) -> nn.Module:
+    from ffcore.models import load_pretrained
+
+    if not config.teacher_weights:
+        raise ValueError("distillation needs teacher weights (teacher_weights / --teacher-weights): "
+                         "a trained featherface_v1 checkpoint or a retinaface_mnet025 file")
+    return load_pretrained(config.teacher, config.teacher_weights)
+
+
+def distill(config: TrainConfig, distillation: DistillConfig, *, resume: bool = False) -> TrainResult:
+    """Train `config.model` (the student) from the frozen teacher of `distillation`; see the module docstring."""
+    context = setup_distributed(config.device)
+    try:
+        teacher = load_teacher(distillation)
+        student = build_model(config.model, config.model_overrides, config.pretrained_backbone, config.seed,
+                              load_backbone=not resume)
+        task = DistillationTask(student, teacher, multibox_loss_for(student, config), distillation)
+        teacher_fields = {"distill_config": distillation.to_dict(), "teacher_name": distillation.teacher}
+        if distillation.teacher_weights and Path(distillation.teacher_weights).is_file():
+            from ffcore.checkpoint import file_sha256
+
+            teacher_fields["teacher_sha256"] = file_sha256(distillation.teacher_weights)
+        return Trainer(config, task, context, checkpoint_fields=teacher_fields, kind="distill").run(resume=resume)
+    finally:
+        teardown_distributed(context)
+
+
+def distill_command(teacher: str, teacher_weights: str, student: str = "featherface_v2", preset: str = "v2_thesis",
+                    data: str | None = None, out: str = "runs/distill", epochs: int | None = None,
+                    batch_size: int | None = None, temperature: float | None = None, alpha: float | None = None,
+                    feature_weight: float | None = None, device: str | None = None, resume: bool = False,
+                    lr: float | None = None, image_size: int | None = None, workers: int | None = None,
+                    seed: int | None = None, val_every: int | None = None, val_scale: str | None = None,
+                    val_data: str | None = None, best_metric: str | None = None, no_amp: bool = False,
+                    max_steps_per_epoch: int | None = None, **_ignored) -> int:
+    """`ffcore distill`: returns 0 on success, 3 when the loss diverged."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = config_from_cli(preset, out, resume, {
+        "model": student, "data_root": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "image_size": image_size, "workers": workers, "device": device, "seed": seed, "val_every": val_every,
+        "val_scale": parse_scale(val_scale), "val_root": val_data, "best_metric": best_metric,
+        "amp": False if no_amp else None, "max_steps_per_epoch": max_steps_per_epoch})
+    base = DistillConfig()
+    last = Path(out) / LAST_CHECKPOINT
+    if resume and last.is_file():
+        from ffcore.checkpoint import load_checkpoint_file
+
+        base = DistillConfig.from_dict(load_checkpoint_file(last)["distill_config"])
+    overrides = {"teacher": teacher, "teacher_weights": teacher_weights, "temperature": temperature,
+                 "alpha": alpha, "feature_weight": feature_weight}
+    distillation = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return report(distill(config, distillation, resume=resume))

@@ -1,0 +1,425 @@
+"""The training loop shared by `train` and `distill`: data, optimisation, AMP, DDP, checkpoints, logs.
+
+What is trained is described by a `TrainingTask` (the module to optimise, the deployed
+detector inside it, and how a batch becomes loss terms). `Trainer.run()` does the rest:
+
+- resumable: `last.pt` after every epoch carries model, optimiser, scheduler, AMP scaler,
+  RNG states, history and best value; every epoch re-seeds its RNGs from (seed, epoch,
+  rank) and the data pipeline draws from per-sample generators, so training 2 epochs and
+  training 1 + resuming 1 give identical weights;
+- `best.pt` by validation AP (`best_metric`), or by training loss without validation;
+- a non-finite loss stops the run cleanly: nothing is saved for the broken epoch, the
+  last good `last.pt` stays, the log and the returned `TrainResult` say so;
+- DDP under torchrun (DistributedSampler with set_epoch); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ffcore.anchors import DEFAULT_PRIORS, make_priors
+from ffcore.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint
+from ffcore.engine.config import TrainConfig, recipe_differences
+from ffcore.engine.distributed import (DistributedContext, all_reduce_sum, barrier, broadcast_buffers,
+                                       broadcast_object)
+from ffcore.engine.logging import RunLogger
+from ffcore.engine.schedules import build_optimizer, build_scheduler
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+AP_SETTINGS = ("easy", "medium", "hard")
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+class TrainingTask(Protocol):
+    module: nn.Module          # everything that is optimised (wrapped in DDP)
+    model: nn.Module           # the deployed detector (saved as `state_dict`)
+
+    def loss_terms(self, module: nn.Module, images: torch.Tensor, targets: list[torch.Tensor],
+                   priors: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch, including "total" (what is back-propagated)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Checkpoint entries beside the deployed model (e.g. distillation adapters)."""
+
+    def load_extra_state(self, payload: dict[str, Any]) -> None:
+        ...
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. `model` is the trained detector (rank 0's, unwrapped, in eval mode)."""
+
+    out_dir: Path
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    metrics_csv: Path | None
+    history: list[dict]
+    final_ap: dict[str, float] | None
+    best_value: float | None
+    epochs_completed: int
+    status: str = "completed"              # completed | diverged
+    message: str = ""
+    model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    def metrics_frame(self):
+        """The per-epoch metrics as a pandas DataFrame (same content as metrics.csv)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.history)
+
+    def raise_for_status(self) -> "TrainResult":
+        if not self.ok:
+            raise TrainingDivergedError(self.message)
+        return self
+
+
+# ----------------------------------------------------------------------------------------- data
+
+def build_train_dataset(config: TrainConfig, root: Path):
+    """The training set of a WIDER-format root (RetinaFace label.txt with landmarks preferred)."""
+    from ffcore.data.layout import WiderFaceLayout
+    from ffcore.data.transforms import TrainTransform, TrainTransformConfig
+
+    layout = WiderFaceLayout.find(root, need=("train",))
+    transform = TrainTransform(TrainTransformConfig(image_size=config.image_size))
+    return layout.train_dataset(transform=transform, seed=config.seed, prefer_landmarks=True)
+
+
+def resolve_data_root(config: TrainConfig) -> Path:
+    from ffcore.paths import default_widerface_root
+
+    root = Path(config.data_root) if config.data_root else default_widerface_root()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root not found: {root} (set data_root / --data; "
+                                f"`ffcore synth` writes a synthetic dataset)")
+    return root
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 10_007 + rank * 101) % (2 ** 31)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -------------------------------------------------------------------------------------- trainer
+
+class Trainer:
+    def __init__(self, config: TrainConfig, task: TrainingTask, context: DistributedContext,
+                 checkpoint_fields: dict[str, Any] | None = None, kind: str = "train"):
+        self.config = config
+        self.task = task
+        self.context = context
+        self.kind = kind
+        self.checkpoint_fields = dict(checkpoint_fields or {})
+        self.out_dir = Path(config.out_dir)
+        self.device = context.device
+        self.use_amp = bool(config.amp and self.device.type == "cuda")
+
+    # -- set-up
+    def _data(self):
+        from ffcore.data.datasets import detection_collate
+
+        dataset = build_train_dataset(self.config, resolve_data_root(self.config))
+        if self.context.enabled:
+            sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=self.context.world_size,
+                                                          rank=self.context.rank, shuffle=True,
+                                                          seed=self.config.seed)
+            per_rank = len(sampler)
+        else:
+            sampler = torch.utils.data.RandomSampler(dataset, generator=torch.Generator())
+            per_rank = len(dataset)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=self.config.workers,
+            collate_fn=detection_collate, pin_memory=self.device.type == "cuda",
+            drop_last=per_rank > self.config.batch_size)   # no batch of one for BatchNorm, unless that is all
+        return dataset, sampler, loader
+
+    def _mix_config(self):
+        if self.config.mixup_prob <= 0:
+            return None
+        from ffcore.data.mixing import MixConfig
+
+        return MixConfig(probability=self.config.mixup_prob, mixup_alpha=self.config.mixup_alpha)
+
+    def _validate_settings(self) -> None:
+        if self.config.best_metric not in (*AP_SETTINGS, "loss"):
+            raise ValueError(f"best_metric must be one of {AP_SETTINGS + ('loss',)}, got {self.config.best_metric!r}")
+        if self.config.best_metric != "loss" and self.config.val_every <= 0:
+            raise ValueError(f"best_metric={self.config.best_metric!r} needs validation (val_every > 0); "
+                             f"set val_every or best_metric='loss'")
+
+    # -- validation
+    def _validate(self, model: nn.Module) -> dict[str, float]:
+        from ffcore.eval import evaluate_model
+
+        root = Path(self.config.val_root or resolve_data_root(self.config))
+        was_training = model.training
+        model.eval()
+        try:
+            result = evaluate_model(model, root, scale=self.config.val_scale, device=self.device)
+        finally:
+            model.train(was_training)
+        return {setting: float(result.ap[setting]) for setting in AP_SETTINGS if setting in result.ap}
+
+    # -- checkpoints
+    def _payload(self, epoch: int, optimizer, scheduler, scaler, history, best_value, git) -> dict:
+        model = self.task.model
+        return {
+            "model_name": getattr(model, "name", self.config.model),
+            "model_overrides": dict(getattr(model, "overrides", self.config.model_overrides)),
+            "state_dict": model.state_dict(),
+            "kind": self.kind,
+            "train_config": self.config.to_dict(),
+            "epoch": epoch,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "metrics": history[-1] if history else {},
+            "history": history,
+            "best_metric": {"name": self.config.best_metric, "value": best_value},
+            "git_commit": git.get("commit"),
+            "git_dirty": git.get("dirty"),
+            "rng_state": _rng_state(),
+            "world_size": self.context.world_size,
+            **self.task.extra_state(),
+            **self.checkpoint_fields,
+        }
+
+    def _resume(self, optimizer, scheduler, scaler) -> tuple[int, list[dict], float | None]:
+        path = self.out_dir / LAST_CHECKPOINT
+        if not path.is_file():
+            raise CheckpointError(f"cannot resume: {path} does not exist (train without --resume first)")
+        payload = load_checkpoint_file(path, map_location="cpu")
+        saved = TrainConfig.from_dict(payload["train_config"])
+        diffs = recipe_differences(saved, self.config)
+        if diffs:
+            listed = ", ".join(f"{k}: saved {a!r} vs requested {b!r}" for k, (a, b) in diffs.items())
+            raise CheckpointError(f"cannot resume {path}: the recipe differs ({listed}). Resume with the saved "
+                                  f"settings or start a new run in another folder.")
+        self.task.model.load_state_dict(payload["state_dict"])
+        self.task.load_extra_state(payload)
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        scaler.load_state_dict(payload["scaler"])
+        if payload.get("rng_state"):
+            _set_rng_state(payload["rng_state"])
+        return int(payload["epoch"]), list(payload.get("history", [])), payload["best_metric"]["value"]
+
+    # -- the loop
+    def run(self, resume: bool = False) -> TrainResult:
+        from ffcore.provenance import git_state
+
+        config, context, device = self.config, self.context, self.device
+        self._validate_settings()
+        main = context.is_main
+        logger = RunLogger(self.out_dir, enabled=main, tensorboard=config.tensorboard)
+        try:
+            return self._run(resume, logger, git_state() if main else {})
+        finally:
+            logger.close()
+
+    def _run(self, resume: bool, logger: RunLogger, git: dict) -> TrainResult:
+        config, context, device = self.config, self.context, self.device
+        main = context.is_main
+        seed_everything(_epoch_seed(config.seed, -1, 0))
+        dataset, sampler, loader = self._data()
+        steps_per_epoch = len(loader) if config.max_steps_per_epoch is None else min(len(loader),
+                                                                                   config.max_steps_per_epoch)
+        if steps_per_epoch == 0:
+            raise ValueError(f"no training batches: {len(dataset)} images for batch size {config.batch_size}")
+
+        module = self.task.module.to(device)
+        if context.enabled and config.sync_batchnorm:
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        optimizer = build_optimizer(module.parameters(), config)
+        scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+
+        start_epoch, history, best_value = 0, [], None
+        if resume:
+            start_epoch, history, best_value = self._resume(optimizer, scheduler, scaler)
+            logger.message(f"resumed from {self.out_dir / LAST_CHECKPOINT} after epoch {start_epoch}")
+        module.train()
+        trained = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None) if context.enabled else module
+
+        prior_config = getattr(self.task.model, "prior_config", DEFAULT_PRIORS)
+        priors = make_priors(config.image_size, config.image_size, prior_config, device=device)
+        mix_config = self._mix_config()
+        if main:
+            logger.message(f"{self.kind}: model {config.model}, {len(dataset)} images, {steps_per_epoch} steps/epoch, "
+                           f"epochs {start_epoch}->{config.epochs}, device {device}, world size {context.world_size}, "
+                           f"amp {self.use_amp}")
+            if hasattr(dataset, "report") and getattr(dataset.report, "dropped_boxes", 0):
+                logger.message(dataset.report.summary())
+        wall_start = time.perf_counter() - (history[-1]["wall_time_s"] if history else 0.0)
+        status, message = "completed", ""
+        epochs_completed = start_epoch
+
+        for epoch in range(start_epoch, config.epochs):
+            seed_everything(_epoch_seed(config.seed, epoch, context.rank))
+            dataset.set_epoch(epoch) if hasattr(dataset, "set_epoch") else None
+            if isinstance(sampler, torch.utils.data.DistributedSampler):
+                sampler.set_epoch(epoch)
+            else:
+                sampler.generator.manual_seed(_epoch_seed(config.seed, epoch, 0))
+            mix_rng = np.random.default_rng([config.seed, epoch, context.rank, 7])
+
+            epoch_start = time.perf_counter()
+            sums: dict[str, float] = {}
+            images_seen = steps_done = 0
+            failure = None
+            progress = None
+            if main and config.progress:
+                from tqdm.auto import tqdm
+
+                progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                                dynamic_ncols=True)
+            for step, (images, targets) in enumerate(loader):
+                if step >= steps_per_epoch:
+                    break
+                if mix_config is not None:
+                    from ffcore.data.mixing import mix_batch
+
+                    images, targets, _ = mix_batch(images, targets, mix_config, mix_rng)
+                images = images.to(device, non_blocking=True)
+                targets = [t.to(device, non_blocking=True) for t in targets]
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.use_amp):
+                    terms = self.task.loss_terms(trained, images, targets, priors)
+                total = terms["total"]
+                values = torch.stack([t.detach().float() for t in terms.values()])
+                all_reduce_sum(values, context)
+                values = values / context.world_size
+                if not torch.isfinite(values).all():
+                    failure = {name: float(v) for name, v in zip(terms, values)}
+                    failure_step = step
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                if config.grad_clip_norm:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                for name, value in zip(terms, values.tolist()):
+                    sums[name] = sums.get(name, 0.0) + value
+                images_seen += images.shape[0] * context.world_size
+                steps_done += 1
+                if progress is not None:
+                    elapsed = max(time.perf_counter() - epoch_start, 1e-9)
+                    progress.set_postfix({**{k: f"{v / (step + 1):.3f}" for k, v in sums.items()},
+                                          "img/s": f"{images_seen / elapsed:.1f}"})
+                    progress.update(1)
+            if progress is not None:
+                progress.close()
+
+            if failure is not None:
+                last = self.out_dir / LAST_CHECKPOINT
+                kept = (f"the last good checkpoint {last} (epoch {epoch}) was kept" if epoch > 0 and last.exists()
+                        else "no checkpoint had been written yet")
+                message = (f"non-finite loss at epoch {epoch + 1}, step {failure_step + 1}: "
+                           + ", ".join(f"{k}={v}" for k, v in failure.items())
+                           + f"; training stopped, {kept}. Lower the learning rate, set grad_clip_norm, "
+                             f"or check the data.")
+                status = "diverged"
+                if main:
+                    logger.message(message, level=40)
+                break
+
+            broadcast_buffers(module, context)
+            epoch_time = time.perf_counter() - epoch_start
+            row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+            row.update({("loss" if k == "total" else f"loss_{k}"): v / max(1, steps_done) for k, v in sums.items()})
+            row.update({f"ap_{s}": None for s in AP_SETTINGS} if config.val_every > 0 else {})
+            validate_now = config.val_every > 0 and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
+            if validate_now:
+                aps = self._validate(self.task.model) if main else {}
+                aps = broadcast_object(aps, context)
+                row.update({f"ap_{k}": v for k, v in aps.items()})
+            row["epoch_time_s"] = epoch_time
+            row["images_per_s"] = images_seen / max(epoch_time, 1e-9)
+            row["wall_time_s"] = time.perf_counter() - wall_start
+            history.append(row)
+
+            improved = False
+            if config.best_metric == "loss":
+                current = row.get("loss")
+                improved = current is not None and (best_value is None or current < best_value)
+            elif row.get(f"ap_{config.best_metric}") is not None:
+                current = row[f"ap_{config.best_metric}"]
+                improved = best_value is None or current > best_value
+            if improved:
+                best_value = current
+
+            epochs_completed = epoch + 1
+            if main:
+                payload = self._payload(epoch + 1, optimizer, scheduler, scaler, history, best_value, git)
+                save_checkpoint(self.out_dir / LAST_CHECKPOINT, payload)
+                if improved:
+                    save_checkpoint(self.out_dir / BEST_CHECKPOINT, payload)
+                logger.write_history(history)
+                logger.scalars({k: v for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))},
+                               epoch + 1, prefix=self.kind)
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
+                                  if isinstance(v, float) and k != "wall_time_s")
+                logger.message(f"epoch {epoch + 1}/{config.epochs}: {shown}" + (" (best)" if improved else ""))
+            barrier(context)
+            if config.stop_after_epoch is not None and epoch + 1 >= config.stop_after_epoch:
+                if main and epoch + 1 < config.epochs:
+                    logger.message(f"stopping after epoch {epoch + 1} as configured; continue with resume")
+                break
+
+        self.task.model.eval()
+        final_ap = None
+        for row in reversed(history):
+            if row.get("ap_easy") is not None:
+                final_ap = {s: row[f"ap_{s}"] for s in AP_SETTINGS if row.get(f"ap_{s}") is not None}
+                break
+        last = self.out_dir / LAST_CHECKPOINT
+        best = self.out_dir / BEST_CHECKPOINT
+        if main and status == "completed":
+            logger.message(f"finished: {epochs_completed} epochs, best {config.best_metric} {best_value}, "
+                           f"checkpoints in {self.out_dir}")
+        return TrainResult(out_dir=self.out_dir, last_checkpoint=last if last.exists() else None,
+                           best_checkpoint=best if best.exists() else None,
+                           metrics_csv=logger.metrics_path if logger.metrics_path.exists() else None,
+                           history=history, final_ap=final_ap, best_value=best_value,
+                           epochs_completed=epochs_completed, status=status, message=message,
+                           model=self.task.model)

@@ -1,0 +1,116 @@
+"""Running a detector on one image: test scale, optional flip and multi-scale, merged by NMS.
+
+Decoding and NMS of a single forward pass is `ffcore.postprocess.postprocess`; this module
+only chooses the input size(s) and merges passes (flip / several scales).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchvision.ops import nms
+
+from ffcore.postprocess import DEFAULT_POSTPROCESS, Detections, PostprocessConfig, postprocess
+from ffcore.preprocess import image_to_tensor
+
+VGA_LONG_SIDE = 640
+# Left/right eye and left/right mouth corner swap places in a mirrored image.
+_FLIP_LANDMARK_ORDER = (1, 0, 2, 4, 3)
+
+
+def parse_scale(scale: str | int) -> str | int:
+    """"origin", "vga" or a long side in pixels (int or digit string)."""
+    if isinstance(scale, int) or (isinstance(scale, str) and scale.isdigit()):
+        value = int(scale)
+        if value < 32:
+            raise ValueError(f"test scale {value}: the long side must be at least 32 pixels")
+        return value
+    if scale in ("origin", "vga"):
+        return scale
+    raise ValueError(f"unknown test scale {scale!r}: use 'origin' (image as is), 'vga' (long side 640) "
+                     "or a long side in pixels such as 1024")
+
+
+def resize_factor(height: int, width: int, scale: str | int) -> float:
+    """Factor applied to the image before the network for a test scale."""
+    scale = parse_scale(scale)
+    if scale == "origin":
+        return 1.0
+    long_side = VGA_LONG_SIDE if scale == "vga" else scale
+    return long_side / max(height, width)
+
+
+def scale_label(scale: str | int, multiscale: bool = False, flip: bool = False) -> str:
+    """How a result was produced, for tables and metadata ("origin", "vga", "long1024", "+ms", "+flip")."""
+    scale = parse_scale(scale)
+    label = scale if isinstance(scale, str) else f"long{scale}"
+    return label + ("+ms" if multiscale else "") + ("+flip" if flip else "")
+
+
+@dataclass(frozen=True)
+class TestTimeConfig:
+    """Multi-scale factors (relative to the base scale) and flip used when they are asked for."""
+
+    multiscale_factors: tuple[float, ...] = (0.5, 1.0, 1.5)
+    max_pixels: int = 2500 * 2500      # larger passes are skipped: memory and time, not accuracy, would suffer
+    postprocess: PostprocessConfig = DEFAULT_POSTPROCESS
+
+
+DEFAULT_TEST_TIME = TestTimeConfig()
+
+
+def _forward(model: torch.nn.Module, image_bgr: np.ndarray, resize: float, device) -> Detections:
+    import cv2
+
+    if resize != 1.0:
+        image_bgr = cv2.resize(image_bgr, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
+    tensor = image_to_tensor(image_bgr, device)
+    with torch.inference_mode():
+        loc, conf, landm = model(tensor)[:3]
+    return postprocess(loc, conf, landm, input_size=tuple(tensor.shape[2:]), resize=resize)[0]
+
+
+def _unflip(detections: Detections, width: int) -> Detections:
+    boxes = detections.boxes.clone()
+    boxes[:, 0], boxes[:, 2] = width - detections.boxes[:, 2], width - detections.boxes[:, 0]
+    points = detections.landmarks.reshape(-1, 5, 2)[:, list(_FLIP_LANDMARK_ORDER)].clone()
+    points[..., 0] = width - points[..., 0]
+    return Detections(boxes, detections.scores, points.reshape(-1, 10))
+
+
+def merge_detections(parts: list[Detections], config: PostprocessConfig = DEFAULT_POSTPROCESS) -> Detections:
+    """NMS over the union of several passes (same "+1 pixel" IoU and limits as a single pass)."""
+    boxes = torch.cat([p.boxes for p in parts])
+    scores = torch.cat([p.scores for p in parts])
+    landmarks = torch.cat([p.landmarks for p in parts])
+    widened = boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+    keep = nms(widened, scores, config.nms_iou)[: config.keep_top_k]
+    return Detections(boxes[keep], scores[keep], landmarks[keep])
+
+
+def detect_image(model: torch.nn.Module, image_bgr: np.ndarray, scale: str | int = "origin",
+                 multiscale: bool = False, flip: bool = False, device: str | torch.device = "cpu",
+                 config: TestTimeConfig = DEFAULT_TEST_TIME) -> Detections:
+    """Detections of one BGR image in its own pixels, sorted by descending score."""
+    height, width = image_bgr.shape[:2]
+    base = resize_factor(height, width, scale)
+    factors = [base * f for f in config.multiscale_factors] if multiscale else [base]
+    factors = [f for f in factors if (height * f) * (width * f) <= config.max_pixels] or [min(factors)]
+    parts = []
+    for factor in factors:
+        parts.append(_forward(model, image_bgr, factor, device))
+        if flip:
+            flipped = _forward(model, np.ascontiguousarray(image_bgr[:, ::-1]), factor, device)
+            parts.append(_unflip(flipped, width))
+    if len(parts) == 1:
+        return parts[0]
+    return merge_detections(parts, config.postprocess)
+
+
+def detections_to_xywh_score(detections: Detections) -> np.ndarray:
+    """[k, 5] x, y, w, h, score (the prediction-file layout) from point-form detections."""
+    boxes = detections.boxes.detach().cpu().double().numpy().reshape(-1, 4)
+    scores = detections.scores.detach().cpu().double().numpy().reshape(-1, 1)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2], scores], axis=1)

@@ -1,0 +1,454 @@
+"""ONNX export with an ONNX Runtime parity check, INT8 static quantisation and FP16.
+
+The export uses PyTorch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`), which
+translates `torchvision::deform_conv2d` (FeatherFace V1's modulated deformable SSH) into
+the standard ONNX `DeformConv` operator (opset >= 19) without any custom translation.
+Batch, height and width are dynamic. Every export is followed by a parity check in
+ONNX Runtime against the PyTorch model at several input sizes; the check returns the
+maximum absolute difference of `loc`, `conf` and `landm` per size.
+
+INT8 uses ONNX Runtime's static quantisation (QDQ format, per-channel weights) calibrated
+on validation images read through `ffcore.preprocess`; operators ONNX Runtime cannot
+quantise (`DeformConv`) stay in float.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("loc", "conf", "landm")
+MIN_OPSET = 19            # first opset with DeformConv
+DEFAULT_OPSET = 19
+PARITY_TOLERANCE = 1e-4   # max |PyTorch - ONNX Runtime| allowed on every output
+DEFAULT_PARITY_SIZES = ((640, 640), (480, 640))   # square and VGA prove the dynamic H, W
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(RuntimeError):
+    """An export that failed or whose ONNX model disagrees with PyTorch."""
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs used by the checks: a real photo when the shared folder has one, seeded noise otherwise
+# --------------------------------------------------------------------------------------------
+
+def sample_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A BGR uint8 image of the given size: a shared demo photo resized, or seeded noise.
+
+    A real photo gives the detector realistic activations (and postprocessing realistic
+    candidate counts); the noise fallback keeps everything working without the shared folder.
+    """
+    import cv2
+
+    from ffcore.paths import shared_dir
+
+    photo = shared_dir() / "images" / "crowd.jpg"
+    if photo.is_file():
+        from ffcore.preprocess import read_image
+
+        return cv2.resize(read_image(photo), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def sample_batch(height: int, width: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """float32 [batch, 3, H, W] in the network's input convention (BGR minus mean)."""
+    from ffcore.preprocess import image_to_tensor
+
+    image = image_to_tensor(sample_image(height, width, seed))
+    if batch == 1:
+        return image
+    # Vary the images of a batch so a per-image mix-up in the graph would show in the parity check.
+    flipped = torch.flip(image, dims=[3])
+    return torch.cat([image if i % 2 == 0 else flipped for i in range(batch)], dim=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------------
+
+class _DetectorOutputs(nn.Module):
+    """Pins the traced call to `model(x)` -> (loc, conf, landm), whatever extra arguments forward takes."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor):
+        loc, conf, landm = self.model(image)[:3]
+        return loc, conf, landm
+
+
+@dataclass
+class ExportResult:
+    """What `export_onnx` produced: the file, its size and the parity check."""
+
+    path: Path
+    opset: int
+    file_bytes: int
+    operators: dict[str, int]
+    parity: "ParityReport | None" = None
+
+    def summary(self) -> str:
+        lines = [f"ONNX model: {self.path} (opset {self.opset}, {self.file_bytes / 1e6:.3f} MB)",
+                 "operators: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.operators.items()))]
+        if self.parity is not None:
+            lines.append(self.parity.to_text())
+        return "\n".join(lines)
+
+
+def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
+                example_size: tuple[int, int] = (256, 256),
+                parity_sizes: Sequence[tuple[int, int]] | None = DEFAULT_PARITY_SIZES,
+                tolerance: float = PARITY_TOLERANCE, strict: bool = True, quiet: bool = True) -> ExportResult:
+    """Export `model` (eval mode, CPU, float32) to ONNX with dynamic batch, height and width.
+
+    After writing, runs `check_parity` at `parity_sizes` (skip with None). With `strict`,
+    a parity failure raises `ExportError` (the file is kept for inspection).
+    """
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is too old: DeformConv (FeatherFace V1) needs opset >= {MIN_OPSET}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float().cpu()
+    wrapped = _DetectorOutputs(model).eval()
+
+    height, width = example_size
+    # An example batch of 2 keeps torch.export from specialising the batch dimension to 1.
+    example = (sample_batch(height, width, batch=2),)
+    dims = {0: torch.export.Dim("batch", min=1, max=1024),
+            2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    sink = io.StringIO()
+    # The exporter narrates every stage on stdout; keep it for the error message only.
+    redirect = contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext()
+    try:
+        with redirect, torch.no_grad():
+            program = torch.onnx.export(wrapped, example, dynamo=True, opset_version=opset,
+                                        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                                        dynamic_shapes=(dims,), external_data=False, verbose=False)
+        program.save(str(path))
+    except Exception as error:   # the exporter raises many types; name the model and keep the cause
+        raise ExportError(f"ONNX export of {getattr(model, 'name', type(model).__name__)} failed: {error}\n"
+                          f"exporter log:\n{sink.getvalue()[-3000:]}") from error
+
+    result = ExportResult(path=path, opset=opset, file_bytes=path.stat().st_size, operators=onnx_operators(path))
+    if parity_sizes:
+        result.parity = check_parity(model, path, parity_sizes, tolerance=tolerance)
+        if strict and not result.parity.passed:
+            raise ExportError(f"ONNX model {path} disagrees with PyTorch beyond {tolerance:g}:\n"
+                              f"{result.parity.to_text()}")
+    return result
+
+
+def onnx_operators(path: str | Path) -> dict[str, int]:
+    """Operator type -> count in the main graph of an ONNX file."""
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX Runtime
+# --------------------------------------------------------------------------------------------
+
+def ort_session(path: str | Path, threads: int = 1, providers: Sequence[str] | None = None,
+                optimize: bool = True):
+    """An ONNX Runtime session with a fixed number of intra-op threads (inter-op 1)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options,
+                                providers=list(providers or ["CPUExecutionProvider"]))
+
+
+class OnnxDetector:
+    """An ONNX Runtime model behind the PyTorch detector contract.
+
+    `detector(x)` takes float32 [B, 3, H, W] (tensor or array) and returns torch tensors
+    (loc, conf, landm), so the evaluator, `postprocess` and the benchmark treat it like a model.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1, providers: Sequence[str] | None = None,
+                 name: str | None = None):
+        from ffcore.anchors import DEFAULT_PRIORS
+
+        self.path = Path(path)
+        self.session = ort_session(self.path, threads=threads, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.name = name or self.path.stem
+        self.prior_config = DEFAULT_PRIORS
+
+    def run_numpy(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(list(OUTPUT_NAMES), {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+
+    def __call__(self, x):
+        array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        return tuple(torch.from_numpy(o) for o in self.run_numpy(array))
+
+    # Callers written for nn.Module call these; they are no-ops for a fixed ONNX graph.
+    def eval(self) -> "OnnxDetector":
+        return self
+
+    def to(self, *args, **kwargs) -> "OnnxDetector":
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Parity
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ParityReport:
+    """Max |PyTorch - ONNX Runtime| per input size and output."""
+
+    rows: list[dict] = field(default_factory=list)   # {"height", "width", "batch", "output", "max_abs_diff", "max_abs_ref"}
+    tolerance: float = PARITY_TOLERANCE
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((row["max_abs_diff"] for row in self.rows), default=math.nan)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(row["max_abs_diff"] <= self.tolerance for row in self.rows)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def to_text(self) -> str:
+        lines = [f"parity PyTorch vs ONNX Runtime (tolerance {self.tolerance:g}):"]
+        for row in self.rows:
+            verdict = "ok" if row["max_abs_diff"] <= self.tolerance else "FAIL"
+            lines.append(f"  {row['height']}x{row['width']} batch {row['batch']} {row['output']:>5}: "
+                         f"max |diff| {row['max_abs_diff']:.3g} (outputs up to {row['max_abs_ref']:.3g}) {verdict}")
+        lines.append(f"  overall: {'PASSED' if self.passed else 'FAILED'} (max {self.max_abs_diff:.3g})")
+        return "\n".join(lines)
+
+
+def compare_outputs(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor], height: int, width: int,
+                    tolerance: float = PARITY_TOLERANCE) -> ParityReport:
+    report = ParityReport(tolerance=tolerance)
+    for name, ref, out in zip(OUTPUT_NAMES, reference, candidate):
+        ref = torch.as_tensor(ref).float()
+        out = torch.as_tensor(out).float()
+        if ref.shape != out.shape:
+            raise ExportError(f"output {name!r} at {height}x{width}: PyTorch shape {tuple(ref.shape)} but "
+                              f"ONNX Runtime shape {tuple(out.shape)}")
+        report.rows.append({"height": height, "width": width, "batch": int(ref.shape[0]), "output": name,
+                            "max_abs_diff": float((ref - out).abs().max()),
+                            "max_abs_ref": float(ref.abs().max())})
+    return report
+
+
+def check_parity(model: nn.Module, onnx_path: str | Path,
+                 sizes: Iterable[tuple[int, int]] = DEFAULT_PARITY_SIZES, batch: int = 1,
+                 tolerance: float = PARITY_TOLERANCE, threads: int = 1) -> ParityReport:
+    """Run PyTorch (eval) and ONNX Runtime on the same inputs at each size; report max abs differences."""
+    detector = OnnxDetector(onnx_path, threads=threads)
+    model = model.eval()
+    report = ParityReport(tolerance=tolerance)
+    for height, width in sizes:
+        x = sample_batch(height, width, batch=batch)
+        with torch.no_grad():
+            reference = model(x)[:3]
+        report.rows += compare_outputs(reference, detector(x), height, width, tolerance).rows
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# INT8 static quantisation
+# --------------------------------------------------------------------------------------------
+
+def calibration_images(root: str | Path, count: int = 32, split: str = "val") -> list[Path]:
+    """The first `count` images (sorted) of a WIDER-format tree: `<root>/WIDER_<split>/images/**/*.jpg`.
+
+    Falls back to any `*.jpg` under `root` when it is not a WIDER-format root.
+    """
+    root = Path(root)
+    images_dir = root / f"WIDER_{split}" / "images"
+    search = images_dir if images_dir.is_dir() else root
+    images = sorted(search.rglob("*.jpg"))
+    if not images:
+        raise FileNotFoundError(f"no calibration images (*.jpg) under {search}: pass a WIDER-format dataset root "
+                                f"(with WIDER_{split}/images) or write the synthetic one with `ffcore synth`")
+    return images[:count]
+
+
+def _letterbox_tensor(image_bgr: np.ndarray, size: int) -> np.ndarray:
+    """Resize the long side to `size`, pad to size x size with the mean (zero after subtraction)."""
+    import cv2
+
+    from ffcore.preprocess import image_to_tensor
+
+    height, width = image_bgr.shape[:2]
+    scale = size / max(height, width)
+    resized = cv2.resize(image_bgr, (max(1, round(width * scale)), max(1, round(height * scale))))
+    tensor = image_to_tensor(resized)
+    padded = torch.zeros(1, 3, size, size)
+    padded[:, :, : tensor.shape[2], : tensor.shape[3]] = tensor
+    return padded.numpy()
+
+
+def _calibration_reader(images: Sequence[Path], size: int, input_name: str = INPUT_NAME):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from ffcore.preprocess import read_image
+
+    class WiderCalibrationReader(CalibrationDataReader):
+        """Feeds validation images one at a time, preprocessed exactly as at inference."""
+
+        def __init__(self):
+            self._images = iter(images)
+
+        def get_next(self):
+            path = next(self._images, None)
+            if path is None:
+                return None
+            return {input_name: _letterbox_tensor(read_image(path), size)}
+
+        def rewind(self):
+            self._images = iter(images)
+
+    return WiderCalibrationReader()
+
+
+def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Sequence[Path] | str | Path,
+                  size: int = 640, count: int = 32, per_channel: bool = True) -> Path:
+    """Static INT8 quantisation (QDQ, per-channel weights, MinMax calibration) of an ONNX file.
+
+    `calibration` is a list of image files or a dataset root (first `count` validation images).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    images = (list(calibration) if isinstance(calibration, (list, tuple))
+              else calibration_images(calibration, count=count))
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    prepared = int8_path.with_suffix(".prep.onnx")
+    # Shape inference + graph cleanup first, as ONNX Runtime recommends before quantising.
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+    try:
+        quantize_static(str(prepared), str(int8_path), _calibration_reader(images, size),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=per_channel,
+                        calibrate_method=CalibrationMethod.MinMax)
+    finally:
+        prepared.unlink(missing_ok=True)
+    return int8_path
+
+
+def output_agreement(fp32_path: str | Path, int8_path: str | Path, size: int = 320) -> dict:
+    """How close the INT8 model's outputs are to FP32 on the sample image: correlation and max |diff| per output."""
+    x = sample_batch(size, size).numpy()
+    reference = OnnxDetector(fp32_path).run_numpy(x)
+    quantised = OnnxDetector(int8_path).run_numpy(x)
+    agreement = {}
+    for name, ref, out in zip(OUTPUT_NAMES, reference, quantised):
+        agreement[name] = {"pearson_r": float(np.corrcoef(ref.ravel(), out.ravel())[0, 1]),
+                           "max_abs_diff": float(np.abs(ref - out).max())}
+    return agreement
+
+
+def int8_ap_change(fp32_path: str | Path, int8_path: str | Path, data_root: str | Path | None = None,
+                   limit: int | None = None):
+    """AP (easy/medium/hard) of the FP32 and INT8 ONNX models on a validation set, and the change.
+
+    Uses `ffcore.eval.evaluate_model` with `OnnxDetector`s standing in for the PyTorch model;
+    `data_root` defaults to the synthetic dataset (results are then synthetic).
+    Returns a DataFrame with one row per precision plus a "change" row.
+    """
+    import pandas as pd
+
+    try:
+        from ffcore.eval import evaluate_model
+    except ImportError as error:
+        raise NotImplementedError("ffcore.eval.evaluate_model is not available yet; the INT8 AP change needs it "
+                                  f"({error})") from error
+    if data_root is None:
+        from ffcore.data.synth import ensure_synthetic_dataset
+
+        data_root = ensure_synthetic_dataset()
+    rows = []
+    for precision, path in (("fp32", fp32_path), ("int8", int8_path)):
+        aps = evaluate_model(OnnxDetector(path, threads=2), data_root=data_root, limit=limit)
+        rows.append({"precision": precision, **{k: float(v) for k, v in dict(aps).items()
+                                                if k in ("easy", "medium", "hard")}})
+    table = pd.DataFrame(rows)
+    change = {"precision": "int8 - fp32"}
+    for column in ("easy", "medium", "hard"):
+        if column in table:
+            change[column] = float(table[column].iloc[1] - table[column].iloc[0])
+    return pd.concat([table, pd.DataFrame([change])], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# FP16 (GPU only)
+# --------------------------------------------------------------------------------------------
+
+def fp16_parity(model: nn.Module, size: tuple[int, int] = (640, 640)) -> ParityReport | None:
+    """FP16 PyTorch on CUDA against FP32 on CPU; None when no GPU is present (FP16 on CPU is not a deployment target)."""
+    if not torch.cuda.is_available():
+        return None
+    import copy
+
+    x = sample_batch(*size)
+    with torch.no_grad():
+        reference = model.eval()(x)[:3]
+        half = copy.deepcopy(model).cuda().half().eval()
+        outputs = [o.float().cpu() for o in half(x.cuda().half())[:3]]
+    # FP16 keeps about 3 significant digits; compare against a tolerance in line with that.
+    return compare_outputs(reference, outputs, *size, tolerance=5e-2 * max(1.0, float(reference[0].abs().max())))
+
+
+# --------------------------------------------------------------------------------------------
+# Command line handler
+# --------------------------------------------------------------------------------------------
+
+def export_command(model: str, out: str, weights: str | None = None, int8: bool = False,
+                   calib_data: str | None = None, opset: int = DEFAULT_OPSET, calib_count: int = 32,
+                   ap: bool = False) -> int:
+    """`ffcore export`: export, print the parity report; optionally quantise to INT8 and report agreement/AP."""
+    from ffcore.models import create_model, load_pretrained
+
+    network = load_pretrained(model, weights) if weights else create_model(model)
+    result = export_onnx(network, out, opset=opset, strict=False)
+    print(result.summary())
+    if int8:
+        root = calib_data
+        if root is None:
+            from ffcore.data.synth import ensure_synthetic_dataset
+
+            root = ensure_synthetic_dataset()
+            print(f"calibrating on the synthetic dataset at {root} (pass --calib-data for real images)")
+        int8_path = Path(out).with_name(Path(out).stem + "_int8.onnx")
+        quantize_int8(out, int8_path, root, count=calib_count)
+        print(f"INT8 model: {int8_path} ({int8_path.stat().st_size / 1e6:.3f} MB)")
+        for name, values in output_agreement(out, int8_path).items():
+            print(f"  INT8 vs FP32 {name:>5}: pearson r {values['pearson_r']:.4f}, "
+                  f"max |diff| {values['max_abs_diff']:.3g}")
+        if ap:
+            print(int8_ap_change(out, int8_path, root).to_string(index=False))
+    return 0 if result.parity is None or result.parity.passed else 1

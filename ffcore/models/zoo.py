@@ -1,0 +1,52 @@
+"""The registered detectors: the three reference models and the V1 ablation variants.
+
+Each ablation variant starts from FeatherFace V1 and swaps in ONE FeatherFace V2 part,
+run at V1's 64 channels (the thesis's ablation table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ffcore.models.detector import DetectorConfig, build_detector
+from ffcore.models.registry import register_model
+
+RETINAFACE_MNET025 = DetectorConfig()
+
+FEATHERFACE_V1 = DetectorConfig(backbone_attention="cbam", neck="bifpn", neck_attention="cbam",
+                                context="deformable_ssh", shuffle="shuffle")
+
+FEATHERFACE_V2 = DetectorConfig(backbone_attention="shared_cbam", neck="bifpn_light", neck_channels=32,
+                                neck_attention="shared_cbam", context="grouped_ssh", shuffle="shuffle_light",
+                                head="shared_heads")
+
+# name -> (preset, one-line description); kept as data so docs and tables can list them.
+PRESETS: dict[str, tuple[DetectorConfig, str]] = {
+    "retinaface_mnet025": (RETINAFACE_MNET025, "RetinaFace MobileNet-0.25 (Pytorch_Retinaface): FPN, SSH"),
+    "featherface_v1": (FEATHERFACE_V1, "FeatherFace V1: CBAM, BiFPN x3, deformable SSH, channel shuffle"),
+    "featherface_v2": (FEATHERFACE_V2, "FeatherFace V2: shared CBAM, BiFPN_Light x2 at 32 ch, grouped SSH, "
+                                       "light shuffle"),
+    "featherface_v1_bifpn_light": (replace(FEATHERFACE_V1, neck="bifpn_light"),
+                                   "V1 ablation: BiFPN_Light (2 cells, 64 ch) instead of BiFPN"),
+    "featherface_v1_ssh_grouped": (replace(FEATHERFACE_V1, context="grouped_ssh"),
+                                   "V1 ablation: grouped SSH instead of deformable SSH"),
+    "featherface_v1_shared_cbam": (replace(FEATHERFACE_V1, backbone_attention="shared_cbam",
+                                           neck_attention="shared_cbam"),
+                                   "V1 ablation: shared CBAM managers instead of per-level CBAMs"),
+    "featherface_v1_shuffle_light": (replace(FEATHERFACE_V1, shuffle="shuffle_light"),
+                                     "V1 ablation: light channel shuffle instead of V1's block"),
+    "featherface_v1_v2_heads": (replace(FEATHERFACE_V1, head="shared_heads"),
+                                "V1 ablation: V2's per-level shared heads"),
+}
+
+
+def _register_presets() -> None:
+    for name, (preset, description) in PRESETS.items():
+        def builder(_preset=preset, **overrides):
+            return build_detector(_preset, **overrides)
+
+        builder.__doc__ = description
+        register_model(name, description)(builder)
+
+
+_register_presets()

@@ -1,0 +1,138 @@
+"""The study context: one profile, one dataset, one device, and where every artifact goes.
+
+Layout for profile `<p>`::
+
+    results/<p>/tables/          CSV + LaTeX + sidecar JSON of every table
+    results/<p>/checkpoints/<model>/best.pt   trained models (reused unless force=True)
+    results/<p>/predictions/<model>/          WIDER-format prediction files
+    results/<p>/cache/                        AP results keyed by checkpoint hash
+    results/<p>/notebooks/                    executed notebooks (run_all.py)
+    results/<p>/summary.md                    every artifact with its headline number
+    thesis_figures/<p>/                       PDF + PNG + sidecar JSON of every figure
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from ffcore.paths import default_synthetic_root, default_widerface_root, figures_dir, results_dir
+from ffcore.profiles import RunProfile, get_profile
+from ffcore.provenance import Provenance
+
+
+class DatasetMissingError(FileNotFoundError):
+    """The profile's dataset is not where it should be; the message says what to do."""
+
+
+@dataclass
+class Study:
+    profile: RunProfile
+    data_root: Path
+    device: str
+    force: bool = False
+    # checkpoints used by this study so far: model name -> sha256 prefix (goes into provenance)
+    used_checkpoints: dict[str, str] = field(default_factory=dict)
+
+    # --- locations -------------------------------------------------------------------
+    @property
+    def results_root(self) -> Path:
+        return results_dir() / self.profile.name
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.results_root / "tables"
+
+    @property
+    def figures_dir(self) -> Path:
+        return figures_dir() / self.profile.name
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.results_root / "checkpoints"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.results_root / "predictions"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.results_root / "cache"
+
+    def run_dir(self, run_name: str) -> Path:
+        return self.checkpoints_dir / run_name
+
+    def checkpoint_path(self, run_name: str) -> Path:
+        return self.run_dir(run_name) / "best.pt"
+
+    @property
+    def dataset(self) -> str:
+        return self.profile.dataset
+
+    # --- provenance ------------------------------------------------------------------
+    def provenance(self, checkpoints: Iterable[str] | Mapping[str, str] = (), **notes) -> Provenance:
+        """A provenance record naming the checkpoints (by run name) the artifact was computed from."""
+        if isinstance(checkpoints, Mapping):
+            hashes = dict(checkpoints)
+        else:
+            hashes = {name: self.used_checkpoints.get(name, "untrained") for name in checkpoints}
+        base_notes = {"device": self.device, "image_size": self.profile.image_size,
+                      "epochs": self.profile.epochs, "data_root": _relative(self.data_root)}
+        return Provenance(profile=self.profile.name, dataset=self.dataset, checkpoints=hashes,
+                          notes={**base_notes, **notes})
+
+    def save_table(self, table, name: str, caption: str, headline: str | None = None,
+                   checkpoints: Iterable[str] | Mapping[str, str] = (), **notes):
+        from ffcore.provenance import write_table
+
+        write_table(table, self.tables_dir, name, self.provenance(checkpoints, **notes),
+                    caption=caption, headline=headline)
+        return table
+
+    def save_figure(self, fig, name: str, headline: str | None = None,
+                    checkpoints: Iterable[str] | Mapping[str, str] = (), **notes):
+        from ffcore.provenance import write_figure
+
+        write_figure(fig, self.figures_dir, name, self.provenance(checkpoints, **notes), headline=headline)
+        return fig
+
+    def __repr__(self) -> str:
+        p = self.profile
+        return (f"Study(profile={p.name!r}: {p.description}; dataset={p.dataset} at {_relative(self.data_root)}; "
+                f"device={self.device}; epochs={p.epochs} (distill {p.distill_epochs}, ablations "
+                f"{p.ablation_epochs}); image_size={p.image_size}; force={self.force})")
+
+
+def _relative(path: Path) -> str:
+    from ffcore.paths import REPO_ROOT
+
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def default_data_root(profile: RunProfile) -> Path:
+    """Where the profile's dataset lives unless the caller names another folder."""
+    if profile.is_synthetic:
+        # one folder per profile: the smoke and synthetic datasets differ in size
+        return default_synthetic_root() / profile.name
+    return default_widerface_root()
+
+
+def open_study(profile: str | RunProfile = "smoke", data_root: str | Path | None = None,
+               device: str | None = None, epochs: int | None = None, image_size: int | None = None,
+               force: bool = False, prepare_data: bool = True) -> Study:
+    """The context every study function takes. Generates the synthetic dataset on first use
+    (synthetic profiles) or checks the WIDER FACE layout (`full`), failing with a message
+    that says where the data should be."""
+    run_profile = get_profile(profile) if isinstance(profile, str) else profile
+    run_profile = run_profile.with_overrides(epochs=epochs, image_size=image_size)
+    root = Path(data_root).expanduser().resolve() if data_root else default_data_root(run_profile)
+    study = Study(profile=run_profile, data_root=root, device=device or run_profile.device, force=bool(force))
+    if prepare_data:
+        from ffcore.study.datasets import prepare_dataset
+
+        prepare_dataset(study)
+    return study

@@ -1,0 +1,87 @@
+"""results/<profile>/summary.md: every table and figure of a profile with its headline number.
+
+Built from the sidecar JSON files that `ffcore.provenance` writes beside each artifact,
+so the summary lists exactly what exists on disk, nothing typed in by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ffcore.paths import REPO_ROOT, figures_dir, results_dir
+
+
+def _sidecars(profile: str) -> list[tuple[str, Path, dict]]:
+    found = []
+    for kind, folder in (("table", results_dir() / profile / "tables"), ("figure", figures_dir() / profile)):
+        if not folder.is_dir():
+            continue
+        for sidecar in sorted(folder.glob("*.json")):
+            try:
+                record = json.loads(sidecar.read_text())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"unreadable provenance sidecar {sidecar}: {exc}; delete it and rerun "
+                                 f"the notebook that wrote it") from exc
+            found.append((kind, sidecar, record))
+    return found
+
+
+def artifact_index(profile: str) -> pd.DataFrame:
+    """One row per artifact: kind, name, files, dataset, headline, checkpoints, git commit, time."""
+    rows = []
+    for kind, sidecar, record in _sidecars(profile):
+        stem = sidecar.with_suffix("")
+        suffixes = (".csv", ".tex") if kind == "table" else (".pdf", ".png")
+        files = [str(stem.with_suffix(s).relative_to(REPO_ROOT)) for s in suffixes if stem.with_suffix(s).exists()]
+        git = record.get("git") or {}
+        commit = (git.get("commit") or "unknown")[:10] + ("+dirty" if git.get("dirty") else "")
+        rows.append({"kind": kind, "name": stem.name, "files": ", ".join(files),
+                     "dataset": record.get("dataset", ""), "headline": record.get("headline") or "",
+                     "checkpoints": ", ".join(f"{k}@{v}" for k, v in (record.get("checkpoints") or {}).items()),
+                     "commit": commit, "created": record.get("created", "")})
+    return pd.DataFrame(rows, columns=["kind", "name", "files", "dataset", "headline", "checkpoints",
+                                       "commit", "created"])
+
+
+def _markdown_cell(value: str) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def write_summary(profile: str) -> Path:
+    """Write results/<profile>/summary.md and return its path."""
+    from ffcore.profiles import get_profile
+
+    run_profile = get_profile(profile)
+    index = artifact_index(profile)
+    out = results_dir() / profile / "summary.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Results summary — profile `{profile}`", "",
+             f"{run_profile.description}.", ""]
+    if run_profile.is_synthetic:
+        lines += ["**Every number below was computed on SYNTHETIC DATA, not WIDER FACE.** It shows that the "
+                  "pipeline works; it says nothing about the detectors' accuracy on real faces.", ""]
+    lines += ["Generated from the provenance sidecars (`*.json`) beside each artifact; each sidecar also "
+              "records the git commit, dataset, checkpoint hashes and settings.", ""]
+    for kind, title in (("table", "Tables"), ("figure", "Figures")):
+        part = index[index.kind == kind]
+        lines += [f"## {title} ({len(part)})", ""]
+        if part.empty:
+            lines += ["(none yet)", ""]
+            continue
+        lines += ["| artifact | headline | files | data | checkpoints | commit |",
+                  "|---|---|---|---|---|---|"]
+        for row in part.itertuples():
+            lines.append("| " + " | ".join(_markdown_cell(v) for v in (
+                row.name, row.headline, row.files, row.dataset, row.checkpoints, row.commit)) + " |")
+        lines.append("")
+    out.write_text("\n".join(lines))
+    return out
+
+
+def summary_table(study) -> pd.DataFrame:
+    """Write the summary for the study's profile and return the artifact index (notebook 05's last cell)."""
+    write_summary(study.profile.name)
+    return artifact_index(study.profile.name)[["kind", "name", "headline", "dataset"]]

@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Run the five study notebooks in order with papermill and print what each took.
+
+    python run_all.py                       # smoke profile: synthetic data, CPU, a few minutes
+    python run_all.py --profile synthetic   # longer synthetic run (about an hour on a CPU)
+    python run_all.py --profile full --data data/widerface --device cuda
+    python run_all.py --only 03 --force     # one notebook, retraining what it trains
+
+Executed notebooks go to results/<profile>/notebooks/; tables to results/<profile>/tables/,
+figures to thesis_figures/<profile>/, and results/<profile>/summary.md lists them all.
+Trained checkpoints (results/<profile>/checkpoints/<model>/best.pt) are reused unless
+--force. On a failing cell the script exits non-zero naming the notebook and the cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS = ("01_baseline", "02_v2_architecture", "03_distillation", "04_ablations", "05_benchmarks")
+KERNEL = "python3"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_all.py",
+        description="Execute the study notebooks (01 baseline ... 05 benchmarks) with papermill for one "
+                    "run profile and write their tables, figures and summary.")
+    parser.add_argument("--profile", default="smoke", choices=("smoke", "synthetic", "full"),
+                        help="smoke: tiny synthetic set, CPU, minutes (default); synthetic: longer synthetic "
+                             "run; full: WIDER FACE from data/widerface, the papers' schedules, GPU")
+    parser.add_argument("--data", default=None,
+                        help="dataset root (default: data/synthetic/<profile> for the synthetic profiles, "
+                             "data/widerface for full)")
+    parser.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                        help="device for training and evaluation (default: the profile's)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NN",
+                        help="run only these notebooks, by number or name prefix (e.g. --only 03 05)")
+    parser.add_argument("--force", action="store_true",
+                        help="retrain even when a checkpoint exists under results/<profile>/checkpoints/")
+    parser.add_argument("--epochs", type=int, default=None, help="override every training length of the profile")
+    parser.add_argument("--image-size", type=int, default=None, help="override the profile's training image size")
+    parser.add_argument("--in-place", action="store_true",
+                        help="write the executed notebooks back into notebooks/ (to commit their outputs; "
+                             "smoke profile with default parameters only)")
+    return parser
+
+
+def select_notebooks(only: list[str] | None) -> list[str]:
+    if not only:
+        return list(NOTEBOOKS)
+    chosen = []
+    for key in only:
+        matches = [name for name in NOTEBOOKS if name.startswith(key) or name == key.removesuffix(".ipynb")]
+        if not matches:
+            raise SystemExit(f"run_all.py: --only {key!r} matches no notebook; choose from {', '.join(NOTEBOOKS)}")
+        chosen.extend(m for m in matches if m not in chosen)
+    return [name for name in NOTEBOOKS if name in chosen]
+
+
+def notebook_parameters(args: argparse.Namespace) -> dict:
+    """The papermill parameters passed to every notebook (each must exist in its `parameters` cell)."""
+    params = {"profile": args.profile, "force": bool(args.force)}
+    if args.data is not None:
+        params["data_root"] = str(Path(args.data).expanduser().resolve())
+    if args.device is not None:
+        params["device"] = args.device
+    if args.epochs is not None:
+        params["epochs"] = args.epochs
+    if args.image_size is not None:
+        params["image_size"] = args.image_size
+    return params
+
+
+def describe_failure(name: str, error: Exception) -> str:
+    """`notebook X failed in cell N: <first source line>` plus the exception, from papermill's error."""
+    cell_index = getattr(error, "cell_index", None)
+    exec_count = getattr(error, "exec_count", None)
+    source = (getattr(error, "source", "") or "").strip().splitlines()
+    first_line = source[0] if source else ""
+    ename, evalue = getattr(error, "ename", type(error).__name__), getattr(error, "evalue", str(error))
+    where = f"cell {cell_index}" if cell_index is not None else "an unknown cell"
+    if exec_count is not None:
+        where += f" (execution count {exec_count})"
+    return f"notebook {name}.ipynb failed in {where}: {first_line}\n  {ename}: {evalue}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    names = select_notebooks(args.only)
+
+    # Fail before any notebook starts when the profile's data or device is not there.
+    from ffcore.profiles import get_profile
+    from ffcore.study.datasets import DatasetMissingError, check_dataset
+    from ffcore.study.context import default_data_root
+
+    profile = get_profile(args.profile)
+    data_root = Path(args.data).expanduser().resolve() if args.data else default_data_root(profile)
+    try:
+        check_dataset(profile, data_root)
+    except DatasetMissingError as exc:
+        print(f"run_all.py: cannot run profile {profile.name!r}: {exc}", file=sys.stderr)
+        return 2
+    device = args.device or profile.device
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print(f"run_all.py: profile {profile.name!r} runs on cuda but no CUDA device is visible; "
+                  "pass --device cpu to run it on the CPU anyway", file=sys.stderr)
+            return 2
+
+    params = notebook_parameters(args)
+    if args.in_place:
+        if args.profile != "smoke" or set(params) - {"profile", "force"} or args.force:
+            print("run_all.py: --in-place only runs the smoke profile with the notebooks' default parameters",
+                  file=sys.stderr)
+            return 2
+        params = {}   # the notebooks' own defaults are the smoke profile; no injected cell
+    out_dir = NOTEBOOK_DIR if args.in_place else REPO_ROOT / "results" / profile.name / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    print(f"profile {profile.name}: {profile.description}")
+    print(f"data {data_root} | device {device} | force {args.force} | notebooks -> {out_dir}")
+    timings: list[tuple[str, str, float]] = []
+    total_start = time.perf_counter()
+    for position, name in enumerate(names, 1):
+        print(f"[{position}/{len(names)}] {name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
+                                parameters=params, kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR),
+                                progress_bar=False, log_output=False)
+        except PapermillExecutionError as exc:
+            timings.append((name, "FAILED", time.perf_counter() - start))
+            _print_summary(timings, time.perf_counter() - total_start)
+            print(describe_failure(name, exc), file=sys.stderr)
+            print(f"  executed notebook with the traceback: {out_dir / (name + '.ipynb')}", file=sys.stderr)
+            return 1
+        elapsed = time.perf_counter() - start
+        timings.append((name, "ok", elapsed))
+        print(f"[{position}/{len(names)}] {name} done in {elapsed:.1f} s", flush=True)
+
+    from ffcore.study.summary import write_summary
+
+    summary_path = write_summary(profile.name)
+    _print_summary(timings, time.perf_counter() - total_start)
+    print(f"summary: {summary_path}")
+    return 0
+
+
+def _print_summary(timings: list[tuple[str, str, float]], total: float) -> None:
+    width = max(len(name) for name, _, _ in timings) if timings else 10
+    print()
+    print(f"{'notebook':<{width}}  status  wall time")
+    for name, status, seconds in timings:
+        print(f"{name:<{width}}  {status:<6}  {seconds:8.1f} s")
+    print(f"{'total':<{width}}  {'':<6}  {total:8.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

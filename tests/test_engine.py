@@ -1,0 +1,221 @@
+"""Trainer: presets, schedules, outputs of a run, exact resume, divergence handling, best.pt selection, CLI."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ffcore.checkpoint import CheckpointError, load_checkpoint_file
+from ffcore.engine import TrainingDivergedError, get_preset, preset_names, train
+from ffcore.engine.config import TrainConfig
+from ffcore.engine.schedules import build_optimizer, build_scheduler
+
+
+def write_tiny_wider_tree(root: Path, images: int = 12, size: int = 96, seed: int = 0) -> Path:
+    """A WIDER-format root (train/label.txt + train/images) of flat-coloured 'faces' on noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image_dir = root / "train" / "images" / "0--Tiny"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(images):
+        image = rng.uniform(60, 200, size=(size, size, 3)).astype(np.uint8)
+        lines.append(f"# 0--Tiny/{i}.jpg")
+        for _ in range(int(rng.integers(1, 4))):
+            s = rng.uniform(size / 6, size / 2)
+            x, y = rng.uniform(0, size - s, 2)
+            cv2.rectangle(image, (int(x), int(y)), (int(x + s), int(y + s)), (40, 90, 180), -1)
+            points = [x + 0.3 * s, y + 0.4 * s, x + 0.7 * s, y + 0.4 * s, x + 0.5 * s, y + 0.6 * s,
+                      x + 0.35 * s, y + 0.8 * s, x + 0.65 * s, y + 0.8 * s]
+            triples = [v for j in range(5) for v in (points[2 * j], points[2 * j + 1], 1.0)]
+            lines.append(" ".join(f"{v:.1f}" for v in [x, y, s, s, *triples, 0.9]))
+        cv2.imwrite(str(image_dir / f"{i}.jpg"), image)
+    (root / "train" / "label.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return write_tiny_wider_tree(tmp_path_factory.mktemp("tiny_wider"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(root: Path, out: Path, **overrides) -> TrainConfig:
+    settings = {"image_size": 64, "batch_size": 4, "max_steps_per_epoch": 2, **overrides}
+    return get_preset("smoke", data_root=str(root), out_dir=str(out), **settings)
+
+
+# ----------------------------------------------------------------------------- presets, schedules
+
+def test_paper_and_thesis_presets():
+    paper = get_preset("featherface_paper")
+    assert (paper.model, paper.optimizer, paper.lr, paper.weight_decay, paper.schedule) == \
+        ("featherface_v1", "adamw", 1e-3, 0.01, "onecycle")
+    assert (paper.epochs, paper.batch_size, paper.image_size) == (350, 32, 640)
+    thesis = get_preset("v2_thesis")
+    assert (thesis.model, thesis.optimizer, thesis.lr, thesis.weight_decay) == ("featherface_v2", "adamw", 1e-3, 5e-4)
+    assert (thesis.schedule, thesis.warmup_epochs, thesis.min_lr, thesis.epochs) == ("warmup_cosine", 5, 1e-6, 400)
+    assert thesis.mixup_prob == 0.5
+    assert {"smoke", "synthetic_cpu"} <= set(preset_names())
+    assert get_preset("v2_thesis", epochs=3).epochs == 3
+    with pytest.raises(KeyError, match="presets"):
+        get_preset("no_such_recipe")
+
+
+def test_config_round_trips_through_a_dict():
+    config = replace(get_preset("retinaface_paper"), model_overrides={"neck": "fpn"})
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="bogus"):
+        TrainConfig.from_dict({**config.to_dict(), "bogus": 1})
+
+
+def _lrs(config: TrainConfig, steps_per_epoch: int) -> list[float]:
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2, 2))], config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    lrs = []
+    for _ in range(config.epochs * steps_per_epoch):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_onecycle_is_stepped_per_iteration_and_peaks_at_lr():
+    config = replace(get_preset("featherface_paper"), epochs=2)
+    lrs = _lrs(config, steps_per_epoch=10)
+    assert len(set(lrs[:10])) == 10                       # changes within the first epoch
+    assert max(lrs) == pytest.approx(config.lr, rel=1e-3)
+    assert lrs[-1] < config.lr / 1000
+
+
+def test_warmup_then_cosine_to_min_lr():
+    config = replace(get_preset("v2_thesis"), epochs=10, warmup_epochs=2)
+    lrs = _lrs(config, steps_per_epoch=5)
+    assert lrs[0] == pytest.approx(config.lr / 10)       # 1 / (2 epochs x 5 steps)
+    assert lrs[9] == pytest.approx(config.lr)             # end of warm-up
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(config.min_lr + (config.lr - config.min_lr) * 0.5 *
+                                    (1 + math.cos(math.pi * 39 / 40)))
+
+
+# ----------------------------------------------------------------------------------------- runs
+
+def test_smoke_run_writes_checkpoints_metrics_and_logs(tiny_root, tmp_path):
+    result = train(tiny_config(tiny_root, tmp_path / "run"))
+    assert result.ok and result.epochs_completed == 2
+    for name in ("last.pt", "best.pt", "metrics.csv", "train.log"):
+        assert (tmp_path / "run" / name).is_file(), name
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"lr", "loss", "loss_loc", "loss_cls", "loss_landm", "wall_time_s", "images_per_s"} <= set(rows[0])
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+
+    checkpoint = load_checkpoint_file(tmp_path / "run" / "last.pt")
+    assert checkpoint["model_name"] == "retinaface_mnet025" and checkpoint["epoch"] == 2
+    assert {"optimizer", "scheduler", "scaler", "metrics", "train_config", "git_commit", "rng_state"} <= set(checkpoint)
+    assert TrainConfig.from_dict(checkpoint["train_config"]) == tiny_config(tiny_root, tmp_path / "run")
+
+    best = load_checkpoint_file(tmp_path / "run" / "best.pt")
+    best_epoch = min(result.history, key=lambda row: row["loss"])["epoch"]
+    assert best["epoch"] == best_epoch and best["best_metric"] == {"name": "loss", "value": result.best_value}
+
+    from ffcore.models import load_pretrained
+    model = load_pretrained("retinaface_mnet025", tmp_path / "run" / "last.pt")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in result.model.state_dict().items())
+
+
+def test_resume_continues_exactly(tiny_root, tmp_path):
+    config = tiny_config(tiny_root, tmp_path / "straight", mixup_prob=0.5)
+    straight = train(config)
+    interrupted = replace(config, out_dir=str(tmp_path / "resumed"))
+    first = train(replace(interrupted, stop_after_epoch=1))
+    assert first.epochs_completed == 1
+    resumed = train(interrupted, resume=True)
+    assert resumed.epochs_completed == 2 and len(resumed.history) == 2
+    a = load_checkpoint_file(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = load_checkpoint_file(tmp_path / "resumed" / "last.pt")["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from an uninterrupted run"
+    assert straight.history[-1]["loss"] == resumed.history[-1]["loss"]
+
+
+def test_resume_refuses_a_different_recipe(tiny_root, tmp_path):
+    config = tiny_config(tiny_root, tmp_path / "run", epochs=1)
+    train(config)
+    with pytest.raises(CheckpointError, match="lr"):
+        train(replace(config, lr=0.5), resume=True)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        train(replace(config, out_dir=str(tmp_path / "empty")), resume=True)
+
+
+def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tiny_root, tmp_path, monkeypatch):
+    from ffcore.losses import MultiBoxLoss
+
+    original = MultiBoxLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, predictions, priors, targets):
+        terms = original(self, predictions, priors, targets)
+        calls["n"] += 1
+        if calls["n"] > 2:                     # epoch 1 has two steps; epoch 2 blows up
+            terms["cls"] = terms["cls"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(MultiBoxLoss, "forward", poisoned)
+    run = tmp_path / "run"
+    result = train(tiny_config(tiny_root, run))
+    assert result.status == "diverged" and not result.ok
+    assert result.epochs_completed == 1
+    assert "non-finite loss at epoch 2" in result.message and "last good checkpoint" in result.message
+    assert load_checkpoint_file(run / "last.pt")["epoch"] == 1
+    assert "non-finite loss" in (run / "train.log").read_text()
+    assert len(list(csv.DictReader(open(run / "metrics.csv")))) == 1
+    with pytest.raises(TrainingDivergedError, match="non-finite"):
+        result.raise_for_status()
+
+
+def test_best_checkpoint_follows_validation_ap(tiny_root, tmp_path, monkeypatch):
+    from ffcore.engine.trainer import Trainer
+
+    aps = iter([{"easy": 0.2, "medium": 0.2, "hard": 0.5}, {"easy": 0.3, "medium": 0.3, "hard": 0.4},
+                {"easy": 0.1, "medium": 0.1, "hard": 0.6}])
+    monkeypatch.setattr(Trainer, "_validate", lambda self, model: next(aps))
+    run = tmp_path / "run"
+    result = train(tiny_config(tiny_root, run, epochs=3, val_every=1, best_metric="hard"))
+    assert load_checkpoint_file(run / "best.pt")["epoch"] == 3
+    assert result.final_ap == {"easy": 0.1, "medium": 0.1, "hard": 0.6}
+    assert [r["ap_hard"] for r in result.history] == [0.5, 0.4, 0.6]
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [float(r["ap_hard"]) for r in rows] == [0.5, 0.4, 0.6]
+
+
+def test_best_metric_needs_validation(tiny_root, tmp_path):
+    with pytest.raises(ValueError, match="val_every"):
+        train(tiny_config(tiny_root, tmp_path / "run", best_metric="hard", val_every=0))
+
+
+def test_cli_train_and_resume(tiny_root, tmp_path):
+    from ffcore.cli import main
+
+    out = tmp_path / "cli"
+    args = ["train", "--preset", "smoke", "--data", str(tiny_root), "--out", str(out), "--image-size", "64",
+            "--max-steps-per-epoch", "1", "--epochs", "1"]
+    assert main(args) == 0
+    assert load_checkpoint_file(out / "last.pt")["epoch"] == 1
+    # --resume takes the saved recipe: nothing left to do, the run stays at epoch 1
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert load_checkpoint_file(out / "last.pt")["epoch"] == 1

@@ -1,0 +1,135 @@
+"""The study notebooks are thin and runnable anywhere: a literal-only parameters cell with smoke
+defaults, then cells that call ffcore.study functions that exist; checked outputs only where
+they are deterministic. Plus the pieces of the study layer that need no training."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+# Study functions whose output depends on training, timing or the machine: never checked by nbval.
+NONDETERMINISTIC = {"train_or_load", "distill_or_load", "evaluate_runs", "ablation_table", "benchmark_table",
+                    "summary_table", "open_study"}
+
+
+def code_cells(path: Path) -> list[dict]:
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def study_calls(text: str) -> set[str]:
+    return {node.func.attr for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "study"}
+
+
+def test_there_are_five_notebooks():
+    assert [p.stem for p in NOTEBOOKS] == ["01_baseline", "02_v2_architecture", "03_distillation",
+                                           "04_ablations", "05_benchmarks"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_is_first_literal_only_and_smoke(path):
+    from ffcore.profiles import SMOKE
+
+    cells = code_cells(path)
+    assert "parameters" in cells[0].get("metadata", {}).get("tags", []), "first code cell must be tagged"
+    tree = ast.parse(source(cells[0]))
+    values = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name), ast.dump(node)
+        values[node.targets[0].id] = ast.literal_eval(node.value)   # raises on anything but a literal
+    assert values["profile"] == "smoke" and values["device"] == SMOKE.device
+    assert values["data_root"] is None and values["force"] is False
+    assert values["epochs"] is None and values["image_size"] is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_cells_call_existing_study_functions_and_stay_thin(path):
+    from ffcore import study
+
+    for cell in code_cells(path)[1:]:
+        text = source(cell)
+        calls = study_calls(text)
+        assert calls, f"{path.name}: a cell that calls no ffcore.study function:\n{text}"
+        for name in calls:
+            assert callable(getattr(study, name, None)), f"{path.name}: study.{name} does not exist"
+        statements = [n for n in ast.parse(text).body if not isinstance(n, (ast.Import, ast.ImportFrom))]
+        assert len(statements) <= 2, f"{path.name}: cell has logic, move it into ffcore.study:\n{text}"
+        for line in text.splitlines():
+            assert not line.rstrip().endswith(";"), f"{path.name}: end plotting lines with `_ = ...`: {line}"
+        assert "os.chdir" not in text and "../" not in text, f"{path.name}: resolve paths via ffcore.paths"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_only_deterministic_cells_are_checked(path):
+    checked = [c for c in code_cells(path) if CHECK_MARK in source(c)]
+    if path.stem != "03_distillation":   # 03 is all training and evaluation
+        assert checked, f"{path.name}: no deterministic cell is checked by nbval"
+    for cell in checked:
+        assert not study_calls(source(cell)) & NONDETERMINISTIC, source(cell)
+        for output in cell.get("outputs", []):
+            text = json.dumps(output)
+            assert str(REPO) not in text, "checked output contains a path"
+
+
+def test_committed_outputs_have_no_errors():
+    for path in NOTEBOOKS:
+        for cell in code_cells(path):
+            for output in cell.get("outputs", []):
+                assert output.get("output_type") != "error", f"{path.name}: committed with an error output"
+
+
+def test_profiles_and_overrides():
+    from ffcore.profiles import PROFILES, get_profile
+
+    assert set(PROFILES) == {"smoke", "synthetic", "full"}
+    assert get_profile("smoke").is_synthetic and not get_profile("full").is_synthetic
+    smoke = get_profile("smoke").with_overrides(epochs=5, image_size=96)
+    assert (smoke.epochs, smoke.distill_epochs, smoke.ablation_epochs, smoke.image_size) == (5, 5, 5, 96)
+    assert get_profile("smoke").with_overrides() is get_profile("smoke")
+    with pytest.raises(KeyError, match="smoke, synthetic, full"):
+        get_profile("huge")
+    from ffcore.engine.config import PRESETS
+
+    for profile in PROFILES.values():
+        assert profile.train_preset in PRESETS and profile.distill_preset in PRESETS, profile.name
+
+
+def test_claims_are_found_in_the_seed_documents():
+    from ffcore.paths import shared_dir
+    from ffcore.study.claims import SEED_CLAIMS, locate, parse_count
+
+    assert parse_count("487,103") == 487103 and parse_count("~490K") == 490000 and parse_count("0.49M") == 490000
+    seeds = shared_dir() / "seeds"
+    if not seeds.is_dir():
+        pytest.skip("shared seed documents not present")
+    for claim in SEED_CLAIMS:
+        assert locate(claim, seeds) is not None, f"{claim.quote!r} not found in {claim.source}"
+
+
+def test_summary_lists_every_artifact_with_its_headline(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import ffcore.study.summary as summary
+    from ffcore.provenance import Provenance, write_table
+
+    monkeypatch.setattr(summary, "results_dir", lambda: tmp_path / "results")
+    monkeypatch.setattr(summary, "figures_dir", lambda: tmp_path / "figs")
+    monkeypatch.setattr(summary, "REPO_ROOT", tmp_path)
+    table = pd.DataFrame({"model": ["a"], "params": [3]})
+    write_table(table, tmp_path / "results" / "smoke" / "tables", "params_a", Provenance("smoke", "synthetic"),
+                headline="a has 3 parameters")
+    path = summary.write_summary("smoke")
+    text = path.read_text()
+    assert "params_a" in text and "a has 3 parameters" in text and "SYNTHETIC DATA" in text
+    assert "results/smoke/tables/params_a.csv" in text

@@ -1,0 +1,103 @@
+"""run_all.py: its parameters reach the notebooks, its help works, and `full` refuses to start without data."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import run_all  # noqa: E402
+
+
+def parameters_cell(notebook: Path) -> dict:
+    """The names and literal values assigned in the cell tagged `parameters`."""
+    cells = [c for c in json.loads(notebook.read_text())["cells"]
+             if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{notebook.name}: expected one cell tagged 'parameters', found {len(cells)}"
+    tree = ast.parse("".join(cells[0]["source"]))
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body}
+
+
+def full_args() -> list[str]:
+    return ["--profile", "synthetic", "--data", "/tmp/some-data", "--device", "cpu", "--force",
+            "--epochs", "3", "--image-size", "128"]
+
+
+def test_every_notebook_exists():
+    for name in run_all.NOTEBOOKS:
+        assert (run_all.NOTEBOOK_DIR / f"{name}.ipynb").is_file(), name
+
+
+def test_every_parameter_run_all_passes_is_in_each_parameters_cell():
+    # All options given, so every parameter run_all can pass is present.
+    params = run_all.notebook_parameters(run_all.build_parser().parse_args(full_args()))
+    assert set(params) == {"profile", "data_root", "device", "force", "epochs", "image_size"}
+    for name in run_all.NOTEBOOKS:
+        declared = parameters_cell(run_all.NOTEBOOK_DIR / f"{name}.ipynb")
+        missing = set(params) - set(declared)
+        assert not missing, f"{name}.ipynb: run_all passes {sorted(missing)} but its parameters cell lacks them"
+        # the value types agree with the defaults (None defaults accept anything)
+        for key, value in params.items():
+            if declared[key] is not None:
+                assert isinstance(value, type(declared[key])), (name, key, value, declared[key])
+
+
+def test_parameters_follow_the_command_line():
+    args = run_all.build_parser().parse_args(["--profile", "full", "--data", "data/x", "--device", "cuda"])
+    params = run_all.notebook_parameters(args)
+    assert params["profile"] == "full" and params["device"] == "cuda" and params["force"] is False
+    assert Path(params["data_root"]).is_absolute() and params["data_root"].endswith("data/x")
+    assert "epochs" not in params and "image_size" not in params   # the profile decides
+
+
+def test_only_selects_notebooks_by_number_in_order():
+    assert run_all.select_notebooks(["05", "03"]) == ["03_distillation", "05_benchmarks"]
+    assert run_all.select_notebooks(None) == list(run_all.NOTEBOOKS)
+    with pytest.raises(SystemExit, match="matches no notebook"):
+        run_all.select_notebooks(["07"])
+
+
+def test_failure_message_names_notebook_and_cell():
+    from papermill.exceptions import PapermillExecutionError
+
+    error = PapermillExecutionError(cell_index=7, exec_count=4, source="study.evaluate_runs(ctx)\nmore",
+                                    ename="ValueError", evalue="no predictions", traceback=[])
+    message = run_all.describe_failure("03_distillation", error)
+    assert message.startswith("notebook 03_distillation.ipynb failed in cell 7 (execution count 4): "
+                              "study.evaluate_runs(ctx)")
+    assert "ValueError: no predictions" in message
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+
+
+def test_help_works():
+    result = _run("--help")
+    assert result.returncode == 0, result.stderr
+    for option in ("--profile", "--data", "--device", "--only", "--force"):
+        assert option in result.stdout
+
+
+def test_full_without_data_fails_with_a_clear_message(tmp_path):
+    missing = tmp_path / "no-widerface-here"
+    result = _run("--profile", "full", "--data", str(missing), "--device", "cpu")
+    assert result.returncode == 2
+    assert "cannot run profile 'full'" in result.stderr
+    assert str(missing) in result.stderr and "data/README.md" in result.stderr
+    assert "[1/" not in result.stdout   # no notebook started
+
+
+def test_full_with_an_incomplete_tree_names_what_is_missing(tmp_path):
+    (tmp_path / "train").mkdir()
+    result = _run("--profile", "full", "--data", str(tmp_path), "--device", "cpu")
+    assert result.returncode == 2
+    assert "incomplete" in result.stderr and "data/README.md" in result.stderr

@@ -1,0 +1,178 @@
+"""Training augmentation (crop, mirror, determinism) and MixUp / CutMix target mixing."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ffcore.data.mixing import MixConfig, cutmix_batch, cutmix_targets, mix_batch, mixup_batch, partner_indices
+from ffcore.data.transforms import (TrainTransform, TrainTransformConfig, mirror, pad_to_square,
+                                    random_square_crop)
+from ffcore.preprocess import MEAN_BGR
+
+
+def _face(x1, y1, x2, y2, landmarks=True):
+    w, h = x2 - x1, y2 - y1
+    points = [x1 + 0.3 * w, y1 + 0.4 * h, x1 + 0.7 * w, y1 + 0.35 * h, x1 + 0.5 * w, y1 + 0.6 * h,
+              x1 + 0.35 * w, y1 + 0.8 * h, x1 + 0.65 * w, y1 + 0.8 * h]
+    return [x1, y1, x2, y2, *(points if landmarks else [-1.0] * 10), 1.0 if landmarks else -1.0]
+
+
+def _coordinate_image(width=256, height=200):
+    """Blue = x, green = y: a crop's top-left pixel tells where the crop was taken."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    return np.stack([xs, ys, np.full_like(xs, 77)], axis=2).astype(np.uint8)
+
+
+def test_mirror_swaps_left_and_right_points():
+    image = np.zeros((50, 100, 3), np.uint8)
+    targets = np.array([_face(20, 10, 60, 40), _face(70, 5, 90, 25, landmarks=False)], np.float32)
+    _, flipped = mirror(image, targets)
+    np.testing.assert_allclose(flipped[0, :4], [40, 10, 80, 40])
+    original = targets[0, 4:14].reshape(5, 2)
+    points = flipped[0, 4:14].reshape(5, 2)
+    # the image-left eye is the mirror of the image-right eye, and likewise for the mouth corners
+    np.testing.assert_allclose(points[0], [100 - original[1, 0], original[1, 1]])
+    np.testing.assert_allclose(points[1], [100 - original[0, 0], original[0, 1]])
+    np.testing.assert_allclose(points[2], [100 - original[2, 0], original[2, 1]])
+    np.testing.assert_allclose(points[3], [100 - original[4, 0], original[4, 1]])
+    np.testing.assert_allclose(points[4], [100 - original[3, 0], original[3, 1]])
+    assert points[0, 0] < points[1, 0] and points[3, 0] < points[4, 0]
+    # a face without landmarks keeps its -1 markers
+    assert (flipped[1, 4:15] == -1).all()
+    np.testing.assert_allclose(flipped[1, :4], [10, 5, 30, 25])
+
+
+def test_landmarks_follow_the_pixels_through_the_training_transform():
+    """Coloured dots at the five landmarks must sit under the transformed landmarks, in swapped order."""
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+    image = np.full((200, 200, 3), 128, np.uint8)
+    face = np.array([_face(40, 40, 160, 160)], np.float32)
+    for k, colour in enumerate(colours):
+        cv2.circle(image, (int(face[0, 4 + 2 * k]), int(face[0, 5 + 2 * k])), 5, colour, -1)
+    config = TrainTransformConfig(image_size=200, crop_scales=(1.0,), distort=False, mirror_probability=1.0,
+                                  interpolations=("nearest",))
+    chw, targets = TrainTransform(config)(image, face, np.random.default_rng(0))
+    out = (chw.transpose(1, 2, 0) + np.asarray(MEAN_BGR, np.float32)).round().astype(np.uint8)
+    points = targets[0, 4:14].reshape(5, 2) * 200
+    expected_colour_of_point = [colours[1], colours[0], colours[2], colours[4], colours[3]]
+    for point, colour in zip(points, expected_colour_of_point):
+        x, y = np.clip(np.round(point).astype(int), 0, 199)
+        assert tuple(out[y, x - 1]) == colour
+    assert points[0, 0] < points[1, 0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_crop_keeps_exactly_the_faces_whose_centre_is_inside(seed):
+    rng = np.random.default_rng(100 + seed)
+    image = _coordinate_image()
+    corners = rng.uniform(0, 180, (25, 2))
+    sizes = rng.uniform(6, 40, (25, 1))
+    targets = np.array([_face(x, y, x + s, y + s) for (x, y), (s,) in zip(corners, sizes)], np.float32)
+    crop, kept, cropped = random_square_crop(image, targets, np.random.default_rng(seed), scales=(0.3, 0.45, 0.6))
+    assert cropped and crop.shape[0] == crop.shape[1]
+    left, top, side = int(crop[0, 0, 0]), int(crop[0, 0, 1]), crop.shape[0]
+    centres = (targets[:, :2] + targets[:, 2:4]) / 2
+    inside = (centres[:, 0] > left) & (centres[:, 0] < left + side) & (centres[:, 1] > top) & (centres[:, 1] < top + side)
+    assert len(kept) == inside.sum() >= 1
+    expected = targets[inside, :4].copy()
+    expected[:, 0::2] = np.clip(expected[:, 0::2], left, left + side) - left
+    expected[:, 1::2] = np.clip(expected[:, 1::2], top, top + side) - top
+    np.testing.assert_allclose(kept[:, :4], expected, atol=1e-4)
+    # at least one face lies wholly inside the crop
+    whole = ((targets[:, 0] >= left) & (targets[:, 1] >= top) &
+             (targets[:, 2] <= left + side) & (targets[:, 3] <= top + side))
+    assert whole.any()
+
+
+def test_crop_falls_back_to_the_whole_image_and_pads_with_the_mean():
+    image = _coordinate_image(120, 80)
+    targets = np.array([_face(1, 1, 119, 79)], np.float32)   # no crop can hold this face
+    crop, kept, cropped = random_square_crop(image, targets, np.random.default_rng(0), scales=(0.3,), attempts=250)
+    assert not cropped and crop is image
+    np.testing.assert_array_equal(kept, targets)
+    square = pad_to_square(image)
+    assert square.shape == (120, 120, 3)
+    assert (square[80:] == np.round(MEAN_BGR).astype(np.uint8)).all()
+
+
+def test_training_transform_is_deterministic_given_the_generator():
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (150, 220, 3), dtype=np.uint8)
+    targets = np.array([_face(20, 30, 60, 80), _face(100, 40, 130, 75), _face(150, 90, 200, 140, False)], np.float32)
+    transform = TrainTransform(TrainTransformConfig(image_size=96))
+    first = transform(image, targets, np.random.default_rng([7, 0, 3]))
+    again = transform(image, targets, np.random.default_rng([7, 0, 3]))
+    other = transform(image, targets, np.random.default_rng([7, 1, 3]))
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert first[0].shape == (3, 96, 96) and first[0].dtype == np.float32 and first[1].dtype == np.float32
+    assert not np.array_equal(first[0], other[0])
+    assert ((first[1][:, :4] >= 0) & (first[1][:, :4] <= 1)).all()
+    assert (first[1][first[1][:, 14] < 0, 4:14] == -1).all()
+
+
+# ---- MixUp / CutMix -----------------------------------------------------------------------
+
+def test_partner_indices_never_pair_an_image_with_itself():
+    for seed in range(20):
+        partner = partner_indices(5, np.random.default_rng(seed))
+        assert sorted(partner.tolist()) == list(range(5)) and (partner != np.arange(5)).all()
+
+
+def test_mixup_blends_images_and_unions_targets():
+    images = torch.stack([torch.full((3, 8, 8), 10.0), torch.full((3, 8, 8), -20.0)])
+    targets = [torch.tensor([_face(0.1, 0.1, 0.3, 0.3)]), torch.tensor([_face(0.5, 0.5, 0.9, 0.9), _face(0.0, 0.6, 0.1, 0.7)])]
+    mixed, mixed_targets, lam = mixup_batch(images, targets, np.random.default_rng(0), ratio=0.3)
+    assert lam == 0.3
+    torch.testing.assert_close(mixed[0], torch.full((3, 8, 8), 0.3 * 10 + 0.7 * -20))
+    torch.testing.assert_close(mixed[1], torch.full((3, 8, 8), 0.3 * -20 + 0.7 * 10))
+    torch.testing.assert_close(mixed_targets[0], torch.cat([targets[0], targets[1]]))
+    torch.testing.assert_close(mixed_targets[1], torch.cat([targets[1], targets[0]]))
+    _, _, drawn = mixup_batch(images, targets, np.random.default_rng(1), alpha=0.2)
+    assert 0 <= drawn <= 1
+
+
+def test_cutmix_targets_by_hand():
+    region = torch.tensor([0.5, 0.5, 1.0, 1.0])
+    a = torch.tensor([_face(0.1, 0.1, 0.3, 0.3),        # untouched: kept with landmarks
+                      _face(0.55, 0.55, 0.9, 0.9),      # wholly under the patch: dropped
+                      _face(0.35, 0.35, 0.65, 0.65)])   # 1/4 covered: kept; its right mouth corner is under the patch
+    b = torch.tensor([_face(0.6, 0.6, 0.8, 0.8),        # inside the patch: kept as is
+                      _face(0.4, 0.6, 0.6, 0.8),        # half inside: clipped, landmarks partly outside
+                      _face(0.1, 0.1, 0.4, 0.4),        # outside: dropped
+                      _face(0.2, 0.7, 0.6, 0.9)])       # a quarter inside (< 40 %): dropped
+    mixed = cutmix_targets(a, b, region)
+    assert mixed.shape == (4, 15)
+    torch.testing.assert_close(mixed[0], a[0])
+    torch.testing.assert_close(mixed[1, :4], a[2, :4])
+    assert mixed[1, 14] == -1 and (mixed[1, 4:14] == -1).all()
+    torch.testing.assert_close(mixed[2], b[0])
+    torch.testing.assert_close(mixed[3, :4], torch.tensor([0.5, 0.6, 0.6, 0.8]))
+    assert mixed[3, 14] == -1
+
+
+def test_cutmix_batch_pastes_the_partner_region_and_mixes_targets():
+    images = torch.stack([torch.zeros(3, 40, 40), torch.ones(3, 40, 40)])
+    targets = [torch.tensor([_face(0.05, 0.05, 0.2, 0.2)]), torch.tensor([_face(0.3, 0.3, 0.7, 0.7)])]
+    mixed, mixed_targets, lam = cutmix_batch(images, targets, np.random.default_rng(3), ratio=0.5)
+    patch = mixed[0, 0] == 1
+    assert 0 < patch.float().mean() <= 0.5 + 1e-6
+    ys, xs = torch.nonzero(patch, as_tuple=True)
+    region = torch.tensor([xs.min() / 40, ys.min() / 40, (xs.max() + 1) / 40, (ys.max() + 1) / 40])
+    torch.testing.assert_close(mixed_targets[0], cutmix_targets(targets[0], targets[1], region))
+    assert (mixed[1] == 1 - (mixed[1] == 0).float()).all()      # image 1 got a patch of zeros
+
+
+def test_mix_batch_respects_probability():
+    images = torch.randn(4, 3, 16, 16)
+    targets = [torch.tensor([_face(0.1, 0.1, 0.5, 0.5)]) for _ in range(4)]
+    same, same_targets, method = mix_batch(images, targets, MixConfig(), np.random.default_rng(0))
+    assert method is None and same is images and same_targets is targets
+    methods = {mix_batch(images, targets, MixConfig(probability=1.0), np.random.default_rng(s))[2] for s in range(20)}
+    assert methods == {"mixup", "cutmix"}
+    counts = [mix_batch(images, targets, MixConfig(probability=0.5), np.random.default_rng(s))[2] is not None
+              for s in range(200)]
+    assert 60 < sum(counts) < 140
