@@ -15,7 +15,6 @@ import statistics
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 

@@ -29,13 +29,16 @@ def _add_params(sub) -> None:
 
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="write the synthetic WIDER-format dataset",
-                       description="Generate a deterministic synthetic face dataset in the real WIDER FACE "
-                                   "layouts (RetinaFace label.txt, wider_face_split lists, evaluation .mat files).")
+                       description="Generate a deterministic synthetic face dataset (procedurally drawn faces, "
+                                   "not WIDER FACE) in the real WIDER FACE layouts: RetinaFace train/label.txt, "
+                                   "wider_face_split lists and the evaluation .mat files. Does nothing when the "
+                                   "folder already holds the dataset of the same configuration.")
     p.add_argument("--out", default=None, help="output root (default data/synthetic)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-images", type=int, default=None, help="number of training images")
-    p.add_argument("--val-images", type=int, default=None, help="number of validation images")
-    p.add_argument("--force", action="store_true", help="overwrite an existing dataset")
+    p.add_argument("--train-images", type=int, default=None, help="number of training images (default 400)")
+    p.add_argument("--val-images", type=int, default=None, help="number of validation images (default 100)")
+    p.add_argument("--force", action="store_true", help="regenerate even if the same dataset is there")
+    p.add_argument("--preview", default=None, help="also save a grid of samples with boxes and landmarks (PNG)")
     p.set_defaults(handler="ffcore.data.synth:synth_command")
 
 

@@ -69,6 +69,22 @@ def pretty_name(name: str) -> str:
     return " ".join(w.upper() if len(w) <= 2 and w[0] in "vV" and w[1:].isdigit() else w for w in words)
 
 
+def show(fig):
+    """Display a figure built without pyplot (e.g. `matplotlib.figure.Figure(...)`) in a notebook.
+
+    pyplot figures are shown by the notebook at the end of the cell; these are not, so the
+    study layer displays them once here. Outside IPython this does nothing."""
+    if getattr(fig, "number", None) is None:
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return fig
+        if get_ipython() is not None:
+            display(fig)
+    return fig
+
+
 def close(fig) -> None:
     """Release a figure's memory once it is written (notebooks display it before this)."""
     plt.close(fig)

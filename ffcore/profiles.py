@@ -27,9 +27,8 @@ class RunProfile:
     description: str
     dataset: str                      # "synthetic" or "widerface"
     device: str                       # default device of the notebooks
-    epochs: int                       # supervised training of each main model (V1, V2)
+    epochs: int                       # supervised training of every model (V1, V2, each ablation variant)
     distill_epochs: int               # teacher -> student training
-    ablation_epochs: int              # each ablation variant
     image_size: int                   # square training crop
     batch_size: int
     train_preset: str                 # ffcore.engine preset for supervised training
@@ -44,6 +43,7 @@ class RunProfile:
     flops_size: int = 640             # square input for the FLOP tables (the papers' setting)
     bench_sizes: tuple[int, ...] = (640,)
     bench_repeats: int = 20
+    max_steps_per_epoch: int | None = None   # cap on optimiser steps per epoch (None: the whole dataset)
     val_every: int | None = None      # epochs between validations during training (None: the preset's)
     workers: int = 0
     seed: int = 0
@@ -56,7 +56,7 @@ class RunProfile:
         """The profile with a notebook's `epochs` / `image_size` parameters applied (None keeps the preset)."""
         changes: dict = {}
         if epochs is not None:
-            changes.update(epochs=int(epochs), distill_epochs=int(epochs), ablation_epochs=int(epochs))
+            changes.update(epochs=int(epochs), distill_epochs=int(epochs))
         if image_size is not None:
             changes["image_size"] = int(image_size)
         return replace(self, **changes) if changes else self
@@ -66,8 +66,8 @@ SMOKE = RunProfile(
     name="smoke",
     description="tiny synthetic dataset, CPU, a few minutes end to end: checks the pipeline, not the models",
     dataset=SYNTHETIC, device="cpu",
-    epochs=2, distill_epochs=2, ablation_epochs=1,
-    image_size=160, batch_size=8,
+    epochs=2, distill_epochs=2,
+    image_size=128, batch_size=4, max_steps_per_epoch=2,
     train_preset="smoke", distill_preset="smoke",
     synthetic_train_images=24, synthetic_val_images=6, synthetic_long_side=(192, 320),
     eval_scale="320", eval_limit=None,
@@ -78,10 +78,10 @@ SYNTHETIC_PROFILE = RunProfile(
     name="synthetic",
     description="synthetic dataset trained long enough for model comparisons (about an hour on a 2-core CPU)",
     dataset=SYNTHETIC, device="cpu",
-    epochs=30, distill_epochs=30, ablation_epochs=10,
-    image_size=256, batch_size=16,
+    epochs=8, distill_epochs=8,
+    image_size=160, batch_size=8,
     train_preset="synthetic_cpu", distill_preset="synthetic_cpu",
-    synthetic_train_images=400, synthetic_val_images=60,
+    synthetic_train_images=200, synthetic_val_images=60,
     eval_scale="origin", eval_limit=None,
     bench_sizes=(320, 640), bench_repeats=10,
 )
@@ -90,7 +90,7 @@ FULL = RunProfile(
     name="full",
     description="WIDER FACE, the papers' training schedules, GPU",
     dataset=WIDERFACE, device="cuda",
-    epochs=350, distill_epochs=400, ablation_epochs=350,
+    epochs=350, distill_epochs=400,
     image_size=640, batch_size=32,
     train_preset="featherface_paper", distill_preset="v2_thesis",
     eval_scale="origin", eval_limit=None,

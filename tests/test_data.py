@@ -118,6 +118,11 @@ def test_datasets_samples_follow_the_data_contract(tiny_tree):
     assert image.shape == (3, 64, 64) and image.dtype == torch.float32
     assert targets.shape[1] == 15 and targets.dtype == torch.float32
     assert ((targets[:, :4] >= 0) & (targets[:, :4] <= 1)).all()
+    # the same sample twice is identical; another epoch draws another augmentation
+    again_image, again_targets = dataset[0]
+    assert torch.equal(image, again_image) and torch.equal(targets, again_targets)
+    dataset.set_epoch(1)
+    assert not torch.equal(image, dataset[0][0])
     images, target_list = detection_collate([dataset[0], dataset[1]])
     assert images.shape == (2, 3, 64, 64) and isinstance(target_list, list) and len(target_list) == 2
 

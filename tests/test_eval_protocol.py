@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from ffcore.eval.predictions import format_prediction_file, write_prediction_fil
 from ffcore.paths import shared_dir
 
 GT_DIR = shared_dir() / "data" / "widerface_val_gt"
-needs_gt = pytest.mark.skipif(not (GT_DIR / "wider_face_val.mat").is_file(), reason="official ground truth absent")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,6 +331,7 @@ def tiny_gt():
 
 def test_read_predictions_sorts_and_reports_missing_files(tmp_path, tiny_gt):
     write_prediction_file(tmp_path, "1--A", "img_0", np.array([FACE_B + [0.3], FACE_A + [0.9]]), integer_boxes=False)
+    write_prediction_file(tmp_path, "1--A", "img_9", np.array([FACE_A + [0.9]]))   # not in the ground truth
     with pytest.warns(MissingPredictionsWarning, match="1 of 2"):
         preds = read_predictions(tmp_path, tiny_gt)
     assert preds.missing == ["2--B/img_1"]
@@ -342,6 +341,7 @@ def test_read_predictions_sorts_and_reports_missing_files(tmp_path, tiny_gt):
         read_predictions(tmp_path, tiny_gt, strict=True)
     result = evaluate(preds, tiny_gt)
     assert result.missing_files == ("2--B/img_1",)
+    assert result.extra_files == ("1--A/img_9.txt",) and "not evaluated" in result.summary()
     assert result["medium"].num_faces == 3 and result["medium"].true_positives[-1] == 2
 
 
@@ -415,3 +415,21 @@ def test_candidate_pruning_equals_full_iou_matrix_on_crowded_images(real_gt):
         np.testing.assert_array_equal(got, expected)
         matched.append(got >= 0)
     assert np.concatenate(matched).mean() > 0.3    # the comparison covers many real matches
+
+
+def test_figures_from_results(tiny_gt):
+    from ffcore.eval.plots import pr_curves_figure, recall_by_size_figure
+
+    preds = {("1--A", "img_0"): np.array([FACE_A + [0.9], FACE_B + [0.4]]), ("2--B", "img_1"): np.array([[0, 0, 5, 5, 0.8]])}
+    good = evaluate(preds, tiny_gt, label="good")
+    worse = evaluate({("1--A", "img_0"): np.array([FACE_A + [0.9]])}, tiny_gt, label="worse")
+    figure = pr_curves_figure([worse, good])
+    axes = figure.get_axes()
+    assert [ax.get_title() for ax in axes] == ["Easy set", "Medium set", "Hard set"]
+    legend = [t.get_text() for t in axes[2].get_legend().get_texts()]
+    assert legend[0] == f"{good['hard'].ap:.3f} good"      # sorted by AP, AP first
+    figure = recall_by_size_figure([good, worse], tiny_gt, setting="hard", bins=(0, 25, np.inf))
+    bars = [patch.get_height() for patch in figure.get_axes()[0].patches]
+    # bin 0-25 holds FACE_A of both images (20 px), bin >25 FACE_B (30 px). "good" finds A in
+    # image 0 and B; "worse" finds only A in image 0. Bars come result by result.
+    assert bars == [0.5, 1.0, 0.5, 0.0]

@@ -95,7 +95,7 @@ def test_profiles_and_overrides():
     assert set(PROFILES) == {"smoke", "synthetic", "full"}
     assert get_profile("smoke").is_synthetic and not get_profile("full").is_synthetic
     smoke = get_profile("smoke").with_overrides(epochs=5, image_size=96)
-    assert (smoke.epochs, smoke.distill_epochs, smoke.ablation_epochs, smoke.image_size) == (5, 5, 5, 96)
+    assert (smoke.epochs, smoke.distill_epochs, smoke.image_size) == (5, 5, 96)
     assert get_profile("smoke").with_overrides() is get_profile("smoke")
     with pytest.raises(KeyError, match="smoke, synthetic, full"):
         get_profile("huge")

@@ -112,11 +112,21 @@ def test_generation_is_deterministic_and_cached(tmp_path, tiny_root):
     assert (first / "train/label.txt").read_text() != (second / "train/label.txt").read_text()
 
 
-def test_refuses_to_overwrite_a_folder_that_is_not_synthetic(tmp_path):
-    (tmp_path / "mine.txt").write_text("precious")
+def test_refuses_to_overwrite_a_tree_it_did_not_write(tmp_path):
+    (tmp_path / "WIDER_train" / "images").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="not a synthetic dataset"):
         ensure_synthetic_dataset(tmp_path, TINY_SYNTH)
-    assert (tmp_path / "mine.txt").read_text() == "precious"
+    assert (tmp_path / "WIDER_train" / "images").is_dir() and not (tmp_path / MANIFEST).exists()
+
+
+def test_leaves_unrelated_entries_alone(tmp_path):
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "mine.txt").write_text("precious")
+    config = dataclasses.replace(TINY_SYNTH, train_images=1, val_images=1)
+    ensure_synthetic_dataset(tmp_path, config)
+    ensure_synthetic_dataset(tmp_path, dataclasses.replace(config, seed=2))
+    assert (tmp_path / "smoke" / "mine.txt").read_text() == "precious"
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.tmp-*"))          # no staging folder left behind
 
 
 def test_config_validation():

@@ -653,12 +653,18 @@ def read_manifest(root: str | Path) -> dict | None:
         return None
 
 
+# What a synthetic dataset consists of under its root. Anything else there (e.g. other
+# synthetic sets in sub-folders) is left alone.
+OWNED_ENTRIES = ("WIDER_train", "WIDER_val", "train", "wider_face_split", "ground_truth")
+_INCOMPLETE = ".synth_incomplete"
+
+
 def ensure_synthetic_dataset(root: str | Path | None = None, config: SynthConfig | None = None,
                              force: bool = False) -> Path:
     """Generate the dataset at `root` (default data/synthetic) unless it is already there with this config.
 
-    A folder holding another config's synthetic dataset is replaced; a non-empty folder
-    without a manifest is left alone and reported (it may be someone's data).
+    Another config's synthetic dataset at `root` is replaced. A WIDER-format tree that
+    ffcore did not write (no manifest) is never touched: that raises `FileExistsError`.
     """
     from ffcore.paths import default_synthetic_root
 
@@ -667,22 +673,30 @@ def ensure_synthetic_dataset(root: str | Path | None = None, config: SynthConfig
     manifest = read_manifest(root)
     if manifest is not None and manifest.get("fingerprint") == config.fingerprint() and not force:
         return root
-    if root.exists() and any(root.iterdir()) and manifest is None:
-        raise FileExistsError(f"{root} exists, is not empty and has no {MANIFEST}: not a synthetic dataset written "
-                              f"by ffcore. Choose another folder (--out) or empty this one.")
-    # Write beside the target and swap in, so an interrupted run never leaves half a dataset.
-    staging = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    foreign = [name for name in OWNED_ENTRIES if (root / name).exists()]
+    if foreign and manifest is None and not (root / _INCOMPLETE).exists():
+        raise FileExistsError(f"{root} holds {', '.join(foreign)} but no {MANIFEST}: not a synthetic dataset written "
+                              f"by ffcore, so it is left alone. Choose another folder (--out) or move it away.")
+    # Generate beside the target, then swap our entries in; a marker file flags a swap that
+    # was interrupted so the next call may finish the job.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = root.parent / f".{root.name}.tmp-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging.mkdir()
     try:
         generate_synthetic_dataset(staging, config)
-        if root.exists():
-            shutil.rmtree(root)
-        staging.rename(root)
+        root.mkdir(exist_ok=True)
+        (root / _INCOMPLETE).touch()
+        (root / MANIFEST).unlink(missing_ok=True)
+        for name in OWNED_ENTRIES:
+            if (root / name).exists():
+                shutil.rmtree(root / name)
+            (staging / name).rename(root / name)
+        (staging / MANIFEST).rename(root / MANIFEST)
+        (root / _INCOMPLETE).unlink()
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("synthetic dataset written to %s (fingerprint %s)", root, config.fingerprint())
     return root
 

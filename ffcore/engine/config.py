@@ -97,10 +97,10 @@ SMOKE = TrainConfig(model="retinaface_mnet025", epochs=2, batch_size=4, image_si
 
 # FeatherFace V1 on the synthetic dataset within minutes on a laptop CPU (notebook
 # 'synthetic' profile); validation at a fixed long side keeps it fast.
-SYNTHETIC_CPU = TrainConfig(model="featherface_v1", epochs=12, batch_size=8, image_size=320, workers=2,
+SYNTHETIC_CPU = TrainConfig(model="featherface_v1", epochs=4, batch_size=8, image_size=320, workers=1,
                             optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="onecycle",
                             onecycle_pct_start=0.15, val_every=4, val_scale=320, best_metric="easy",
-                            amp=False)
+                            amp=False, tensorboard=False)
 
 PRESETS: dict[str, TrainConfig] = {
     "featherface_paper": FEATHERFACE_PAPER,

@@ -192,7 +192,8 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
-            result = evaluate_model(model, root, scale=self.config.val_scale, device=self.device)
+            result = evaluate_model(model, root, scale=self.config.val_scale, device=self.device,
+                                    progress=self.config.progress)
         finally:
             model.train(was_training)
         return {setting: float(result.ap[setting]) for setting in AP_SETTINGS if setting in result.ap}

@@ -32,6 +32,17 @@ def evaluate_directory(pred_dir: str | Path, gt_dir: str | Path, strict: bool = 
     return evaluate(predictions, ground_truth, label=label or Path(pred_dir).name)
 
 
+def _provenance_line(pred_dir: Path) -> str:
+    """Which model and test scale made the predictions (from `ffcore predict`'s metadata), if known."""
+    meta_path = pred_dir / "predictions_meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        return (f"predictions: {meta.get('model')} at test scale {meta.get('scale_label')} "
+                f"(checkpoint {meta.get('checkpoint_sha256')})")
+    except (OSError, ValueError):
+        return "predictions: test scale unknown (no predictions_meta.json); say which scale produced them"
+
+
 def evaluate_command(pred: str, gt: str, json_out: str | None = None, strict: bool = False) -> int:
     """`ffcore evaluate`: print the AP table; optionally write {"easy", "medium", "hard"} (fractions)."""
     import warnings
@@ -45,6 +56,7 @@ def evaluate_command(pred: str, gt: str, json_out: str | None = None, strict: bo
             print(f"error: {exc}")
             return 2
     print(result.summary())
+    print(_provenance_line(Path(pred)))
     if json_out:
         path = Path(json_out)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,7 @@ class GroundTruth:
                            kept={s: m[face_rows] for s, m in self.kept.items()}, source=self.source)
 
 
-def _loadmat(path: Path) -> dict:
+def _loadmat(path: Path, variables: tuple[str, ...] | None = None) -> dict:
     import scipy.io
 
     if not path.is_file():
@@ -81,7 +81,7 @@ def _loadmat(path: Path) -> dict:
             f"ground-truth file missing: {path} (the folder needs {ALL_FACES_FILE} and "
             f"{', '.join(setting_file(s) for s in SETTINGS)} from the WIDER FACE eval_tools)")
     try:
-        return scipy.io.loadmat(str(path))
+        return scipy.io.loadmat(str(path), variable_names=variables)
     except Exception as exc:  # scipy raises several types for a foreign or corrupt file
         raise GroundTruthError(f"cannot read {path} as a MATLAB .mat file: {exc}") from exc
 
@@ -99,7 +99,7 @@ def _cell_string(cell) -> str:
 def _column(mat: dict, key: str, path: Path) -> np.ndarray:
     if key not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
-        raise GroundTruthError(f"{path} has no variable '{key}' (found: {found}); "
+        raise GroundTruthError(f"{path} has no variable '{key}' (of those read, found: {found}); "
                                "is this an official WIDER FACE evaluation file?")
     return np.asarray(mat[key]).reshape(-1)
 
@@ -119,7 +119,7 @@ def load_ground_truth(gt_dir: str | Path, settings: tuple[str, ...] = SETTINGS) 
     if not gt_dir.is_dir():
         raise GroundTruthError(f"ground-truth folder not found: {gt_dir}")
     all_path = gt_dir / ALL_FACES_FILE
-    mat = _loadmat(all_path)
+    mat = _loadmat(all_path, ("event_list", "file_list", "face_bbx_list"))
     event_cells = _column(mat, "event_list", all_path)
     file_cells = _column(mat, "file_list", all_path)
     box_cells = _column(mat, "face_bbx_list", all_path)
@@ -147,7 +147,7 @@ def load_ground_truth(gt_dir: str | Path, settings: tuple[str, ...] = SETTINGS) 
     kept = {}
     for setting in settings:
         path = gt_dir / setting_file(setting)
-        setting_mat = _loadmat(path)
+        setting_mat = _loadmat(path, ("event_list", "gt_list"))   # the rest repeats wider_face_val.mat
         gt_cells = _column(setting_mat, "gt_list", path)
         setting_events = _column(setting_mat, "event_list", path)
         if len(gt_cells) != len(event_cells) or any(

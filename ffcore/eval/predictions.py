@@ -6,6 +6,7 @@ Each file holds the image name, the box count, then one `x y w h score` line per
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,12 +42,14 @@ class Predictions:
 
     `per_image[i]` is [k, 5] float64 (x, y, w, h, score) sorted by descending score.
     `missing` lists the "event/name" of images that had no prediction file, `empty_files`
-    those whose file was empty (both are treated as images without detections).
+    those whose file was empty (both are treated as images without detections), and
+    `extra_files` the .txt files of images the ground truth does not list (not evaluated).
     """
 
     per_image: list[np.ndarray]
     missing: list[str] = field(default_factory=list)
     empty_files: list[str] = field(default_factory=list)
+    extra_files: list[str] = field(default_factory=list)
     source: str = ""
 
     @property
@@ -96,9 +99,9 @@ def _parse_box_lines(lines: list[str], path: Path, first_line_number: int) -> np
 
 def read_prediction_file(path: str | Path) -> np.ndarray | None:
     """Boxes [k, 5] of one file in file order; None for a completely empty file."""
-    path = Path(path)
-    text = path.read_text()
-    lines = text.splitlines()
+    # Plain strings and open(): with thousands of small files, pathlib's overhead shows.
+    with open(path) as handle:
+        lines = handle.read().splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -132,7 +135,7 @@ def read_predictions(pred_dir: str | Path, ground_truth: GroundTruth, strict: bo
         raise PredictionFileError(f"prediction folder not found: {pred_dir}")
     per_image, missing, empty_files = [], [], []
     for event, name in zip(ground_truth.events, ground_truth.names):
-        path = pred_dir / event / f"{name}.txt"
+        path = os.path.join(pred_dir, event, f"{name}.txt")
         try:
             boxes = read_prediction_file(path)
         except FileNotFoundError:
@@ -146,11 +149,16 @@ def read_predictions(pred_dir: str | Path, ground_truth: GroundTruth, strict: bo
             empty_files.append(f"{event}/{name}")
             boxes = EMPTY
         per_image.append(sort_by_score(boxes))
+    expected = {f"{event}/{name}.txt" for event, name in zip(ground_truth.events, ground_truth.names)}
+    extra_files = sorted(f"{event_dir.name}/{entry.name}" for event_dir in os.scandir(pred_dir) if event_dir.is_dir()
+                         for entry in os.scandir(event_dir.path)
+                         if entry.name.endswith(".txt") and f"{event_dir.name}/{entry.name}" not in expected)
     if missing:
         warnings.warn(f"{len(missing)} of {ground_truth.num_images} prediction files missing under {pred_dir} "
                       f"(first: {missing[0]}.txt); they count as images without detections",
                       MissingPredictionsWarning, stacklevel=2)
-    return Predictions(per_image=per_image, missing=missing, empty_files=empty_files, source=str(pred_dir))
+    return Predictions(per_image=per_image, missing=missing, empty_files=empty_files, extra_files=extra_files,
+                       source=str(pred_dir))
 
 
 def format_prediction_file(image_name: str, boxes_xywh_score: np.ndarray, integer_boxes: bool = True) -> str:

@@ -55,6 +55,7 @@ class EvalResult:
     num_predictions: int
     missing_files: tuple[str, ...] = ()
     empty_files: tuple[str, ...] = ()
+    extra_files: tuple[str, ...] = ()
     # Normalised score of the first prediction matching each ground-truth face (NaN if none),
     # aligned with GroundTruth.boxes: recall of any face subset at any threshold follows from it.
     face_match_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -85,6 +86,9 @@ class EvalResult:
                          f"first: {self.missing_files[0]}")
         if self.empty_files:
             lines.append(f"{len(self.empty_files)} empty prediction file(s), first: {self.empty_files[0]}")
+        if self.extra_files:
+            lines.append(f"{len(self.extra_files)} prediction file(s) for images the ground truth does not list "
+                         f"(not evaluated), first: {self.extra_files[0]}")
         return "\n".join(lines)
 
 
@@ -245,6 +249,7 @@ def evaluate(predictions: Predictions | Mapping[tuple[str, str], np.ndarray], gr
                                          true_positives=true_positives, num_faces=num_faces)
     return EvalResult(settings=results, num_images=ground_truth.num_images, num_predictions=int(raw.size),
                       missing_files=tuple(predictions.missing), empty_files=tuple(predictions.empty_files),
+                      extra_files=tuple(predictions.extra_files),
                       face_match_score=face_match_score, score_range=score_range, label=label)
 
 

@@ -64,7 +64,7 @@ def _prefixed(prefix_from: str, prefix_to: str, rules: Rules) -> Rules:
     return [(f"^{re.escape(prefix_from)}" + pattern.lstrip("^"), prefix_to + repl) for pattern, repl in rules]
 
 
-def _ssh_rules(level_offset: int = 1) -> Rules:
+def _ssh_rules() -> Rules:
     # ssh1..3 -> context.levels.0..2; the original branch names differ only in case.
     return [
         (r"^ssh(\d)\.(conv\w+?)\.0\.offset_conv\.(.*)$", r"context.levels.{\1}.{\2}.conv.offset_conv.\3"),

@@ -100,8 +100,8 @@ class Study:
     def __repr__(self) -> str:
         p = self.profile
         return (f"Study(profile={p.name!r}: {p.description}; dataset={p.dataset} at {_relative(self.data_root)}; "
-                f"device={self.device}; epochs={p.epochs} (distill {p.distill_epochs}, ablations "
-                f"{p.ablation_epochs}); image_size={p.image_size}; force={self.force})")
+                f"device={self.device}; epochs={p.epochs} (distillation {p.distill_epochs}); "
+                f"image_size={p.image_size}; force={self.force})")
 
 
 def _relative(path: Path) -> str:

@@ -33,31 +33,31 @@ def _cache_key(study: Study, run: str) -> dict:
 
 
 def evaluate_run(study: Study, run: str):
-    """{"ap": {setting: AP}, "curves": {setting: {"precision", "recall"}}, "num_images", ...} of a run (cached)."""
+    """The `ffcore.eval.EvalResult` of a run on the profile's validation set (cached by checkpoint hash)."""
+    import pickle
+
     import torch
 
-    from ffcore.eval import evaluate_model
+    from ffcore.eval.predict import evaluate_model
 
-    ensure_checkpoint(study, run)
-    cache = study.cache_dir / f"eval_{run}.json"
+    checkpoint = ensure_checkpoint(study, run)
+    cache = study.cache_dir / f"eval_{run}.pkl"
     key = _cache_key(study, run)
     if cache.is_file():
-        stored = json.loads(cache.read_text())
+        try:
+            stored = pickle.loads(cache.read_bytes())
+        except Exception:   # a cache from an older version of the code: recompute
+            stored = {}
         if stored.get("key") == key:
-            return stored
+            return stored["result"]
     model = load_run_model(study, run)
     with torch.inference_mode():
         result = evaluate_model(model, study.data_root, scale=study.profile.eval_scale, device=study.device,
-                                limit=study.profile.eval_limit, out_dir=study.predictions_dir / run)
-    record = {"key": key, "run": run, "model": model_of_run(study, run),
-              "ap": {s: float(result.ap[s]) for s in SETTINGS if s in result.ap},
-              "faces": {s: int(result[s].num_faces) for s in SETTINGS if s in result.settings},
-              "num_images": int(result.num_images), "num_predictions": int(result.num_predictions),
-              "curves": {s: {"precision": np.nan_to_num(result[s].precision, nan=0.0).round(5).tolist(),
-                             "recall": result[s].recall.round(5).tolist()} for s in SETTINGS if s in result.settings}}
+                                limit=study.profile.eval_limit, out_dir=study.predictions_dir / run,
+                                progress=False, checkpoint=checkpoint)
     study.cache_dir.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(record))
-    return record
+    cache.write_bytes(pickle.dumps({"key": key, "result": result}))
+    return result
 
 
 def ap_frame(study: Study, runs: list[str]) -> pd.DataFrame:
@@ -66,11 +66,11 @@ def ap_frame(study: Study, runs: list[str]) -> pd.DataFrame:
 
     rows = []
     for run in runs:
-        record = evaluate_run(study, run)
+        result = evaluate_run(study, run)
         summary = model_summary(model_of_run(study, run), study.profile.flops_size)
         rows.append({"run": run, "parameters": summary["parameters"],
-                     **{f"AP {s} %": round(100 * record["ap"][s], 2) for s in SETTINGS},
-                     "val images": record["num_images"], "checkpoint": study.used_checkpoints[run]})
+                     **{f"AP {s} %": round(100 * float(result.ap[s]), 2) for s in SETTINGS},
+                     "val images": result.num_images, "checkpoint": study.used_checkpoints[run]})
     return pd.DataFrame(rows)
 
 
@@ -86,26 +86,17 @@ def evaluate_runs(study: Study, runs: list[str], name: str = "ap") -> pd.DataFra
 
 
 def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
-    """Precision–recall curves, one panel per setting, one line per run."""
-    from ffcore.plotting import model_style, new_figure, pretty_name
+    """Precision–recall curves (ffcore.eval.plots), one panel per setting, one line per run."""
+    from ffcore.eval.plots import pr_curves_figure as draw_pr_curves
+    from ffcore.plotting import pretty_name, show
 
-    records = {run: evaluate_run(study, run) for run in runs}
-    fig, axes = new_figure(ncols=3, aspect=0.36)
-    for ax, setting in zip(axes[0], SETTINGS):
-        for index, (run, record) in enumerate(records.items()):
-            curve = record["curves"][setting]
-            style = model_style(run, index)
-            ax.plot(curve["recall"], curve["precision"], color=style["color"],
-                    label=f"{pretty_name(run)} ({100 * record['ap'][setting]:.1f})")
-        ax.set_title(f"{setting} ({record['faces'][setting]} faces)")
-        ax.set_xlabel("recall")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
-        ax.legend(loc="lower left", fontsize=6)
-    axes[0, 0].set_ylabel("precision")
-    return study.save_figure(fig, name, checkpoints=runs, test_scale=str(study.profile.eval_scale),
-                             headline="; ".join(f"{r}: hard AP {100 * rec['ap']['hard']:.1f}%"
-                                                for r, rec in records.items()))
+    results = [evaluate_run(study, run) for run in runs]
+    fig = draw_pr_curves(results, labels=[pretty_name(run) for run in runs],
+                         title=f"WIDER FACE protocol, test scale {study.profile.eval_scale}")
+    study.save_figure(fig, name, checkpoints=runs, test_scale=str(study.profile.eval_scale),
+                      headline="; ".join(f"{r}: hard AP {100 * float(res.ap['hard']):.1f}%"
+                                         for r, res in zip(runs, results)))
+    return show(fig)
 
 
 def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):

@@ -30,7 +30,7 @@ def _train_config(study: Study, run: str, preset: str, epochs: int):
     config = get_preset(preset, model=model_of_run(study, run), data_root=str(study.data_root),
                         out_dir=str(study.run_dir(run)), epochs=epochs, image_size=p.image_size,
                         batch_size=p.batch_size, device=study.device, seed=p.seed, workers=p.workers,
-                        progress=False, tensorboard=False)
+                        progress=False, tensorboard=False, max_steps_per_epoch=p.max_steps_per_epoch)
     if p.val_every is not None:
         config = replace(config, val_every=p.val_every)
     if config.val_every <= 0 and config.best_metric != "loss":
@@ -104,15 +104,17 @@ def _save_run_table(study: Study, run: str, status: str) -> pd.DataFrame:
     return table
 
 
-def train_or_load(study: Study, run: str, force: bool | None = None) -> pd.DataFrame:
-    """Train a registered model with the profile's recipe, or reuse results/<profile>/checkpoints/<run>/best.pt."""
+def train_or_load(study: Study, run: str, force: bool | None = None, epochs: int | None = None) -> pd.DataFrame:
+    """Train a registered model with the profile's recipe, or reuse results/<profile>/checkpoints/<run>/best.pt.
+
+    `epochs` defaults to the profile's main training length (ablations pass theirs)."""
     from ffcore.engine.train import train
 
     force = study.force if force is None else force
     status = "loaded (checkpoint exists)"
     if _needs_training(study, run, force):
         _clear_run(study, run)
-        config = _train_config(study, run, study.profile.train_preset, study.profile.epochs)
+        config = _train_config(study, run, study.profile.train_preset, epochs or study.profile.epochs)
         train(config).raise_for_status()
         status = "trained"
     _record(study, run)

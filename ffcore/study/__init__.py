@@ -1,0 +1,37 @@
+"""The functions the study notebooks call: one call per cell, each returning a table or a figure.
+
+    from ffcore import study
+    ctx = study.open_study("smoke")                 # profile, data (generated if synthetic), device
+    study.parameter_table(ctx, "featherface_v1")    # DataFrame, also written to results/<profile>/tables/
+    study.train_or_load(ctx, "featherface_v1")      # reuses results/<profile>/checkpoints/<run>/best.pt
+    study.pr_curves_figure(ctx, ["featherface_v1"]) # Figure, also written to thesis_figures/<profile>/
+
+Every table goes through `ffcore.provenance.write_table` (CSV + LaTeX + sidecar JSON) and
+every figure through `write_figure` (PDF + PNG + sidecar JSON); `summary_table` writes
+results/<profile>/summary.md listing them all with their headline numbers.
+"""
+
+from __future__ import annotations
+
+from ffcore.study.ablations import ablation_figure, ablation_models, ablation_table, ablation_variants
+from ffcore.study.architecture import (claims_table, compare_parts_table, efficiency_table, flops_table,
+                                       model_summary, parameter_count_explanation, parameter_table, parts_figure,
+                                       shape_compatibility)
+from ffcore.study.benchmarks import benchmark_table, latency_figure, published_comparison_figure
+from ffcore.study.context import DatasetMissingError, Study, open_study
+from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, evaluate_run, evaluate_runs,
+                                     pr_curves_figure, real_photo_detections_figure, validation_detections_figure)
+from ffcore.study.summary import artifact_index, summary_table, write_summary
+from ffcore.study.training import distill_or_load, run_history, train_or_load, training_curves_figure
+
+__all__ = [
+    "DatasetMissingError", "Study", "open_study",
+    "parameter_table", "parameter_count_explanation", "flops_table", "compare_parts_table", "parts_figure",
+    "claims_table", "shape_compatibility", "efficiency_table", "model_summary",
+    "dataset_preview_figure", "train_or_load", "distill_or_load", "run_history", "training_curves_figure",
+    "evaluate_run", "evaluate_runs", "pr_curves_figure", "ap_bars_figure", "validation_detections_figure",
+    "real_photo_detections_figure",
+    "ablation_models", "ablation_variants", "ablation_table", "ablation_figure",
+    "benchmark_table", "latency_figure", "published_comparison_figure",
+    "artifact_index", "summary_table", "write_summary",
+]

@@ -1,0 +1,87 @@
+"""Specification of ffcore.profile: true vs thop parameter counts and fvcore FLOPs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from ffcore.models import create_model
+from ffcore.models.context import ModulatedDeformConv2d
+from ffcore.profile import count_flops, explain_thop_difference, parameter_table, params_command
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def row(table, part):
+    return table.set_index("part").loc[part]
+
+
+def test_featherface_v1_true_and_thop_counts():
+    table = parameter_table(create_model("featherface_v1"))
+    assert row(table, "total")["parameters"] == 592_371
+    assert row(table, "total")["thop_parameters"] == 488_661  # the paper's "0.49M"
+    # thop misses the deform_conv2d weights (3 levels x 34,560) and the 30 BiFPN fusion weights
+    assert row(table, "context")["missed_by_thop"] == 103_680
+    assert row(table, "neck")["missed_by_thop"] == 30
+    assert table[table.part != "total"]["parameters"].sum() == 592_371
+    assert row(table, "backbone")["parameters"] == 213_072
+
+
+def test_thop_difference_is_explained_with_counts():
+    text = explain_thop_difference(create_model("featherface_v1"))
+    assert "103,680" in text and "deform_conv2d" in text and "30 " in text
+    assert explain_thop_difference(create_model("retinaface_mnet025")) == "thop counts every parameter of this model."
+
+
+def test_retinaface_and_v2_tables():
+    retina = parameter_table(create_model("retinaface_mnet025"))
+    assert row(retina, "total")["parameters"] == row(retina, "total")["thop_parameters"] == 426_608
+    v2 = parameter_table(create_model("featherface_v2"))
+    assert row(v2, "total")["parameters"] == 256_156
+    assert row(v2, "neck")["missed_by_thop"] == 20  # two BiFPN_Light cells x 10 fusion weights
+
+
+class _DeformOnly(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.deform = ModulatedDeformConv2d(3, 5)
+
+    def forward(self, x):
+        return self.deform(x)
+
+
+def test_flop_handle_counts_deform_conv_multiply_adds():
+    flops = count_flops(_DeformOnly(), 16, 12)
+    positions = 16 * 12
+    per_position_macs = 9 * 3  # 3x3 kernel over 3 input channels
+    expected = positions * per_position_macs * (5 + 18 + 9)  # deformable weight + offset conv + mask conv
+    assert flops["deform"] == flops["total"] == expected
+
+
+def test_count_flops_per_part_sums_to_total():
+    flops = count_flops(create_model("featherface_v2"), 64, 96)
+    parts = {k: v for k, v in flops.items() if k != "total"}
+    assert set(parts) == {"backbone", "backbone_attention", "neck", "neck_attention", "context", "shuffle", "heads"}
+    assert sum(parts.values()) == flops["total"] > 0
+    # first conv alone: 3x3x3 MACs x 8 channels x 32x48 outputs
+    assert flops["backbone"] > 3 * 3 * 3 * 8 * 32 * 48
+
+
+def test_params_command_prints_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "params.json"
+    assert params_command(models=["featherface_v1"], size=64, no_flops=False, json_out=str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "488661" in printed and "592371" in printed and "deform_conv2d" in printed
+    report = json.loads(out.read_text())
+    total = [r for r in report["featherface_v1"]["table"] if r["part"] == "total"][0]
+    assert total["thop_parameters"] == 488_661
+    assert "multiply-add" in report["featherface_v1"]["flops_note"]
