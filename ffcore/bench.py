@@ -459,11 +459,13 @@ def bench_command(models: Sequence[str] | None = None, out: str | None = None, r
 
     import pandas as pd
 
+    from ffcore.export import parse_size
+
     overrides: dict = {}
     if repeats is not None:
         overrides["repeats"] = repeats
     if sizes:
-        overrides["sizes"] = tuple(_parse_size(s) for s in sizes)
+        overrides["sizes"] = tuple(parse_size(s) for s in sizes)
     if batches:
         overrides["batches"] = tuple(batches)
     if threads:
@@ -505,13 +507,3 @@ def bench_command(models: Sequence[str] | None = None, out: str | None = None, r
         latency_figure(table).savefig(figure)
         print(f"wrote {figure}")
     return 0
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    """"640" -> (640, 640); "480x640" -> (480, 640) (height x width)."""
-    parts = text.lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise SystemExit(f"--sizes expects N or HxW (height x width), got {text!r}") from None
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])

@@ -144,29 +144,59 @@ def _add_distill(sub) -> None:
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="ONNX export with an ONNX Runtime parity check (and INT8)",
-                       description="Export a model to ONNX (dynamic H, W; opset >= 19) and check it against "
-                                   "PyTorch in ONNX Runtime.")
+                       description="Export a model to ONNX (dynamic batch, H, W; opset >= 19; V1's deformable "
+                                   "convolutions become ONNX DeformConv) and check it against PyTorch in ONNX "
+                                   "Runtime (max |diff| <= 1e-4 on loc, conf, landm at each parity size).")
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--weights", default=None)
     p.add_argument("--out", required=True, help="output .onnx path")
-    p.add_argument("--int8", action="store_true", help="also write a statically quantised INT8 model")
-    p.add_argument("--calib-data", default=None, help="dataset root for INT8 calibration images")
+    p.add_argument("--opset", type=int, default=19, help="ONNX opset (>= 19, default 19)")
+    p.add_argument("--parity-sizes", nargs="+", default=["640", "480x640"], metavar="SIZE",
+                   help="input sizes of the parity check, N or HxW (default 640 480x640)")
+    p.add_argument("--int8", action="store_true", help="also write a statically quantised INT8 model (<out>_int8.onnx)")
+    p.add_argument("--calib-data", default=None,
+                   help="WIDER-format dataset root for INT8 calibration images (default: the synthetic dataset)")
+    p.add_argument("--calib-count", type=int, default=32, help="number of calibration images (default 32)")
+    p.add_argument("--ap", action="store_true", help="with --int8: report the AP change on the calibration "
+                                                      "dataset's validation split")
     p.set_defaults(handler="ffcore.export:export_command")
 
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="latency / memory / size benchmark of models and peers",
                        description="Time PyTorch eager and ONNX Runtime (FP32, INT8) at 640x640 and VGA; "
-                                   "medians of repeated runs after warm-up.")
-    p.add_argument("--models", nargs="+", default=None)
+                                   "medians of repeated runs after warm-up, all runners interleaved so that "
+                                   "ratios hold on a loaded machine.")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="models (default retinaface_mnet025 featherface_v1 featherface_v2; the first is the "
+                        "reference of the printed ratios)")
+    p.add_argument("--weights", nargs="+", default=None, metavar="NAME=PATH", help="checkpoints per model")
+    p.add_argument("--preset", default="full", help="benchmark matrix: full | target | smoke (default full)")
+    p.add_argument("--sizes", nargs="+", default=None, metavar="SIZE", help="override sizes, N or HxW")
+    p.add_argument("--batches", nargs="+", type=int, default=None, help="override batch sizes")
+    p.add_argument("--threads", nargs="+", type=int, default=None, help="override thread counts")
+    p.add_argument("--backends", nargs="+", default=None, help="override: torch onnx_fp32 onnx_int8")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per setting (preset default)")
+    p.add_argument("--peers", action="store_true", help="include installed peer detectors (ffcore[peers])")
     p.add_argument("--out", default=None, help="CSV output")
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--peers", action="store_true", help="include installed peer detectors")
+    p.add_argument("--figure", default=None, help="latency figure output (png/pdf)")
     p.set_defaults(handler="ffcore.bench:bench_command")
 
 
+def _add_prune(sub) -> None:
+    p = sub.add_parser("prune", help="structured L1 pruning of the SSH context modules",
+                       description="Remove a fraction of every SSH's internal channels (lowest L1 filter norm); "
+                                   "print parameters and FLOPs before and after; optionally save the pruned model.")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--weights", default=None)
+    p.add_argument("--ratio", type=float, default=0.2, help="fraction of SSH internal channels removed (default 0.2)")
+    p.add_argument("--out", default=None, help="write the pruned model as an ffcore checkpoint")
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    p.set_defaults(handler="ffcore.pruning:prune_command")
+
+
 _SECTIONS = (_add_params, _add_synth, _add_train, _add_distill, _add_predict, _add_evaluate,
-             _add_detect, _add_export, _add_bench)
+             _add_detect, _add_export, _add_bench, _add_prune)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -427,14 +427,26 @@ def fp16_parity(model: nn.Module, size: tuple[int, int] = (640, 640)) -> ParityR
 # Command line handler
 # --------------------------------------------------------------------------------------------
 
+def parse_size(text: str) -> tuple[int, int]:
+    """"640" -> (640, 640); "480x640" -> (480, 640) (height x width)."""
+    try:
+        values = [int(part) for part in str(text).lower().split("x")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 32:
+        raise ValueError(f"size {text!r}: expected N or HxW (height x width), each at least 32")
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
 def export_command(model: str, out: str, weights: str | None = None, int8: bool = False,
                    calib_data: str | None = None, opset: int = DEFAULT_OPSET, calib_count: int = 32,
-                   ap: bool = False) -> int:
+                   ap: bool = False, parity_sizes: Sequence[str] = ("640", "480x640")) -> int:
     """`ffcore export`: export, print the parity report; optionally quantise to INT8 and report agreement/AP."""
     from ffcore.models import create_model, load_pretrained
 
     network = load_pretrained(model, weights) if weights else create_model(model)
-    result = export_onnx(network, out, opset=opset, strict=False)
+    result = export_onnx(network, out, opset=opset, strict=False,
+                         parity_sizes=tuple(parse_size(s) for s in parity_sizes))
     print(result.summary())
     if int8:
         root = calib_data

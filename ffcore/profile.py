@@ -41,10 +41,12 @@ _PROBE_SIZE = 64
 
 
 def model_parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(part name, module) in forward order: the detector's PARTS, else top-level children."""
+    """(part name, module) in forward order: the model's own `parts` (or the detector's PARTS),
+    else its top-level children."""
     from ffcore.models.detector import PARTS
 
-    names = [n for n in PARTS if isinstance(getattr(model, n, None), nn.Module)]
+    declared = tuple(getattr(model, "parts", ()) or PARTS)
+    names = [n for n in declared if isinstance(getattr(model, n, None), nn.Module)]
     if not names:
         names = [n for n, _ in model.named_children()]
     return [(n, getattr(model, n)) for n in names]

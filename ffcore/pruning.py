@@ -288,3 +288,25 @@ def _gflops(model: nn.Module, size: int) -> float:
         analysis = FlopCountAnalysis(model.eval(), torch.zeros(1, 3, size, size))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         return float(analysis.total()) / 1e9
+
+
+def prune_command(model: str, weights: str | None = None, ratio: float = DEFAULT_RATIO, out: str | None = None,
+                  no_flops: bool = False) -> int:
+    """`ffcore prune`: prune, print parameters / FLOPs before and after, optionally save a checkpoint."""
+    from ffcore.models import load_pretrained
+
+    network = load_pretrained(model, weights) if weights else create_model(model)
+    table = pruning_table(network, ratios=(0.0, ratio), flops=not no_flops)
+    print(table.to_string(index=False, float_format="%.4g"))
+    if out:
+        from ffcore.checkpoint import save_checkpoint
+
+        pruned = prune_context(network, ratio)
+        if pruned.name == model:
+            print(f"note: no registered variant for {model} at ratio {ratio}; the checkpoint stores the "
+                  f"base name and loads only through build_pruned({model!r}, {ratio})")
+        save_checkpoint(out, {"model_name": pruned.name, "model_overrides": pruned.overrides,
+                              "state_dict": pruned.state_dict(), "pruning": {"base": model, "ratio": ratio,
+                                                                             "criterion": "l1"}})
+        print(f"wrote {out} (model {pruned.name})")
+    return 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ffcore.models import create_model
+from ffcore.models import create_model, list_models
 from ffcore.models.context import ModulatedDeformConv2d
 from ffcore.profile import count_flops, explain_thop_difference, parameter_table, params_command
 
@@ -85,3 +85,13 @@ def test_params_command_prints_and_writes_json(tmp_path, capsys):
     total = [r for r in report["featherface_v1"]["table"] if r["part"] == "total"][0]
     assert total["thop_parameters"] == 488_661
     assert "multiply-add" in report["featherface_v1"]["flops_note"]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_parameter_table_parts_add_up_for_every_registered_model(name):
+    model = create_model(name)
+    table = parameter_table(model)
+    parts, total = table.iloc[:-1], table.iloc[-1]
+    assert total["part"] == "total"
+    assert int(parts["parameters"].sum()) == int(total["parameters"]) == sum(p.numel() for p in model.parameters())
+    assert int(parts["thop_parameters"].sum()) == int(total["thop_parameters"])
