@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap steps per epoch")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--skip-v1", action="store_true", help="reuse <out>/v1/best.pt")
     parser.add_argument("--skip-v2", action="store_true", help="only train V1")
@@ -53,8 +54,9 @@ def main() -> None:
 
     root = ensure_synthetic_dataset(args.data)
     overrides = {k: v for k, v in {"epochs": args.epochs, "image_size": args.image_size,
-                                   "batch_size": args.batch_size}.items() if v is not None}
-    base = get_preset("synthetic_cpu", data_root=str(root), progress=False, **overrides)
+                                   "batch_size": args.batch_size,
+                                   "max_steps_per_epoch": args.max_steps_per_epoch}.items() if v is not None}
+    base = get_preset("synthetic_cpu", data_root=str(root), progress=False, log_every_steps=10, **overrides)
     out = Path(args.out)
     print(f"SYNTHETIC DATA | recipe {base.model} {base.image_size}px batch {base.batch_size} "
           f"{base.epochs} epochs lr {base.lr} ({base.schedule}) | torch threads {torch.get_num_threads()}", flush=True)

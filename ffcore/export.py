@@ -111,7 +111,8 @@ class ExportResult:
 def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
                 example_size: tuple[int, int] = (256, 256),
                 parity_sizes: Sequence[tuple[int, int]] | None = DEFAULT_PARITY_SIZES,
-                tolerance: float = PARITY_TOLERANCE, strict: bool = True, quiet: bool = True) -> ExportResult:
+                tolerance: float = PARITY_TOLERANCE, strict: bool = True, quiet: bool = True,
+                size_multiple: int = 1) -> ExportResult:
     """Export `model` (eval mode, CPU, float32) to ONNX with dynamic batch, height and width.
 
     After writing, runs `check_parity` at `parity_sizes` (skip with None). With `strict`,
@@ -127,8 +128,14 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
     height, width = example_size
     # An example batch of 2 keeps torch.export from specialising the batch dimension to 1.
     example = (sample_batch(height, width, batch=2),)
-    dims = {0: torch.export.Dim("batch", min=1, max=1024),
-            2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    batch_dim = torch.export.Dim("batch", min=1, max=1024)
+    if size_multiple > 1:
+        if height % size_multiple or width % size_multiple:
+            raise ValueError(f"example_size {example_size} must be a multiple of size_multiple={size_multiple}")
+        dims = {0: batch_dim, 2: size_multiple * torch.export.Dim("height_blocks", min=1, max=4096),
+                3: size_multiple * torch.export.Dim("width_blocks", min=1, max=4096)}
+    else:
+        dims = {0: batch_dim, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     sink = io.StringIO()
     # The exporter narrates every stage on stdout; keep it for the error message only.
     redirect = contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext()

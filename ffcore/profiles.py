@@ -67,9 +67,9 @@ SMOKE = RunProfile(
     description="tiny synthetic dataset, CPU, a few minutes end to end: checks the pipeline, not the models",
     dataset=SYNTHETIC, device="cpu",
     epochs=2, distill_epochs=2,
-    image_size=128, batch_size=4, max_steps_per_epoch=2,
+    image_size=128, batch_size=4, max_steps_per_epoch=1,
     train_preset="smoke", distill_preset="smoke",
-    synthetic_train_images=24, synthetic_val_images=6, synthetic_long_side=(192, 320),
+    synthetic_train_images=16, synthetic_val_images=6, synthetic_long_side=(192, 320),
     eval_scale="320", eval_limit=None,
     bench_sizes=(320,), bench_repeats=3,
 )

@@ -141,7 +141,7 @@ def _slice_batchnorm(bn: nn.BatchNorm2d, keep: torch.Tensor) -> nn.BatchNorm2d:
             new.running_mean.copy_(bn.running_mean[keep])
             new.running_var.copy_(bn.running_var[keep])
             new.num_batches_tracked.copy_(bn.num_batches_tracked)
-    return new
+    return new.train(bn.training)   # a fresh module starts in training mode; keep the model's mode
 
 
 def _prune_outputs(block: nn.Module, keep: torch.Tensor) -> None:

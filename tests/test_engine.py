@@ -46,6 +46,14 @@ def tiny_root(tmp_path_factory) -> Path:
     return write_tiny_wider_tree(tmp_path_factory.mktemp("tiny_wider"))
 
 
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory) -> Path:
+    """The project's synthetic WIDER-format tree, tiny: training labels, validation images and .mat files."""
+    from ffcore.data.synth import TINY_SYNTH, ensure_synthetic_dataset
+
+    return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "tiny", TINY_SYNTH)
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     threads = torch.get_num_threads()
@@ -188,14 +196,15 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tiny_r
         result.raise_for_status()
 
 
-def test_best_checkpoint_follows_validation_ap(tiny_root, tmp_path, monkeypatch):
+def test_best_checkpoint_follows_validation_ap(synthetic_root, tmp_path, monkeypatch):
     from ffcore.engine.trainer import Trainer
 
     aps = iter([{"easy": 0.2, "medium": 0.2, "hard": 0.5}, {"easy": 0.3, "medium": 0.3, "hard": 0.4},
                 {"easy": 0.1, "medium": 0.1, "hard": 0.6}])
     monkeypatch.setattr(Trainer, "_validate", lambda self, model: next(aps))
     run = tmp_path / "run"
-    result = train(tiny_config(tiny_root, run, epochs=3, val_every=1, best_metric="hard"))
+    result = train(tiny_config(synthetic_root, run, epochs=3, val_every=1, best_metric="hard",
+                               max_steps_per_epoch=1))
     assert load_checkpoint_file(run / "best.pt")["epoch"] == 3
     assert result.final_ap == {"easy": 0.1, "medium": 0.1, "hard": 0.6}
     assert [r["ap_hard"] for r in result.history] == [0.5, 0.4, 0.6]
@@ -203,9 +212,23 @@ def test_best_checkpoint_follows_validation_ap(tiny_root, tmp_path, monkeypatch)
     assert [float(r["ap_hard"]) for r in rows] == [0.5, 0.4, 0.6]
 
 
-def test_best_metric_needs_validation(tiny_root, tmp_path):
+def test_validation_runs_the_widerface_protocol(synthetic_root, tmp_path):
+    result = train(tiny_config(synthetic_root, tmp_path / "run", epochs=1, val_every=1, val_scale=128,
+                               best_metric="easy", max_steps_per_epoch=1))
+    assert set(result.final_ap) == {"easy", "medium", "hard"}
+    assert all(0.0 <= v <= 1.0 for v in result.final_ap.values())
+    row = next(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert float(row["ap_easy"]) == pytest.approx(result.final_ap["easy"])
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_validation_settings_are_checked_before_training(tiny_root, tmp_path):
     with pytest.raises(ValueError, match="val_every"):
         train(tiny_config(tiny_root, tmp_path / "run", best_metric="hard", val_every=0))
+    from ffcore.data.layout import LayoutError
+    with pytest.raises(LayoutError, match="WIDER_val"):     # tiny_root has no validation tree
+        train(tiny_config(tiny_root, tmp_path / "run", best_metric="hard", val_every=1))
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_cli_train_and_resume(tiny_root, tmp_path):

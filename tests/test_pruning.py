@@ -40,8 +40,9 @@ def test_allocation_removes_a_fifth_of_the_internal_channels():
     # reduce 32->8 loses 4 rows (4*32) + BN (8); spatial 8->8 g4 loses 4 in (8*9). 6192 / 3 = 2064 per SSH.
     ("featherface_v2", 3 * (2064 - (128 + 8 + 144) - (128 + 8 + 72))),
     # RetinaFace per SSH: conv5x5_1 64->16 loses 3 rows (3*64*9) + BN (6); its consumers (16->16 twice)
-    # lose 3 inputs each (2*3*16*9); conv7x7_2 loses 3 rows (3*16*9) + BN (6) and conv7x7_3 3 inputs (3*16*9).
-    ("retinaface_mnet025", 3 * (34752 - (1728 + 6) - 864 - (432 + 6) - 432)),
+    # lose 3 inputs each (2*3*16*9); conv7x7_2 then loses 3 rows of its 13 remaining inputs (3*13*9) + BN (6)
+    # and conv7x7_3 3 inputs (3*16*9).
+    ("retinaface_mnet025", 3 * (34752 - (1728 + 6) - 864 - (351 + 6) - 432)),
 ])
 def test_pruned_model_is_smaller_by_the_expected_amount_and_runs(name, expected_context):
     model = _randomised(name)

@@ -54,6 +54,7 @@ class TrainConfig:
     # logging
     progress: bool = True                       # tqdm bar
     tensorboard: bool = True
+    log_every_steps: int = 0                    # also log running losses to train.log every N steps; 0: per epoch only
     max_steps_per_epoch: int | None = None      # cap (quick checks); None: the whole dataset
     stop_after_epoch: int | None = None         # end this invocation after this epoch (time-boxed jobs; resume later)
 
@@ -95,8 +96,10 @@ SMOKE = TrainConfig(model="retinaface_mnet025", epochs=2, batch_size=4, image_si
                     min_lr=1e-5, val_every=0, best_metric="loss", amp=False, tensorboard=False,
                     progress=False, max_steps_per_epoch=4)
 
-# FeatherFace V1 on the synthetic dataset within minutes on a laptop CPU (notebook
-# 'synthetic' profile); validation at a fixed long side keeps it fast.
+# FeatherFace V1 on the synthetic dataset on a CPU (notebook 'synthetic' profile): 4 epochs of
+# the 400 synthetic training images at 320 px, validation at a fixed long side of 320 px.
+# V1's deformable convolutions dominate CPU time (their backward especially), so this takes
+# tens of minutes on a 2-core CPU; benchmarks/bench_train_synthetic.py measures it.
 SYNTHETIC_CPU = TrainConfig(model="featherface_v1", epochs=4, batch_size=8, image_size=320, workers=1,
                             optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="onecycle",
                             onecycle_pct_start=0.15, val_every=4, val_scale=320, best_metric="easy",
@@ -125,7 +128,7 @@ def get_preset(name: str, **overrides) -> TrainConfig:
 # Fields that may change when a run is resumed; any other difference would make the
 # continued run a different recipe (e.g. the OneCycle length depends on `epochs`).
 RESUMABLE_CHANGES = frozenset({"out_dir", "device", "workers", "progress", "tensorboard", "val_every",
-                               "val_scale", "val_root", "data_root", "amp", "pretrained_backbone",
+                               "val_scale", "val_root", "data_root", "amp", "pretrained_backbone", "log_every_steps",
                                "stop_after_epoch"})
 
 

@@ -105,6 +105,10 @@ def parse_scale(value: str | int | None):
 
 
 def report(result: TrainResult) -> int:
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:     # under torchrun only rank 0 reports
+        return 0 if result.ok else 3
     if not result.ok:
         print(f"error: {result.message}", file=sys.stderr)
         return 3

@@ -15,7 +15,6 @@ detector inside it, and how a batch becomes loss terms). `Trainer.run()` does th
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -183,12 +182,20 @@ class Trainer:
         if self.config.best_metric != "loss" and self.config.val_every <= 0:
             raise ValueError(f"best_metric={self.config.best_metric!r} needs validation (val_every > 0); "
                              f"set val_every or best_metric='loss'")
+        if self.config.val_every > 0:
+            # fail now, not after the first epoch, when the validation tree is incomplete
+            from ffcore.data.layout import WiderFaceLayout
+
+            WiderFaceLayout.find(self._val_root(), need=("val", "val_gt"))
+
+    def _val_root(self) -> Path:
+        return Path(self.config.val_root) if self.config.val_root else resolve_data_root(self.config)
 
     # -- validation
     def _validate(self, model: nn.Module) -> dict[str, float]:
-        from ffcore.eval import evaluate_model
+        from ffcore.eval.predict import evaluate_model
 
-        root = Path(self.config.val_root or resolve_data_root(self.config))
+        root = self._val_root()
         was_training = model.training
         model.eval()
         try:
@@ -246,10 +253,9 @@ class Trainer:
     def run(self, resume: bool = False) -> TrainResult:
         from ffcore.provenance import git_state
 
-        config, context, device = self.config, self.context, self.device
         self._validate_settings()
-        main = context.is_main
-        logger = RunLogger(self.out_dir, enabled=main, tensorboard=config.tensorboard)
+        main = self.context.is_main
+        logger = RunLogger(self.out_dir, enabled=main, tensorboard=self.config.tensorboard)
         try:
             return self._run(resume, logger, git_state() if main else {})
         finally:
@@ -343,6 +349,11 @@ class Trainer:
                     sums[name] = sums.get(name, 0.0) + value
                 images_seen += images.shape[0] * context.world_size
                 steps_done += 1
+                if main and config.log_every_steps and steps_done % config.log_every_steps == 0:
+                    elapsed = max(time.perf_counter() - epoch_start, 1e-9)
+                    logger.message(f"epoch {epoch + 1} step {steps_done}/{steps_per_epoch}: "
+                                   + ", ".join(f"{k} {v / steps_done:.4g}" for k, v in sums.items())
+                                   + f", {images_seen / elapsed:.2f} images/s")
                 if progress is not None:
                     elapsed = max(time.perf_counter() - epoch_start, 1e-9)
                     progress.set_postfix({**{k: f"{v / (step + 1):.3f}" for k, v in sums.items()},

@@ -165,7 +165,8 @@ def parts_figure(study: Study, models: list[str]):
         ax.set_xlabel(label)
         ax.margins(x=0.18)
     axes[0, 1].set_yticklabels([])
-    axes[0, 0].legend(loc="upper center", bbox_to_anchor=(1.05, -0.22), ncol=4, frameon=False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
     totals = {m: model_summary(m, size)["parameters"] for m in models}
     return study.save_figure(fig, "parts_" + "_vs_".join(models),
                              headline="; ".join(f"{m}: {v:,} parameters" for m, v in totals.items()),

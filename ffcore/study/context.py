@@ -135,4 +135,13 @@ def open_study(profile: str | RunProfile = "smoke", data_root: str | Path | None
         from ffcore.study.datasets import prepare_dataset
 
         prepare_dataset(study)
+    _configure_display()
     return study
+
+
+def _configure_display() -> None:
+    """Let notebook tables show their explanatory text columns instead of cutting them at 50 characters."""
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", 100)
+    pd.set_option("display.width", 180)

@@ -17,6 +17,7 @@ from ffcore.study.training import ensure_checkpoint, model_of_run
 
 SETTINGS = ("easy", "medium", "hard")
 DETECTION_THRESHOLD = 0.5
+MAX_DRAWN = 60
 
 
 def load_run_model(study: Study, run: str):
@@ -129,12 +130,16 @@ def _draw(ax, image_bgr, detections, ground_truth_xyxy=None, title: str = "") ->
 
     ax.imshow(image_bgr[:, :, ::-1])
     ax.axis("off")
+    height, width = image_bgr.shape[:2]
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
     if ground_truth_xyxy is not None:
         for x1, y1, x2, y2 in ground_truth_xyxy:
             ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=0.8, ls="--",
                                            edgecolor="white"))
-    for box, score, points in zip(detections.boxes.tolist(), detections.scores.tolist(),
-                                  detections.landmarks.tolist()):
+    shown = slice(0, MAX_DRAWN)   # detections are sorted by score; a barely trained model can have hundreds
+    for box, score, points in zip(detections.boxes[shown].tolist(), detections.scores[shown].tolist(),
+                                  detections.landmarks[shown].tolist()):
         x1, y1, x2, y2 = box
         ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.0, edgecolor=PALETTE[4]))
         ax.text(x1, y1 - 2, f"{score:.2f}", color=PALETTE[4], fontsize=5)
@@ -169,7 +174,7 @@ def validation_detections_figure(study: Study, run: str = "featherface_v1", name
     detections = detect_faces(model, image, threshold=DETECTION_THRESHOLD, device=study.device)
     fig, ax = new_figure(aspect=image.shape[0] / image.shape[1])
     _draw(ax, image, detections, ground_truth,
-          f"{pretty_name(run)}: {len(detections)} detections >= {DETECTION_THRESHOLD} "
+          f"{pretty_name(run)}: {len(detections)} detections >= {DETECTION_THRESHOLD} (top {MAX_DRAWN} drawn) "
           f"({len(ground_truth)} faces, dashed) — {path.parent.name}/{path.name}")
     return study.save_figure(fig, name or f"detections_{run}", checkpoints=[run], image=path.name,
                              headline=f"{run}: {len(detections)} detections vs {len(ground_truth)} faces on {path.name}")

@@ -31,12 +31,23 @@ def _train_config(study: Study, run: str, preset: str, epochs: int):
                         out_dir=str(study.run_dir(run)), epochs=epochs, image_size=p.image_size,
                         batch_size=p.batch_size, device=study.device, seed=p.seed, workers=p.workers,
                         progress=False, tensorboard=False, max_steps_per_epoch=p.max_steps_per_epoch)
+    if not _has_imagenet_backbone(config.model):
+        # e.g. the ViT variant: no ImageNet file fits its backbone, it trains from scratch
+        config = replace(config, pretrained_backbone=False)
     if p.val_every is not None:
         config = replace(config, val_every=p.val_every)
     if config.val_every <= 0 and config.best_metric != "loss":
         # no validation during training: keep the checkpoint with the lowest training loss
         config = replace(config, best_metric="loss")
     return config
+
+
+def _has_imagenet_backbone(model_name: str) -> bool:
+    """Whether the model's backbone is the MobileNet-0.25 that the ImageNet file initialises."""
+    from ffcore.models import create_model
+    from ffcore.models.backbone import BACKBONES
+
+    return type(getattr(create_model(model_name), "backbone", None)) in tuple(BACKBONES.values())
 
 
 def _clear_run(study: Study, run: str) -> None:
@@ -152,23 +163,28 @@ def training_curves_figure(study: Study, runs: list[str], name: str = "training_
     axes = axes[0] if has_ap else [axes]
     for index, (run, history) in enumerate(histories.items()):
         style = model_style(run, index)
-        axes[0].plot(history["epoch"], history["loss"], label=pretty_name(run), color=style["color"],
+        # the task loss is comparable across runs; a distillation run's total objective is not
+        task = "loss_task" if "loss_task" in history else "loss"
+        axes[0].plot(history["epoch"], history[task], label=pretty_name(run), color=style["color"],
                      marker=style["marker"], markevery=max(1, len(history) // 10))
+        if task != "loss":
+            axes[0].plot(history["epoch"], history["loss"], color=style["color"], linestyle="--",
+                         label=f"{pretty_name(run)}: distillation objective")
         if has_ap and "ap_hard" in history:
             valid = history.dropna(subset=["ap_hard"])
             for setting, dash in (("easy", ":"), ("medium", "--"), ("hard", "-")):
                 axes[1].plot(valid["epoch"], 100 * valid[f"ap_{setting}"], linestyle=dash, color=style["color"],
                              marker=style["marker"], label=f"{pretty_name(run)} {setting}")
     axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("training loss (2·box + class + landmark)")
+    axes[0].set_ylabel("training task loss (2·box + class + landmark)")
     axes[0].legend()
     if has_ap:
         axes[1].set_xlabel("epoch")
         axes[1].set_ylabel("validation AP (%)")
         axes[1].legend(fontsize=6, ncol=2)
-    final = {run: float(h["loss"].iloc[-1]) for run, h in histories.items()}
+    final = {run: float(h["loss_task" if "loss_task" in h else "loss"].iloc[-1]) for run, h in histories.items()}
     for run in runs:
         if study.checkpoint_path(run).is_file():
             _record(study, run)
     return study.save_figure(fig, name, checkpoints=runs,
-                             headline="final training loss " + ", ".join(f"{r} {v:.3f}" for r, v in final.items()))
+                             headline="final training task loss " + ", ".join(f"{r} {v:.3f}" for r, v in final.items()))

@@ -1,0 +1,122 @@
+"""Latency benchmark: a well-formed table on a tiny matrix, ratios, figure, profile, peers."""
+
+import math
+
+import matplotlib
+import pytest
+import torch
+from torch import nn
+
+from ffcore.anchors import num_priors
+from ffcore.bench import (BenchConfig, PeakRss, get_bench_config, latency_figure, profile_forward, run_benchmark,
+                          speed_ratios)
+from ffcore.peers import PEER_FACTORIES, load_peers
+
+
+class TinyDetector(nn.Module):
+    """Follows the model contract (three levels, strides 8/16/32, two anchors) at a fraction of the cost."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=8, padding=1)
+        self.down = nn.ModuleList([nn.Identity(), nn.Conv2d(8, 8, 3, 2, 1), nn.Conv2d(8, 8, 3, 2, 1)])
+        self.head = nn.Conv2d(8, 2 * 16, 1)
+
+    def forward(self, x):
+        feature, outputs = self.stem(x / 128), []
+        for down in self.down:
+            feature = down(feature)
+            outputs.append(self.head(feature).permute(0, 2, 3, 1).reshape(x.shape[0], -1, 16))
+        out = torch.cat(outputs, dim=1)
+        return out[..., :4], out[..., 4:6], out[..., 6:]
+
+
+TINY = BenchConfig(sizes=((64, 64), (48, 64)), batches=(1, 2), threads=(1,), backends=("torch", "onnx_fp32"),
+                   repeats=3, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def table():
+    torch.manual_seed(0)
+    model = TinyDetector().eval()
+    assert model(torch.zeros(1, 3, 48, 64))[0].shape[1] == num_priors(48, 64)
+    return run_benchmark([("tiny", model), ("tiny_copy", TinyDetector().eval())], TINY)
+
+
+def test_table_has_one_row_per_model_backend_and_setting(table):
+    assert len(table) == 2 * 2 * 2 * 2   # models x backends x sizes x batches (one thread count)
+    keys = table[["model", "backend", "height", "width", "batch", "threads"]]
+    assert not keys.duplicated().any()
+    assert set(table.backend) == {"torch", "onnx_fp32"}
+    assert (table.repeats == 3).all()
+    for stage in ("forward", "preprocess", "postprocess", "end_to_end"):
+        assert (table[f"{stage}_median_ms"] > 0).all(), stage
+    assert (table.forward_p10_ms <= table.forward_median_ms).all()
+    assert (table.forward_median_ms <= table.forward_p90_ms).all()
+    assert (table.forward_iqr_ms >= 0).all()
+    # end to end is timed per round, so its median cannot be below the forward median
+    assert (table.end_to_end_median_ms >= table.forward_median_ms).all()
+    assert (table.per_image_ms * table.batch - table.end_to_end_median_ms).abs().max() < 1e-9
+    parameters = sum(p.numel() for p in TinyDetector().parameters())
+    assert (table.parameters == parameters).all()
+    assert (table.model_file_mb > parameters * 4 / 1e6 * 0.9).all()   # float32 weights at least
+    assert table.peak_rss_delta_mb.notna().all()
+
+
+def test_speed_ratios_and_figure(table):
+    ratios = speed_ratios(table, "tiny", backend="torch", size=(64, 64), batch=1, threads=1)
+    assert list(ratios.model) == ["tiny", "tiny_copy"]
+    assert math.isclose(ratios.speedup_vs_tiny.iloc[0], 1.0)
+    with pytest.raises(KeyError, match="reference model"):
+        speed_ratios(table, "missing", backend="torch", size=(64, 64), batch=1, threads=1)
+    figure = latency_figure(table, size=(64, 64), batch=2, threads=1)
+    assert isinstance(figure, matplotlib.figure.Figure)
+    assert len(figure.axes[0].patches) == 4   # 2 models x 2 backends
+    matplotlib.pyplot.close(figure)
+
+
+def test_profile_forward_lists_the_convolutions():
+    profile = profile_forward(TinyDetector(), size=64, repeats=1)
+    assert {"operator", "calls", "self_cpu_ms", "share"} <= set(profile.columns)
+    assert (profile.self_cpu_ms.diff().dropna() <= 0).all()        # sorted, largest first
+    assert 0 < profile.share.sum() <= 1 + 1e-9
+    conv_rows = profile[profile.operator.str.contains("conv")]
+    assert not conv_rows.empty
+
+
+def test_config_validation_and_presets():
+    with pytest.raises(ValueError, match="unknown backends"):
+        BenchConfig(backends=("tensorrt",))
+    smoke = get_bench_config("smoke")
+    assert smoke.sizes == ((640, 640),) and smoke.batches == (1,) and smoke.threads == (2,)
+    assert get_bench_config("full").sizes == ((640, 640), (480, 640))
+    with pytest.raises(KeyError, match="preset"):
+        get_bench_config("huge")
+
+
+def test_peak_rss_sees_native_allocations():
+    with PeakRss() as rss:
+        block = torch.ones(64, 2 ** 20 // 4 * 4)   # 64 MiB touched outside the Python heap
+        del block
+    assert rss.peak_delta > 32 * 2 ** 20
+
+
+def test_missing_peers_are_skipped_with_a_reason():
+    peers, skipped = load_peers()
+    assert {p.name for p in peers} | set(skipped) == set(PEER_FACTORIES)
+    for name, reason in skipped.items():
+        assert reason, name
+
+
+def test_bench_cli_smoke(tmp_path, capsys):
+    from ffcore.cli import main
+
+    out = tmp_path / "bench.csv"
+    assert main(["bench", "--models", "retinaface_mnet025", "featherface_v2", "--preset", "smoke",
+                 "--backends", "torch", "--sizes", "64", "--repeats", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "speedup_vs_retinaface_mnet025" in printed
+    import pandas as pd
+
+    written = pd.read_csv(out)
+    assert set(written.model) == {"retinaface_mnet025", "featherface_v2"}
