@@ -42,6 +42,8 @@ class RunProfile:
     eval_limit: int | None = None     # evaluate on the first N validation images only
     flops_size: int = 640             # square input for the FLOP tables (the papers' setting)
     bench_sizes: tuple[int, ...] = (640,)
+    bench_backends: tuple[str, ...] = ("torch", "onnx_fp32")   # ONNX export is slow on a small CPU
+    bench_models: tuple[str, ...] | None = None   # None: the main models plus registered V2 variants
     bench_repeats: int = 20
     max_steps_per_epoch: int | None = None   # cap on optimiser steps per epoch (None: the whole dataset)
     val_every: int | None = None      # epochs between validations during training (None: the preset's)
@@ -71,7 +73,8 @@ SMOKE = RunProfile(
     train_preset="smoke", distill_preset="smoke",
     synthetic_train_images=16, synthetic_val_images=6, synthetic_long_side=(192, 320),
     eval_scale="320", eval_limit=None,
-    bench_sizes=(320,), bench_repeats=3,
+    bench_sizes=(320,), bench_repeats=3, bench_backends=("torch",),
+    bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2"),
 )
 
 SYNTHETIC_PROFILE = RunProfile(
@@ -94,7 +97,8 @@ FULL = RunProfile(
     image_size=640, batch_size=32,
     train_preset="featherface_paper", distill_preset="v2_thesis",
     eval_scale="origin", eval_limit=None,
-    bench_sizes=(640,), bench_repeats=50, val_every=10, workers=4,
+    bench_sizes=(640,), bench_repeats=50, bench_backends=("torch", "onnx_fp32", "onnx_int8"),
+    val_every=10, workers=4,
 )
 
 PROFILES: dict[str, RunProfile] = {p.name: p for p in (SMOKE, SYNTHETIC_PROFILE, FULL)}

@@ -39,14 +39,15 @@ def _trained_weights(study: Study, models: list[str]) -> dict[str, str]:
 
 def benchmark_table(study: Study, models: list[str] | None = None) -> pd.DataFrame:
     """Forward-pass latency (median, p10–p90), end-to-end time, peak memory and model-file size on
-    this machine: PyTorch eager and ONNX Runtime FP32, batch 1, at the profile's sizes."""
+    this machine, batch 1, at the profile's sizes and backends (PyTorch eager; ONNX Runtime FP32 /
+    INT8 on the synthetic and full profiles)."""
     from ffcore.bench import get_bench_config, run_benchmark
 
-    models = list(models or _bench_models())
     p = study.profile
+    models = list(models or p.bench_models or _bench_models())
     threads = 2 if study.device == "cpu" else 1
     config = get_bench_config("smoke", sizes=tuple((s, s) for s in p.bench_sizes), repeats=p.bench_repeats,
-                              threads=(threads,))
+                              threads=(threads,), backends=p.bench_backends)
     weights = _trained_weights(study, models)
     table = run_benchmark(models, config, weights=weights)
     study.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -74,54 +75,55 @@ def latency_figure(study: Study, name: str = "latency"):
     table = pd.read_csv(path)
     size = max(study.profile.bench_sizes)
     fig = draw_latency(table, size=(size, size), batch=1)
-    selected = table[(table.height == size) & (table.backend == "onnx_fp32")]
-    headline = "; ".join(f"{r.model} {r.forward_median_ms:.1f} ms" for r in selected.itertuples()) or None
-    study.save_figure(fig, name, headline=f"ONNX FP32 forward at {size}x{size}: {headline}")
+    backend = "onnx_fp32" if "onnx_fp32" in set(table.backend) else "torch"
+    selected = table[(table.height == size) & (table.backend == backend)]
+    headline = "; ".join(f"{r.model} {r.forward_median_ms:.1f} ms" for r in selected.itertuples())
+    study.save_figure(fig, name, headline=f"{backend} forward at {size}x{size}: {headline}")
     return show(fig)
 
 
-def published_comparison_figure(study: Study, name: str = "ap_vs_params_published"):
-    """AP against parameters: published lightweight detectors (their test scale in the label) and ours.
+def published_comparison_figure(study: Study, setting: str = "hard", name: str | None = None):
+    """AP of one setting against parameters: the published lightweight detectors (each labelled with
+    its test scale) and ours.
 
-    Our points are marked differently and, on the synthetic profiles, labelled SYNTHETIC: they
-    are not comparable with WIDER FACE numbers."""
-    import numpy as np
-
+    Our points are stars and, on the synthetic profiles, labelled SYNTHETIC DATA: they are not
+    comparable with WIDER FACE numbers."""
     from ffcore.paths import shared_dir
-    from ffcore.plotting import PALETTE, new_figure, pretty_name
+    from ffcore.plotting import MARKERS, PALETTE, new_figure, pretty_name
     from ffcore.study.architecture import model_summary
     from ffcore.study.evaluation import evaluate_run
 
-    published = pd.read_csv(shared_dir() / "reference" / "published_widerface.csv").dropna(subset=["params"])
+    source = shared_dir() / "reference" / "published_widerface.csv"
+    published = pd.read_csv(source).dropna(subset=["params", f"{setting}_ap"])
     runs = [r for r in ("featherface_v1", "featherface_v2", "featherface_v2_distilled")
             if study.checkpoint_path(r).is_file()]
     ours = []
     for run in runs:
         result = evaluate_run(study, run)
-        model = run.removesuffix("_distilled")
-        ours.append({"run": run, "params": model_summary(model, study.profile.flops_size)["parameters"],
-                     **{s: 100 * float(result.ap[s]) for s in ("easy", "medium", "hard")}})
-    fig, axes = new_figure(ncols=3, aspect=0.42)
-    tag = " (SYNTHETIC DATA)" if study.profile.is_synthetic else ""
-    for ax, setting in zip(axes[0], ("easy", "medium", "hard")):
-        column = f"{setting}_ap"
-        ax.scatter(published["params"] / 1e3, published[column], s=14, color=PALETTE[0], label="published (WIDER FACE val)")
-        for row in published.itertuples():
-            scale = row.test_scale if isinstance(row.test_scale, str) else "scale n/a"
-            ax.annotate(f"{row.model.split(' (')[0]}\n[{scale}]", (row.params / 1e3, getattr(row, column)),
-                        fontsize=4, xytext=(2, 2), textcoords="offset points", color="#333333")
-        for index, point in enumerate(ours):
-            ax.scatter(point["params"] / 1e3, point[setting], s=40, marker="*", color=PALETTE[1 + index],
-                       edgecolor="black", linewidth=0.4, zorder=3, label=f"ours: {pretty_name(point['run'])}{tag}")
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters (thousands, log)")
-        ax.set_title(f"{setting}")
-        ax.set_ylim(0, 100)
-    axes[0, 0].set_ylabel("AP (%)")
-    axes[0, 0].legend(loc="lower left", fontsize=5)
-    fig.suptitle("AP vs parameters; published points give their test scale in brackets" + (
-        ". Our points were computed on SYNTHETIC DATA and are not comparable." if tag else ""), fontsize=8)
-    headline = "; ".join(f"{p['run']}: {p['params']:,} params, hard {p['hard']:.1f}%{tag}" for p in ours)
-    return study.save_figure(fig, name, checkpoints=runs, headline=headline or "published points only",
+        ours.append({"run": run, "params": model_summary(run.removesuffix("_distilled"),
+                                                         study.profile.flops_size)["parameters"],
+                     "ap": 100 * float(result.ap[setting])})
+    tag = " — SYNTHETIC DATA, not comparable" if study.profile.is_synthetic else ""
+    fig, ax = new_figure(aspect=0.8)
+    scales = list(dict.fromkeys(published["test_scale"].fillna("not stated")))
+    for index, scale in enumerate(scales):
+        rows = published[published["test_scale"].fillna("not stated") == scale]
+        ax.scatter(rows["params"] / 1e3, rows[f"{setting}_ap"], s=18, color=PALETTE[0], marker=MARKERS[index % len(MARKERS)],
+                   alpha=0.85, label=f"published, test scale: {scale}")
+        for row in rows.itertuples():
+            ax.annotate(row.model, (row.params / 1e3, getattr(row, f"{setting}_ap")), fontsize=5,
+                        xytext=(3, 2), textcoords="offset points", color="#333333")
+    for index, point in enumerate(ours):
+        ax.scatter(point["params"] / 1e3, point["ap"], s=70, marker="*", color=PALETTE[1 + index], edgecolor="black",
+                   linewidth=0.4, zorder=3, label=f"ours: {pretty_name(point['run'])}{tag}")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (thousands, log scale)")
+    ax.set_ylabel(f"{setting} AP (%)")
+    ax.set_ylim(0, 100)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=6, frameon=False)
+    ax.set_title(f"WIDER FACE {setting} AP vs parameters (published: validation set, as reported)")
+    headline = "; ".join(f"{p['run']}: {p['params']:,} params, {setting} AP {p['ap']:.1f}%{tag}" for p in ours)
+    return study.save_figure(fig, name or f"ap_vs_params_published_{setting}", checkpoints=runs,
+                             headline=headline or "published points only",
                              published_source="shared/reference/published_widerface.csv",
-                             published_rows=int(np.sum(published["params"].notna())))
+                             published_rows=len(published))

@@ -95,10 +95,11 @@ def _run_row(study: Study, run: str, status: str) -> dict:
     payload = load_checkpoint_file(study.checkpoint_path(run))
     history = run_history(study, run) if (study.run_dir(run) / "metrics.csv").is_file() else pd.DataFrame()
     best = payload.get("best_metric") or {}
+    task = "loss_task" if "loss_task" in history else "loss"   # distillation logs its task loss apart
     row = {"run": run, "model": payload.get("model_name", model_of_run(study, run)), "status": status,
            "kind": payload.get("kind", "train"), "best epoch": payload.get("epoch"),
            "epochs run": int(history["epoch"].max()) if "epoch" in history else None,
-           "final loss": round(float(history["loss"].iloc[-1]), 4) if "loss" in history else None,
+           "final task loss": round(float(history[task].iloc[-1]), 4) if task in history else None,
            "best metric": f"{best.get('name')} = {best.get('value'):.4g}" if best.get("value") is not None else "",
            "train time s": round(float(history["wall_time_s"].iloc[-1]), 1) if "wall_time_s" in history else None,
            "checkpoint": study.used_checkpoints.get(run, "")}
@@ -111,7 +112,7 @@ def _save_run_table(study: Study, run: str, status: str) -> pd.DataFrame:
     table = pd.DataFrame([_run_row(study, run, status)])
     row = table.iloc[0]
     study.save_table(table, f"training_{run}", caption=f"Training run {run}", checkpoints=[run],
-                     headline=f"{run}: {row['epochs run']} epochs, final training loss {row['final loss']}")
+                     headline=f"{run}: {row['epochs run']} epochs, final training task loss {row['final task loss']}")
     return table
 
 
