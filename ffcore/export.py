@@ -112,9 +112,12 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
                 example_size: tuple[int, int] = (256, 256),
                 parity_sizes: Sequence[tuple[int, int]] | None = DEFAULT_PARITY_SIZES,
                 tolerance: float = PARITY_TOLERANCE, strict: bool = True, quiet: bool = True,
-                size_multiple: int = 1) -> ExportResult:
+                size_multiple: int | None = None) -> ExportResult:
     """Export `model` (eval mode, CPU, float32) to ONNX with dynamic batch, height and width.
 
+    `size_multiple`: the exported graph accepts heights and widths that are multiples of it
+    (None: 32 for models with TensorFlow-"same" padding, i.e. FeatherFace V1's BiFPN, whose
+    nested ceil-divisions torch.export cannot reason about symbolically; 1, any size, otherwise).
     After writing, runs `check_parity` at `parity_sizes` (skip with None). With `strict`,
     a parity failure raises `ExportError` (the file is kept for inspection).
     """
@@ -125,6 +128,8 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
     model = model.eval().float().cpu()
     wrapped = _DetectorOutputs(model).eval()
 
+    if size_multiple is None:
+        size_multiple = 32 if _has_tf_same_padding(model) else 1
     height, width = example_size
     # An example batch of 2 keeps torch.export from specialising the batch dimension to 1.
     example = (sample_batch(height, width, batch=2),)
@@ -140,7 +145,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
     # The exporter narrates every stage on stdout; keep it for the error message only.
     redirect = contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext()
     try:
-        with redirect, torch.no_grad():
+        with redirect, torch.no_grad(), _export_friendly_same_padding():
             program = torch.onnx.export(wrapped, example, dynamo=True, opset_version=opset,
                                         input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                                         dynamic_shapes=(dims,), external_data=False, verbose=False)
@@ -156,6 +161,37 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
             raise ExportError(f"ONNX model {path} disagrees with PyTorch beyond {tolerance:g}:\n"
                               f"{result.parity.to_text()}")
     return result
+
+
+def _has_tf_same_padding(model: nn.Module) -> bool:
+    from ffcore.models.necks import SameSeparableConv
+
+    return any(isinstance(m, SameSeparableConv) for m in model.modules())
+
+
+def _same_pad_closed_form(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
+    """TensorFlow "same" zero padding, extra = max(k - s + (-n mod s), 0) — equal to
+    (ceil(n/s) - 1)*s - n + k, but free of ceil-divisions, which keeps torch.export's
+    symbolic shape reasoning tractable (with the ceil form V1 takes > 10 min and then fails)."""
+    import torch.nn.functional as F
+
+    height, width = x.shape[-2:]
+    extra_h = max(kernel_size - stride + (-height) % stride, 0)
+    extra_w = max(kernel_size - stride + (-width) % stride, 0)
+    return F.pad(x, [extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2])
+
+
+@contextlib.contextmanager
+def _export_friendly_same_padding():
+    """Swap the BiFPN's padding helper for its closed form while tracing (same values; see above)."""
+    import ffcore.models.necks as necks
+
+    original = necks.tf_same_pad
+    necks.tf_same_pad = _same_pad_closed_form
+    try:
+        yield
+    finally:
+        necks.tf_same_pad = original
 
 
 def onnx_operators(path: str | Path) -> dict[str, int]:

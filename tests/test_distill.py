@@ -98,3 +98,13 @@ def test_distillation_resumes_with_its_adapters(tmp_path, teacher_checkpoint):
     a, b = (load_checkpoint_file(tmp_path / d / "last.pt") for d in ("a", "b"))
     for key in ("state_dict", "distill_adapters"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_distillation_refuses_students_with_other_anchors():
+    from ffcore.engine.distill import check_prior_compatibility
+    from ffcore.models import create_model
+
+    teacher = create_model("retinaface_mnet025")
+    check_prior_compatibility(create_model("featherface_v2"), teacher)  # same anchors: fine
+    with pytest.raises(ValueError, match="anchors differ"):
+        check_prior_compatibility(create_model("featherface_v2_vit"), teacher)

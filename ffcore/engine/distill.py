@@ -91,6 +91,20 @@ def _feature_channels(model: nn.Module, image_size: int = 64) -> list[int]:
     return [f.shape[1] for f in features]
 
 
+def check_prior_compatibility(student: nn.Module, teacher: nn.Module) -> None:
+    """The class-logit KD term compares teacher and student prior by prior, so both must share the anchors."""
+    from ffcore.anchors import DEFAULT_PRIORS
+
+    student_priors = getattr(student, "prior_config", DEFAULT_PRIORS)
+    teacher_priors = getattr(teacher, "prior_config", DEFAULT_PRIORS)
+    if student_priors != teacher_priors:
+        raise ValueError(
+            f"cannot distil {getattr(teacher, 'name', 'teacher')} -> {getattr(student, 'name', 'student')}: "
+            f"their anchors differ (teacher {teacher_priors.anchors_per_location} per location with "
+            f"{teacher_priors}, student {student_priors.anchors_per_location} with {student_priors}); "
+            f"the KD term compares class logits prior by prior, so pick a student with the teacher's anchors")
+
+
 class StudentWithAdapters(nn.Module):
     """What distillation optimises: the student plus its feature adapters (student -> teacher channels)."""
 
@@ -108,6 +122,7 @@ class StudentWithAdapters(nn.Module):
 
 class DistillationTask:
     def __init__(self, student: nn.Module, teacher: nn.Module, loss: MultiBoxLoss, config: DistillConfig):
+        check_prior_compatibility(student, teacher)
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
