@@ -145,7 +145,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
     # The exporter narrates every stage on stdout; keep it for the error message only.
     redirect = contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext()
     try:
-        with redirect, torch.no_grad(), _export_friendly_same_padding():
+        with redirect, torch.no_grad():
             program = torch.onnx.export(wrapped, example, dynamo=True, opset_version=opset,
                                         input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                                         dynamic_shapes=(dims,), external_data=False, verbose=False)
@@ -167,31 +167,6 @@ def _has_tf_same_padding(model: nn.Module) -> bool:
     from ffcore.models.necks import SameSeparableConv
 
     return any(isinstance(m, SameSeparableConv) for m in model.modules())
-
-
-def _same_pad_closed_form(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
-    """TensorFlow "same" zero padding, extra = max(k - s + (-n mod s), 0) — equal to
-    (ceil(n/s) - 1)*s - n + k, but free of ceil-divisions, which keeps torch.export's
-    symbolic shape reasoning tractable (with the ceil form V1 takes > 10 min and then fails)."""
-    import torch.nn.functional as F
-
-    height, width = x.shape[-2:]
-    extra_h = max(kernel_size - stride + (-height) % stride, 0)
-    extra_w = max(kernel_size - stride + (-width) % stride, 0)
-    return F.pad(x, [extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2])
-
-
-@contextlib.contextmanager
-def _export_friendly_same_padding():
-    """Swap the BiFPN's padding helper for its closed form while tracing (same values; see above)."""
-    import ffcore.models.necks as necks
-
-    original = necks.tf_same_pad
-    necks.tf_same_pad = _same_pad_closed_form
-    try:
-        yield
-    finally:
-        necks.tf_same_pad = original
 
 
 def onnx_operators(path: str | Path) -> dict[str, int]:
@@ -392,7 +367,8 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Seq
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     prepared = int8_path.with_suffix(".prep.onnx")
     # Shape inference + graph cleanup first, as ONNX Runtime recommends before quantising.
-    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+    # ONNX shape inference only: the symbolic pass cannot follow the dynamic H, W through Resize.
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
     try:
         quantize_static(str(prepared), str(int8_path), _calibration_reader(images, size),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,

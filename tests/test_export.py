@@ -138,11 +138,20 @@ def test_v1_deformable_ssh_exports_as_onnx_deformconv(tmp_path):
     assert result.parity.passed, result.parity.to_text()
 
 
-def test_closed_form_same_padding_equals_the_models_padding():
-    from ffcore.export import _same_pad_closed_form
+def test_same_padding_matches_the_tensorflow_formula_for_every_size():
+    """The models pad in a closed form (export-friendly); it must equal (ceil(n/s) - 1)*s - n + k."""
+    import math
+
     from ffcore.models.blocks import tf_same_pad
 
     for height in range(5, 40):
         x = torch.randn(1, 1, height, height + 3)
         for kernel, stride in ((3, 1), (3, 2), (1, 1), (5, 2)):
-            assert torch.equal(_same_pad_closed_form(x, kernel, stride), tf_same_pad(x, kernel, stride))
+            padded = tf_same_pad(x, kernel, stride)
+            for side, n in ((-2, height), (-1, height + 3)):
+                extra = max((math.ceil(n / stride) - 1) * stride - n + kernel, 0)
+                assert padded.shape[side] == n + extra
+            extra_h = max((math.ceil(height / stride) - 1) * stride - height + kernel, 0)
+            extra_w = max((math.ceil((height + 3) / stride) - 1) * stride - (height + 3) + kernel, 0)
+            top, left = extra_h // 2, extra_w // 2
+            assert torch.equal(padded[..., top:top + height, left:left + height + 3], x)

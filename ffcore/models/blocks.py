@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
@@ -44,13 +43,13 @@ def tf_same_pad(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
 
     FeatherFace V1's BiFPN (EfficientDet code) pads this way before its 3x3 convs and its
     max-pools; for stride 2 on an even side the extra pixel goes after, not before, which
-    plain `padding=1` would get wrong.
+    plain `padding=1` would get wrong. Computed in the equal closed form
+    max(k - s + (-n mod s), 0): without ceil-divisions, torch.export's symbolic shape
+    reasoning stays tractable during ONNX export (the ceil form takes minutes, then fails).
     """
     height, width = x.shape[-2:]
-    extra_h = max((math.ceil(height / stride) - 1) * stride - height + kernel_size, 0)
-    extra_w = max((math.ceil(width / stride) - 1) * stride - width + kernel_size, 0)
-    if extra_h == 0 and extra_w == 0:
-        return x
+    extra_h = max(kernel_size - stride + (-height) % stride, 0)
+    extra_w = max(kernel_size - stride + (-width) % stride, 0)
     return F.pad(x, [extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2])
 
 

@@ -9,23 +9,116 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 from ffcore.models.blocks import ConvBNAct, make_activation
+
+
+DEFORM_IMPLEMENTATIONS = ("auto", "torchvision", "grid_sample")
+
+
+def _is_tracing_for_export() -> bool:
+    """True while the model is being traced into a graph (ONNX export, torch.export, jit.trace).
+
+    Those graphs must carry `torchvision::deform_conv2d` itself: the ONNX exporter turns it
+    into the standard `DeformConv` operator, and FLOP counters hook it by name.
+    """
+    return (torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+            or torch.jit.is_tracing() or torch.jit.is_scripting())
+
+
+def resolve_deform_implementation(implementation: str, x: torch.Tensor) -> str:
+    """The concrete implementation ("torchvision" or "grid_sample") an `implementation` setting uses for x.
+
+    "auto": torchvision's operator when tracing for export and on accelerators (its CUDA kernel
+    is fast); the vectorised grid_sample formulation on the CPU, where torchvision's kernel
+    (its backward pass above all) is several times slower.
+    """
+    if implementation not in DEFORM_IMPLEMENTATIONS:
+        raise ValueError(f"unknown deformable convolution implementation {implementation!r}; "
+                         f"use one of {', '.join(DEFORM_IMPLEMENTATIONS)}")
+    if implementation != "auto":
+        return implementation
+    if _is_tracing_for_export() or x.device.type != "cpu":
+        return "torchvision"
+    return "grid_sample"
+
+
+def deform_conv2d_grid_sample(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
+                              bias: torch.Tensor | None = None, stride: int = 1, padding: int = 1,
+                              dilation: int = 1, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Modulated deformable convolution (DCNv2) with `torchvision.ops.deform_conv2d`'s semantics,
+    built from `F.grid_sample` and one matmul so that autograd's backward is vectorised.
+
+    Layouts as torchvision: offset [B, 2*kh*kw, Ho, Wo] holding (dy, dx) per kernel tap in
+    row-major tap order; mask [B, kh*kw, Ho, Wo] multiplies the sampled value. Samples are
+    bilinear with zeros outside the image, exactly like torchvision's bilinear_interpolate
+    (a sample at or beyond one pixel outside contributes nothing). One group, one offset group.
+    """
+    batch, in_channels, height, width = x.shape
+    out_channels, weight_in, kernel_h, kernel_w = weight.shape
+    taps = kernel_h * kernel_w
+    if weight_in != in_channels:
+        raise ValueError(f"deform_conv2d_grid_sample supports groups=1 only: weight expects {weight_in} "
+                         f"input channels, input has {in_channels}")
+    out_h = (height + 2 * padding - dilation * (kernel_h - 1) - 1) // stride + 1
+    out_w = (width + 2 * padding - dilation * (kernel_w - 1) - 1) // stride + 1
+    if offset.shape != (batch, 2 * taps, out_h, out_w):
+        raise ValueError(f"offset must have shape {(batch, 2 * taps, out_h, out_w)} (one offset group), "
+                         f"got {tuple(offset.shape)}")
+    if mask is not None and mask.shape != (batch, taps, out_h, out_w):
+        raise ValueError(f"mask must have shape {(batch, taps, out_h, out_w)}, got {tuple(mask.shape)}")
+
+    # Sampling positions in pixels: output (h, w), tap (i, j) -> (h*s - p + i*d + dy, w*s - p + j*d + dx).
+    dtype, device = offset.dtype, offset.device
+    tap_i = torch.arange(kernel_h, device=device, dtype=dtype).repeat_interleave(kernel_w) * dilation
+    tap_j = torch.arange(kernel_w, device=device, dtype=dtype).repeat(kernel_h) * dilation
+    rows = torch.arange(out_h, device=device, dtype=dtype) * stride - padding
+    cols = torch.arange(out_w, device=device, dtype=dtype) * stride - padding
+    offset = offset.view(batch, taps, 2, out_h, out_w)
+    y = offset[:, :, 0] + (tap_i[:, None, None] + rows[None, :, None])     # [B, taps, Ho, Wo]
+    x_pos = offset[:, :, 1] + (tap_j[:, None, None] + cols[None, None, :])
+    # grid_sample with align_corners=False reads pixel coordinate p at (2p + 1) / size - 1; its
+    # zero padding then matches torchvision's border handling (also for sizes of 1).
+    grid = torch.stack(((2 * x_pos + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
+    sampled = F.grid_sample(x, grid.view(batch, taps * out_h, out_w, 2), mode="bilinear",
+                            padding_mode="zeros", align_corners=False)      # [B, C, taps*Ho, Wo]
+    sampled = sampled.view(batch, in_channels, taps, out_h, out_w)
+    if mask is not None:
+        sampled = sampled * mask.view(batch, 1, taps, out_h, out_w)
+    columns = sampled.view(batch, in_channels * taps, out_h * out_w)
+    # bmm against the broadcast weight reads the columns in place; torch.matmul would fold the
+    # batch into one mm and copy the (large) columns into a transposed layout first.
+    flat_weight = weight.reshape(1, out_channels, in_channels * taps).expand(batch, -1, -1)
+    out = torch.bmm(flat_weight, columns)
+    out = out.view(batch, out_channels, out_h, out_w)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
 
 
 class ModulatedDeformConv2d(nn.Module):
     """DCNv2 3x3: offsets (18 ch) and a 2*sigmoid mask (9 ch) predicted by 3x3 convs.
 
     Offset and mask convs start at zero, so the layer starts as a plain 3x3 conv. The main
-    weight is applied through `torchvision.ops.deform_conv2d`, which is why profilers that
-    only hook standard layers (thop) do not count it.
+    weight is a free parameter applied functionally, which is why profilers that only hook
+    standard layers (thop) do not count it.
+
+    `implementation` picks how the deformable sampling runs (see `resolve_deform_implementation`):
+    "torchvision" (`torchvision.ops.deform_conv2d`, always used for export), "grid_sample"
+    (`deform_conv2d_grid_sample`, same values, much faster backward on the CPU) or "auto".
+    It is a plain attribute, not part of the state dict; change it on a built model with
+    `set_deform_implementation`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
+                 implementation: str = "auto"):
         super().__init__()
+        resolve_deform_implementation(implementation, torch.empty(0))   # reject unknown names early
         taps = kernel_size * kernel_size
         self.padding = padding
+        self.implementation = implementation
         self.offset_conv = nn.Conv2d(in_channels, 2 * taps, kernel_size, padding=padding, bias=True)
         self.mask_conv = nn.Conv2d(in_channels, taps, kernel_size, padding=padding, bias=True)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
@@ -37,7 +130,18 @@ class ModulatedDeformConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset = self.offset_conv(x)
         mask = 2.0 * torch.sigmoid(self.mask_conv(x))
+        if resolve_deform_implementation(self.implementation, x) == "grid_sample":
+            return deform_conv2d_grid_sample(x, offset, self.weight, padding=self.padding, mask=mask)
         return deform_conv2d(x, offset, self.weight, bias=None, padding=self.padding, mask=mask)
+
+
+def set_deform_implementation(model: nn.Module, implementation: str) -> int:
+    """Set `implementation` on every ModulatedDeformConv2d in `model`; returns how many were set."""
+    resolve_deform_implementation(implementation, torch.empty(0))
+    layers = [m for m in model.modules() if isinstance(m, ModulatedDeformConv2d)]
+    for layer in layers:
+        layer.implementation = implementation
+    return len(layers)
 
 
 class DeformConvBNAct(nn.Module):
