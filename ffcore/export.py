@@ -392,34 +392,30 @@ def output_agreement(fp32_path: str | Path, int8_path: str | Path, size: int = 3
 
 
 def int8_ap_change(fp32_path: str | Path, int8_path: str | Path, data_root: str | Path | None = None,
-                   limit: int | None = None):
+                   limit: int | None = None, scale: str | int = "origin", threads: int = 2):
     """AP (easy/medium/hard) of the FP32 and INT8 ONNX models on a validation set, and the change.
 
-    Uses `ffcore.eval.evaluate_model` with `OnnxDetector`s standing in for the PyTorch model;
-    `data_root` defaults to the synthetic dataset (results are then synthetic).
-    Returns a DataFrame with one row per precision plus a "change" row.
+    Runs `ffcore.eval.predict.evaluate_model` with `OnnxDetector`s standing in for the PyTorch
+    model; `data_root` defaults to the synthetic dataset (results are then synthetic).
+    Returns a DataFrame with one row per precision plus an "int8 - fp32" row.
     """
     import pandas as pd
 
-    try:
-        from ffcore.eval import evaluate_model
-    except ImportError as error:
-        raise NotImplementedError("ffcore.eval.evaluate_model is not available yet; the INT8 AP change needs it "
-                                  f"({error})") from error
+    from ffcore.eval.predict import evaluate_model
+
     if data_root is None:
         from ffcore.data.synth import ensure_synthetic_dataset
 
         data_root = ensure_synthetic_dataset()
     rows = []
     for precision, path in (("fp32", fp32_path), ("int8", int8_path)):
-        aps = evaluate_model(OnnxDetector(path, threads=2), data_root=data_root, limit=limit)
-        rows.append({"precision": precision, **{k: float(v) for k, v in dict(aps).items()
-                                                if k in ("easy", "medium", "hard")}})
+        result = evaluate_model(OnnxDetector(path, threads=threads), data_root, scale=scale, limit=limit,
+                                progress=False)
+        rows.append({"precision": precision, **{k: float(result.ap[k]) for k in ("easy", "medium", "hard")}})
     table = pd.DataFrame(rows)
     change = {"precision": "int8 - fp32"}
     for column in ("easy", "medium", "hard"):
-        if column in table:
-            change[column] = float(table[column].iloc[1] - table[column].iloc[0])
+        change[column] = float(table[column].iloc[1] - table[column].iloc[0])
     return pd.concat([table, pd.DataFrame([change])], ignore_index=True)
 
 

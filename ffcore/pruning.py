@@ -277,17 +277,10 @@ def pruning_table(model: nn.Module, ratios=(0.0, DEFAULT_RATIO), size: int = 640
 
 
 def _gflops(model: nn.Module, size: int) -> float:
-    """Multiply-adds at size x size (ffcore.profile when available, fvcore otherwise)."""
-    try:
-        from ffcore.profile import count_flops
+    """Multiply-adds at size x size, in G (ffcore.profile.count_flops: one multiply-add = one FLOP)."""
+    from ffcore.profile import count_flops
 
-        return float(count_flops(model, size)) / 1e9
-    except ImportError:
-        from fvcore.nn import FlopCountAnalysis
-
-        analysis = FlopCountAnalysis(model.eval(), torch.zeros(1, 3, size, size))
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        return float(analysis.total()) / 1e9
+    return count_flops(model, size, size)["total"] / 1e9
 
 
 def prune_command(model: str, weights: str | None = None, ratio: float = DEFAULT_RATIO, out: str | None = None,

@@ -126,6 +126,7 @@ def test_auto_selection():
         ModulatedDeformConv2d(2, 2, implementation="fast")
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
 def test_traced_graphs_keep_torchvision_op():
     # ONNX export turns torchvision::deform_conv2d into DeformConv; FLOP counters hook it by name.
     layer = ModulatedDeformConv2d(3, 4).eval()

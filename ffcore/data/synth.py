@@ -707,9 +707,13 @@ def ensure_synthetic_dataset(root: str | Path | None = None, config: SynthConfig
 LANDMARK_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00")
 
 
-def preview_grid(root: str | Path | None = None, n: int = 12, columns: int = 4, split: str = "train"):
+def preview_grid(root: str | Path | None = None, n: int = 12, columns: int = 4, split: str = "train",
+                 title: str | None = None):
     """A matplotlib Figure with `n` samples, their boxes (green: with landmarks, orange: without)
-    and landmarks (eye L red, eye R blue, nose green, mouth L purple, mouth R orange)."""
+    and landmarks (eye L red, eye R blue, nose green, mouth L purple, mouth R orange).
+
+    Works on any WIDER-format root; the title says "Synthetic data" only for a tree this
+    generator wrote (it has the manifest), unless `title` is given."""
     import matplotlib.pyplot as plt
 
     from ffcore.data.annotations import read_wider_bbx_gt
@@ -738,7 +742,10 @@ def preview_grid(root: str | Path | None = None, n: int = 12, columns: int = 4, 
             if has:
                 ax.scatter(points[0::2], points[1::2], s=3, c=LANDMARK_COLOURS, linewidths=0)
         ax.set_title(f"{annotation.path.split('/')[0]}  ({len(annotation)} faces)", fontsize=7)
-    fig.suptitle("Synthetic data (not WIDER FACE): boxes and five landmarks", fontsize=9)
+    if title is None:
+        synthetic = (root / MANIFEST).is_file()
+        title = ("Synthetic data (not WIDER FACE)" if synthetic else "WIDER FACE") + ": boxes and five landmarks"
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -52,13 +52,21 @@ def build_model(name: str, overrides: dict, pretrained_backbone: bool | str, see
     from ffcore.models import create_model
     from ffcore.paths import find_imagenet_backbone
 
+    from ffcore.models.loading import has_imagenet_backbone, load_imagenet_backbone
+
     seed_everything(seed)
+    model = create_model(name, **dict(overrides))
     backbone = pretrained_backbone if load_backbone else False
+    if backbone is True and not has_imagenet_backbone(model):
+        log.info("%s has no MobileNet-0.25 backbone: no ImageNet initialisation", name)
+        backbone = False
     if backbone is True and find_imagenet_backbone() is None:
         log.warning("ImageNet MobileNet-0.25 file not found (weights/ or the shared folder); "
                     "training %s from a random initialisation", name)
         backbone = False
-    return create_model(name, pretrained_backbone=backbone or None, **dict(overrides))
+    if backbone:
+        load_imagenet_backbone(model, None if backbone is True else backbone)
+    return model
 
 
 def multibox_loss_for(model: nn.Module, config: TrainConfig) -> MultiBoxLoss:

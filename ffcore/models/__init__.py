@@ -17,7 +17,7 @@ from ffcore.models.detector import PARTS, Detector, DetectorConfig, build_detect
 from ffcore.models.registry import UnknownModelError, create_model, list_models, model_entry, register_model
 
 # Modules that register models on import (importing them builds nothing).
-_MODEL_MODULES = ("ffcore.models.zoo", "ffcore.models.v2_ultra", "ffcore.models.v2_vit")
+_MODEL_MODULES = ("ffcore.models.zoo", "ffcore.models.v2_ultra", "ffcore.models.v2_vit", "ffcore.pruning")
 
 for _module in _MODEL_MODULES:
     importlib.import_module(_module)

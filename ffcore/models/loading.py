@@ -295,6 +295,13 @@ def load_pretrained(name: str, source: str | Path | dict, map_location: str | to
     return model.eval()
 
 
+def has_imagenet_backbone(model: nn.Module) -> bool:
+    """Whether `model.backbone` is the MobileNet-0.25 that the ImageNet file initialises."""
+    from ffcore.models.backbone import MobileNetV1x025
+
+    return isinstance(getattr(model, "backbone", None), MobileNetV1x025)
+
+
 def load_imagenet_backbone(model: nn.Module, path: str | Path | None = None) -> nn.Module:
     """Initialise `model.backbone` (MobileNet-0.25) from the ImageNet-pretrained file.
 
@@ -308,9 +315,10 @@ def load_imagenet_backbone(model: nn.Module, path: str | Path | None = None) -> 
         if path is None:
             raise CheckpointError(f"ImageNet backbone {IMAGENET_BACKBONE_FILE} not found in weights/ or the shared "
                                   f"folder (set FFCORE_SHARED, or pass pretrained_backbone=<path>)")
-    backbone = getattr(model, "backbone", None)
-    if backbone is None:
-        raise CheckpointError(f"model {getattr(model, 'name', type(model).__name__)!r} has no `backbone` to initialise")
+    if not has_imagenet_backbone(model):
+        raise CheckpointError(f"model {getattr(model, 'name', type(model).__name__)!r} has no MobileNet-0.25 "
+                              f"backbone for the ImageNet weights to initialise")
+    backbone = model.backbone
     obj = load_checkpoint_file(path)
     state_dict = strip_wrapper_prefixes(_extract_state_dict(obj, str(path)))
     state_dict = {BACKBONE_LAYOUT(k): v for k, v in state_dict.items() if not k.startswith("fc.")}
