@@ -83,7 +83,8 @@ def write_table(table, out_dir: str | Path, name: str, provenance: Provenance, c
 
 def stamp_figure(fig, provenance: Provenance) -> None:
     """Print the provenance label on the figure itself (red when the data is synthetic)."""
-    fig.text(0.99, 0.005, provenance.label(), ha="right", va="bottom", fontsize=7,
+    # Just below the figure area: never covers a legend; bbox_inches="tight" keeps it in the file.
+    fig.text(0.99, -0.01, provenance.label(), ha="right", va="top", fontsize=7,
              color="#b00020" if provenance.is_synthetic else "#444444", alpha=0.9)
 
 
