@@ -71,7 +71,10 @@ def deform_conv2d_grid_sample(x: torch.Tensor, offset: torch.Tensor, weight: tor
         raise ValueError(f"mask must have shape {(batch, taps, out_h, out_w)}, got {tuple(mask.shape)}")
 
     # Sampling positions in pixels: output (h, w), tap (i, j) -> (h*s - p + i*d + dy, w*s - p + j*d + dx).
-    dtype, device = offset.dtype, offset.device
+    # Positions and samples in at least float32 (as torchvision's autocast rule does): in bfloat16
+    # a coordinate near 100 would be rounded to half a pixel.
+    dtype, device = torch.promote_types(offset.dtype, torch.float32), offset.device
+    offset, x = offset.to(dtype), x.to(torch.promote_types(x.dtype, dtype))
     tap_i = torch.arange(kernel_h, device=device, dtype=dtype).repeat_interleave(kernel_w) * dilation
     tap_j = torch.arange(kernel_w, device=device, dtype=dtype).repeat(kernel_h) * dilation
     rows = torch.arange(out_h, device=device, dtype=dtype) * stride - padding
@@ -106,8 +109,10 @@ class ModulatedDeformConv2d(nn.Module):
     standard layers (thop) do not count it.
 
     `implementation` picks how the deformable sampling runs (see `resolve_deform_implementation`):
-    "torchvision" (`torchvision.ops.deform_conv2d`, always used for export), "grid_sample"
-    (`deform_conv2d_grid_sample`, same values, much faster backward on the CPU) or "auto".
+    "torchvision" (`torchvision.ops.deform_conv2d`), "grid_sample" (`deform_conv2d_grid_sample`,
+    same values, several times faster forward+backward on the CPU) or "auto" (torchvision when
+    exporting or on an accelerator, grid_sample otherwise). An explicit choice is honoured even
+    while exporting, so keep "auto" (the default) on models that will be exported to ONNX.
     It is a plain attribute, not part of the state dict; change it on a built model with
     `set_deform_implementation`.
     """
