@@ -8,10 +8,33 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 
+def _origin_checkout() -> Path | None:
+    """The local repository this checkout was cloned from, if any (read from .git/config, no git call)."""
+    config = REPO_ROOT / ".git" / "config"
+    if not config.is_file():
+        return None
+    for line in config.read_text(errors="replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "url":
+            candidate = Path(value.strip())
+            if candidate.is_absolute() and candidate.is_dir():
+                return candidate.resolve()
+    return None
+
+
 # The read-only material that sits beside the repository (reference vectors, weights,
-# WIDER FACE validation ground truth). FFCORE_SHARED overrides the location.
+# WIDER FACE validation ground truth). FFCORE_SHARED overrides the location; a clone made
+# elsewhere (e.g. a scratch CI checkout) finds it beside the repository it was cloned from.
 def shared_dir() -> Path:
-    return Path(os.environ.get("FFCORE_SHARED", REPO_ROOT.parent / "shared")).resolve()
+    if "FFCORE_SHARED" in os.environ:
+        return Path(os.environ["FFCORE_SHARED"]).resolve()
+    beside = REPO_ROOT.parent / "shared"
+    if beside.is_dir():
+        return beside.resolve()
+    origin = _origin_checkout()
+    if origin is not None and (origin.parent / "shared").is_dir():
+        return (origin.parent / "shared").resolve()
+    return beside.resolve()
 
 
 def data_dir() -> Path:
