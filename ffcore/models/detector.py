@@ -7,7 +7,7 @@ Variants are `dataclasses.replace` of a preset (see `ffcore.models.zoo`), and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -104,9 +104,6 @@ class Detector(nn.Module):
 
 def build_detector(preset: DetectorConfig, **overrides) -> Detector:
     """A `Detector` from a preset with keyword overrides of `DetectorConfig` fields."""
-    known = {f.name for f in fields(DetectorConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"unknown model option(s) {', '.join(unknown)}; "
-                        f"DetectorConfig fields are: {', '.join(sorted(known))}")
-    return Detector(replace(preset, **overrides))
+    from ffcore.models.registry import config_with_overrides
+
+    return Detector(config_with_overrides(preset, overrides))

@@ -15,7 +15,7 @@ imported (add the module to `_MODEL_MODULES` in `ffcore/models/__init__.py`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 import torch.nn as nn
@@ -36,6 +36,16 @@ class UnknownModelError(KeyError):
 
     def __str__(self) -> str:  # KeyError would show the message in quotes
         return str(self.args[0])
+
+
+def config_with_overrides(preset, overrides: dict, what: str = "model"):
+    """`dataclasses.replace(preset, **overrides)`, with an error listing the valid fields for unknown keys."""
+    known = {f.name for f in fields(preset)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown {what} option(s) {', '.join(unknown)}; "
+                        f"{type(preset).__name__} fields are: {', '.join(sorted(known))}")
+    return replace(preset, **overrides)
 
 
 def register_model(name: str, description: str = "") -> Callable:

@@ -10,7 +10,7 @@ The parameter count is measured from this code; see `ffcore params`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -21,7 +21,7 @@ from ffcore.models.attention import SharedCBAM
 from ffcore.models.backbone import MobileNetV1x025
 from ffcore.models.context import SSH
 from ffcore.models.necks import BiFPN, BiFPNLightCell
-from ffcore.models.registry import register_model
+from ffcore.models.registry import config_with_overrides, register_model
 from ffcore.models.shuffle import ChannelShuffleLight
 from ffcore.models.vit_parts import flatten_per_anchor
 
@@ -190,12 +190,7 @@ class FeatherFaceV2Ultra(nn.Module):
 
 
 def build_ultra(**overrides) -> FeatherFaceV2Ultra:
-    known = {f.name for f in fields(UltraConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"unknown featherface_v2_ultra option(s) {', '.join(unknown)}; "
-                        f"UltraConfig fields are: {', '.join(sorted(known))}")
-    return FeatherFaceV2Ultra(replace(UltraConfig(), **overrides))
+    return FeatherFaceV2Ultra(config_with_overrides(UltraConfig(), overrides, "featherface_v2_ultra"))
 
 
 @register_model("featherface_v2_ultra",

@@ -13,13 +13,13 @@ features that enter the shared head (those are also the features `return_feature
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 from ffcore.anchors import PriorConfig
-from ffcore.models.registry import register_model
+from ffcore.models.registry import config_with_overrides, register_model
 from ffcore.models.vit_parts import (DynamicChannelAttention, PyramidAttentionFusion, PyramidAttentionFusionConfig,
                                      SharedDetectionHead, UltraEfficientViT, UltraEfficientViTConfig)
 
@@ -69,12 +69,7 @@ class FeatherFaceV2ViT(nn.Module):
 
 
 def build_vit(**overrides) -> FeatherFaceV2ViT:
-    known = {f.name for f in fields(ViTDetectorConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"unknown featherface_v2_vit option(s) {', '.join(unknown)}; "
-                        f"ViTDetectorConfig fields are: {', '.join(sorted(known))}")
-    return FeatherFaceV2ViT(replace(ViTDetectorConfig(), **overrides))
+    return FeatherFaceV2ViT(config_with_overrides(ViTDetectorConfig(), overrides, "featherface_v2_vit"))
 
 
 @register_model("featherface_v2_vit",
