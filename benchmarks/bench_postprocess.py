@@ -11,8 +11,6 @@ forward pass only with --models. Medians of --repeats runs after warm-up, one th
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -20,17 +18,7 @@ from ffcore.eval.detect import load_detector
 from ffcore.paths import shared_dir
 from ffcore.postprocess import postprocess
 from ffcore.preprocess import image_to_tensor, read_image
-
-
-def median_seconds(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from ffcore.bench import median_seconds
 
 
 def main() -> None:
@@ -50,8 +38,8 @@ def main() -> None:
     x = image_to_tensor(image)
     with torch.inference_mode():
         loc, conf, landm = model(x)[:3]
-        forward = median_seconds(lambda: model(x), args.repeats)
-        post = median_seconds(lambda: postprocess(loc, conf, landm, (args.size, args.size)), args.repeats)
+        forward = median_seconds(lambda: model(x), args.repeats, warmup=3)
+        post = median_seconds(lambda: postprocess(loc, conf, landm, (args.size, args.size)), args.repeats, warmup=3)
         detections = postprocess(loc, conf, landm, (args.size, args.size))[0]
     candidates = int((torch.softmax(conf[0], -1)[:, 1] > 0.02).sum())
     print(f"input {args.size}x{args.size} from {args.image}, {args.threads} thread(s), median of {args.repeats}")
@@ -66,7 +54,7 @@ def main() -> None:
 
         other = create_model(name).eval()
         with torch.inference_mode():
-            seconds = median_seconds(lambda: other(x), args.repeats)
+            seconds = median_seconds(lambda: other(x), args.repeats, warmup=3)
         print(f"{name} forward:  {1000 * seconds:8.2f} ms  (postprocess / forward "
               f"{100 * post / seconds:.1f} % at the candidate count above)")
 

@@ -71,6 +71,20 @@ def get_bench_config(name: str, **overrides) -> BenchConfig:
 # Memory
 # --------------------------------------------------------------------------------------------
 
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of `fn()` over `repeats` calls after `warmup` untimed calls."""
+    import statistics
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def process_rss() -> int:
     import psutil
 
