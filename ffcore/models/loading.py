@@ -6,7 +6,7 @@
   model_overrides, state_dict): the model is rebuilt with its recorded overrides;
 - a state dict in ffcore's own key names;
 - a state dict (or a dict holding one under "state_dict"/"model") in the layout of
-  Pytorch_Retinaface, FeatherFace (V1) or the V2 fork, converted by that layout's key
+  Pytorch_Retinaface, FeatherFace (V1), the V2 fork or the fork's ECA-CBAM models (f023145), converted by that layout's key
   mapping below.
 
 Wrapper prefixes (`module.` from DataParallel/DDP, `_orig_mod.` from torch.compile) are
@@ -135,6 +135,17 @@ FEATHERFACE_V1_RULES: Rules = [
     *_HEAD_TASK_RULES,
 ]
 
+# The thesis fork at f023145 (FeatherFaceCBAMExact, FeatherFaceECAcbaM and its parallel variant):
+# V1's layout with the backbone typo fixed (`backbone_cbam_0`), ECA-CBAM modules named
+# `{backbone,bifpn}_attention_<level>.{eca,sam}.conv` and no shuffle parameters.
+FEATHERFACE_FORK_RULES: Rules = [
+    *[(r"^backbone_cbam_(\d)\." + p, r"backbone_attention.levels.\1." + r.replace(r"\1", r"\2"))
+      for p, r in _CBAM_V1_RULES],
+    (r"^backbone_attention_(\d)\.(eca|sam)\.conv\.weight$", r"backbone_attention.levels.\1.\2.conv.weight"),
+    (r"^bifpn_attention_(\d)\.(eca|sam)\.conv\.weight$", r"neck_attention.levels.\1.\2.conv.weight"),
+    *FEATHERFACE_V1_RULES,
+]
+
 _V2_STAGE = {"stage1": "0", "stage2": "1", "stage3": "2", "p3": "0", "p4": "1", "p5": "2"}
 
 FEATHERFACE_V2_RULES: Rules = [
@@ -197,6 +208,7 @@ ORIGINAL_LAYOUTS: dict[str, Callable[[str], str]] = {
     "Pytorch_Retinaface": _compile(RETINAFACE_RULES),
     "FeatherFace": _compile(FEATHERFACE_V1_RULES),
     "FeatherFace V2 fork": _compile(FEATHERFACE_V2_RULES),
+    "FeatherFace fork f023145": _compile(FEATHERFACE_FORK_RULES),
 }
 BACKBONE_LAYOUT = _compile(_BACKBONE_RULES)
 

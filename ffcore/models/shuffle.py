@@ -47,4 +47,20 @@ class LevelShuffle(nn.Module):
         return [module(x) for module, x in zip(self.levels, features)]
 
 
-SHUFFLES = {"shuffle": ChannelShuffleBlock, "shuffle_light": ChannelShuffleLight}
+
+
+class ChannelShuffleOnly(nn.Module):
+    """The fork's 52-channel models: the 2-group "alternative" shuffle alone, no parameters."""
+
+    def __init__(self, channels: int, groups: int = 2):
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f"channel shuffle: {channels} channels do not split into {groups} groups")
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_shuffle(x, self.groups, "alternative")
+
+
+SHUFFLES = {"shuffle": ChannelShuffleBlock, "shuffle_light": ChannelShuffleLight,
+            "channel_shuffle": ChannelShuffleOnly}

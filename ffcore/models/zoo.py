@@ -16,9 +16,22 @@ RETINAFACE_MNET025 = DetectorConfig()
 FEATHERFACE_V1 = DetectorConfig(backbone_attention="cbam", neck="bifpn", neck_attention="cbam",
                                 context="deformable_ssh", shuffle="shuffle")
 
+# V2 trains with DropBlock (block 3, drop probability 0.1; 003_v2_technical_report.md, 3.2).
+# The report does not say where; it sits on the three backbone outputs, as Ghiasi et al. apply
+# it to a backbone's later stages. Training only: eval outputs and weights are unchanged.
 FEATHERFACE_V2 = DetectorConfig(backbone_attention="shared_cbam", neck="bifpn_light", neck_channels=32,
                                 neck_attention="shared_cbam", context="grouped_ssh", shuffle="shuffle_light",
-                                head="shared_heads")
+                                head="shared_heads", dropblock_prob=0.1, dropblock_size=3)
+
+# The thesis fork's current models (fokouarnaud/FeatherFace f023145). The fork shrank V1 to 52
+# channels after the backbone until its true count (488,664) matched the paper's "0.49M", which is
+# thop's count of the released 64-channel V1; it applies attention without V1's residual and keeps
+# only the shuffle itself after the SSH.
+FEATHERFACE_CBAM_EXACT = replace(FEATHERFACE_V1, neck_channels=52, backbone_attention="cbam_direct",
+                                 neck_attention="cbam_direct", shuffle="channel_shuffle")
+FEATHERFACE_ECA_CBAM = replace(FEATHERFACE_CBAM_EXACT, backbone_attention="eca_cbam", neck_attention="eca_cbam")
+FEATHERFACE_ECA_CBAM_PARALLEL = replace(FEATHERFACE_CBAM_EXACT, backbone_attention="eca_cbam_parallel",
+                                        neck_attention="eca_cbam_parallel")
 
 # name -> (preset, one-line description); kept as data so docs and tables can list them.
 PRESETS: dict[str, tuple[DetectorConfig, str]] = {
@@ -37,6 +50,18 @@ PRESETS: dict[str, tuple[DetectorConfig, str]] = {
                                      "V1 ablation: light channel shuffle instead of V1's block"),
     "featherface_v1_v2_heads": (replace(FEATHERFACE_V1, head="shared_heads"),
                                 "V1 ablation: V2's per-level shared heads"),
+    "featherface_cbam_exact": (FEATHERFACE_CBAM_EXACT,
+                               "Fork f023145 CBAM baseline: V1 at 52 channels, CBAM applied directly, "
+                               "parameter-free shuffle"),
+    "featherface_eca_cbam": (FEATHERFACE_ECA_CBAM,
+                             "Fork f023145 ECA-CBAM: CBAM-exact with ECA -> SAM in sequence (WIDER FACE weights)"),
+    "featherface_eca_cbam_parallel": (FEATHERFACE_ECA_CBAM_PARALLEL,
+                                      "Fork f023145 ECA-CBAM parallel: one product mask M_c * M_s"),
+    "featherface_v1_eca_cbam": (replace(FEATHERFACE_V1, backbone_attention="eca_cbam", neck_attention="eca_cbam"),
+                                "V1 ablation: the fork's ECA -> SAM attention instead of CBAM"),
+    "featherface_v1_eca_cbam_parallel": (replace(FEATHERFACE_V1, backbone_attention="eca_cbam_parallel",
+                                                 neck_attention="eca_cbam_parallel"),
+                                         "V1 ablation: the fork's parallel ECA * SAM attention instead of CBAM"),
 }
 
 
