@@ -14,6 +14,15 @@ The loss of RetinaFace and FeatherFace (see ARCHITECTURES.md, "MultiBoxLoss"):
 6. box and class terms are divided by the number of positives of the batch, the
    landmark term by the number of landmark positives (each at least 1).
 
+Optional per-face weights (`target_weights`, one tensor [n_i] per image) carry MixUp's
+label mixing, y = lam * y_A + (1 - lam) * y_B (003_v2_technical_report.md, 3.2): a face
+of image A weighs lam, a face of B weighs 1 - lam. A prior matched to a face of weight w
+then has the soft class target w * face + (1 - w) * background (its cross-entropy is
+w * CE(face) + (1 - w) * CE(background)), and its box and landmark terms are multiplied
+by w; background priors keep weight 1 (they are background in both images). Matching,
+mining and the normalisers are those of the unweighted loss, so weights of 1 give exactly
+the reference loss.
+
 Matching is vectorised over the whole batch: the ground truths of all images are
 concatenated, so memory grows with the total number of faces, never with
 (batch x largest face count x priors) as padding would.
@@ -108,12 +117,31 @@ def match_priors(priors: torch.Tensor, targets: Sequence[torch.Tensor],
     return MatchResult(labels, gt_index, gt_boxes, gt_landmarks)
 
 
+def _concatenate_weights(target_weights: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
+                         device, dtype) -> torch.Tensor:
+    """Per-face weights in the order of the concatenated ground truths, checked against the targets."""
+    if len(target_weights) != len(targets):
+        raise ValueError(f"MultiBoxLoss: {len(target_weights)} target weight tensors for {len(targets)} target tensors")
+    rows = []
+    for image, (weights, faces) in enumerate(zip(target_weights, targets)):
+        weights = weights.to(device=device, dtype=dtype).reshape(-1)
+        if weights.shape[0] != faces.reshape(-1, 15).shape[0]:
+            raise ValueError(f"MultiBoxLoss: image {image} has {faces.reshape(-1, 15).shape[0]} faces but "
+                             f"{weights.shape[0]} target weights")
+        if weights.numel() and (weights.min() < 0 or weights.max() > 1):
+            raise ValueError(f"MultiBoxLoss: target weights of image {image} must lie in [0, 1], "
+                             f"got {weights.min().item()} .. {weights.max().item()}")
+        rows.append(weights)
+    return torch.cat(rows) if rows else torch.zeros(0, device=device, dtype=dtype)
+
+
 class MultiBoxLoss(nn.Module):
     """`MultiBoxLoss()(predictions=(loc, conf, landm), priors=priors, targets=targets)` -> {"loc", "cls", "landm"}.
 
     loc [B, P, 4], conf [B, P, 2] logits, landm [B, P, 10]; priors [P, 4] (cx, cy, w, h);
     targets: a list of B tensors [n, 15] (normalised box x1 y1 x2 y2, ten landmark
-    coordinates, label). Computed in float32 at least (safe under autocast).
+    coordinates, label); target_weights: None, or a list of B tensors [n] in [0, 1]
+    (see the module docstring). Computed in float32 at least (safe under autocast).
     """
 
     def __init__(self, config: MultiBoxLossConfig = MultiBoxLossConfig()):
@@ -124,7 +152,8 @@ class MultiBoxLoss(nn.Module):
         """loc_weight * loc + cls + landm (2 * box + class + landmark by default)."""
         return self.config.loc_weight * terms["loc"] + terms["cls"] + terms["landm"]
 
-    def forward(self, predictions, priors: torch.Tensor, targets: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, predictions, priors: torch.Tensor, targets: Sequence[torch.Tensor],
+                target_weights: Sequence[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         loc, conf, landm = predictions[:3]
         dtype = torch.promote_types(loc.dtype, torch.float32)
         loc, conf, landm = loc.to(dtype), conf.to(dtype), landm.to(dtype)
@@ -136,6 +165,9 @@ class MultiBoxLoss(nn.Module):
                              "build the priors for the network input size")
         match = match_priors(priors, targets, self.config)
         variance = self.config.variance
+        face_weight = None
+        if target_weights is not None:
+            face_weight = _concatenate_weights(target_weights, targets, loc.device, dtype)
 
         positive = match.labels != 0
         landmark_positive = match.labels > 0
@@ -145,13 +177,19 @@ class MultiBoxLoss(nn.Module):
         prior_grid = priors.unsqueeze(0).expand(loc.shape[0], -1, -1)
         if num_positive > 0:
             box_target = encode(match.boxes[match.gt_index[positive]], prior_grid[positive], variance)
-            loss_loc = F.smooth_l1_loss(loc[positive], box_target, reduction="sum")
+            box_error = F.smooth_l1_loss(loc[positive], box_target, reduction="none").sum(dim=1)
+            if face_weight is not None:
+                box_error = box_error * face_weight[match.gt_index[positive]]
+            loss_loc = box_error.sum()
         else:
             loss_loc = loc.sum() * 0.0
         if num_landmark_positive > 0:
             landmark_target = encode_landmarks(match.landmarks[match.gt_index[landmark_positive]],
                                                prior_grid[landmark_positive], variance)
-            loss_landm = F.smooth_l1_loss(landm[landmark_positive], landmark_target, reduction="sum")
+            landmark_error = F.smooth_l1_loss(landm[landmark_positive], landmark_target, reduction="none").sum(dim=1)
+            if face_weight is not None:
+                landmark_error = landmark_error * face_weight[match.gt_index[landmark_positive]]
+            loss_landm = landmark_error.sum()
         else:
             loss_landm = landm.sum() * 0.0
 
@@ -165,6 +203,11 @@ class MultiBoxLoss(nn.Module):
             num_negative = (self.config.neg_pos_ratio * positive.sum(dim=1, keepdim=True)).clamp(max=loc.shape[1] - 1)
             negative = rank < num_negative
         selected = positive | negative
+        if face_weight is not None and num_positive > 0:
+            # Soft target w * face + (1 - w) * background on the positives; negatives keep weight 1.
+            background_ce = torch.logsumexp(conf, dim=-1) - conf[..., 0]
+            weight = torch.where(positive, face_weight[match.gt_index], torch.ones_like(per_prior_ce))
+            per_prior_ce = torch.where(positive, weight * per_prior_ce + (1.0 - weight) * background_ce, per_prior_ce)
         loss_cls = per_prior_ce[selected].sum()
 
         norm = num_positive.clamp(min=1).to(dtype)

@@ -175,3 +175,85 @@ def test_mismatched_priors_raise_a_clear_error():
     predictions = (torch.zeros(1, 7, 4), torch.zeros(1, 7, 2), torch.zeros(1, 7, 10))
     with pytest.raises(ValueError, match="priors"):
         MultiBoxLoss()(predictions=predictions, priors=priors, targets=[torch.zeros(0, 15)])
+
+
+# ----------------------------------------------------------------- per-face weights (MixUp's lam)
+
+def test_weights_of_one_reproduce_the_reference_vectors(vectors):
+    ones = [torch.ones(t.shape[0]) for t in vectors["targets"]]
+    predictions = (vectors["loc"], vectors["conf"], vectors["landm"])
+    weighted = MultiBoxLoss()(predictions=predictions, priors=vectors["priors"], targets=vectors["targets"],
+                              target_weights=ones)
+    assert max(_relative_errors(weighted, vectors).values()) < 1e-4
+    plain = MultiBoxLoss()(predictions=predictions, priors=vectors["priors"], targets=vectors["targets"])
+    for name in plain:
+        torch.testing.assert_close(weighted[name], plain[name], rtol=1e-6, atol=0)
+
+
+def test_each_face_counts_with_its_images_lam_as_the_mixed_labels_say():
+    """y = lam * y_A + (1 - lam) * y_B, prior by prior: a prior on a face of weight w has the soft
+    class target (1 - w, w) over (background, face) and w times its box and landmark errors."""
+    generator = torch.Generator().manual_seed(5)
+    priors = make_priors(64, 64)
+    lam = 0.3
+    faces_a, faces_b = _random_targets(generator, 3), _random_targets(generator, 2)
+    targets = [torch.cat([faces_a, faces_b])]
+    weights = [torch.tensor([lam] * 3 + [1 - lam] * 2)]
+    loc = torch.randn(1, priors.shape[0], 4, generator=generator)
+    conf = torch.randn(1, priors.shape[0], 2, generator=generator)
+    landm = torch.randn(1, priors.shape[0], 10, generator=generator)
+    loss = MultiBoxLoss()
+    terms = loss(predictions=(loc, conf, landm), priors=priors, targets=targets, target_weights=weights)
+    plain = loss(predictions=(loc, conf, landm), priors=priors, targets=targets)
+
+    match = match_priors(priors, targets)
+    positive, landmark_positive = match.labels[0] != 0, match.labels[0] > 0
+    w = weights[0][match.gt_index[0]]
+    box_error = F.smooth_l1_loss(loc[0, positive], encode(targets[0][match.gt_index[0, positive], :4],
+                                                          priors[positive]), reduction="none").sum(1)
+    assert float(terms["loc"]) == pytest.approx(float((w[positive] * box_error).sum() / positive.sum()), rel=1e-6)
+    landmark_error = F.smooth_l1_loss(
+        landm[0, landmark_positive],
+        encode_landmarks(targets[0][match.gt_index[0, landmark_positive], 4:14], priors[landmark_positive]),
+        reduction="none").sum(1)
+    assert float(terms["landm"]) == pytest.approx(
+        float((w[landmark_positive] * landmark_error).sum() / landmark_positive.sum()), rel=1e-6)
+    # The class term: cross-entropy against the mixed label distribution on the positives, the
+    # same mined negatives as without weights (their CE is unchanged, so plain - positives' part).
+    soft = torch.stack([1 - w, w], dim=1)[positive]
+    positives_soft = F.cross_entropy(conf[0, positive], soft, reduction="sum")
+    positives_hard = F.cross_entropy(conf[0, positive], torch.ones(int(positive.sum()), dtype=torch.long),
+                                     reduction="sum")
+    expected_cls = float(plain["cls"]) + float((positives_soft - positives_hard) / positive.sum())
+    assert float(terms["cls"]) == pytest.approx(expected_cls, rel=1e-5)
+    assert float(terms["cls"]) != pytest.approx(float(plain["cls"]), rel=1e-3)
+
+
+def test_a_face_of_weight_zero_gives_no_box_gradient():
+    generator = torch.Generator().manual_seed(2)
+    priors = make_priors(64, 64)
+    boxes = torch.tensor([[0.1, 0.1, 0.4, 0.4], [0.6, 0.6, 0.9, 0.9]])
+    landmarks = (boxes[:, :2].repeat(1, 5) + 0.15)
+    targets = [torch.cat([boxes, landmarks, torch.ones(2, 1)], dim=1)]
+    loc = torch.randn(1, priors.shape[0], 4, generator=generator, requires_grad=True)
+    conf = torch.randn(1, priors.shape[0], 2, generator=generator)
+    landm = torch.randn(1, priors.shape[0], 10, generator=generator)
+    terms = MultiBoxLoss()(predictions=(loc, conf, landm), priors=priors, targets=targets,
+                           target_weights=[torch.tensor([0.0, 1.0])])
+    terms["loc"].backward()
+    match = match_priors(priors, targets)
+    on_first = (match.labels[0] != 0) & (match.gt_index[0] == 0)
+    on_second = (match.labels[0] != 0) & (match.gt_index[0] == 1)
+    assert on_first.any() and on_second.any()
+    assert (loc.grad[0, on_first] == 0).all() and (loc.grad[0, on_second] != 0).any()
+
+
+def test_target_weights_must_match_the_faces():
+    priors = make_priors(32, 32)
+    predictions = (torch.zeros(1, priors.shape[0], 4), torch.zeros(1, priors.shape[0], 2),
+                   torch.zeros(1, priors.shape[0], 10))
+    targets = [_random_targets(torch.Generator().manual_seed(0), 3)]
+    with pytest.raises(ValueError, match="image 0 has 3 faces but 2 target weights"):
+        MultiBoxLoss()(predictions=predictions, priors=priors, targets=targets, target_weights=[torch.ones(2)])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        MultiBoxLoss()(predictions=predictions, priors=priors, targets=targets, target_weights=[torch.full((3,), 2.0)])
