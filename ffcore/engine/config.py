@@ -29,11 +29,11 @@ class TrainConfig:
     mixup_alpha: float = 0.2
     # optimisation
     epochs: int = 350
-    optimizer: str = "adamw"                    # adamw | sgd
+    optimizer: str = "adamw"                    # adamw | adam | sgd
     lr: float = 1e-3
     weight_decay: float = 0.01
     momentum: float = 0.9                       # sgd only
-    schedule: str = "onecycle"                  # onecycle | warmup_cosine | step | constant (all stepped per iteration)
+    schedule: str = "onecycle"                  # onecycle | warmup_cosine | step | constant | cosine_restarts
     warmup_epochs: float = 0.0                  # warmup_cosine / step
     min_lr: float = 1e-6                        # warmup_cosine
     onecycle_pct_start: float = 0.3
@@ -41,6 +41,9 @@ class TrainConfig:
     step_gamma: float = 0.1
     grad_clip_norm: float | None = None
     loc_weight: float = 2.0
+    overlap_threshold: float = 0.35             # MultiBoxLoss: priors at or above this IoU with a face are positives
+    restart_epochs: int | None = None           # cosine_restarts: epochs per cosine cycle (T_0); None: epochs
+    decay_all_parameters: bool = False          # weight decay on biases and norm weights too (torch's default)
     # run
     out_dir: str = "runs/train"
     seed: int = 0
@@ -105,12 +108,21 @@ SYNTHETIC_CPU = TrainConfig(model="featherface_v1", epochs=8, batch_size=8, imag
                             onecycle_pct_start=0.15, val_every=4, val_scale=320, best_metric="easy",
                             amp=False, tensorboard=False)
 
+# The recipe that trained the fork's published ECA-CBAM weights (fokouarnaud/FeatherFace f023145,
+# train_eca_cbam.py): Adam (L2 weight decay 1e-4 on every parameter), CosineAnnealingWarmRestarts
+# with T_0 = the run's 350 epochs and eta_min 1e-6 stepped once per epoch, batch 32 at 640 px, and
+# priors matched at IoU 0.5 instead of RetinaFace's 0.35.
+FORK_ECA_CBAM = TrainConfig(model="featherface_eca_cbam", optimizer="adam", lr=1e-3, weight_decay=1e-4,
+                            decay_all_parameters=True, schedule="cosine_restarts", min_lr=1e-6, epochs=350,
+                            batch_size=32, image_size=640, overlap_threshold=0.5)
+
 PRESETS: dict[str, TrainConfig] = {
     "featherface_paper": FEATHERFACE_PAPER,
     "v2_thesis": V2_THESIS,
     "retinaface_paper": RETINAFACE_PAPER,
     "smoke": SMOKE,
     "synthetic_cpu": SYNTHETIC_CPU,
+    "fork_eca_cbam": FORK_ECA_CBAM,
 }
 
 

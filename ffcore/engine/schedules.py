@@ -1,4 +1,8 @@
-"""Optimisers and learning-rate schedules, all stepped once per iteration."""
+"""Optimisers and learning-rate schedules, all stepped once per iteration.
+
+`cosine_restarts` changes the rate only at epoch boundaries (the fork's per-epoch
+CosineAnnealingWarmRestarts) but is still driven by the per-iteration step count.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +25,17 @@ def _parameter_groups(parameters: Iterable[torch.nn.Parameter], weight_decay: fl
 
 
 def build_optimizer(parameters: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    groups = _parameter_groups(parameters, config.weight_decay)
+    if config.decay_all_parameters:
+        groups = [{"params": [p for p in parameters if p.requires_grad], "weight_decay": config.weight_decay}]
+    else:
+        groups = _parameter_groups(parameters, config.weight_decay)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
+    if config.optimizer == "adam":   # L2 penalty added to the gradient, as torch.optim.Adam does
+        return torch.optim.Adam(groups, lr=config.lr)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    raise ValueError(f"unknown optimizer {config.optimizer!r} in the training config; use 'adamw' or 'sgd'")
+    raise ValueError(f"unknown optimizer {config.optimizer!r} in the training config; use 'adamw', 'adam' or 'sgd'")
 
 
 def lr_factor(step: int, total_steps: int, steps_per_epoch: int, config: TrainConfig) -> float:
@@ -43,7 +52,14 @@ def lr_factor(step: int, total_steps: int, steps_per_epoch: int, config: TrainCo
         return config.step_gamma ** bisect.bisect_right(sorted(config.step_milestones), epoch)
     if config.schedule == "constant":
         return 1.0
-    raise ValueError(f"unknown schedule {config.schedule!r}; use onecycle, warmup_cosine, step or constant")
+    if config.schedule == "cosine_restarts":
+        # CosineAnnealingWarmRestarts(T_0, T_mult=1, eta_min=min_lr) stepped once per epoch, in closed form
+        period = config.restart_epochs or config.epochs
+        epoch_in_cycle = (step // max(1, steps_per_epoch)) % period
+        floor = config.min_lr / config.lr
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * epoch_in_cycle / period))
+    raise ValueError(f"unknown schedule {config.schedule!r}; "
+                     "use onecycle, warmup_cosine, step, constant or cosine_restarts")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,

@@ -71,7 +71,8 @@ def build_model(name: str, overrides: dict, pretrained_backbone: bool | str, see
 
 def multibox_loss_for(model: nn.Module, config: TrainConfig) -> MultiBoxLoss:
     prior_config = getattr(model, "prior_config", DEFAULT_PRIORS)
-    return MultiBoxLoss(MultiBoxLossConfig(variance=tuple(prior_config.variance), loc_weight=config.loc_weight))
+    return MultiBoxLoss(MultiBoxLossConfig(variance=tuple(prior_config.variance), loc_weight=config.loc_weight,
+                                           overlap_threshold=config.overlap_threshold))
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
