@@ -141,6 +141,7 @@ class Runner:
     detect: Callable[[np.ndarray], object] | None = None
     peak_rss_delta: dict[int, int] = field(default_factory=dict)   # threads -> bytes
     note: str = ""
+    prior_config: object = None   # the detector's anchors (None: the default two); postprocess decodes with them
 
     @property
     def is_peer(self) -> bool:
@@ -162,14 +163,16 @@ def _torch_runner(name: str, model: nn.Module) -> Runner:
 
     return Runner(model=name, backend="torch", file_bytes=_state_dict_bytes(model),
                   parameters=sum(p.numel() for p in model.parameters()),
-                  prepare=lambda threads: None, forward=forward)
+                  prepare=lambda threads: None, forward=forward,
+                  prior_config=getattr(model, "prior_config", None))
 
 
-def _onnx_runner(name: str, backend: str, onnx_path: Path, parameters: int) -> Runner:
+def _onnx_runner(name: str, backend: str, onnx_path: Path, parameters: int, prior_config=None) -> Runner:
     from ffcore.export import OnnxDetector
 
     sessions: dict[int, OnnxDetector] = {}
-    runner = Runner(model=name, backend=backend, file_bytes=onnx_path.stat().st_size, parameters=parameters)
+    runner = Runner(model=name, backend=backend, file_bytes=onnx_path.stat().st_size, parameters=parameters,
+                    prior_config=prior_config)
     current: list[OnnxDetector] = []
 
     def prepare(threads: int) -> None:
@@ -200,17 +203,18 @@ def build_runners(models: Sequence[tuple[str, nn.Module]], backends: Sequence[st
     runners = []
     for name, model in models:
         parameters = sum(p.numel() for p in model.parameters())
+        priors = getattr(model, "prior_config", None)   # the exported graph has the model's heads
         if "torch" in backends:
             runners.append(_torch_runner(name, model))
         if "onnx_fp32" in backends or "onnx_int8" in backends:
             fp32 = work_dir / f"{name}.onnx"
             export_onnx(model, fp32, parity_sizes=((256, 256),), strict=True)
             if "onnx_fp32" in backends:
-                runners.append(_onnx_runner(name, "onnx_fp32", fp32, parameters))
+                runners.append(_onnx_runner(name, "onnx_fp32", fp32, parameters, priors))
             if "onnx_int8" in backends:
                 int8 = quantize_int8(fp32, work_dir / f"{name}_int8.onnx", _calibration_files(calibration_count),
                                      size=calibration_size)
-                runners.append(_onnx_runner(name, "onnx_int8", int8, parameters))
+                runners.append(_onnx_runner(name, "onnx_int8", int8, parameters, priors))
     return runners
 
 
@@ -236,7 +240,10 @@ def _time_detector_call(runner: Runner, source: np.ndarray, height: int, width: 
     t1 = time.perf_counter()
     loc, conf, landm = runner.forward(x)
     t2 = time.perf_counter()
-    postprocess(loc, conf, landm, (height, width))
+    if runner.prior_config is None:
+        postprocess(loc, conf, landm, (height, width))
+    else:
+        postprocess(loc, conf, landm, (height, width), prior_config=runner.prior_config)
     t3 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
+from ffcore.anchors import DEFAULT_PRIORS, PriorConfig
 from ffcore.postprocess import DEFAULT_POSTPROCESS, Detections, PostprocessConfig, postprocess
 from ffcore.preprocess import image_to_tensor
 
@@ -69,7 +70,17 @@ def _forward(model: torch.nn.Module, image_bgr: np.ndarray, resize: float, devic
     tensor = image_to_tensor(image_bgr, device)
     with torch.inference_mode():
         loc, conf, landm = model(tensor)[:3]
-    return postprocess(loc, conf, landm, input_size=tuple(tensor.shape[2:]), resize=resize)[0]
+    return postprocess(loc, conf, landm, input_size=tuple(tensor.shape[2:]), resize=resize,
+                       prior_config=model_prior_config(model))[0]
+
+
+def model_prior_config(model) -> PriorConfig:
+    """The anchors the model's head predicts for (`model.prior_config`).
+
+    Decoding with any other geometry pairs outputs with the wrong priors (a 9-anchor head
+    decoded with the 2-anchor default indexes past the priors), so every inference path
+    asks the model; only a model that declares nothing gets the default two anchors."""
+    return getattr(model, "prior_config", DEFAULT_PRIORS)
 
 
 def _unflip(detections: Detections, width: int) -> Detections:

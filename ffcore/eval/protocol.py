@@ -47,6 +47,24 @@ class SettingResult:
 
 
 @dataclass(frozen=True)
+class PredictionMatches:
+    """What the protocol decided for every prediction, kept so AP can be recomputed on any
+    reweighting of the images (bootstrap intervals, `ffcore.eval.bootstrap`).
+
+    For a setting, proposals[t] and true_positives[t] of `SettingResult` are the counts of
+    `counted` and `true_positive` predictions with score >= thr[t], summed over images; the
+    face count is the sum of `faces_per_image`.
+    """
+
+    image: np.ndarray                        # [M] image index of each prediction
+    score: np.ndarray                        # [M] normalised score (the dataset-wide min-max of step 2)
+    counted: dict[str, np.ndarray]           # setting -> [M] bool: a proposal (not on an ignored face, image has faces)
+    true_positive: dict[str, np.ndarray]     # setting -> [M] bool: first match of a face kept in the setting
+    faces_per_image: dict[str, np.ndarray]   # setting -> [N] faces counted in the setting per image
+    num_images: int
+
+
+@dataclass(frozen=True)
 class EvalResult:
     """Per-setting results plus what the evaluator saw (for reports and face-size analyses)."""
 
@@ -61,6 +79,7 @@ class EvalResult:
     face_match_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
     score_range: tuple[float, float] | None = None   # raw (min, max) used for normalisation
     label: str = ""
+    matches: PredictionMatches | None = None          # per-prediction decisions (bootstrap over images)
 
     def __getitem__(self, setting: str) -> SettingResult:
         return self.settings[setting]
@@ -233,14 +252,20 @@ def evaluate(predictions: Predictions | Mapping[tuple[str, str], np.ndarray], gr
         face_match_score[faces] = scores[hits[first]]
 
     results = {}
+    counted_by_setting, true_positive_by_setting, faces_by_setting = {}, {}, {}
+    face_image = np.repeat(np.arange(ground_truth.num_images), np.diff(ground_truth.offsets))
     for setting in settings:
         kept = ground_truth.kept[setting]
         num_faces = int(kept.sum())
         hit_kept = np.zeros(raw.size, dtype=bool)
         hit_kept[hits] = kept[best_face[hits]]
         on_ignored = (best_face >= 0) & ~hit_kept          # marked -1: neither TP nor FP
-        proposals = _count_at_or_above(scores[on_image_with_faces & ~on_ignored], thresholds)
-        true_positives = _count_at_or_above(scores[first_hit & hit_kept], thresholds)
+        counted = on_image_with_faces & ~on_ignored
+        true_positive = first_hit & hit_kept
+        counted_by_setting[setting], true_positive_by_setting[setting] = counted, true_positive
+        faces_by_setting[setting] = np.bincount(face_image[kept], minlength=ground_truth.num_images)
+        proposals = _count_at_or_above(scores[counted], thresholds)
+        true_positives = _count_at_or_above(scores[true_positive], thresholds)
         with np.errstate(divide="ignore", invalid="ignore"):
             precision = true_positives / proposals
             recall = true_positives / num_faces
@@ -250,7 +275,11 @@ def evaluate(predictions: Predictions | Mapping[tuple[str, str], np.ndarray], gr
     return EvalResult(settings=results, num_images=ground_truth.num_images, num_predictions=int(raw.size),
                       missing_files=tuple(predictions.missing), empty_files=tuple(predictions.empty_files),
                       extra_files=tuple(predictions.extra_files),
-                      face_match_score=face_match_score, score_range=score_range, label=label)
+                      face_match_score=face_match_score, score_range=score_range, label=label,
+                      matches=PredictionMatches(image=pred_image, score=np.asarray(scores, dtype=np.float64),
+                                                counted=counted_by_setting, true_positive=true_positive_by_setting,
+                                                faces_per_image=faces_by_setting,
+                                                num_images=ground_truth.num_images))
 
 
 def recall_by_face_size(result: EvalResult, ground_truth: GroundTruth, setting: str = "hard",
