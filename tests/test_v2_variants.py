@@ -1,5 +1,6 @@
 """featherface_v2_ultra and featherface_v2_vit: registration, contract, parameter accounting,
-techniques wired and trained, nine-anchor priors, linear attention, training step, ONNX."""
+V2 Ultra's parity with the fork and its techniques by hand, nine-anchor priors, linear
+attention, training step, ONNX."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import ffcore.models.v2_ultra as v2_ultra
 import ffcore.models.v2_vit as v2_vit
 from ffcore.anchors import DEFAULT_PRIORS, PriorConfig, make_priors, num_priors
 from ffcore.losses import MultiBoxLoss
-from ffcore.models import create_model, list_models
+from ffcore.checkpoint import CheckpointError
+from ffcore.models import create_model, list_models, load_pretrained
+from ffcore.models.loading import convert_state_dict
+from ffcore.paths import shared_dir
 from ffcore.models.vit_parts import CrossScaleAttention, LinearAttention
 
 NAMES = ("featherface_v2_ultra", "featherface_v2_vit")
-TECHNIQUES = ("smart_feature_reuse", "attention_multiplication", "progressive_enhancement",
-              "multi_scale_intelligence", "dynamic_weight_sharing")
+REFERENCE = shared_dir() / "reference"
 
 
 @pytest.fixture(autouse=True)
@@ -106,12 +109,20 @@ def test_ultra_counts_by_hand():
     # shared CBAM: bias-free channel MLPs c -> 4 -> c (reduction 128 floors to the minimum 4), 7x7 spatial + BN
     assert counts["backbone_attention"] == sum(2 * c * 4 for c in (64, 128, 256)) + 98 + 2
     assert counts["neck_attention"] == 3 * 2 * width * 4 + 98 + 2
+    # two cells: one shared separable conv + BN and 3 fusion weights; the first adds 1x1 + BN projections
+    cell = 9 * width + width * width + 2 * width + 3
+    assert counts["neck"] == 2 * cell + sum(c * width + 2 * width for c in (64, 128, 256))
+    # SSH without groups: 3x3 convs 20->10, 20->5, 5->5 (three times), each with BN
+    ssh = 9 * (width * 10 + width * 5 + 3 * 5 * 5) + 2 * (10 + 4 * 5)
+    assert counts["context"] == 3 * ssh
+    # per level: 3x3 20->10 + BN, then 1x1 convs with bias for 2 + 4 + 10 values per anchor
+    assert counts["heads"] == 3 * (9 * width * 10 + 2 * 10 + (10 + 1) * anchors * 16)
+    assert counts["shuffle"] == 0
     technique = {k: sum(p.numel() for p in m.parameters()) for k, m in model.techniques.items()}
-    assert technique == {"smart_feature_reuse": 0, "attention_multiplication": 0, "progressive_enhancement": 0,
-                         "multi_scale_intelligence": 0,
-                         # shared 1x1 convs (with bias) for 2 + 4 + 10 values per anchor, plus a
-                         # per-level channel scale and shift
-                         "dynamic_weight_sharing": (width + 1) * anchors * 16 + 2 * 3 * width}
+    # dynamic sharing: a bias-free 1x1 gate (20) and a per-channel intensity (20)
+    assert technique == {"smart_feature_reuse": 0, "attention_multiplication": 0, "multiscale_intelligence": 0,
+                         "dynamic_sharing": 2 * width, "progressive_enhancement": 0}
+    assert sum(counts.values()) == 244_483 + 40
 
 
 def test_vit_counts_by_hand():
@@ -125,34 +136,59 @@ def test_vit_counts_by_hand():
     assert model.backbone.feature_channels == (32, 64, 128)
 
 
-# ----------------------------------------------------------------- ultra's techniques
+# ------------------------------------------------------- ultra: the fork's function
 
-def test_ultra_techniques_are_registered_modules():
-    model = _model("featherface_v2_ultra")
-    assert isinstance(model.techniques, nn.ModuleDict) and tuple(model.techniques) == TECHNIQUES
-    keys = set(model.state_dict())
-    assert {"techniques.dynamic_weight_sharing.level_scale", "techniques.dynamic_weight_sharing.level_shift",
-            "techniques.dynamic_weight_sharing.cls.weight", "techniques.dynamic_weight_sharing.box.bias",
-            "techniques.dynamic_weight_sharing.landmark.weight"} <= keys
-    named = {n for n, _ in model.named_parameters()}
-    assert "techniques.dynamic_weight_sharing.level_scale" in named
+ULTRA_VECTORS = REFERENCE / "featherface_v2_ultra_vectors.pt"
 
 
-def test_ultra_techniques_run_in_forward():
-    model = _model("featherface_v2_ultra").eval()
-    calls = {name: 0 for name in TECHNIQUES}
-    for name in TECHNIQUES:
-        model.techniques[name].register_forward_hook(lambda *_, _n=name: calls.__setitem__(_n, calls[_n] + 1))
+@pytest.fixture(scope="module")
+def ultra_vectors():
+    if not ULTRA_VECTORS.is_file():
+        pytest.skip(f"reference vectors not found: {ULTRA_VECTORS}")
+    return torch.load(ULTRA_VECTORS, map_location="cpu", weights_only=False)
+
+
+def test_ultra_matches_the_forks_outputs(ultra_vectors):
+    """The fork's weights (its registered keys plus its unregistered innovations.* tensors)
+    load through the common loader and give the fork's eval-mode outputs within 1e-4."""
+    model = load_pretrained("featherface_v2_ultra", {"state_dict": ultra_vectors["state_dict"]})
+    assert model.weights_layout == "FeatherFace V2 Ultra fork 93095ff"
+    fork_total = ultra_vectors["registered_params"] + ultra_vectors["innovation_params"]["dynamic_sharing"]
+    assert sum(p.numel() for p in model.parameters()) == fork_total == 244_523
+    vectors = ultra_vectors["A"]
     with torch.no_grad():
-        model(torch.randn(1, 3, 64, 64))
-    # progressive enhancement runs once per level, the others once over the three levels
-    assert calls == {**{name: 1 for name in TECHNIQUES}, "progressive_enhancement": 3}
+        loc, conf, landm = model(vectors["input"])
+    for name, got in (("loc", loc), ("conf", conf), ("landm", landm)):
+        expected = vectors[name]
+        assert got.shape == expected.shape and expected.abs().max() > 0.1, name
+        assert (got - expected).abs().max() < 1e-4, name
 
 
-def test_ultra_techniques_follow_to_and_receive_gradients():
-    model = _model("featherface_v2_ultra").to(torch.float64)
+def test_ultra_leaves_out_the_modules_the_fork_never_called(ultra_vectors):
+    """ultra_cbam (178) and ultra_ssh (3,435) were built by the fork but never used in forward."""
+    keys = set(ultra_vectors["state_dict"])
+    assert any(k.startswith("innovations.ultra_cbam.") for k in keys)
+    assert any(k.startswith("innovations.ultra_ssh.") for k in keys)
+    converted = convert_state_dict(ultra_vectors["state_dict"], "FeatherFace V2 Ultra fork 93095ff")
+    assert set(converted) == set(_model("featherface_v2_ultra").state_dict())
+
+
+def test_ultra_fork_dict_without_the_innovations_is_refused(ultra_vectors):
+    """What the fork's own torch.save would hold: no innovations. The 40 dynamic-sharing values
+    are then unknown, and loading says which keys are missing instead of inventing them."""
+    saved_by_fork = {k: v for k, v in ultra_vectors["state_dict"].items() if not k.startswith("innovations.")}
+    with pytest.raises(CheckpointError, match="techniques.dynamic_sharing.intensity_control"):
+        load_pretrained("featherface_v2_ultra", saved_by_fork)
+
+
+def test_ultra_techniques_are_registered_and_trained():
+    model = _model("featherface_v2_ultra")
+    assert isinstance(model.techniques, nn.ModuleDict) and tuple(model.techniques) == v2_ultra.TECHNIQUES
+    assert {"techniques.dynamic_sharing.complexity_gate.weight",
+            "techniques.dynamic_sharing.intensity_control"} <= set(model.state_dict())
+    model = model.to(torch.float64)
     assert all(p.dtype == torch.float64 for p in model.techniques.parameters())
-    loc, conf, landm = model(torch.randn(2, 3, 48, 48, dtype=torch.float64))
+    loc, conf, landm = model(torch.randn(2, 3, 48, 48, dtype=torch.float64) * 50)
     (loc.square().mean() + conf.square().mean() + landm.square().mean()).backward()
     for name, parameter in model.techniques.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
@@ -160,44 +196,91 @@ def test_ultra_techniques_follow_to_and_receive_gradients():
     assert all(p.device.type == "meta" for p in meta.techniques.parameters())
 
 
-def test_ultra_techniques_change_the_output():
-    """Each zero-parameter technique does something: replacing it by the identity changes the output."""
+def test_ultra_techniques_run_in_forward():
     model = _model("featherface_v2_ultra").eval()
-    _randomise_batchnorm(model)
-    x = torch.randn(1, 3, 64, 64) * 50
+    calls = {name: 0 for name in v2_ultra.TECHNIQUES}
+    for name in v2_ultra.TECHNIQUES:
+        model.techniques[name].register_forward_hook(lambda *_, _n=name: calls.__setitem__(_n, calls[_n] + 1))
     with torch.no_grad():
-        reference = model(x)[1]
+        model(torch.randn(1, 3, 64, 64))
+    # attention multiplication, dynamic sharing and progressive enhancement run once per level
+    assert calls == {"smart_feature_reuse": 1, "multiscale_intelligence": 1, "attention_multiplication": 3,
+                     "dynamic_sharing": 3, "progressive_enhancement": 3}
 
-    class Identity(nn.Module):
-        def forward(self, first, *rest):
-            return first
 
-    for name in ("smart_feature_reuse", "attention_multiplication", "progressive_enhancement",
-                 "multi_scale_intelligence"):
-        original = model.techniques[name]
-        model.techniques[name] = Identity()
-        with torch.no_grad():
-            changed = model(x)[1]
-        model.techniques[name] = original
-        assert (changed - reference).abs().max() > 1e-4, name
+def test_smart_feature_reuse_by_hand():
+    levels = [torch.full((1, 1, 4, 4), 1.0), torch.full((1, 1, 2, 2), 2.0), torch.full((1, 1, 1, 1), 6.0)]
+    out = v2_ultra.SmartFeatureReuse()(levels)
+    # bilinear resizing of a constant map is that constant
+    expected = [1 + 0.3 * 2 + 0.2 * 6, 2 + 0.2 * 1 + 0.2 * 6, 6 + 0.3 * 2 + 0.2 * 1]
+    for o, x, value in zip(out, levels, expected):
+        assert o.shape == x.shape and torch.allclose(o, torch.full_like(x, value))
+    # bilinear, not nearest: a ramp resized to a finer grid takes intermediate values
+    ramp = torch.tensor([[[[0.0, 10.0]]]])
+    p3 = v2_ultra.SmartFeatureReuse()([torch.zeros(1, 1, 1, 4), ramp, torch.zeros(1, 1, 1, 1)])[0]
+    assert torch.allclose(p3, 0.3 * torch.tensor([[[[0.0, 2.5, 7.5, 10.0]]]]))
+
+
+def test_multiscale_intelligence_by_hand():
+    levels = [torch.full((1, 1, 4, 4), 1.0), torch.full((1, 1, 2, 2), 2.0), torch.full((1, 1, 1, 1), 6.0)]
+    out = v2_ultra.MultiScaleIntelligence()(levels)
+    assert [float(o.flatten()[0]) for o in out] == pytest.approx([1 + 0.4 * 2, 2 + 0.3 * 1 + 0.3 * 6, 6 + 0.4 * 2])
+
+
+def test_attention_multiplication_keeps_only_the_last_pass():
+    """a0 = x, a1 = a0 + A(a0), a2 = a1 + A(a1), output A(a2); with A(t) = 2t: 2 * 9x."""
+    x = torch.randn(2, 3, 4, 4)
+    passes = []
+
+    def attention(t):
+        passes.append(t)
+        return 2 * t
+
+    out = v2_ultra.AttentionMultiplication(3)(x, attention)
+    assert len(passes) == 3 and torch.allclose(passes[1], 3 * x) and torch.allclose(passes[2], 9 * x)
+    assert torch.allclose(out, 18 * x)
+
+
+def test_progressive_enhancement_by_hand():
+    """Three passes of x <- shuffle4(x + 0.1 tanh x) * (1 + 0.1 i); 20 channels fall back from 8 to 4 groups."""
+    enhance = v2_ultra.ProgressiveEnhancement()
+    assert enhance.shuffle_groups(20) == 4 and enhance.shuffle_groups(16) == 8 and enhance.shuffle_groups(7) == 1
+    x = torch.randn(1, 20, 3, 3)
+    expected = x
+    for i in range(3):
+        expected = expected + 0.1 * torch.tanh(expected)
+        # standard shuffle of 4 groups of 5: output channel 4 * j + g is input channel 5 * g + j
+        order = [5 * g + j for j in range(5) for g in range(4)]
+        expected = expected[:, order] * (1 + 0.1 * i)
+    assert torch.allclose(enhance(x), expected, atol=1e-6)
+
+
+def test_dynamic_sharing_branches_on_the_batch_mean():
+    sharing = v2_ultra.DynamicSharing(4)
+    with torch.no_grad():
+        sharing.intensity_control.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]).view(4, 1, 1))
+        sharing.complexity_gate.weight.fill_(1.0)
+    module = lambda t: t + 100.0  # noqa: E731
+    bright, dark = torch.full((1, 4, 2, 2), 1.0), torch.full((1, 4, 2, 2), -1.0)
+    g = sharing.intensity_control
+    # complex scene: sigmoid(4) > 0.5 -> module(x) * g * s
+    assert torch.allclose(sharing(bright, module), (bright + 100) * g * torch.sigmoid(torch.tensor(4.0)))
+    # simple scene: sigmoid(-4) < 0.5 -> the module is skipped, x * g
+    assert torch.allclose(sharing(dark, module), dark * g)
+    # the decision uses the mean over the batch: the dark image follows the bright ones
+    batch = torch.cat([bright, bright, dark])
+    assert torch.allclose(sharing(batch, module)[2], (dark[0] + 100) * g * torch.sigmoid(torch.tensor(-4.0)))
 
 
 def test_ultra_state_dict_round_trip_keeps_the_techniques():
     source = _model("featherface_v2_ultra", seed=0).eval()
     with torch.no_grad():
-        source.techniques["dynamic_weight_sharing"].level_scale.mul_(1.5)
+        source.techniques["dynamic_sharing"].intensity_control.mul_(1.5)
     target = _model("featherface_v2_ultra", seed=1).eval()
     target.load_state_dict(source.state_dict())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(source(x)[0], target(x)[0])
-
-
-def test_multi_scale_intelligence_by_hand():
-    levels = [torch.full((1, 1, 4, 4), 1.0), torch.full((1, 1, 2, 2), 2.0), torch.full((1, 1, 1, 1), 6.0)]
-    out = v2_ultra.MultiScaleIntelligence()(levels)
-    assert [float(o.flatten()[0]) for o in out] == [1 + 4, 2 + 3.5, 6 + 1.5]
-    assert [tuple(o.shape) for o in out] == [tuple(x.shape) for x in levels]
 
 
 # ----------------------------------------------------------------------- vit parts
@@ -295,7 +378,7 @@ def test_one_training_step_with_the_models_priors(name):
     loss.backward()
     optimiser.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-    head = "techniques.dynamic_weight_sharing" if name == "featherface_v2_ultra" else "head.cls"
+    head = "heads.levels.0.cls" if name == "featherface_v2_ultra" else "head.cls"
     assert any(n.startswith(head) for n in changed)
     assert any(n.startswith("backbone.") for n in changed)
 
