@@ -177,6 +177,32 @@ FEATHERFACE_V2_RULES: Rules = [
 ]
 
 
+# The fork's V2 Ultra (93095ff, `RetinaFaceV2Ultra`). Its "innovations" dict was never part of its
+# state_dict; a dict holding them under `innovations.<name>.*` (the reference vectors) loads them into
+# `techniques.*`. The dict's `ultra_cbam` and `ultra_ssh` are never called by the fork's forward and
+# are not part of the model: their keys map to DROPPED_KEY and are left out.
+DROPPED_KEY = ""
+
+FEATHERFACE_V2_ULTRA_RULES: Rules = [
+    *_prefixed("body.", "backbone.", _BACKBONE_RULES),
+    *FEATHERFACE_V2_RULES[len(_BACKBONE_RULES):len(_BACKBONE_RULES) + 6],   # the two shared CBAM managers
+    (r"^bifpn\.(\d)\.w_fusion$", r"neck.cells.\1.fusion_weights"),
+    (r"^bifpn\.(\d)\.(depthwise|pointwise)_conv\.(.*)$", r"neck.cells.\1.\2.\3"),
+    (r"^bifpn\.(\d)\.bn\.(.*)$", r"neck.cells.\1.bn.\2"),
+    (r"^bifpn\.(\d)\.channel_reducers\.(\d)\.0\.(.*)$", r"neck.cells.\1.reducers.\2.conv.\3"),
+    (r"^bifpn\.(\d)\.channel_reducers\.(\d)\.1\.(.*)$", r"neck.cells.\1.reducers.\2.bn.\3"),
+    (r"^ssh(\d)\.(conv\w+?)\.0\.(.*)$", r"context.levels.{\1}.\2.conv.\3"),
+    (r"^ssh(\d)\.(conv\w+?)\.1\.(.*)$", r"context.levels.{\1}.\2.bn.\3"),
+    (r"^detection_heads\.(\d)\.shared_conv\.0\.(.*)$", r"heads.levels.\1.shared.conv.\2"),
+    (r"^detection_heads\.(\d)\.shared_conv\.1\.(.*)$", r"heads.levels.\1.shared.bn.\2"),
+    (r"^detection_heads\.(\d)\.cls_head\.(.*)$", r"heads.levels.\1.cls.\2"),
+    (r"^detection_heads\.(\d)\.bbox_head\.(.*)$", r"heads.levels.\1.box.\2"),
+    (r"^detection_heads\.(\d)\.ldm_head\.(.*)$", r"heads.levels.\1.landmark.\2"),
+    (r"^innovations\.dynamic_sharing\.complexity_gate\.1\.(.*)$", r"techniques.dynamic_sharing.complexity_gate.\1"),
+    (r"^innovations\.dynamic_sharing\.intensity_control$", r"techniques.dynamic_sharing.intensity_control"),
+    (r"^innovations\.ultra_(cbam|ssh)\..*$", DROPPED_KEY),
+]
+
 def _fill_braces(key: str) -> str:
     # `{3}` -> level index 2 (original ssh1..3 / ssh1_cs..), `{conv3X3}` -> lower case,
     # `{stage1}` / `{p3}` -> level index 0.
@@ -209,6 +235,7 @@ ORIGINAL_LAYOUTS: dict[str, Callable[[str], str]] = {
     "FeatherFace": _compile(FEATHERFACE_V1_RULES),
     "FeatherFace V2 fork": _compile(FEATHERFACE_V2_RULES),
     "FeatherFace fork f023145": _compile(FEATHERFACE_FORK_RULES),
+    "FeatherFace V2 Ultra fork 93095ff": _compile(FEATHERFACE_V2_ULTRA_RULES),
 }
 BACKBONE_LAYOUT = _compile(_BACKBONE_RULES)
 
@@ -216,7 +243,9 @@ BACKBONE_LAYOUT = _compile(_BACKBONE_RULES)
 def convert_state_dict(state_dict: dict[str, Any], layout: str) -> dict[str, Any]:
     """Rename an original implementation's keys (prefixes already stripped) to ffcore's."""
     mapper = ORIGINAL_LAYOUTS[layout]
-    return {mapper(key): value for key, value in state_dict.items()}
+    converted = {mapper(key): value for key, value in state_dict.items()}
+    converted.pop(DROPPED_KEY, None)   # tensors of modules the original built but never used
+    return converted
 
 
 # ------------------------------------------------------------------------------ loading

@@ -164,7 +164,7 @@ class DynamicSharing(nn.Module):
     def forward(self, x: torch.Tensor, module: nn.Module) -> torch.Tensor:
         score = torch.sigmoid(self.complexity_gate(F.adaptive_avg_pool2d(x, 1)))
         complex_scene = score.mean() > 0.5
-        if _is_tracing():
+        if _is_tracing() or x.is_meta:   # meta tensors have no values to branch on
             return torch.where(complex_scene, module(x) * self.intensity_control * score, x * self.intensity_control)
         if complex_scene:
             return module(x) * self.intensity_control * score
