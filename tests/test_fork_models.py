@@ -319,3 +319,64 @@ def test_attention_masks_refuse_a_model_without_attention():
 
     with pytest.raises(ValueError, match="no attention modules"):
         attention_masks(create_model("retinaface_mnet025"), torch.zeros(1, 3, 64, 64))
+
+
+# ------------------------------------------------------------------------ the study
+
+@pytest.fixture()
+def study(tmp_path, monkeypatch):
+    """A smoke-profile study writing into tmp_path, FLOPs counted at 64 px to stay quick."""
+    from ffcore.profiles import get_profile
+    from ffcore.study import Study
+
+    monkeypatch.setattr("ffcore.study.context.results_dir", lambda: tmp_path / "results")
+    monkeypatch.setattr("ffcore.study.context.figures_dir", lambda: tmp_path / "figures")
+    profile = dataclasses.replace(get_profile("smoke"), flops_size=64)
+    return Study(profile=profile, data_root=tmp_path / "data", device="cpu")
+
+
+def test_fork_training_log_follows_the_fork_recipe():
+    from ffcore.engine import get_preset
+    from ffcore.engine.schedules import lr_factor
+    from ffcore.study.fork_models import read_fork_training_log
+
+    log = read_fork_training_log()
+    assert list(log["epoch"]) == list(range(1, 351)) and log["loss"].notna().all()
+    assert log["loss"].iloc[-1] < log["loss"].iloc[0]
+    # logged after the scheduler's step: row e holds the rate of epoch e + 1 of our schedule
+    recipe = get_preset("fork_eca_cbam")
+    expected = [recipe.lr * lr_factor(e * 10, 350 * 10, 10, recipe) for e in log["epoch"].iloc[:-1]]
+    assert list(log["lr"].iloc[:-1]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_fork_training_log_figure_is_labelled_as_the_forks_wider_face_run(study):
+    import json
+
+    from ffcore.study.fork_models import fork_training_log_figure
+
+    fig = fork_training_log_figure(study)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["fork's WIDER FACE run (f023145, ECA-CBAM)"]        # no synthetic run overlaid
+    sidecar = json.loads((study.figures_dir / "fork_training_log.json").read_text())
+    assert sidecar["dataset"] == "widerface" and sidecar["notes"]["ours_overlaid"] is False
+
+
+def test_fork_parameter_table_explains_the_two_049m(study):
+    from ffcore.study.fork_models import fork_parameter_table
+
+    table = fork_parameter_table(study).set_index("model")
+    assert table.loc["featherface_v1", "parameters"] == 592_371
+    assert table.loc["featherface_v1", "thop_parameters"] == 488_661
+    assert table.loc["featherface_cbam_exact", "parameters"] == 488_664
+    assert table.loc["featherface_eca_cbam", "parameters"] == table.loc["featherface_eca_cbam_parallel",
+                                                                         "parameters"] == 476_345
+    assert (study.tables_dir / "params_fork_models.csv").is_file()
+
+
+@needs_weights
+def test_attention_maps_figure_draws_one_row_per_module(study):
+    from ffcore.study.fork_models import FORK_WEIGHTS_RUN, attention_maps_figure
+
+    fig = attention_maps_figure(study, FORK_WEIGHTS_RUN, image_name="group.jpg")
+    assert len(fig.axes) == 6 * 3
+    assert (study.figures_dir / f"attention_maps_{FORK_WEIGHTS_RUN}.png").is_file()
