@@ -242,3 +242,14 @@ def test_trained_retinaface_weights_load():
     model = load_pretrained("retinaface_mnet025", shared_dir() / "weights" / "retinaface_mnet025_widerface.pth")
     assert model.weights_layout == "Pytorch_Retinaface"
     assert n_params(model) == 426_608
+
+
+def test_declared_one_part_swaps_change_only_their_part():
+    from ffcore.models.zoo import ONE_PART_SWAPS, PART_FIELDS
+
+    registered = set(list_models())
+    for variant, (base, part) in ONE_PART_SWAPS.items():
+        assert variant in registered and base in registered
+        before, after = create_model(base).config, create_model(variant).config
+        changed = {f.name for f in dataclasses.fields(before) if getattr(before, f.name) != getattr(after, f.name)}
+        assert changed == PART_FIELDS[part], variant

@@ -64,6 +64,28 @@ PRESETS: dict[str, tuple[DetectorConfig, str]] = {
                                          "V1 ablation: the fork's parallel ECA * SAM attention instead of CBAM"),
 }
 
+# The ablation relation, declared rather than read from names: variant -> (the model it starts
+# from, the one part it swaps). The study's ablation table lists exactly these rows, and a test
+# checks that each changes only its part's config fields.
+ONE_PART_SWAPS: dict[str, tuple[str, str]] = {
+    "featherface_v1_bifpn_light": ("featherface_v1", "neck"),
+    "featherface_v1_ssh_grouped": ("featherface_v1", "context"),
+    "featherface_v1_shared_cbam": ("featherface_v1", "attention"),
+    "featherface_v1_shuffle_light": ("featherface_v1", "shuffle"),
+    "featherface_v1_v2_heads": ("featherface_v1", "head"),
+    "featherface_v1_eca_cbam": ("featherface_v1", "attention"),
+    "featherface_v1_eca_cbam_parallel": ("featherface_v1", "attention"),
+}
+
+# config fields of each part (attention serves the backbone and the neck stages together)
+PART_FIELDS: dict[str, frozenset[str]] = {
+    "attention": frozenset({"backbone_attention", "neck_attention"}),
+    "neck": frozenset({"neck"}),
+    "context": frozenset({"context"}),
+    "shuffle": frozenset({"shuffle"}),
+    "head": frozenset({"head"}),
+}
+
 
 def _register_presets() -> None:
     for name, (preset, description) in PRESETS.items():
