@@ -3,11 +3,17 @@
 Two parameter counts are reported for every part:
 
 - `parameters`: the true count, `sum(p.numel() for p in part.parameters())`;
-- `thop_parameters`: what the `thop` profiler reports. thop only counts the parameters of
-  leaf modules of the standard types it has rules for (Conv, BatchNorm, Linear, ...), and
-  only when their `forward` runs. It therefore misses weights applied functionally
-  (`torchvision.ops.deform_conv2d` in the deformable SSH) and free `nn.Parameter`s such as
-  the BiFPN fusion weights. That is why FeatherFace V1's paper says 0.49M.
+- `thop_parameters`: what the `thop` profiler itself reports (`thop.profile`, the release
+  pinned in requirements.txt, 0.1.1.post2209072238 of September 2022, the one FeatherFace's
+  code used). thop counts the parameters of modules of the standard types it has rules
+  for (Conv, BatchNorm, Linear, ...), matched by exact type, and only when their `forward`
+  runs. It therefore misses weights applied functionally (`torchvision.ops.deform_conv2d`
+  in the deformable SSH), free `nn.Parameter`s such as the BiFPN fusion weights, and layers
+  a forward skips. That is why FeatherFace V1's paper says 0.49M.
+
+`explain_thop_difference` accounts for the gap without thop, from the model's structure
+(which module owns each parameter, and which modules a forward runs), so the two can be
+checked against each other.
 
 FLOPs are counted by fvcore, which counts ONE MULTIPLY-ADD AS ONE FLOP (so the figures
 are multiply-accumulates, "MACs"). `torchvision::deform_conv2d` gets a handle counting its
@@ -17,6 +23,7 @@ sampling of the offsets is not counted.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -26,17 +33,8 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-# Leaf module types thop has counting rules for that can hold parameters (thop matches
-# the exact type, not subclasses).
-THOP_COUNTED_TYPES: tuple[type, ...] = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm,
-    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.PReLU, nn.Linear,
-    nn.RNNCell, nn.GRUCell, nn.LSTMCell, nn.RNN, nn.GRU, nn.LSTM,
-)
-
-# Input used only to find out which modules run (thop counts a module's parameters in
-# its forward hook); small so the walk is cheap.
+# Input of the thop run and of the structural walk: both must see the same forward (a
+# model may skip a layer depending on its input); small so the runs are cheap.
 _PROBE_SIZE = 64
 
 
@@ -52,15 +50,43 @@ def model_parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, getattr(model, n)) for n in names]
 
 
+def _import_thop():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # thop 0.1.1 imports distutils.version (deprecated)
+        import thop
+        from thop.profile import register_hooks
+    return thop, register_hooks
+
+
+def _probe_input(model: nn.Module, size: int) -> torch.Tensor:
+    parameter = next(model.parameters())
+    return torch.zeros(1, 3, size, size, device=parameter.device, dtype=parameter.dtype)
+
+
+def thop_profile(model: nn.Module, size: int = _PROBE_SIZE) -> dict:
+    """Run `thop.profile` on a copy of `model` (thop leaves buffers on the modules it visits).
+
+    Returns {"parameters": total, "macs": total, "parts": {top-level child: parameters}}, as
+    thop reports them for a 1 x 3 x size x size input of zeros in eval mode.
+    """
+    thop, _ = _import_thop()
+    probe = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        macs, parameters, layers = thop.profile(probe, inputs=(_probe_input(probe, size),), verbose=False,
+                                                ret_layer_info=True)
+    return {"parameters": int(parameters), "macs": int(macs),
+            "parts": {name: int(info[1]) for name, info in layers.items()}}
+
+
 def _modules_run_in_forward(model: nn.Module, size: int = _PROBE_SIZE) -> set[nn.Module]:
     ran: set[nn.Module] = set()
     hooks = [m.register_forward_hook(lambda module, _inputs, _output: ran.add(module)) for m in model.modules()]
     was_training = model.training
     try:
         model.eval()
-        device = next(model.parameters()).device
         with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=device))
+            model(_probe_input(model, size))
     finally:
         for hook in hooks:
             hook.remove()
@@ -68,55 +94,58 @@ def _modules_run_in_forward(model: nn.Module, size: int = _PROBE_SIZE) -> set[nn
     return ran
 
 
-def thop_counted_parameters(model: nn.Module) -> set[int]:
-    """ids of the parameters thop would count (leaf standard layers that run in forward)."""
-    ran = _modules_run_in_forward(model)
-    counted: set[int] = set()
-    for module in model.modules():
-        if type(module) in THOP_COUNTED_TYPES and not any(True for _ in module.children()) and module in ran:
-            counted.update(id(p) for p in module.parameters(recurse=False))
-    return counted
-
-
 def parameter_table(model: nn.Module) -> pd.DataFrame:
     """One row per part plus a `total` row: true parameter count and thop's count."""
-    counted = thop_counted_parameters(model)
+    thop_counts = thop_profile(model)
     rows = []
     for name, part in model_parts(model):
-        params = list(part.parameters())
-        rows.append({"part": name, "parameters": sum(p.numel() for p in params),
-                     "thop_parameters": sum(p.numel() for p in params if id(p) in counted)})
+        rows.append({"part": name, "parameters": sum(p.numel() for p in part.parameters()),
+                     "thop_parameters": thop_counts["parts"].get(name, 0)})
     rows.append({"part": "total", "parameters": sum(p.numel() for p in model.parameters()),
-                 "thop_parameters": sum(p.numel() for p in model.parameters() if id(p) in counted)})
+                 "thop_parameters": thop_counts["parameters"]})
     table = pd.DataFrame(rows)
     table["missed_by_thop"] = table["parameters"] - table["thop_parameters"]
     return table
 
 
+def thop_blind_spots(model: nn.Module) -> dict[str, int]:
+    """Parameters thop cannot count, by reason, found from the model's structure alone:
+
+    - "deform_conv2d": the main weights of modulated deformable convs, applied through
+      `torchvision.ops.deform_conv2d` rather than an `nn.Conv2d`;
+    - "no_rule": parameters owned by modules whose exact type thop has no rule for
+      (BiFPN fusion weights, V2 Ultra's intensity control, layer subclasses);
+    - "not_run": parameters of layers thop has a rule for that the forward does not run.
+    """
+    _, register_hooks = _import_thop()
+    ran = _modules_run_in_forward(model)
+    blind = {"deform_conv2d": 0, "no_rule": 0, "not_run": 0}
+    for module in model.modules():
+        size = sum(p.numel() for p in module.parameters(recurse=False))
+        if not size:
+            continue
+        if type(module).__name__ == "ModulatedDeformConv2d":
+            blind["deform_conv2d"] += size
+        elif type(module) not in register_hooks:
+            blind["no_rule"] += size
+        elif module not in ran:
+            blind["not_run"] += size
+    return blind
+
+
 def explain_thop_difference(model: nn.Module) -> str:
     """One sentence saying which parameters thop does not see, with their counts."""
-    counted = thop_counted_parameters(model)
-    functional, free, idle = 0, 0, 0
-    for module in model.modules():
-        own = [p for p in module.parameters(recurse=False) if id(p) not in counted]
-        if not own:
-            continue
-        size = sum(p.numel() for p in own)
-        if type(module).__name__ == "ModulatedDeformConv2d":
-            functional += size
-        elif type(module) in THOP_COUNTED_TYPES:
-            idle += size
-        else:
-            free += size
-    if functional == free == idle == 0:
+    blind = thop_blind_spots(model)
+    if not any(blind.values()):
         return "thop counts every parameter of this model."
     parts = []
-    if functional:
-        parts.append(f"{functional:,} weights applied through torchvision.ops.deform_conv2d")
-    if free:
-        parts.append(f"{free:,} free nn.Parameters outside standard layers (e.g. BiFPN fusion weights)")
-    if idle:
-        parts.append(f"{idle:,} parameters of layers that never run in forward")
+    if blind["deform_conv2d"]:
+        parts.append(f"{blind['deform_conv2d']:,} weights applied through torchvision.ops.deform_conv2d")
+    if blind["no_rule"]:
+        parts.append(f"{blind['no_rule']:,} free nn.Parameters outside the layer types it has rules for "
+                     f"(e.g. BiFPN fusion weights)")
+    if blind["not_run"]:
+        parts.append(f"{blind['not_run']:,} parameters of layers that never run in forward")
     return "thop misses " + " and ".join(parts) + "."
 
 
