@@ -15,6 +15,7 @@ import torch.nn as nn
 from ffcore.anchors import DEFAULT_PRIORS, PriorConfig
 from ffcore.models.attention import ATTENTIONS
 from ffcore.models.backbone import BACKBONES
+from ffcore.models.blocks import DropBlock2d
 from ffcore.models.context import CONTEXT_STYLES, LevelContext
 from ffcore.models.heads import HEADS
 from ffcore.models.necks import NECKS, build_neck
@@ -35,7 +36,9 @@ class DetectorConfig:
     "bifpn_light" (V2, 2 cells); neck_repeats overrides the cell count; context: "ssh",
     "deformable_ssh" (V1), "grouped_ssh" (V2); shuffle: "none", "shuffle" (V1),
     "shuffle_light" (V2); head: "task_heads" (RetinaFace/V1), "shared_heads" (V2).
-    Everything after the backbone runs at `neck_channels`.
+    Everything after the backbone runs at `neck_channels`. dropblock_prob > 0 puts a
+    `DropBlock2d(dropblock_prob, dropblock_size)` on the three backbone outputs (after the
+    backbone attention), active in training only: no parameters, eval output unchanged.
     """
 
     backbone: str = "mobilenet_v1_025"
@@ -48,6 +51,8 @@ class DetectorConfig:
     shuffle: str = NONE
     head: str = "task_heads"
     priors: PriorConfig = DEFAULT_PRIORS
+    dropblock_prob: float = 0.0
+    dropblock_size: int = 3
 
     def __post_init__(self):
         choices = {
@@ -62,6 +67,8 @@ class DetectorConfig:
                                  f"choose one of {', '.join(allowed)}")
         if self.neck_channels % 4:
             raise ValueError(f"neck_channels must be a multiple of 4 (SSH splits it 2:1:1), got {self.neck_channels}")
+        if not 0.0 <= self.dropblock_prob < 1.0:
+            raise ValueError(f"dropblock_prob must be in [0, 1), got {self.dropblock_prob}")
 
 
 def _attention(name: str, channels: tuple[int, ...]) -> nn.Module | None:
@@ -79,6 +86,8 @@ class Detector(nn.Module):
         self.overrides: dict = {}
         self.backbone = BACKBONES[config.backbone]()
         self.backbone_attention = _attention(config.backbone_attention, tuple(self.backbone.feature_channels))
+        self.dropblock = (DropBlock2d(config.dropblock_prob, config.dropblock_size)
+                          if config.dropblock_prob > 0 else None)
         width = config.neck_channels
         self.neck = build_neck(config.neck, tuple(self.backbone.feature_channels), width, config.neck_repeats)
         self.neck_attention = _attention(config.neck_attention, (width,) * 3)
@@ -90,6 +99,8 @@ class Detector(nn.Module):
         features = self.backbone(x)
         if self.backbone_attention is not None:
             features = self.backbone_attention(features)
+        if self.dropblock is not None:
+            features = [self.dropblock(f) for f in features]
         features = self.neck(features)
         if self.neck_attention is not None:
             features = self.neck_attention(features)
