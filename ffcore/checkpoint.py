@@ -3,32 +3,99 @@
 Keys: `format` ("ffcore-checkpoint"), `format_version`, `model_name`, `model_overrides`,
 `state_dict`, and, when written by the trainer, `train_config`, `epoch`, `optimizer`,
 `scheduler`, `scaler`, `metrics`, `best_metric`, `git_commit`, `created`.
+
+Every file is read with PyTorch's restricted unpickler (`torch.load(..., weights_only=True)`):
+tensors, numbers, strings and plain containers only. A checkpoint is a pickle, and a pickle
+can name any Python callable to run while it is read; face-detection weights are passed
+around through download links, so nothing ffcore loads may do that. A file that needs
+anything else is refused (`UnsafeCheckpointError`) before any of it runs.
+
+What ffcore writes is plain by construction (configs as dicts, RNG states as tuples of ints
+and tensors); `save_checkpoint` checks this, so a run never ends with a file that ffcore
+itself would refuse. Version 1 files stored numpy's RNG state as a uint32 array: reading
+those needs numpy's array reconstruction, allowed for that one dtype (see
+`_VERSION1_NUMPY_GLOBALS`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
+import struct
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 CHECKPOINT_FORMAT = "ffcore-checkpoint"
-CHECKPOINT_VERSION = 1
+# 2: RNG states as plain types and tensors (1 held a numpy array).
+CHECKPOINT_VERSION = 2
+
+# What torch.load raises for a truncated, damaged or foreign file (found by fuzzing zip and
+# legacy checkpoints: cut at any byte, random bytes, random byte flips).
+_DAMAGED_FILE_ERRORS = (RuntimeError, EOFError, ValueError, IndexError, KeyError, TypeError, AttributeError,
+                        OSError, OverflowError, MemoryError, struct.error, zipfile.BadZipFile)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that is missing, unreadable or not for the model asked for."""
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A file that needs more than tensors and plain containers to be read; nothing in it was run."""
+
+    def __init__(self, message: str, path: Path, names: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.path, self.names = path, names
+
+
+def _version1_numpy_globals() -> list:
+    """numpy's array reconstruction, for the uint32 RNG key of version-1 checkpoints only.
+
+    `dtype` objects of any other kind (object arrays above all, whose items would be
+    unpickled) cannot be built: their classes are not on the list.
+    """
+    import numpy as np
+
+    reconstruct = np._core.multiarray._reconstruct
+    return [reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct"),   # numpy 2 and numpy 1 spellings
+            np.ndarray, np.dtype, np.dtypes.UInt32DType]
+
+
+def _allowed_names(allowed: list) -> set[str]:
+    names = set()
+    for item in allowed:
+        if isinstance(item, tuple):
+            names.add(item[1])
+        else:
+            names.add(f"{item.__module__}.{item.__qualname__}")
+    return names
+
+
 def is_ffcore_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT
 
 
+def unsafe_globals(path: str | Path) -> list[str]:
+    """Names of the Python objects a checkpoint would import when read, beyond what the safe loader allows.
+
+    Reads the pickle's opcodes without running them. Only for files in torch's zip format
+    (what `torch.save` writes); raises ValueError for others.
+    """
+    return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+
+
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
-    """Write atomically (temporary file + rename) so an interrupted save never leaves a torn file."""
+    """Write atomically (temporary file + rename) so an interrupted save never leaves a torn file.
+
+    The payload must be readable by the safe loader (tensors, numbers, strings, None, and
+    lists / tuples / dicts of them); otherwise nothing is written and the error names the
+    types at fault.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **payload}
@@ -36,6 +103,11 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        needed = unsafe_globals(tmp)
+        if needed:
+            raise CheckpointError(f"not writing {path}: the payload holds {', '.join(needed)}, which the safe "
+                                  f"loader refuses; store plain types or tensors instead (keys: "
+                                  f"{', '.join(sorted(map(str, payload)))})")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -43,15 +115,52 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     return path
 
 
+def _unpickler_reason(exc: BaseException) -> str:
+    """The restricted unpickler's own reason, without torch's advice to load unsafely."""
+    text = str(exc)
+    match = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
+    reason = match.group(1) if match else text
+    return " ".join(reason.split())[:300]
+
+
+def _refusal(path: Path, exc: pickle.UnpicklingError, allowed: set[str]) -> CheckpointError:
+    names = re.findall(r"GLOBAL ([\w.]+) was not an allowed global", str(exc))
+    try:
+        # the full list (the unpickler stops at the first); zip-format files only
+        names = [n for n in unsafe_globals(path) if n not in allowed] or names
+    except (ValueError, *_DAMAGED_FILE_ERRORS):
+        pass
+    if names:
+        shown = ", ".join(dict.fromkeys(names))
+        return UnsafeCheckpointError(
+            f"refused to load {path}: it refers to {shown}, which a weights file does not need and which could "
+            f"run code when the file is unpickled; nothing from the file was run. ffcore reads only tensors, "
+            f"numbers, strings and plain containers. If the file is yours, re-save only the weights "
+            f"(torch.save(model.state_dict(), path)) or an ffcore checkpoint.", path, tuple(dict.fromkeys(names)))
+    return UnsafeCheckpointError(
+        f"refused to load {path}: the safe loader cannot read it ({_unpickler_reason(exc)}); nothing from the "
+        f"file was run. It is damaged, or not a file written by torch.save.", path)
+
+
 def load_checkpoint_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Load any checkpoint file (ffcore's or an original implementation's) with a clear error."""
+    """Load any checkpoint file (ffcore's or an original implementation's) with the safe loader.
+
+    Raises `UnsafeCheckpointError` for a file that would import or call anything beyond
+    tensors and plain containers, and `CheckpointError` naming the file for a missing,
+    truncated or corrupt one.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    allowed = _version1_numpy_globals()
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises several types for a corrupt or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc, _allowed_names(allowed)) from None
+    except _DAMAGED_FILE_ERRORS as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated, damaged or not a PyTorch "
+                              f"file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
 
 
 def file_sha256(path: str | Path, length: int = 12) -> str:

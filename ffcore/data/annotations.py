@@ -8,15 +8,21 @@
   `x1 y1 w h blur expression illumination invalid occlusion pose`.
 
 Both parse into `ImageAnnotation`s with boxes in pixel point form (x1, y1, x2, y2).
-A malformed line raises `AnnotationFormatError` naming the file and line. Boxes with a
-width or height <= 0 are dropped and counted in the returned `ParseReport` (and logged).
+Annotation files come from elsewhere (downloads, other tools), so nothing in one is trusted:
+a malformed line (bytes that are not UTF-8 text, a non-number, NaN or an infinite or
+absurdly large number, a wrong count, an image path that leaves the images folder) raises
+`AnnotationFormatError` naming the file and line. Boxes with a width or height <= 0 are
+dropped, as the protocol does, and counted in the returned `ParseReport` (and logged).
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
+import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Callable
 
 import numpy as np
 
@@ -24,6 +30,11 @@ log = logging.getLogger("ffcore.data")
 
 # Column order of the per-face attributes in the official bbx_gt lists.
 WIDER_ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
+# No image is this large (JPEG and PNG sides stop at 65,535 pixels): a coordinate beyond it is
+# a damaged file, and as float32 arithmetic it would turn into inf or NaN losses.
+MAX_ABS_COORDINATE = 1e6
+# The official evaluation files store the attributes as uint8.
+MAX_ATTRIBUTE = 255
 
 
 class AnnotationFormatError(ValueError):
@@ -46,6 +57,7 @@ class ImageAnnotation:
     landmarks: np.ndarray             # float32 [n, 10] pixels, -1 where absent
     has_landmarks: np.ndarray         # bool [n]
     attributes: np.ndarray | None = None   # int32 [n, 6] (WIDER_ATTRIBUTES) for bbx_gt files
+    source: str | None = None         # "file:line" of the image's line, for error messages
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -86,21 +98,69 @@ class ParseReport:
                 f"{self.images_without_faces} images without faces, {self.dropped_boxes} zero-size boxes dropped")
 
 
+def read_text_lines(path: Path, error: Callable[[int, str], Exception]) -> list[str]:
+    """The lines of a UTF-8 text file (a leading BOM is ignored), numbered from 1 by position.
+
+    Bytes that are not UTF-8 (another encoding, a binary file) or a NUL byte raise
+    `error(line_number, problem)`; only "\n", "\r\n" and "\r" end lines, so the numbers
+    match what an editor shows.
+    """
+    data = Path(path).read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        line_number = data.count(b"\n", 0, exc.start) + 1
+        raise error(line_number, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start - start + 1}): "
+                                 f"a binary file, or text in another encoding; save it as UTF-8") from None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for line_number, line in enumerate(lines, start=1):
+        if "\x00" in line:
+            raise error(line_number, "binary data (a NUL byte) in a text file")
+    return lines
+
+
+def _text_lines(path: Path) -> list[tuple[int, str]]:
+    def error(line_number: int, problem: str) -> AnnotationFormatError:
+        return AnnotationFormatError(path, line_number, problem)
+
+    return list(enumerate(read_text_lines(path, error), start=1))
+
+
 def _numbers(path: Path, line_number: int, line: str) -> list[float]:
     try:
-        return [float(token) for token in line.split()]
+        values = [float(token) for token in line.split()]
     except ValueError:
         raise AnnotationFormatError(path, line_number, "expected numbers only", line) from None
+    for value in values:
+        if not math.isfinite(value):
+            raise AnnotationFormatError(path, line_number, f"{value} is not a finite number", line)
+        if abs(value) > MAX_ABS_COORDINATE:
+            raise AnnotationFormatError(path, line_number, f"{value:g} is beyond +-{MAX_ABS_COORDINATE:g}, "
+                                                           f"larger than any image", line)
+    return values
+
+
+def _image_path(path: Path, line_number: int, line: str, relative: str) -> str:
+    """A relative image path that stays inside the images folder (prediction files are written by its parts)."""
+    parts = PurePosixPath(relative.replace("\\", "/")).parts
+    if relative.startswith(("/", "\\")) or (parts and parts[0].endswith(":")) or ".." in parts:
+        raise AnnotationFormatError(path, line_number, f"image path {relative!r} must be relative to the images "
+                                                       f"folder, without '..'", line)
+    return relative
 
 
 def _image_annotation(path: str, boxes: list, landmarks: list, present: list,
-                      attributes: list | None = None) -> ImageAnnotation:
+                      attributes: list | None = None, source: str | None = None) -> ImageAnnotation:
     return ImageAnnotation(
         path=path,
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
         landmarks=np.asarray(landmarks, dtype=np.float32).reshape(-1, 10),
         has_landmarks=np.asarray(present, dtype=bool).reshape(-1),
         attributes=None if attributes is None else np.asarray(attributes, dtype=np.int32).reshape(-1, 6),
+        source=source,
     )
 
 
@@ -109,46 +169,48 @@ def read_retinaface_labels(path: str | Path) -> tuple[list[ImageAnnotation], Par
     path = Path(path)
     report = ParseReport(path)
     annotations: list[ImageAnnotation] = []
-    current: tuple[str, list, list, list] | None = None
+    current: tuple[str, list, list, list, None, str] | None = None
 
     def close() -> None:
         if current is not None:
             annotations.append(_image_annotation(*current))
 
-    with open(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            stripped = line.strip()
-            if not stripped:
-                continue
-            if stripped.startswith("#"):
-                close()
-                tokens = stripped[1:].split()
-                if not tokens:
-                    raise AnnotationFormatError(path, line_number, "image line '#' without a path", line)
-                current = (tokens[0], [], [], [])
-                continue
-            if current is None:
-                raise AnnotationFormatError(path, line_number, "face line before the first '# <image>' line", line)
-            values = _numbers(path, line_number, stripped)
-            if len(values) not in (4, 19, 20):
-                raise AnnotationFormatError(
-                    path, line_number, f"expected 4, 19 or 20 numbers (x y w h, 5 x (lx ly flag), "
-                                       f"confidence), found {len(values)}", line)
-            x, y, w, h = values[:4]
-            if w <= 0 or h <= 0:
-                report.note_dropped(line_number)
-                continue
-            _, boxes, landmarks, present = current
-            boxes.append((x, y, x + w, y + h))
-            if len(values) >= 19:
-                points = [values[4 + 3 * k + c] for k in range(5) for c in (0, 1)]
-                # Pytorch_Retinaface's rule: a negative first landmark coordinate means "no landmarks".
-                has = points[0] >= 0
-            else:
-                points, has = [-1.0] * 10, False
-            landmarks.append(points if has else [-1.0] * 10)
-            present.append(has)
+    for line_number, line in _text_lines(path):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            close()
+            tokens = stripped[1:].split()
+            if not tokens:
+                raise AnnotationFormatError(path, line_number, "image line '#' without a path", line)
+            current = (_image_path(path, line_number, line, tokens[0]), [], [], [], None, f"{path}:{line_number}")
+            continue
+        if current is None:
+            raise AnnotationFormatError(path, line_number, "face line before the first '# <image>' line", line)
+        values = _numbers(path, line_number, stripped)
+        if len(values) not in (4, 19, 20):
+            raise AnnotationFormatError(
+                path, line_number, f"expected 4, 19 or 20 numbers (x y w h, 5 x (lx ly flag), "
+                                   f"confidence), found {len(values)}", line)
+        x, y, w, h = values[:4]
+        if w <= 0 or h <= 0:
+            report.note_dropped(line_number)
+            continue
+        boxes, landmarks, present = current[1:4]
+        boxes.append((x, y, x + w, y + h))
+        if len(values) >= 19:
+            points = [values[4 + 3 * k + c] for k in range(5) for c in (0, 1)]
+            # Pytorch_Retinaface's rule: a negative first landmark coordinate means "no landmarks".
+            has = points[0] >= 0
+        else:
+            points, has = [-1.0] * 10, False
+        landmarks.append(points if has else [-1.0] * 10)
+        present.append(has)
     close()
+    if not annotations:
+        raise AnnotationFormatError(path, 1, "no '# <image path>' line: the file lists no images (is it a "
+                                             "RetinaFace label.txt?)")
     _fill_report(report, annotations)
     return annotations, report
 
@@ -158,14 +220,16 @@ def read_wider_bbx_gt(path: str | Path) -> tuple[list[ImageAnnotation], ParseRep
     path = Path(path)
     report = ParseReport(path)
     annotations: list[ImageAnnotation] = []
-    with open(path) as handle:
-        lines = [(number, line) for number, line in enumerate(handle, start=1) if line.strip()]
+    lines = [(number, line) for number, line in _text_lines(path) if line.strip()]
+    if not lines:
+        raise AnnotationFormatError(path, 1, "the file is empty: it lists no images")
     position = 0
     while position < len(lines):
         name_number, name_line = lines[position]
         image_path = name_line.strip()
         if not image_path.lower().endswith((".jpg", ".jpeg", ".png")):
             raise AnnotationFormatError(path, name_number, "expected an image path line ending in .jpg", name_line)
+        image_path = _image_path(path, name_number, name_line, image_path)
         if position + 1 >= len(lines):
             raise AnnotationFormatError(path, name_number, "file ends after the image path (face count missing)")
         count_number, count_line = lines[position + 1]
@@ -189,6 +253,9 @@ def read_wider_bbx_gt(path: str | Path) -> tuple[list[ImageAnnotation], ParseRep
                                                                f"{len(values)}", face_line)
             if count == 0:
                 continue
+            if any(v != int(v) or not 0 <= v <= MAX_ATTRIBUTE for v in values[4:]):
+                raise AnnotationFormatError(path, face_number, f"the six attributes ({', '.join(WIDER_ATTRIBUTES)}) "
+                                                               f"must be integers in 0..{MAX_ATTRIBUTE}", face_line)
             x, y, w, h = values[:4]
             if w <= 0 or h <= 0:
                 report.note_dropped(face_number)
@@ -196,7 +263,8 @@ def read_wider_bbx_gt(path: str | Path) -> tuple[list[ImageAnnotation], ParseRep
             boxes.append((x, y, x + w, y + h))
             attributes.append([int(v) for v in values[4:]])
         n = len(boxes)
-        annotations.append(_image_annotation(image_path, boxes, [[-1.0] * 10] * n, [False] * n, attributes))
+        annotations.append(_image_annotation(image_path, boxes, [[-1.0] * 10] * n, [False] * n, attributes,
+                                             source=f"{path}:{name_number}"))
         position += 2 + max(count, 1)
     _fill_report(report, annotations)
     return annotations, report

@@ -8,10 +8,17 @@ Without a transform the sample is the raw BGR uint8 image and pixel targets.
 Randomness: each sample draws from `np.random.default_rng([seed, epoch, index])`, so a
 sample is reproducible (and identical whether loaded in a worker or not). Call
 `set_epoch(epoch)` before each epoch to get fresh augmentations.
+
+An image that is missing or cannot be decoded when a sample is loaded raises
+`UnreadableImageError` naming the image and the annotation line that lists it. With
+`report_unreadable=True` the sample is an `UnreadableImage` record instead, and
+`collate_reporting_unreadable` puts those records beside the batch: the trainer (a
+different process from the data-loader workers) then decides to stop or to skip and count.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -19,13 +26,31 @@ import numpy as np
 import torch
 
 from ffcore.data.annotations import ImageAnnotation, ParseReport, read_retinaface_labels, read_wider_bbx_gt
-from ffcore.preprocess import read_image
+from ffcore.preprocess import ImageReadError, read_image
 
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
 class MissingImagesError(FileNotFoundError):
     """Images listed in an annotation file that are not on disk."""
+
+
+class UnreadableImageError(ImageReadError):
+    """A training image that is missing or cannot be decoded when its sample is loaded."""
+
+
+@dataclass(frozen=True)
+class UnreadableImage:
+    """Stands for a sample whose image could not be read (`report_unreadable=True`)."""
+
+    index: int
+    path: str
+    listed_at: str | None      # "annotation file:line"
+    reason: str
+
+    def describe(self) -> str:
+        listed = f" (listed at {self.listed_at})" if self.listed_at else ""
+        return f"{self.path}{listed}: {self.reason}"
 
 
 def check_images_exist(images_dir: Path, relative_paths: list[str], listed_in: Path) -> None:
@@ -48,6 +73,7 @@ class _AnnotatedImages(torch.utils.data.Dataset):
         self.transform = transform
         self.seed = int(seed)
         self.epoch = 0
+        self.report_unreadable = False
         if check_images:
             check_images_exist(self.images_dir, [a.path for a in annotations], report.path)
 
@@ -69,7 +95,14 @@ class _AnnotatedImages(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         annotation = self.annotations[index]
-        image = read_image(self.images_dir / annotation.path)
+        path = self.images_dir / annotation.path
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            record = UnreadableImage(int(index), str(path), annotation.source, str(exc))
+            if self.report_unreadable:
+                return record
+            raise UnreadableImageError(f"training image unreadable: {record.describe()}") from exc
         targets = annotation.targets_pixels()
         if self.transform is None:
             return image, targets
@@ -101,3 +134,16 @@ def detection_collate(batch):
     """Stack the images into [B, 3, S, S]; keep the targets as a list of [n_i, 15] tensors."""
     images, targets = zip(*batch)
     return torch.stack([torch.as_tensor(image) for image in images], 0), [torch.as_tensor(t) for t in targets]
+
+
+def collate_reporting_unreadable(batch):
+    """`detection_collate` of the readable samples, plus the `UnreadableImage` records of the others.
+
+    Returns (images or None when no sample was readable, targets, unreadable records).
+    """
+    unreadable = [sample for sample in batch if isinstance(sample, UnreadableImage)]
+    readable = [sample for sample in batch if not isinstance(sample, UnreadableImage)]
+    if not readable:
+        return None, [], unreadable
+    images, targets = detection_collate(readable)
+    return images, targets, unreadable

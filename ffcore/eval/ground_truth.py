@@ -3,10 +3,18 @@
 Boxes of all images are kept in one concatenated array (`boxes`, with `offsets` per
 image) so the evaluator can work on the whole dataset at once; `kept[setting]` is a
 boolean mask over the same faces built from the settings' 1-based `gt_list`.
+
+The files are checked as they are read, since a damaged or foreign file would otherwise
+give a wrong AP without a word: every problem (an unreadable file, a missing variable,
+a name that is not a plain string or would leave the prediction folder, boxes that are
+not finite numbers, indices that are not whole numbers in range) raises `GroundTruthError`
+naming the file and the event / image at fault.
 """
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +22,8 @@ import numpy as np
 
 SETTINGS = ("easy", "medium", "hard")
 ALL_FACES_FILE = "wider_face_val.mat"
+# Coordinates beyond this are no image's (JPEG and PNG sides stop at 65,535 pixels).
+MAX_ABS_COORDINATE = 1e6
 
 
 def setting_file(setting: str) -> str:
@@ -75,6 +85,7 @@ class GroundTruth:
 
 def _loadmat(path: Path, variables: tuple[str, ...] | None = None) -> dict:
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     if not path.is_file():
         raise GroundTruthError(
@@ -82,18 +93,31 @@ def _loadmat(path: Path, variables: tuple[str, ...] | None = None) -> dict:
             f"{', '.join(setting_file(s) for s in SETTINGS)} from the WIDER FACE eval_tools)")
     try:
         return scipy.io.loadmat(str(path), variable_names=variables)
-    except Exception as exc:  # scipy raises several types for a foreign or corrupt file
-        raise GroundTruthError(f"cannot read {path} as a MATLAB .mat file: {exc}") from exc
+    # what scipy raises for truncated, damaged or foreign files (found by fuzzing the official files),
+    # NotImplementedError for MATLAB v7.3 (HDF5) files
+    except (MatReadError, ValueError, TypeError, IndexError, KeyError, OSError, EOFError, OverflowError,
+            MemoryError, NotImplementedError, zlib.error, struct.error) as exc:
+        raise GroundTruthError(f"cannot read {path} as a MATLAB .mat file (truncated, damaged or not a .mat "
+                               f"file): {type(exc).__name__}: {exc}") from exc
 
 
-def _cell_string(cell) -> str:
+def _cell_string(cell, path: Path, where: str) -> str:
     """A MATLAB string inside a cell: scipy gives array(['name']) (possibly nested once more)."""
     value = cell
     while isinstance(value, np.ndarray):
         if value.size != 1:
-            raise ValueError(f"expected one string, got an array of shape {value.shape}")
+            raise GroundTruthError(f"{path}: {where} should be one string, found an array of shape {value.shape}")
         value = value.reshape(-1)[0]
-    return str(value)
+    if not isinstance(value, str):
+        raise GroundTruthError(f"{path}: {where} should be a string, found {type(value).__name__} {value!r}")
+    return value
+
+
+def _path_component(name: str, path: Path, where: str) -> str:
+    """Event and image names become folder and file names of prediction files: one plain component each."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\x00") or name != name.strip():
+        raise GroundTruthError(f"{path}: {where} is {name!r}, not a plain file or folder name")
+    return name
 
 
 def _column(mat: dict, key: str, path: Path) -> np.ndarray:
@@ -104,12 +128,25 @@ def _column(mat: dict, key: str, path: Path) -> np.ndarray:
     return np.asarray(mat[key]).reshape(-1)
 
 
+def _numeric(cell, path: Path, what: str) -> np.ndarray:
+    array = np.asarray(cell)
+    if array.dtype.kind not in "biuf":
+        raise GroundTruthError(f"{path}: {what} should hold numbers, found {array.dtype} data")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise GroundTruthError(f"{path}: {what} holds NaN or infinite values")
+    return array
+
+
 def _face_array(cell, path: Path, where: str) -> np.ndarray:
-    boxes = np.asarray(cell, dtype=np.float64)
+    boxes = _numeric(cell, path, f"face_bbx_list of {where}")
     if boxes.size == 0:
         return np.zeros((0, 4), dtype=np.float64)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise GroundTruthError(f"{path}: face_bbx_list of {where} has shape {boxes.shape}, expected [n, 4]")
+    if np.abs(boxes).max() > MAX_ABS_COORDINATE:
+        raise GroundTruthError(f"{path}: face_bbx_list of {where} holds a coordinate beyond "
+                               f"+-{MAX_ABS_COORDINATE:g} pixels, larger than any image")
     return boxes
 
 
@@ -129,13 +166,15 @@ def load_ground_truth(gt_dir: str | Path, settings: tuple[str, ...] = SETTINGS) 
 
     events, names, boxes, counts = [], [], [], []
     for e, event_cell in enumerate(event_cells):
-        event = _cell_string(event_cell)
+        event = _path_component(_cell_string(event_cell, all_path, f"event_list[{e}]"), all_path,
+                                f"event_list[{e}]")
         files = np.asarray(file_cells[e]).reshape(-1)
         faces = np.asarray(box_cells[e]).reshape(-1)
         if len(files) != len(faces):
             raise GroundTruthError(f"{all_path}: event {event} lists {len(files)} files but {len(faces)} box arrays")
-        for name_cell, face_cell in zip(files, faces):
-            name = _cell_string(name_cell)
+        for i, (name_cell, face_cell) in enumerate(zip(files, faces)):
+            where = f"file_list of event {event}, item {i}"
+            name = _path_component(_cell_string(name_cell, all_path, where), all_path, where)
             image_boxes = _face_array(face_cell, all_path, f"{event}/{name}")
             events.append(event)
             names.append(name)
@@ -143,6 +182,7 @@ def load_ground_truth(gt_dir: str | Path, settings: tuple[str, ...] = SETTINGS) 
             counts.append(image_boxes.shape[0])
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     all_boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4), dtype=np.float64)
+    events_in_order = [_cell_string(cell, all_path, f"event_list[{e}]") for e, cell in enumerate(event_cells)]
 
     kept = {}
     for setting in settings:
@@ -150,8 +190,9 @@ def load_ground_truth(gt_dir: str | Path, settings: tuple[str, ...] = SETTINGS) 
         setting_mat = _loadmat(path, ("event_list", "gt_list"))   # the rest repeats wider_face_val.mat
         gt_cells = _column(setting_mat, "gt_list", path)
         setting_events = _column(setting_mat, "event_list", path)
-        if len(gt_cells) != len(event_cells) or any(
-                _cell_string(a) != _cell_string(b) for a, b in zip(setting_events, event_cells)):
+        if len(gt_cells) != len(event_cells) or len(setting_events) != len(event_cells) or any(
+                _cell_string(a, path, f"event_list[{e}]") != events_in_order[e]
+                for e, a in enumerate(setting_events)):
             raise GroundTruthError(f"{path}: its event_list does not match {all_path}")
         mask = np.zeros(all_boxes.shape[0], dtype=bool)
         image = 0
@@ -160,7 +201,11 @@ def load_ground_truth(gt_dir: str | Path, settings: tuple[str, ...] = SETTINGS) 
             for keep_cell in per_image:
                 if image >= len(names):
                     raise GroundTruthError(f"{path}: gt_list has more images than {all_path}")
-                indices = np.asarray(keep_cell, dtype=np.int64).reshape(-1)
+                where = f"gt_list of {events[image]}/{names[image]}"
+                values = _numeric(keep_cell, path, where).reshape(-1)
+                if (values != np.round(values)).any():
+                    raise GroundTruthError(f"{path}: {where} holds non-integer face indices")
+                indices = values.astype(np.int64)
                 n_faces = counts[image]
                 if indices.size and (indices.min() < 1 or indices.max() > n_faces):
                     raise GroundTruthError(

@@ -2,6 +2,12 @@
 
 Each file holds the image name, the box count, then one `x y w h score` line per box
 (top-left corner, width, height, in pixels of the original image).
+
+Prediction folders come from other programs too, so the reader trusts nothing: bytes that
+are not UTF-8 text, a count that is not a whole number or disagrees with the lines, a
+non-number, NaN or an infinite value each raise `PredictionFileError` naming the file and
+line; no file is half-read into a wrong AP. What the protocol tolerates is counted instead:
+missing files (images without detections), empty files and files of unknown images.
 """
 
 from __future__ import annotations
@@ -97,11 +103,35 @@ def _parse_box_lines(lines: list[str], path: Path, first_line_number: int) -> np
     raise AssertionError("unreachable: a parse failure must be attributable to a line")
 
 
+def _decode(data: bytes, path) -> str:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise PredictionFileError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}): a binary "
+                                  "file, or text in another encoding") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise PredictionFileError(f"{path}, line {line}: binary data (a NUL byte) in a prediction file")
+    return text
+
+
+def _box_count(text: str, path) -> int:
+    """The line-2 count: a whole number >= 0 ("3" or "3.0", as some writers print it)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise PredictionFileError(f"{path}, line 2: the box count is not a number: {text!r}") from None
+    if not np.isfinite(value) or value != int(value) or value < 0:
+        raise PredictionFileError(f"{path}, line 2: the box count must be a whole number >= 0, got {text!r}")
+    return int(value)
+
+
 def read_prediction_file(path: str | Path) -> np.ndarray | None:
     """Boxes [k, 5] of one file in file order; None for a completely empty file."""
     # Plain strings and open(): with thousands of small files, pathlib's overhead shows.
-    with open(path) as handle:
-        lines = handle.read().splitlines()
+    with open(path, "rb") as handle:
+        lines = _decode(handle.read(), path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -109,11 +139,7 @@ def read_prediction_file(path: str | Path) -> np.ndarray | None:
     if len(lines) < 2:
         raise PredictionFileError(f"{path}: expected the image name on line 1 and the box count on line 2, "
                                   "the file ends after line 1")
-    count_text = lines[1].strip()
-    try:
-        count = int(float(count_text))
-    except ValueError:
-        raise PredictionFileError(f"{path}, line 2: the box count is not a number: {count_text!r}") from None
+    count = _box_count(lines[1].strip(), path)
     box_lines = lines[2:]
     if count != len(box_lines):
         raise PredictionFileError(f"{path}, line 2: announces {count} box(es) but {len(box_lines)} box line(s) "
