@@ -176,8 +176,8 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tiny_r
     original = MultiBoxLoss.forward
     calls = {"n": 0}
 
-    def poisoned(self, predictions, priors, targets):
-        terms = original(self, predictions, priors, targets)
+    def poisoned(self, predictions, priors, targets, target_weights=None):
+        terms = original(self, predictions, priors, targets, target_weights)
         calls["n"] += 1
         if calls["n"] > 2:                     # epoch 1 has two steps; epoch 2 blows up
             terms["cls"] = terms["cls"] * float("nan")

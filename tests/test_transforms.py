@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ffcore.data.mixing import MixConfig, cutmix_batch, cutmix_targets, mix_batch, mixup_batch, partner_indices
+from ffcore.data.mixing import (V2_THESIS_MIX, MixConfig, cutmix_batch, cutmix_targets, mix_batch, mixup_batch,
+                                partner_indices)
 from ffcore.data.transforms import (TrainTransform, TrainTransformConfig, mirror, pad_to_square,
                                     random_square_crop)
 from ffcore.preprocess import MEAN_BGR
@@ -125,13 +126,16 @@ def test_partner_indices_never_pair_an_image_with_itself():
 def test_mixup_blends_images_and_unions_targets():
     images = torch.stack([torch.full((3, 8, 8), 10.0), torch.full((3, 8, 8), -20.0)])
     targets = [torch.tensor([_face(0.1, 0.1, 0.3, 0.3)]), torch.tensor([_face(0.5, 0.5, 0.9, 0.9), _face(0.0, 0.6, 0.1, 0.7)])]
-    mixed, mixed_targets, lam = mixup_batch(images, targets, np.random.default_rng(0), ratio=0.3)
+    mixed, mixed_targets, weights, lam = mixup_batch(images, targets, np.random.default_rng(0), ratio=0.3)
     assert lam == 0.3
     torch.testing.assert_close(mixed[0], torch.full((3, 8, 8), 0.3 * 10 + 0.7 * -20))
     torch.testing.assert_close(mixed[1], torch.full((3, 8, 8), 0.3 * -20 + 0.7 * 10))
     torch.testing.assert_close(mixed_targets[0], torch.cat([targets[0], targets[1]]))
     torch.testing.assert_close(mixed_targets[1], torch.cat([targets[1], targets[0]]))
-    _, _, drawn = mixup_batch(images, targets, np.random.default_rng(1), alpha=0.2)
+    # y = lam * y_A + (1 - lam) * y_B: each face weighs its own image's share of the blend
+    torch.testing.assert_close(weights[0], torch.tensor([0.3, 0.7, 0.7]))
+    torch.testing.assert_close(weights[1], torch.tensor([0.3, 0.3, 0.7]))
+    _, _, _, drawn = mixup_batch(images, targets, np.random.default_rng(1), alpha=0.2)
     assert 0 <= drawn <= 1
 
 
@@ -166,13 +170,51 @@ def test_cutmix_batch_pastes_the_partner_region_and_mixes_targets():
     assert (mixed[1] == 1 - (mixed[1] == 0).float()).all()      # image 1 got a patch of zeros
 
 
-def test_mix_batch_respects_probability():
+def test_mix_batch_off_by_default_returns_the_batch_untouched():
     images = torch.randn(4, 3, 16, 16)
     targets = [torch.tensor([_face(0.1, 0.1, 0.5, 0.5)]) for _ in range(4)]
-    same, same_targets, method = mix_batch(images, targets, MixConfig(), np.random.default_rng(0))
-    assert method is None and same is images and same_targets is targets
-    methods = {mix_batch(images, targets, MixConfig(probability=1.0), np.random.default_rng(s))[2] for s in range(20)}
-    assert methods == {"mixup", "cutmix"}
-    counts = [mix_batch(images, targets, MixConfig(probability=0.5), np.random.default_rng(s))[2] is not None
-              for s in range(200)]
-    assert 60 < sum(counts) < 140
+    result = mix_batch(images, targets, MixConfig(), np.random.default_rng(0))
+    assert result.images is images and result.targets == targets
+    assert result.target_weights is None and result.methods == [None] * 4
+
+
+def test_mix_batch_chooses_per_sample_at_the_configured_rates():
+    images = torch.randn(8, 3, 16, 16)
+    targets = [torch.tensor([_face(0.1, 0.1, 0.5, 0.5)]) for _ in range(8)]
+    config = MixConfig(mixup_probability=0.3, cutmix_probability=0.5)
+    methods = [m for s in range(200) for m in mix_batch(images, targets, config, np.random.default_rng(s)).methods]
+    share = {name: methods.count(name) / len(methods) for name in ("mixup", "cutmix", None)}
+    # 1,600 samples: three standard deviations of a share near 0.5 are about 0.04
+    assert abs(share["cutmix"] - 0.5) < 0.04 and abs(share["mixup"] - 0.3) < 0.04 and abs(share[None] - 0.2) < 0.04
+
+
+def test_mix_batch_weights_mixup_faces_by_lam_and_leaves_the_others_at_one():
+    images = torch.stack([torch.full((3, 16, 16), float(i)) for i in range(6)])
+    targets = [torch.tensor([_face(0.1, 0.1, 0.5, 0.5)] * (i % 3 + 1)) for i in range(6)]
+    for seed in range(10):
+        result = mix_batch(images, targets, MixConfig(mixup_probability=0.5, cutmix_probability=0.5),
+                           np.random.default_rng(seed))
+        if "mixup" not in result.methods:
+            assert result.target_weights is None
+            continue
+        for i, method in enumerate(result.methods):
+            weights = result.target_weights[i]
+            assert weights.shape[0] == result.targets[i].shape[0]
+            if method != "mixup":
+                assert (weights == 1).all()
+                continue
+            partner, lam = int(result.partners[i]), float(weights[0])
+            assert partner != i
+            # the image is lam * A + (1 - lam) * B and the faces weigh the same shares
+            torch.testing.assert_close(result.images[i], lam * images[i] + (1 - lam) * images[partner])
+            torch.testing.assert_close(weights, torch.tensor([lam] * targets[i].shape[0]
+                                                             + [1 - lam] * targets[partner].shape[0]))
+
+
+def test_mix_config_rejects_shares_above_one():
+    with pytest.raises(ValueError, match="at most 1"):
+        MixConfig(mixup_probability=0.6, cutmix_probability=0.5)
+
+
+def test_v2_thesis_mix_uses_the_reports_cutmix_share():
+    assert V2_THESIS_MIX.cutmix_probability == 0.5 and V2_THESIS_MIX.mixup_alpha == 0.2

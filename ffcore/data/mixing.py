@@ -4,21 +4,27 @@ Both work on a collated batch: images float32 [B, 3, S, S] (BGR minus mean) and 
 of normalised targets [n_i, 15]. Each image i is mixed with a partner image p(i) != i
 (a random cyclic pairing), and the targets are mixed with it:
 
-- MixUp: image = lam * A + (1 - lam) * B, lam ~ Beta(alpha, alpha) (alpha 0.2);
-  targets = A's faces followed by B's faces (both are present in the blend).
+- MixUp: image = lam * A + (1 - lam) * B, lam ~ Beta(alpha, alpha) (alpha 0.2); the
+  labels mix as y = lam * y_A + (1 - lam) * y_B (003_v2_technical_report.md, 3.2): the
+  targets are A's faces followed by B's faces, with per-face weights lam for A's and
+  1 - lam for B's, which `MultiBoxLoss(target_weights=...)` applies.
 - CutMix: a rectangle of B (area fraction 1 - lam, lam ~ Beta(alpha, alpha)) is pasted
   into A at the same place. B's faces are clipped to the rectangle and kept when at least
   `min_visible_fraction` of their area remains; A's faces are dropped when more than
   `max_covered_fraction` of their area is covered. Landmarks that end up on the wrong
-  side of the rectangle edge make that face a "no landmarks" face (label -1).
+  side of the rectangle edge make that face a "no landmarks" face (label -1). The label
+  mixing is geometric here (each kept face is really visible), so CutMix faces weigh 1.
 
-`mix_batch(images, targets, config, rng)` picks one of them (or none) for a batch; the
-trainer calls it on every batch and `config.probability` (0.5) decides which are mixed.
+`mix_batch(images, targets, config, rng)` decides sample by sample: CutMix with
+probability `cutmix_probability` (0.5 in the report: "appliqué à 50% des échantillons"),
+else MixUp with probability `mixup_probability` / (1 - cutmix_probability), i.e.
+`mixup_probability` of all samples; the rest are left as they are.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,22 +32,36 @@ import torch
 
 @dataclass(frozen=True)
 class MixConfig:
-    probability: float = 0.0           # share of batches that are mixed; 0 = off (the default)
+    mixup_probability: float = 0.0     # share of samples mixed with MixUp; 0 = off (the default)
+    cutmix_probability: float = 0.0    # share of samples mixed with CutMix; 0 = off (the default)
     mixup_alpha: float = 0.2
     cutmix_alpha: float = 1.0
-    methods: tuple[str, ...] = ("mixup", "cutmix")   # chosen uniformly when a batch is mixed
     min_visible_fraction: float = 0.4  # CutMix: keep a pasted face if this much of it remains
     max_covered_fraction: float = 0.6  # CutMix: drop a face of A if more than this is covered
 
     def __post_init__(self):
-        if not 0 <= self.probability <= 1:
-            raise ValueError(f"probability must be in [0, 1], got {self.probability}")
-        unknown = set(self.methods) - {"mixup", "cutmix"}
-        if unknown or not self.methods:
-            raise ValueError(f"methods must be a non-empty subset of ('mixup', 'cutmix'), got {self.methods}")
+        for name in ("mixup_probability", "cutmix_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"MixConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.mixup_probability + self.cutmix_probability > 1 + 1e-9:
+            raise ValueError(f"MixConfig: mixup_probability + cutmix_probability must be at most 1 (a sample is "
+                             f"mixed one way), got {self.mixup_probability} + {self.cutmix_probability}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mixup_probability > 0 or self.cutmix_probability > 0
 
 
-V2_THESIS_MIX = MixConfig(probability=0.5, mixup_alpha=0.2)
+# The report states CutMix's share (0.5) but no MixUp probability: MixUp takes the other half.
+V2_THESIS_MIX = MixConfig(mixup_probability=0.5, cutmix_probability=0.5, mixup_alpha=0.2)
+
+
+class MixedBatch(NamedTuple):
+    images: torch.Tensor
+    targets: list[torch.Tensor]
+    target_weights: list[torch.Tensor] | None   # per-face loss weights; None when no face was reweighted
+    methods: list[str | None]                   # per sample: "mixup", "cutmix" or None
+    partners: np.ndarray | None = None          # per sample: the image it was mixed with
 
 
 def partner_indices(batch_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -52,17 +72,23 @@ def partner_indices(batch_size: int, rng: np.random.Generator) -> np.ndarray:
     return partner
 
 
+def _mixup_weights(lam: float, targets_a: torch.Tensor, targets_b: torch.Tensor) -> torch.Tensor:
+    return torch.cat([torch.full((targets_a.shape[0],), lam), torch.full((targets_b.shape[0],), 1.0 - lam)])
+
+
 def mixup_batch(images: torch.Tensor, targets: list[torch.Tensor], rng: np.random.Generator,
                 alpha: float = 0.2, ratio: float | None = None):
-    """MixUp; returns (images, targets, ratio). `ratio` fixes lam instead of drawing it."""
+    """MixUp of every image with one lam; returns (images, targets, target_weights, lam).
+    `ratio` fixes lam instead of drawing it."""
     batch = images.shape[0]
     if batch < 2:
-        return images, list(targets), 1.0
+        return images, list(targets), [torch.ones(t.shape[0]) for t in targets], 1.0
     lam = float(rng.beta(alpha, alpha)) if ratio is None else float(ratio)
     partner = partner_indices(batch, rng)
     mixed = lam * images + (1.0 - lam) * images[torch.from_numpy(partner)]
     mixed_targets = [torch.cat([targets[i], targets[partner[i]]], dim=0) for i in range(batch)]
-    return mixed, mixed_targets, lam
+    weights = [_mixup_weights(lam, targets[i], targets[partner[i]]) for i in range(batch)]
+    return mixed, mixed_targets, weights, lam
 
 
 def _box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -133,14 +159,34 @@ def cutmix_batch(images: torch.Tensor, targets: list[torch.Tensor], rng: np.rand
     return mixed, mixed_targets, lam
 
 
-def mix_batch(images: torch.Tensor, targets: list[torch.Tensor], config: MixConfig, rng: np.random.Generator):
-    """Mix a batch with probability `config.probability`; returns (images, targets, method or None)."""
-    if config.probability <= 0 or rng.uniform() >= config.probability or images.shape[0] < 2:
-        return images, targets, None
-    method = config.methods[rng.integers(len(config.methods))]
-    if method == "mixup":
-        images, targets, _ = mixup_batch(images, targets, rng, config.mixup_alpha)
-    else:
-        images, targets, _ = cutmix_batch(images, targets, rng, config.cutmix_alpha,
-                                          config.min_visible_fraction, config.max_covered_fraction)
-    return images, targets, method
+def mix_batch(images: torch.Tensor, targets: list[torch.Tensor], config: MixConfig,
+              rng: np.random.Generator) -> MixedBatch:
+    """Mix each sample with its partner by CutMix, MixUp or not at all (see the module docstring)."""
+    batch, _, height, width = images.shape
+    if not config.enabled or batch < 2:
+        return MixedBatch(images, list(targets), None, [None] * batch)
+    partner = partner_indices(batch, rng)
+    draws = rng.uniform(size=batch)
+    methods = ["cutmix" if u < config.cutmix_probability
+               else "mixup" if u < config.cutmix_probability + config.mixup_probability else None for u in draws]
+    mixed = images.clone()
+    mixed_targets, weights = [], []
+    for i, method in enumerate(methods):
+        a, b = targets[i], targets[partner[i]]
+        if method == "mixup":
+            lam = float(rng.beta(config.mixup_alpha, config.mixup_alpha))
+            mixed[i] = lam * images[i] + (1.0 - lam) * images[partner[i]]
+            mixed_targets.append(torch.cat([a, b], dim=0))
+            weights.append(_mixup_weights(lam, a, b))
+        elif method == "cutmix":
+            lam = float(rng.beta(config.cutmix_alpha, config.cutmix_alpha))
+            x1, y1, x2, y2 = cutmix_region((height, width), lam, rng)
+            mixed[i, :, y1:y2, x1:x2] = images[partner[i], :, y1:y2, x1:x2]
+            region = torch.tensor([x1 / width, y1 / height, x2 / width, y2 / height])
+            mixed_targets.append(cutmix_targets(a, b, region, config.min_visible_fraction,
+                                                config.max_covered_fraction))
+            weights.append(torch.ones(mixed_targets[-1].shape[0]))
+        else:
+            mixed_targets.append(a)
+            weights.append(torch.ones(a.shape[0]))
+    return MixedBatch(mixed, mixed_targets, weights if "mixup" in methods else None, methods, partner)

@@ -25,8 +25,9 @@ class TrainConfig:
     image_size: int = 640
     batch_size: int = 32
     workers: int = 4
-    mixup_prob: float = 0.0                     # fraction of batches mixed with MixUp or CutMix (half each)
+    mixup_prob: float = 0.0                     # share of samples mixed with MixUp (faces weighted by lam)
     mixup_alpha: float = 0.2
+    cutmix_prob: float = 0.0                    # share of samples mixed with CutMix (ffcore.data.mixing)
     # optimisation
     epochs: int = 350
     optimizer: str = "adamw"                    # adamw | adam | sgd
@@ -43,12 +44,13 @@ class TrainConfig:
     loc_weight: float = 2.0
     overlap_threshold: float = 0.35             # MultiBoxLoss: priors at or above this IoU with a face are positives
     restart_epochs: int | None = None           # cosine_restarts: epochs per cosine cycle (T_0); None: epochs
-    decay_all_parameters: bool = False          # weight decay on biases and norm weights too (torch's default)
+    decay_all_parameters: bool = True           # as every original; False: no decay on 1-D parameters (norm
+                                                # weights, biases, BiFPN fusion weights)
     # run
     out_dir: str = "runs/train"
     seed: int = 0
     device: str | None = None                   # None: cuda when available, else cpu
-    amp: bool = True                            # mixed precision (CUDA only)
+    amp: bool = False                           # mixed precision (float16 autocast, CUDA only); the originals train in FP32
     sync_batchnorm: bool = False                # DDP only
     # validation (WIDER FACE protocol on the val tree)
     val_every: int = 0                          # epochs between validations; 0: never
@@ -60,6 +62,7 @@ class TrainConfig:
     log_every_steps: int = 0                    # also log running losses to train.log every N steps; 0: per epoch only
     max_steps_per_epoch: int | None = None      # cap (quick checks); None: the whole dataset
     stop_after_epoch: int | None = None         # end this invocation after this epoch (time-boxed jobs; resume later)
+    skip_unreadable_images: bool = False        # skip (log, count) a missing / undecodable image instead of stopping
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,20 +75,36 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"training config has unknown keys {unknown}; known keys: {sorted(known)}")
         values = dict(values)
+        for key, value in LEGACY_DEFAULTS.items():
+            values.setdefault(key, value)
+        if "cutmix_prob" not in values and values.get("mixup_prob"):
+            # Before cutmix_prob existed, mixup_prob was the share of batches mixed by MixUp or
+            # CutMix, half each: keep those shares.
+            values["mixup_prob"], values["cutmix_prob"] = values["mixup_prob"] / 2, values["mixup_prob"] / 2
         if "step_milestones" in values:
             values["step_milestones"] = tuple(values["step_milestones"])
         return cls(**values)
 
 
+# Values that reproduce what older checkpoints did, for the keys they lack: before
+# `decay_all_parameters` existed, 1-D parameters were never decayed.
+LEGACY_DEFAULTS: dict[str, Any] = {"decay_all_parameters": False}
+
+# Every preset trains in FP32 (amp=False) like the original code; mixed precision is an
+# explicit `amp=True`, recorded per epoch in the history and in the checkpoint ("precision").
+
 # The FeatherFace paper's released training setup (ARCHITECTURES.md, featherface_v1).
 FEATHERFACE_PAPER = TrainConfig(model="featherface_v1", optimizer="adamw", lr=1e-3, weight_decay=0.01,
                                 schedule="onecycle", epochs=350, batch_size=32, image_size=640)
 
-# The thesis's V2 recipe: AdamW (wd 5e-4), 5 warm-up epochs then cosine to 1e-6, 400 epochs,
-# MixUp / CutMix on half the batches.
+# The thesis's V2 recipe (003_v2_technical_report.md, 3.2-3.3): AdamW (wd 5e-4), 5 warm-up epochs
+# then cosine to 1e-6, 400 epochs; CutMix on 50 % of the samples as the report states, MixUp
+# (alpha 0.2, lam-weighted targets) on the other half, the report giving it no probability.
+# DropBlock (block 3, p 0.1) is part of the featherface_v2 model (ffcore.models.zoo); the
+# progressive distillation option is `ffcore.engine.distill.DISTILL_PRESETS`.
 V2_THESIS = TrainConfig(model="featherface_v2", optimizer="adamw", lr=1e-3, weight_decay=5e-4,
                         schedule="warmup_cosine", warmup_epochs=5, min_lr=1e-6, epochs=400,
-                        batch_size=32, image_size=640, mixup_prob=0.5, mixup_alpha=0.2)
+                        batch_size=32, image_size=640, mixup_prob=0.5, mixup_alpha=0.2, cutmix_prob=0.5)
 
 # Pytorch_Retinaface's MobileNet-0.25 recipe: SGD 1e-3, momentum 0.9, wd 5e-4, 250 epochs,
 # lr x0.1 at epochs 190 and 220.
@@ -141,7 +160,7 @@ def get_preset(name: str, **overrides) -> TrainConfig:
 # continued run a different recipe (e.g. the OneCycle length depends on `epochs`).
 RESUMABLE_CHANGES = frozenset({"out_dir", "device", "workers", "progress", "tensorboard", "val_every",
                                "val_scale", "val_root", "data_root", "amp", "pretrained_backbone", "log_every_steps",
-                               "stop_after_epoch"})
+                               "stop_after_epoch", "skip_unreadable_images"})
 
 
 def recipe_differences(saved: TrainConfig, requested: TrainConfig) -> dict[str, tuple[Any, Any]]:

@@ -13,6 +13,21 @@
   The adapters are trained with the student but are not part of it: checkpoints keep them
   under `distill_adapters`, the deployed `state_dict` is the student's alone.
 
+Progressive distillation (`progressive=True`, preset "v2_thesis_progressive"). The seeds
+name it ("Progressive Knowledge Distillation: multi-level transfer learning",
+002_v2_implementation_plan.md; "distillation multi-étapes", 003_v2_technical_report.md 9.2)
+without a schedule; this is the one ffcore applies, in three stages split at
+`stage_boundaries` (fractions of the run's epochs, default thirds):
+
+    stage 1, epochs [0, b1 * E):       feature term on P5 only (stride 32, the most semantic map)
+    stage 2, epochs [b1 * E, b2 * E):  P4 and P5
+    stage 3, epochs [b2 * E, E):       P3, P4 and P5 (the plain setting)
+
+(boundaries rounded to whole epochs; with E = 400 the stages start at epochs 0, 133, 267).
+The feature term is the mean over the active levels; the task and KD terms, alpha, T and
+lambda stay as configured throughout. The stage is a function of the epoch alone, so a
+resumed run continues the same schedule.
+
 The teacher runs in eval mode without gradients. Checkpoints, resume, DDP and logs are the
 trainer's (`ffcore.engine.trainer`).
 """
@@ -46,6 +61,13 @@ class DistillConfig:
     temperature: float = 4.0
     alpha: float = 0.7
     feature_weight: float = 0.1
+    progressive: bool = False                                # feature levels added stage by stage (docstring)
+    stage_boundaries: tuple[float, float] = (1 / 3, 2 / 3)   # progressive: where stages 2 and 3 begin
+
+    def __post_init__(self):
+        b = tuple(self.stage_boundaries)
+        if len(b) != 2 or not 0 < b[0] <= b[1] < 1:
+            raise ValueError(f"DistillConfig.stage_boundaries must be two fractions 0 < b1 <= b2 < 1, got {b}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +78,24 @@ class DistillConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"distillation config has unknown keys {unknown}; known keys: {sorted(known)}")
+        values = dict(values)
+        if "stage_boundaries" in values:
+            values["stage_boundaries"] = tuple(values["stage_boundaries"])
         return cls(**values)
+
+
+# The thesis's distillation (T 4, alpha 0.7, lambda 0.1) and its progressive variant.
+DISTILL_PRESETS: dict[str, DistillConfig] = {
+    "v2_thesis": DistillConfig(),
+    "v2_thesis_progressive": DistillConfig(progressive=True),
+}
+
+
+def progressive_levels(epoch: int, epochs: int, boundaries: tuple[float, float] = (1 / 3, 2 / 3),
+                       levels: int = 3) -> tuple[int, ...]:
+    """Indices (0 = P3 ... 2 = P5) of the feature levels matched at 0-based `epoch` of `epochs`."""
+    stage = 1 + sum(epoch >= round(b * epochs) for b in boundaries)
+    return tuple(range(levels - stage, levels))
 
 
 def kd_class_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -68,8 +107,10 @@ def kd_class_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
     return kl * temperature ** 2
 
 
-def feature_mse(student_features: list[torch.Tensor], teacher_features: list[torch.Tensor]) -> torch.Tensor:
-    """Mean over levels of the element-wise MSE between (adapted) student and teacher feature maps."""
+def feature_mse(student_features: list[torch.Tensor], teacher_features: list[torch.Tensor],
+                levels: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Mean over levels (all, or the indices in `levels`) of the element-wise MSE between (adapted)
+    student and teacher feature maps."""
     if len(student_features) != len(teacher_features):
         raise ValueError(f"student has {len(student_features)} feature levels, teacher {len(teacher_features)}")
     losses = []
@@ -77,7 +118,8 @@ def feature_mse(student_features: list[torch.Tensor], teacher_features: list[tor
         if s.shape != t.shape:
             raise ValueError(f"feature level {level}: student {tuple(s.shape)} vs teacher {tuple(t.shape)}; "
                              f"both models must share strides")
-        losses.append(F.mse_loss(s.float(), t.float()))
+        if levels is None or level in levels:
+            losses.append(F.mse_loss(s.float(), t.float()))
     return torch.stack(losses).mean()
 
 
@@ -131,8 +173,13 @@ class DistillationTask:
         self.module = StudentWithAdapters(student, _feature_channels(student), _feature_channels(teacher))
         self.loss = loss
         self.config = config
+        self.feature_levels: tuple[int, ...] | None = None     # None: every level
 
-    def loss_terms(self, module, images, targets, priors) -> dict[str, torch.Tensor]:
+    def begin_epoch(self, epoch: int, epochs: int) -> None:
+        if self.config.progressive:
+            self.feature_levels = progressive_levels(epoch, epochs, self.config.stage_boundaries)
+
+    def loss_terms(self, module, images, targets, priors, target_weights=None) -> dict[str, torch.Tensor]:
         cfg = self.config
         if next(self.teacher.parameters()).device != images.device:
             self.teacher.to(images.device)
@@ -140,10 +187,11 @@ class DistillationTask:
         with torch.no_grad():
             _, teacher_conf, _, teacher_features = self.teacher(images, return_features=True)
         loc, conf, landm, student_features = module(images)
-        task_terms = self.loss(predictions=(loc, conf, landm), priors=priors, targets=targets)
+        task_terms = self.loss(predictions=(loc, conf, landm), priors=priors, targets=targets,
+                               target_weights=target_weights)
         task = self.loss.total(task_terms)
         kd = kd_class_loss(conf, teacher_conf, cfg.temperature)
-        feature = feature_mse(student_features, teacher_features)
+        feature = feature_mse(student_features, teacher_features, self.feature_levels)
         total = (1.0 - cfg.alpha) * task + cfg.alpha * kd + cfg.feature_weight * feature
         return {**task_terms, "task": task, "kd": kd, "feature": feature, "total": total}
 
@@ -190,8 +238,10 @@ def distill_command(teacher: str, teacher_weights: str, student: str = "featherf
                     lr: float | None = None, image_size: int | None = None, workers: int | None = None,
                     seed: int | None = None, val_every: int | None = None, val_scale: str | None = None,
                     val_data: str | None = None, best_metric: str | None = None, no_amp: bool = False,
-                    max_steps_per_epoch: int | None = None, **_ignored) -> int:
-    """`ffcore distill`: returns 0 on success, 3 when the loss diverged."""
+                    max_steps_per_epoch: int | None = None, progressive: bool | None = None,
+                    **_ignored) -> int:
+    """`ffcore distill`: returns 0 on success, 3 when the loss diverged. `progressive=True`: the
+    progressive schedule of the module docstring."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = config_from_cli(preset, out, resume, {
         "model": student, "data_root": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
@@ -205,6 +255,6 @@ def distill_command(teacher: str, teacher_weights: str, student: str = "featherf
 
         base = DistillConfig.from_dict(load_checkpoint_file(last)["distill_config"])
     overrides = {"teacher": teacher, "teacher_weights": teacher_weights, "temperature": temperature,
-                 "alpha": alpha, "feature_weight": feature_weight}
+                 "alpha": alpha, "feature_weight": feature_weight, "progressive": progressive}
     distillation = replace(base, **{k: v for k, v in overrides.items() if v is not None})
     return report(distill(config, distillation, resume=resume))

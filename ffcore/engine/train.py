@@ -35,8 +35,8 @@ class DetectionTask:
         self.module = model
         self.loss = loss
 
-    def loss_terms(self, module, images, targets, priors) -> dict[str, torch.Tensor]:
-        terms = self.loss(predictions=module(images), priors=priors, targets=targets)
+    def loss_terms(self, module, images, targets, priors, target_weights=None) -> dict[str, torch.Tensor]:
+        terms = self.loss(predictions=module(images), priors=priors, targets=targets, target_weights=target_weights)
         return {**terms, "total": self.loss.total(terms)}
 
     def extra_state(self) -> dict[str, Any]:

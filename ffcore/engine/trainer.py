@@ -47,14 +47,18 @@ class TrainingTask(Protocol):
     model: nn.Module           # the deployed detector (saved as `state_dict`)
 
     def loss_terms(self, module: nn.Module, images: torch.Tensor, targets: list[torch.Tensor],
-                   priors: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss terms of a batch, including "total" (what is back-propagated)."""
+                   priors: torch.Tensor, target_weights: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch, including "total" (what is back-propagated). `target_weights`:
+        per-face loss weights (MixUp's lam), None when every face weighs 1."""
 
     def extra_state(self) -> dict[str, Any]:
         """Checkpoint entries beside the deployed model (e.g. distillation adapters)."""
 
     def load_extra_state(self, payload: dict[str, Any]) -> None:
         ...
+
+    # Optional: `begin_epoch(epoch, epochs)` is called before each epoch (0-based), for tasks
+    # whose loss follows a schedule over epochs (progressive distillation).
 
 
 @dataclass
@@ -149,6 +153,8 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self.device = context.device
         self.use_amp = bool(config.amp and self.device.type == "cuda")
+        # What the epochs really ran in: `amp` asks for float16 autocast, which exists on CUDA only.
+        self.precision = "amp_float16" if self.use_amp else "fp32"
 
     # -- set-up
     def _data(self):
@@ -170,11 +176,12 @@ class Trainer:
         return dataset, sampler, loader
 
     def _mix_config(self):
-        if self.config.mixup_prob <= 0:
+        if self.config.mixup_prob <= 0 and self.config.cutmix_prob <= 0:
             return None
         from ffcore.data.mixing import MixConfig
 
-        return MixConfig(probability=self.config.mixup_prob, mixup_alpha=self.config.mixup_alpha)
+        return MixConfig(mixup_probability=self.config.mixup_prob, cutmix_probability=self.config.cutmix_prob,
+                         mixup_alpha=self.config.mixup_alpha)
 
     def _validate_settings(self) -> None:
         if self.config.best_metric not in (*AP_SETTINGS, "loss"):
@@ -225,6 +232,7 @@ class Trainer:
             "git_dirty": git.get("dirty"),
             "rng_state": _rng_state(),
             "world_size": self.context.world_size,
+            "precision": self.precision,
             **self.task.extra_state(),
             **self.checkpoint_fields,
         }
@@ -292,7 +300,7 @@ class Trainer:
         if main:
             logger.message(f"{self.kind}: model {config.model}, {len(dataset)} images, {steps_per_epoch} steps/epoch, "
                            f"epochs {start_epoch}->{config.epochs}, device {device}, world size {context.world_size}, "
-                           f"amp {self.use_amp}")
+                           f"precision {self.precision}")
             if hasattr(dataset, "report") and getattr(dataset.report, "dropped_boxes", 0):
                 logger.message(dataset.report.summary())
         wall_start = time.perf_counter() - (history[-1]["wall_time_s"] if history else 0.0)
@@ -307,6 +315,8 @@ class Trainer:
             else:
                 sampler.generator.manual_seed(_epoch_seed(config.seed, epoch, 0))
             mix_rng = np.random.default_rng([config.seed, epoch, context.rank, 7])
+            if hasattr(self.task, "begin_epoch"):
+                self.task.begin_epoch(epoch, config.epochs)
 
             epoch_start = time.perf_counter()
             sums: dict[str, float] = {}
@@ -321,14 +331,17 @@ class Trainer:
             for step, (images, targets) in enumerate(loader):
                 if step >= steps_per_epoch:
                     break
+                target_weights = None
                 if mix_config is not None:
                     from ffcore.data.mixing import mix_batch
 
-                    images, targets, _ = mix_batch(images, targets, mix_config, mix_rng)
+                    images, targets, target_weights, _, _ = mix_batch(images, targets, mix_config, mix_rng)
                 images = images.to(device, non_blocking=True)
                 targets = [t.to(device, non_blocking=True) for t in targets]
+                if target_weights is not None:
+                    target_weights = [w.to(device, non_blocking=True) for w in target_weights]
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.use_amp):
-                    terms = self.task.loss_terms(trained, images, targets, priors)
+                    terms = self.task.loss_terms(trained, images, targets, priors, target_weights=target_weights)
                 total = terms["total"]
                 values = torch.stack([t.detach().float() for t in terms.values()])
                 all_reduce_sum(values, context)
@@ -377,7 +390,8 @@ class Trainer:
 
             broadcast_buffers(module, context)
             epoch_time = time.perf_counter() - epoch_start
-            row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+            row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                                   "precision": self.precision}
             row.update({("loss" if k == "total" else f"loss_{k}"): v / max(1, steps_done) for k, v in sums.items()})
             row.update({f"ap_{s}": None for s in AP_SETTINGS} if config.val_every > 0 else {})
             validate_now = config.val_every > 0 and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
