@@ -112,35 +112,38 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
                 example_size: tuple[int, int] = (256, 256),
                 parity_sizes: Sequence[tuple[int, int]] | None = DEFAULT_PARITY_SIZES,
                 tolerance: float = PARITY_TOLERANCE, strict: bool = True, quiet: bool = True,
-                size_multiple: int | None = None) -> ExportResult:
+                deploy: bool = True) -> ExportResult:
     """Export `model` (eval mode, CPU, float32) to ONNX with dynamic batch, height and width.
 
-    `size_multiple`: the exported graph accepts heights and widths that are multiples of it
-    (None: 32 for models with TensorFlow-"same" padding, i.e. FeatherFace V1's BiFPN, whose
-    nested ceil-divisions torch.export cannot reason about symbolically; 1, any size, otherwise).
-    After writing, runs `check_parity` at `parity_sizes` (skip with None). With `strict`,
-    a parity failure raises `ExportError` (the file is kept for inspection).
+    `deploy` (default): the graph written is `ffcore.deploy.deploy_model(model)` -- batch norm
+    folded, shuffles folded into the next convolution, heads merged, compact attention; exact
+    rewrites, checked against the model at 1e-5 before export. `deploy=False` writes the
+    literal graph of the modules as trained. The parity check always compares with `model`.
+
+    Every model accepts any height and width, FeatherFace V1 included: its TF-"same"
+    max-pool padding is computed from the input's shape inside the graph
+    (`_tf_same_max_pool_onnx`). After writing, runs `check_parity` at `parity_sizes`
+    (skip with None). With `strict`, a parity failure raises `ExportError` (the file is
+    kept for inspection).
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: DeformConv (FeatherFace V1) needs opset >= {MIN_OPSET}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float().cpu()
-    wrapped = _DetectorOutputs(model).eval()
+    if deploy:
+        from ffcore.deploy import deploy_model
 
-    if size_multiple is None:
-        size_multiple = 32 if _has_tf_same_padding(model) else 1
+        graph_model = deploy_model(model)
+    else:
+        graph_model = model
+    wrapped = _DetectorOutputs(graph_model).eval()
+
     height, width = example_size
     # An example batch of 2 keeps torch.export from specialising the batch dimension to 1.
     example = (sample_batch(height, width, batch=2),)
-    batch_dim = torch.export.Dim("batch", min=1, max=1024)
-    if size_multiple > 1:
-        if height % size_multiple or width % size_multiple:
-            raise ValueError(f"example_size {example_size} must be a multiple of size_multiple={size_multiple}")
-        dims = {0: batch_dim, 2: size_multiple * torch.export.Dim("height_blocks", min=1, max=4096),
-                3: size_multiple * torch.export.Dim("width_blocks", min=1, max=4096)}
-    else:
-        dims = {0: batch_dim, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    dims = {0: torch.export.Dim("batch", min=1, max=1024), 2: torch.export.Dim.DYNAMIC,
+            3: torch.export.Dim.DYNAMIC}
     sink = io.StringIO()
     # The exporter narrates every stage on stdout; keep it for the error message only.
     redirect = contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext()
@@ -148,11 +151,13 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
         with redirect, torch.no_grad():
             program = torch.onnx.export(wrapped, example, dynamo=True, opset_version=opset,
                                         input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                                        dynamic_shapes=(dims,), external_data=False, verbose=False)
+                                        dynamic_shapes=(dims,), external_data=False, verbose=False,
+                                        custom_translation_table=_custom_translations())
         program.save(str(path))
     except Exception as error:   # the exporter raises many types; name the model and keep the cause
         raise ExportError(f"ONNX export of {getattr(model, 'name', type(model).__name__)} failed: {error}\n"
                           f"exporter log:\n{sink.getvalue()[-3000:]}") from error
+    _write_prior_config(path, getattr(model, "prior_config", None))
 
     result = ExportResult(path=path, opset=opset, file_bytes=path.stat().st_size, operators=onnx_operators(path))
     if parity_sizes:
@@ -163,10 +168,66 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
     return result
 
 
-def _has_tf_same_padding(model: nn.Module) -> bool:
-    from ffcore.models.necks import SameSeparableConv
+def _tf_same_max_pool_onnx(x, kernel_size: int, stride: int):
+    """ONNX for `ffcore::tf_same_max_pool2d`: TF-"same" zero padding computed from Shape(x), then MaxPool.
 
-    return any(isinstance(m, SameSeparableConv) for m in model.modules())
+    extra = max(k - s + (-n mod s), 0) per spatial axis, floor half before (ONNX integer Mod
+    with fmod=0 takes the divisor's sign, as Python's % does).
+    """
+    from onnxscript import opset19 as op
+
+    spatial = op.Shape(x, start=2, end=4)                                   # [H, W], int64
+    remainder = op.Mod(op.Neg(spatial), op.Constant(value_ints=[stride]))
+    extra = op.Max(op.Add(remainder, op.Constant(value_ints=[kernel_size - stride])),
+                   op.Constant(value_ints=[0]))
+    before = op.Div(extra, op.Constant(value_ints=[2]))
+    after = op.Sub(extra, before)
+    no_pad = op.Constant(value_ints=[0, 0])
+    pads = op.Concat(no_pad, before, no_pad, after, axis=0)
+    padded = op.Pad(x, pads)                                                # constant mode, zeros
+    # MaxPool's optional second output (indices) is declared by onnxscript; take the values.
+    pooled, _ = op.MaxPool(padded, kernel_shape=[kernel_size, kernel_size], strides=[stride, stride])
+    return pooled
+
+
+def _custom_translations() -> dict:
+    """Translations of this package's own operators for the dynamo ONNX exporter."""
+    from ffcore.models.necks import tf_same_max_pool2d   # defining it registers torch.ops.ffcore
+
+    return {tf_same_max_pool2d._opoverload: _tf_same_max_pool_onnx}
+
+
+PRIOR_CONFIG_KEY = "ffcore_prior_config"
+
+
+def _write_prior_config(path: Path, prior_config) -> None:
+    """Store the model's anchor geometry in the ONNX metadata: the graph's outputs only decode with it."""
+    import dataclasses
+    import json
+
+    import onnx
+
+    if prior_config is None:
+        return
+    graph = onnx.load(str(path), load_external_data=False)
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = PRIOR_CONFIG_KEY, json.dumps(dataclasses.asdict(prior_config))
+    onnx.save(graph, str(path))
+
+
+def read_prior_config(session):
+    """The `PriorConfig` stored by `export_onnx` in a session's model metadata (the default when absent)."""
+    import json
+
+    from ffcore.anchors import DEFAULT_PRIORS, PriorConfig
+
+    stored = session.get_modelmeta().custom_metadata_map.get(PRIOR_CONFIG_KEY)
+    if stored is None:
+        return DEFAULT_PRIORS   # exported before the geometry was recorded: the references' two anchors
+    values = json.loads(stored)
+    return PriorConfig(min_sizes=tuple(tuple(level) for level in values["min_sizes"]), steps=tuple(values["steps"]),
+                       variance=tuple(values["variance"]), clip=bool(values["clip"]),
+                       aspect_ratios=tuple(values["aspect_ratios"]))
 
 
 def onnx_operators(path: str | Path) -> dict[str, int]:
@@ -208,13 +269,12 @@ class OnnxDetector:
 
     def __init__(self, path: str | Path, threads: int = 1, providers: Sequence[str] | None = None,
                  name: str | None = None):
-        from ffcore.anchors import DEFAULT_PRIORS
-
         self.path = Path(path)
         self.session = ort_session(self.path, threads=threads, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.name = name or self.path.stem
-        self.prior_config = DEFAULT_PRIORS
+        # the exported model's own anchors (a 9-anchor head does not decode with the default two)
+        self.prior_config = read_prior_config(self.session)
 
     def run_numpy(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(list(OUTPUT_NAMES), {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
@@ -352,15 +412,59 @@ def _calibration_reader(images: Sequence[Path], size: int, input_name: str = INP
     return WiderCalibrationReader()
 
 
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+DEFAULT_CALIBRATION = "percentile"
+DEFAULT_PERCENTILE = 99.999
+
+
+def float_boundary_nodes(path: str | Path) -> list[str]:
+    """Names of the nodes to keep in float: the first convolution and everything after the last ones.
+
+    The first convolution sees the raw image (wide range, 3 channels: little to gain, much to
+    lose); the head convolutions and the reshapes/concatenations after them produce the box
+    offsets and logits the decoder reads directly, where an 8-bit step is a visible box shift.
+    Found by walking back from each graph output to the nearest Conv nodes.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    keep, stack = [], [o.name for o in graph.output]
+    seen: set[str] = set()
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        keep.append(node.name)
+        if node.op_type != "Conv":   # stop at the head convolutions
+            stack.extend(node.input)
+    image = graph.input[0].name
+    first = next((n for n in graph.node if n.op_type == "Conv" and image in n.input), None)
+    if first is not None and first.name not in seen:
+        keep.append(first.name)
+    return keep
+
+
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Sequence[Path] | str | Path,
-                  size: int = 640, count: int = 32, per_channel: bool = True) -> Path:
-    """Static INT8 quantisation (QDQ, per-channel weights, MinMax calibration) of an ONNX file.
+                  size: int = 640, count: int = 32, per_channel: bool = True,
+                  method: str = DEFAULT_CALIBRATION, percentile: float = DEFAULT_PERCENTILE,
+                  keep_boundaries_float: bool = True) -> Path:
+    """Static INT8 quantisation (QDQ, int8 weights per channel, uint8 activations) of an ONNX file.
 
     `calibration` is a list of image files or a dataset root (first `count` validation images).
+    `method`: "percentile" (activation ranges clipped at `percentile` of the calibration
+    histogram, the default), "entropy" (KL-divergence thresholds) or "minmax" (the plain
+    range, which lets a few outliers stretch the 8-bit step). `keep_boundaries_float` keeps
+    the first convolution and the heads in float (`float_boundary_nodes`).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise ValueError(f"unknown calibration method {method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
     images = (list(calibration) if isinstance(calibration, (list, tuple))
               else calibration_images(calibration, count=count))
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
@@ -370,10 +474,12 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Seq
     # ONNX shape inference only: the symbolic pass cannot follow the dynamic H, W through Resize.
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
     try:
+        excluded = float_boundary_nodes(prepared) if keep_boundaries_float else []
         quantize_static(str(prepared), str(int8_path), _calibration_reader(images, size),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=per_channel,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=methods[method], nodes_to_exclude=excluded,
+                        extra_options={"CalibPercentile": percentile})
     finally:
         prepared.unlink(missing_ok=True)
     return int8_path
@@ -455,12 +561,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def export_command(model: str, out: str, weights: str | None = None, int8: bool = False,
                    calib_data: str | None = None, opset: int = DEFAULT_OPSET, calib_count: int = 32,
-                   ap: bool = False, parity_sizes: Sequence[str] = ("640", "480x640")) -> int:
+                   ap: bool = False, parity_sizes: Sequence[str] = ("640", "480x640"), literal: bool = False,
+                   calib_method: str = DEFAULT_CALIBRATION) -> int:
     """`ffcore export`: export, print the parity report; optionally quantise to INT8 and report agreement/AP."""
     from ffcore.models import create_model, load_pretrained
 
     network = load_pretrained(model, weights) if weights else create_model(model)
-    result = export_onnx(network, out, opset=opset, strict=False,
+    result = export_onnx(network, out, opset=opset, strict=False, deploy=not literal,
                          parity_sizes=tuple(parse_size(s) for s in parity_sizes))
     print(result.summary())
     if int8:
@@ -471,7 +578,7 @@ def export_command(model: str, out: str, weights: str | None = None, int8: bool 
             root = ensure_synthetic_dataset()
             print(f"calibrating on the synthetic dataset at {root} (pass --calib-data for real images)")
         int8_path = Path(out).with_name(Path(out).stem + "_int8.onnx")
-        quantize_int8(out, int8_path, root, count=calib_count)
+        quantize_int8(out, int8_path, root, count=calib_count, method=calib_method)
         print(f"INT8 model: {int8_path} ({int8_path.stat().st_size / 1e6:.3f} MB)")
         for name, values in output_agreement(out, int8_path).items():
             print(f"  INT8 vs FP32 {name:>5}: pearson r {values['pearson_r']:.4f}, "

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 
 from ffcore.models.blocks import ConvBNAct, tf_same_pad, upsample_to
 
+TF_SAME_MAX_POOL_OP = "ffcore::tf_same_max_pool2d"
+
 FUSION_EPS = 1e-4
 
 
@@ -61,11 +63,36 @@ class SameSeparableConv(nn.Module):
         self.bn = nn.BatchNorm2d(channels, momentum=0.01, eps=1e-3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.pointwise(self.depthwise(tf_same_pad(x, 3, 1))))
+        # TF "same" with stride 1 pads k - 1 = 2 whatever the size: one pixel on each side.
+        # Written as a constant so that exported graphs carry no shape arithmetic for it.
+        return self.bn(self.pointwise(self.depthwise(F.pad(x, [1, 1, 1, 1]))))
+
+
+@torch.library.custom_op(TF_SAME_MAX_POOL_OP, mutates_args=())
+def tf_same_max_pool2d(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
+    """TF-"same" zero padding then max-pool, as one operator for graph export.
+
+    The padding depends on the parity of H and W. Traced as plain ops, torch.export has to
+    prove that the pooled size, n + max(k - s + (-n mod s), 0) reduced by the pool, equals
+    the backbone's stride-2 size; it cannot, and the export fails for general sizes. As one
+    operator whose output size is written (n - 1) // s + 1 -- the very expression a padded
+    stride-s convolution gives -- the shapes agree symbolically, and the ONNX translation
+    (`ffcore.export`) computes the padding from the input's shape inside the graph.
+    """
+    return F.max_pool2d(tf_same_pad(x, kernel_size, stride), kernel_size, stride)
+
+
+@tf_same_max_pool2d.register_fake
+def _tf_same_max_pool2d_shape(x: torch.Tensor, kernel_size: int, stride: int) -> torch.Tensor:
+    height, width = x.shape[-2:]
+    return x.new_empty((*x.shape[:-2], (height - 1) // stride + 1, (width - 1) // stride + 1))
 
 
 def _same_max_pool(x: torch.Tensor) -> torch.Tensor:
     # Zero padding (not -inf) before the pool, as the original's static "same" max-pool does.
+    if torch.compiler.is_exporting():
+        return tf_same_max_pool2d(x, 3, 2)
+    # Eager (training included) keeps the differentiable composition.
     return F.max_pool2d(tf_same_pad(x, 3, 2), 3, 2)
 
 
