@@ -159,6 +159,11 @@ def _add_export(sub) -> None:
     p.add_argument("--calib-count", type=int, default=32, help="number of calibration images (default 32)")
     p.add_argument("--ap", action="store_true", help="with --int8: report the AP change on the calibration "
                                                       "dataset's validation split")
+    p.add_argument("--literal", action="store_true",
+                   help="write the literal graph of the trained modules instead of the deploy graph "
+                        "(batch norm and shuffles folded, heads merged, compact attention: exact rewrites)")
+    p.add_argument("--calib-method", default="percentile", choices=("minmax", "percentile", "entropy"),
+                   help="with --int8: activation range calibration (default percentile)")
     p.set_defaults(handler="ffcore.export:export_command")
 
 
