@@ -15,6 +15,17 @@ import sys
 MODEL_HELP = "registered model name (see `ffcore params` for the list)"
 
 
+def registered_model(name: str) -> str:
+    """argparse type of model options: an unknown name is refused at once, with the registered ones listed."""
+    from ffcore.models.registry import UnknownModelError, model_entry
+
+    try:
+        model_entry(name)
+    except UnknownModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
+
+
 def _add_params(sub) -> None:
     p = sub.add_parser("params", help="per-part parameter table (true count and thop's count) and FLOPs",
                        description="Print, for every registered model, a per-part parameter table with the true "
@@ -58,7 +69,7 @@ def _add_predict(sub) -> None:
                        description="Run a model over WIDER_val/images and write <event>/<image>.txt prediction "
                                    "files plus a metadata JSON (model, checkpoint hash, scale, thresholds); "
                                    "evaluate them when the dataset has the evaluation ground truth.")
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", required=True, type=registered_model, help=MODEL_HELP)
     p.add_argument("--weights", default=None, help="checkpoint (ffcore or original layout)")
     p.add_argument("--data", default=None, help="dataset root (default data/widerface)")
     p.add_argument("--out", required=True, help="output folder for prediction files")
@@ -75,7 +86,7 @@ def _add_detect(sub) -> None:
     p = sub.add_parser("detect", help="detect faces in an image or a folder of images",
                        description="Detect faces; write a JSON list of {box, score, landmarks} in pixels and/or "
                                    "an annotated image.")
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", required=True, type=registered_model, help=MODEL_HELP)
     p.add_argument("--weights", default=None, help="checkpoint (ffcore or original layout)")
     p.add_argument("--image", required=True, help="image file or folder of images")
     p.add_argument("--json", dest="json_out", default=None, help="output JSON (a folder when --image is a folder)")
@@ -105,6 +116,8 @@ def _add_training_options(p) -> None:
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap steps per epoch (quick checks)")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from <out>/last.pt with its saved recipe")
+    p.add_argument("--skip-unreadable-images", action="store_true", default=None,
+                   help="skip a missing or undecodable training image (logged and counted) instead of stopping")
 
 
 def _add_train(sub) -> None:
@@ -113,7 +126,7 @@ def _add_train(sub) -> None:
                                    "command-line overrides. Writes last.pt (every epoch), best.pt, metrics.csv, "
                                    "train.log and TensorBoard scalars to --out. Launch with torchrun "
                                    "(--nproc_per_node=N -m ffcore train ...) for DDP.")
-    p.add_argument("--model", default=None, help=MODEL_HELP + " (default: the preset's)")
+    p.add_argument("--model", default=None, type=registered_model, help=MODEL_HELP + " (default: the preset's)")
     p.add_argument("--preset", default="featherface_paper",
                    help="training recipe: featherface_paper | v2_thesis | retinaface_paper | smoke | synthetic_cpu")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
@@ -130,9 +143,10 @@ def _add_distill(sub) -> None:
                        description="Train a student (default featherface_v2) with (1-a)*task + a*T^2*KL + "
                                    "lambda*MSE(features) from a frozen teacher. Same outputs as `train`; "
                                    "feature adapters are saved apart from the student's weights.")
-    p.add_argument("--teacher", required=True, help="teacher model name (featherface_v1, retinaface_mnet025, ...)")
+    p.add_argument("--teacher", required=True, type=registered_model,
+                   help="teacher model name (featherface_v1, retinaface_mnet025, ...)")
     p.add_argument("--teacher-weights", required=True, help="teacher checkpoint")
-    p.add_argument("--student", default="featherface_v2")
+    p.add_argument("--student", default="featherface_v2", type=registered_model)
     p.add_argument("--preset", default="v2_thesis")
     p.add_argument("--out", required=True)
     p.add_argument("--temperature", type=float, default=None, help="softening temperature T (default 4)")
@@ -147,7 +161,7 @@ def _add_export(sub) -> None:
                        description="Export a model to ONNX (dynamic batch, H, W; opset >= 19; V1's deformable "
                                    "convolutions become ONNX DeformConv) and check it against PyTorch in ONNX "
                                    "Runtime (max |diff| <= 1e-4 on loc, conf, landm at each parity size).")
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", required=True, type=registered_model, help=MODEL_HELP)
     p.add_argument("--weights", default=None)
     p.add_argument("--out", required=True, help="output .onnx path")
     p.add_argument("--opset", type=int, default=19, help="ONNX opset (>= 19, default 19)")
@@ -192,7 +206,7 @@ def _add_prune(sub) -> None:
     p = sub.add_parser("prune", help="structured L1 pruning of the SSH context modules",
                        description="Remove a fraction of every SSH's internal channels (lowest L1 filter norm); "
                                    "print parameters and FLOPs before and after; optionally save the pruned model.")
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", required=True, type=registered_model, help=MODEL_HELP)
     p.add_argument("--weights", default=None)
     p.add_argument("--ratio", type=float, default=0.2, help="fraction of SSH internal channels removed (default 0.2)")
     p.add_argument("--out", default=None, help="write the pruned model as an ffcore checkpoint")

@@ -133,7 +133,8 @@ def train_command(model: str | None = None, preset: str = "featherface_paper", d
                   weight_decay: float | None = None, val_every: int | None = None, val_scale: str | None = None,
                   val_data: str | None = None, best_metric: str | None = None, mixup_prob: float | None = None,
                   pretrained_backbone: str | None = None, no_amp: bool = False,
-                  max_steps_per_epoch: int | None = None, **_ignored) -> int:
+                  max_steps_per_epoch: int | None = None, skip_unreadable_images: bool | None = None,
+                  **_ignored) -> int:
     """`ffcore train`: returns 0 on success, 3 when the loss diverged (the last good checkpoint is kept)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     backbone = None
@@ -145,5 +146,5 @@ def train_command(model: str | None = None, preset: str = "featherface_paper", d
         "weight_decay": weight_decay, "val_every": val_every, "val_scale": parse_scale(val_scale),
         "val_root": val_data, "best_metric": best_metric, "mixup_prob": mixup_prob,
         "pretrained_backbone": backbone, "amp": False if no_amp else None,
-        "max_steps_per_epoch": max_steps_per_epoch})
+        "max_steps_per_epoch": max_steps_per_epoch, "skip_unreadable_images": skip_unreadable_images})
     return report(train(config, resume=resume))

@@ -10,6 +10,9 @@ detector inside it, and how a batch becomes loss terms). `Trainer.run()` does th
 - `best.pt` by validation AP (`best_metric`), or by training loss without validation;
 - a non-finite loss stops the run cleanly: nothing is saved for the broken epoch, the
   last good `last.pt` stays, the log and the returned `TrainResult` say so;
+- so does a training image that is missing or cannot be decoded (the message names it and
+  its annotation line), unless `skip_unreadable_images` is set: then it is skipped, logged
+  and counted (`skipped_images` in the metrics and the result);
 - DDP under torchrun (DistributedSampler with set_epoch); only rank 0 writes.
 """
 
@@ -73,9 +76,10 @@ class TrainResult:
     final_ap: dict[str, float] | None
     best_value: float | None
     epochs_completed: int
-    status: str = "completed"              # completed | diverged
+    status: str = "completed"              # completed | diverged | unreadable_image
     message: str = ""
     model: nn.Module | None = field(default=None, repr=False)
+    skipped_images: int = 0                # unreadable images skipped (skip_unreadable_images)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +92,10 @@ class TrainResult:
         return pd.DataFrame(self.history)
 
     def raise_for_status(self) -> "TrainResult":
+        if self.status == "unreadable_image":
+            from ffcore.data.datasets import UnreadableImageError
+
+            raise UnreadableImageError(self.message)
         if not self.ok:
             raise TrainingDivergedError(self.message)
         return self
@@ -102,7 +110,9 @@ def build_train_dataset(config: TrainConfig, root: Path):
 
     layout = WiderFaceLayout.find(root, need=("train",))
     transform = TrainTransform(TrainTransformConfig(image_size=config.image_size))
-    return layout.train_dataset(transform=transform, seed=config.seed, prefer_landmarks=True)
+    # skipping unreadable images covers missing ones too: they are then counted as met, not refused up front
+    return layout.train_dataset(transform=transform, seed=config.seed, prefer_landmarks=True,
+                                check_images=not config.skip_unreadable_images)
 
 
 def resolve_data_root(config: TrainConfig) -> Path:
@@ -126,7 +136,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # Plain types and tensors only, so the checkpoint reads with the safe loader (ffcore.checkpoint).
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"] = {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                            "pos": int(numpy_state["state"]["pos"])}
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -134,7 +148,11 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):      # version-1 checkpoints hold numpy's legacy tuple instead
+        key = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
+        numpy_state = {**numpy_state, "state": {**numpy_state["state"], "key": key}}
+    np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -158,9 +176,11 @@ class Trainer:
 
     # -- set-up
     def _data(self):
-        from ffcore.data.datasets import detection_collate
+        from ffcore.data.datasets import collate_reporting_unreadable
 
         dataset = build_train_dataset(self.config, resolve_data_root(self.config))
+        # Workers hand unreadable samples back as records; the loop stops or skips (one decision for all ranks).
+        dataset.report_unreadable = True
         if self.context.enabled:
             sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=self.context.world_size,
                                                           rank=self.context.rank, shuffle=True,
@@ -171,7 +191,7 @@ class Trainer:
             per_rank = len(dataset)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=self.config.workers,
-            collate_fn=detection_collate, pin_memory=self.device.type == "cuda",
+            collate_fn=collate_reporting_unreadable, pin_memory=self.device.type == "cuda",
             drop_last=per_rank > self.config.batch_size)   # no batch of one for BatchNorm, unless that is all
         return dataset, sampler, loader
 
@@ -320,16 +340,27 @@ class Trainer:
 
             epoch_start = time.perf_counter()
             sums: dict[str, float] = {}
-            images_seen = steps_done = 0
-            failure = None
+            images_seen = steps_done = skipped = 0
+            failure = unreadable_failure = None
             progress = None
             if main and config.progress:
                 from tqdm.auto import tqdm
 
                 progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                                 dynamic_ncols=True)
-            for step, (images, targets) in enumerate(loader):
+            for step, (images, targets, unreadable) in enumerate(loader):
                 if step >= steps_per_epoch:
+                    break
+                if images is None:     # no readable image in this batch: nothing to train on
+                    if config.skip_unreadable_images and not context.enabled:
+                        skipped += self._note_skipped(unreadable, logger)
+                        continue
+                    if context.enabled:   # the other ranks cannot learn of it without a forward pass
+                        from ffcore.data.datasets import UnreadableImageError
+
+                        raise UnreadableImageError("no readable image in a batch of rank "
+                                                   f"{context.rank}: " + "; ".join(u.describe() for u in unreadable))
+                    unreadable_failure, failure_step = unreadable, step
                     break
                 target_weights = None
                 if mix_config is not None:
@@ -343,9 +374,16 @@ class Trainer:
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.use_amp):
                     terms = self.task.loss_terms(trained, images, targets, priors, target_weights=target_weights)
                 total = terms["total"]
-                values = torch.stack([t.detach().float() for t in terms.values()])
+                # the unreadable count rides along with the losses, so every rank takes the same decision
+                values = torch.stack([t.detach().float() for t in terms.values()]
+                                     + [torch.tensor(float(len(unreadable)), device=device)])
                 all_reduce_sum(values, context)
-                values = values / context.world_size
+                unreadable_here = int(values[-1].item())
+                values = values[:-1] / context.world_size
+                if unreadable_here and not config.skip_unreadable_images:
+                    unreadable_failure, failure_step = unreadable or unreadable_here, step
+                    break
+                skipped += self._note_skipped(unreadable, logger) if unreadable_here else 0
                 if not torch.isfinite(values).all():
                     failure = {name: float(v) for name, v in zip(terms, values)}
                     failure_step = step
@@ -375,15 +413,24 @@ class Trainer:
             if progress is not None:
                 progress.close()
 
-            if failure is not None:
+            if failure is not None or unreadable_failure is not None:
                 last = self.out_dir / LAST_CHECKPOINT
                 kept = (f"the last good checkpoint {last} (epoch {epoch}) was kept" if epoch > 0 and last.exists()
                         else "no checkpoint had been written yet")
-                message = (f"non-finite loss at epoch {epoch + 1}, step {failure_step + 1}: "
-                           + ", ".join(f"{k}={v}" for k, v in failure.items())
-                           + f"; training stopped, {kept}. Lower the learning rate, set grad_clip_norm, "
-                             f"or check the data.")
-                status = "diverged"
+                if unreadable_failure is not None:
+                    named = ("; ".join(u.describe() for u in unreadable_failure)
+                             if isinstance(unreadable_failure, list)
+                             else f"{unreadable_failure} image(s) on another process (see its log)")
+                    message = (f"unreadable training image at epoch {epoch + 1}, step {failure_step + 1}: {named}; "
+                               f"training stopped, {kept}. Replace the image or remove its annotation, or set "
+                               f"skip_unreadable_images (--skip-unreadable-images) to skip and count such images.")
+                    status = "unreadable_image"
+                else:
+                    message = (f"non-finite loss at epoch {epoch + 1}, step {failure_step + 1}: "
+                               + ", ".join(f"{k}={v}" for k, v in failure.items())
+                               + f"; training stopped, {kept}. Lower the learning rate, set grad_clip_norm, "
+                                 f"or check the data.")
+                    status = "diverged"
                 if main:
                     logger.message(message, level=40)
                 break
@@ -399,6 +446,9 @@ class Trainer:
                 aps = self._validate(self.task.model) if main else {}
                 aps = broadcast_object(aps, context)
                 row.update({f"ap_{k}": v for k, v in aps.items()})
+            if config.skip_unreadable_images:
+                row["skipped_images"] = int(all_reduce_sum(torch.tensor([float(skipped)], device=device),
+                                                           context)[0].item())
             row["epoch_time_s"] = epoch_time
             row["images_per_s"] = images_seen / max(epoch_time, 1e-9)
             row["wall_time_s"] = time.perf_counter() - wall_start
@@ -448,4 +498,12 @@ class Trainer:
                            metrics_csv=logger.metrics_path if logger.metrics_path.exists() else None,
                            history=history, final_ap=final_ap, best_value=best_value,
                            epochs_completed=epochs_completed, status=status, message=message,
-                           model=self.task.model)
+                           model=self.task.model,
+                           skipped_images=int(sum(row.get("skipped_images", 0) for row in history)))
+
+    @staticmethod
+    def _note_skipped(unreadable: list, logger: RunLogger) -> int:
+        """Log the images skipped by this process (skip_unreadable_images); returns how many."""
+        for record in unreadable:
+            logger.message(f"skipped unreadable training image {record.describe()}", level=30)
+        return len(unreadable)

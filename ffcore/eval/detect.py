@@ -30,6 +30,9 @@ DEFAULT_WEIGHTS = {"retinaface_mnet025": ("weights", "retinaface_mnet025_widerfa
 
 def resolve_weights(model_name: str, weights: str | Path | None) -> Path:
     """The weights file to use: the one given, else the model's shipped default."""
+    from ffcore.models.registry import model_entry
+
+    model_entry(model_name)   # an unknown name says so (listing the registered ones) before anything else
     if weights is not None:
         return Path(weights)
     if model_name not in DEFAULT_WEIGHTS:
