@@ -149,8 +149,9 @@ def fork_training_log_figure(study: Study, run: str = FORK_MODEL, name: str = "f
             checkpoints[run] = file_sha256(study.checkpoint_path(run))
         ours_drawn = True
     loss_ax.set(xlabel="epoch", ylabel="training loss (2 box + class + landmark)", yscale="log")
-    lr_ax.set(xlabel="epoch", ylabel="learning rate", yscale="log")
-    loss_ax.legend(fontsize=7)
+    # both logs record the rate after the epoch's scheduler steps; the fork's last point is its restart
+    lr_ax.set(xlabel="epoch", ylabel="learning rate after the epoch", yscale="log")
+    loss_ax.legend(fontsize=7, loc="upper right")
     provenance = Provenance(profile=study.profile.name, dataset=WIDERFACE, checkpoints=checkpoints,
                             notes={"source": f"{FORK_LOG_FILE} (the fork's TensorBoard scalars)",
                                    "ours_overlaid": ours_drawn})
