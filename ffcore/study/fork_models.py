@@ -229,8 +229,10 @@ def fork_weights_table(study: Study) -> pd.DataFrame:
     """
     result = evaluate_fork_weights(study)
     settings = ("easy", "medium", "hard")
+    limit = study.profile.eval_limit
+    scope = f"{result.num_images} images" + (f", only the first {limit} predicted: not comparable" if limit else "")
     ours = {"source": f"ours: ffcore evaluation on the {study.dataset} validation set "
-                      f"(test scale {study.profile.eval_scale}, {result.num_images} images)",
+                      f"(test scale {study.profile.eval_scale}, {scope})",
             "kind": "measured", **{f"AP {s} %": round(100 * float(result.ap[s]), 2) for s in settings}}
     claim = {"source": FORK_CLAIM_SOURCE, "kind": "claim (not reproduced)",
              **{f"AP {s} %": FORK_CLAIMED_AP[s] for s in settings}}
