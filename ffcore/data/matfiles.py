@@ -49,6 +49,12 @@ def write_ground_truth(out_dir: str | Path, events: list[tuple[str, list[tuple[s
     """
     from scipy.io import savemat
 
+    for event, images in events:
+        for name, boxes, _ in images:
+            # int32 is the official type: a NaN or huge box would be cast to garbage, not refused
+            values = np.asarray(boxes, dtype=np.float64)
+            if not np.isfinite(values).all() or np.abs(values).max(initial=0) > np.iinfo(np.int32).max:
+                raise ValueError(f"boxes of {event}/{name} must be finite and fit int32, got {values.tolist()}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = {
