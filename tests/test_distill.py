@@ -40,6 +40,25 @@ def test_feature_mse_averages_levels_and_checks_shapes():
         feature_mse(a, [b[0], torch.ones(1, 4, 2, 2)])
 
 
+def test_feature_mse_over_the_levels_a_progressive_stage_matches():
+    a = [torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 4, 4), torch.zeros(1, 4, 2, 2)]
+    b = [torch.ones(1, 4, 8, 8), torch.full((1, 4, 4, 4), 2.0), torch.full((1, 4, 2, 2), 3.0)]
+    assert float(feature_mse(a, b, levels=(2,))) == pytest.approx(9.0)
+    assert float(feature_mse(a, b, levels=(1, 2))) == pytest.approx((4.0 + 9.0) / 2)
+    assert float(feature_mse(a, b, levels=(0, 1, 2))) == pytest.approx(float(feature_mse(a, b)))
+
+
+def test_progressive_schedule_rounds_its_boundaries_to_epochs():
+    from ffcore.engine.distill import DistillConfig, progressive_levels
+
+    stage_starts = [next(e for e in range(400) if len(progressive_levels(e, 400)) == n) for n in (1, 2, 3)]
+    assert stage_starts == [0, round(400 / 3), round(800 / 3)]
+    assert progressive_levels(1, 4, (0.5, 0.75)) == (2,) and progressive_levels(2, 4, (0.5, 0.75)) == (1, 2)
+    with pytest.raises(ValueError, match="stage_boundaries"):
+        DistillConfig(stage_boundaries=(0.7, 0.3))
+    assert DistillConfig.from_dict(DistillConfig(progressive=True).to_dict()) == DistillConfig(progressive=True)
+
+
 @pytest.fixture()
 def teacher_checkpoint(tmp_path):
     """A (randomly initialised) retinaface_mnet025 teacher in ffcore's checkpoint format."""
