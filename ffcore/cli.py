@@ -73,7 +73,12 @@ def _add_predict(sub) -> None:
     p.add_argument("--weights", default=None, help="checkpoint (ffcore or original layout)")
     p.add_argument("--data", default=None, help="dataset root (default data/widerface)")
     p.add_argument("--out", required=True, help="output folder for prediction files")
-    p.add_argument("--scale", default="origin", help="origin | vga | <int> (long side) (default origin)")
+    p.add_argument("--scale", default="origin",
+                   help="origin | vga | <int> (long side) | short1600max2150 (Pytorch_Retinaface's test scale) "
+                        "(default origin)")
+    p.add_argument("--caps", default="none", choices=("none", "fork"),
+                   help="detection caps: none (the released test scripts) or fork (top 5000 before NMS, "
+                        "750 kept after, as the thesis fork's script) (default none)")
     p.add_argument("--multiscale", action="store_true", help="add passes at 0.5x and 1.5x the test scale")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped passes")
     p.add_argument("--device", default="cpu")

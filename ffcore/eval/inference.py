@@ -6,7 +6,8 @@ only chooses the input size(s) and merges passes (flip / several scales).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -17,12 +18,17 @@ from ffcore.postprocess import DEFAULT_POSTPROCESS, Detections, PostprocessConfi
 from ffcore.preprocess import image_to_tensor
 
 VGA_LONG_SIDE = 640
+# Pytorch_Retinaface's test_widerface.py without --origin_size: the short side scaled to 1600
+# pixels unless the long side would then exceed 2150, in which case the long side is 2150.
+PYTORCH_RETINAFACE_SCALE = "short1600max2150"
+_SHORT_SIDE_SCALE = re.compile(r"short(\d+)max(\d+)")
 # Left/right eye and left/right mouth corner swap places in a mirrored image.
 _FLIP_LANDMARK_ORDER = (1, 0, 2, 4, 3)
 
 
 def parse_scale(scale: str | int) -> str | int:
-    """"origin", "vga" or a long side in pixels (int or digit string)."""
+    """"origin", "vga", a long side in pixels (int or digit string), or "short<S>max<L>"
+    (short side S unless the long side would exceed L; PYTORCH_RETINAFACE_SCALE is S=1600, L=2150)."""
     if isinstance(scale, int) or (isinstance(scale, str) and scale.isdigit()):
         value = int(scale)
         if value < 32:
@@ -30,8 +36,15 @@ def parse_scale(scale: str | int) -> str | int:
         return value
     if scale in ("origin", "vga"):
         return scale
-    raise ValueError(f"unknown test scale {scale!r}: use 'origin' (image as is), 'vga' (long side 640) "
-                     "or a long side in pixels such as 1024")
+    match = _SHORT_SIDE_SCALE.fullmatch(str(scale))
+    if match:
+        short, long = int(match.group(1)), int(match.group(2))
+        if not 32 <= short <= long:
+            raise ValueError(f"test scale {scale!r}: need 32 <= short side <= long side limit")
+        return scale
+    raise ValueError(f"unknown test scale {scale!r}: use 'origin' (image as is), 'vga' (long side 640), "
+                     f"a long side in pixels such as 1024, or '{PYTORCH_RETINAFACE_SCALE}' "
+                     "(Pytorch_Retinaface's test_widerface.py scale)")
 
 
 def resize_factor(height: int, width: int, scale: str | int) -> float:
@@ -39,6 +52,13 @@ def resize_factor(height: int, width: int, scale: str | int) -> float:
     scale = parse_scale(scale)
     if scale == "origin":
         return 1.0
+    if isinstance(scale, str) and scale.startswith("short"):
+        short, long = (int(v) for v in _SHORT_SIDE_SCALE.fullmatch(scale).groups())
+        factor = float(short) / float(min(height, width))
+        # the reference rounds the scaled long side before comparing it with the limit
+        if np.round(factor * max(height, width)) > long:
+            factor = float(long) / float(max(height, width))
+        return factor
     long_side = VGA_LONG_SIDE if scale == "vga" else scale
     return long_side / max(height, width)
 
@@ -50,28 +70,55 @@ def scale_label(scale: str | int, multiscale: bool = False, flip: bool = False) 
     return label + ("+ms" if multiscale else "") + ("+flip" if flip else "")
 
 
+# Caps on the number of detections per image: (top-k by score before NMS, kept after NMS).
+# The released Pytorch_Retinaface and FeatherFace test_widerface.py scripts parse --top_k 5000
+# and --keep_top_k 750 but leave the lines applying them commented out, so they keep every
+# detection above the score threshold; the thesis fork's script applies both.
+DETECTION_CAPS: dict[str, tuple[int | None, int | None]] = {"none": (None, None), "fork": (5000, 750)}
+DEFAULT_DETECTION_CAPS = "none"
+
+
+def postprocess_with_caps(caps: str, base: PostprocessConfig = DEFAULT_POSTPROCESS) -> PostprocessConfig:
+    """`base` with the named detection caps (a key of DETECTION_CAPS)."""
+    if caps not in DETECTION_CAPS:
+        raise ValueError(f"unknown detection caps {caps!r}; use one of {', '.join(DETECTION_CAPS)}")
+    pre_nms_top_k, keep_top_k = DETECTION_CAPS[caps]
+    return replace(base, pre_nms_top_k=pre_nms_top_k, keep_top_k=keep_top_k)
+
+
+def caps_name(config: PostprocessConfig) -> str:
+    """The DETECTION_CAPS name of a config's caps ("custom" when they are none of them)."""
+    caps = (config.pre_nms_top_k, config.keep_top_k)
+    return next((name for name, value in DETECTION_CAPS.items() if value == caps), "custom")
+
+
 @dataclass(frozen=True)
 class TestTimeConfig:
-    """Multi-scale factors (relative to the base scale) and flip used when they are asked for."""
+    """Multi-scale factors (relative to the base scale), flip, and the post-processing
+    (thresholds and detection caps; by default those of the released test scripts: no caps)."""
 
     multiscale_factors: tuple[float, ...] = (0.5, 1.0, 1.5)
     max_pixels: int = 2500 * 2500      # larger passes are skipped: memory and time, not accuracy, would suffer
-    postprocess: PostprocessConfig = DEFAULT_POSTPROCESS
+    postprocess: PostprocessConfig = postprocess_with_caps(DEFAULT_DETECTION_CAPS)
 
 
 DEFAULT_TEST_TIME = TestTimeConfig()
 
 
-def _forward(model: torch.nn.Module, image_bgr: np.ndarray, resize: float, device) -> Detections:
+def _forward(model: torch.nn.Module, image_bgr: np.ndarray, resize: float, device,
+             config: PostprocessConfig = DEFAULT_TEST_TIME.postprocess) -> Detections:
     import cv2
 
     if resize != 1.0:
-        image_bgr = cv2.resize(image_bgr, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
+        # Resized in float32, as the reference test scripts do (np.float32 before cv2.resize):
+        # resizing the uint8 image would round every interpolated pixel to an integer.
+        image_bgr = cv2.resize(np.float32(image_bgr), None, None, fx=resize, fy=resize,
+                               interpolation=cv2.INTER_LINEAR)
     tensor = image_to_tensor(image_bgr, device)
     with torch.inference_mode():
         loc, conf, landm = model(tensor)[:3]
     return postprocess(loc, conf, landm, input_size=tuple(tensor.shape[2:]), resize=resize,
-                       prior_config=model_prior_config(model))[0]
+                       prior_config=model_prior_config(model), config=config)[0]
 
 
 def model_prior_config(model) -> PriorConfig:
@@ -91,7 +138,7 @@ def _unflip(detections: Detections, width: int) -> Detections:
     return Detections(boxes, detections.scores, points.reshape(-1, 10))
 
 
-def merge_detections(parts: list[Detections], config: PostprocessConfig = DEFAULT_POSTPROCESS) -> Detections:
+def merge_detections(parts: list[Detections], config: PostprocessConfig = DEFAULT_TEST_TIME.postprocess) -> Detections:
     """NMS over the union of several passes (same "+1 pixel" IoU and limits as a single pass)."""
     boxes = torch.cat([p.boxes for p in parts])
     scores = torch.cat([p.scores for p in parts])
@@ -111,9 +158,9 @@ def detect_image(model: torch.nn.Module, image_bgr: np.ndarray, scale: str | int
     factors = [f for f in factors if (height * f) * (width * f) <= config.max_pixels] or [min(factors)]
     parts = []
     for factor in factors:
-        parts.append(_forward(model, image_bgr, factor, device))
+        parts.append(_forward(model, image_bgr, factor, device, config.postprocess))
         if flip:
-            flipped = _forward(model, np.ascontiguousarray(image_bgr[:, ::-1]), factor, device)
+            flipped = _forward(model, np.ascontiguousarray(image_bgr[:, ::-1]), factor, device, config.postprocess)
             parts.append(_unflip(flipped, width))
     if len(parts) == 1:
         return parts[0]

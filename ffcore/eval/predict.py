@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from ffcore.checkpoint import CheckpointError, file_sha256
-from ffcore.eval.inference import (DEFAULT_TEST_TIME, TestTimeConfig, detect_image, detections_to_xywh_score,
-                                   parse_scale, scale_label)
+from ffcore.eval.inference import (DEFAULT_TEST_TIME, TestTimeConfig, caps_name, detect_image,
+                                   detections_to_xywh_score, parse_scale, postprocess_with_caps, scale_label)
 from ffcore.eval.predictions import write_prediction_file
 from ffcore.preprocess import ImageReadError, read_image
 
@@ -51,18 +51,23 @@ def _validation_index(images, check_images: bool = True):
 def predict_widerface(model: torch.nn.Module, images, out_dir: str | Path, scale: str | int = "origin",
                       multiscale: bool = False, flip: bool = False, device: str | torch.device = "cpu",
                       progress: bool = True, limit: int | None = None, checkpoint: str | Path | None = None,
-                      test_time: TestTimeConfig = DEFAULT_TEST_TIME, integer_boxes: bool = True) -> PredictionRun:
+                      test_time: TestTimeConfig = DEFAULT_TEST_TIME, integer_boxes: bool = True,
+                      caps: str | None = None) -> PredictionRun:
     """Run `model` over every validation image and write one prediction file per image.
 
     `images`: a `ffcore.data.ValidationIndex` or a dataset root (WIDER_val/images + the
     validation list). `scale`: "origin" (image as is), "vga" (long side 640) or a long
     side in pixels; `multiscale`/`flip` add test-time passes merged by NMS. `checkpoint`
     (the weights file) is only recorded, by its SHA-256 prefix. `integer_boxes` truncates
-    coordinates as the reference scripts' files do.
+    coordinates as the reference scripts' files do. `caps` ("none" or "fork", see
+    `ffcore.eval.inference.DETECTION_CAPS`) replaces the detection caps of `test_time`
+    (default: none, as the released test scripts); the metadata records the caps used.
     """
     from tqdm.auto import tqdm
 
     scale = parse_scale(scale)
+    if caps is not None:
+        test_time = dataclasses.replace(test_time, postprocess=postprocess_with_caps(caps, test_time.postprocess))
     index = _validation_index(images)
     entries = list(index)[:limit] if limit is not None else list(index)
     out_dir = Path(out_dir)
@@ -90,6 +95,7 @@ def predict_widerface(model: torch.nn.Module, images, out_dir: str | Path, scale
         "multiscale_factors": list(test_time.multiscale_factors) if multiscale else None,
         "flip": flip,
         "postprocess": dataclasses.asdict(test_time.postprocess),
+        "detection_caps": caps_name(test_time.postprocess),
         "integer_boxes": integer_boxes,
         "device": str(device),
         "images": len(entries),
@@ -112,7 +118,7 @@ def _ground_truth_dir(dataset_root: str | Path) -> Path:
 def evaluate_model(model: torch.nn.Module, dataset_root: str | Path, scale: str | int = "origin",
                    multiscale: bool = False, flip: bool = False, device: str | torch.device = "cpu",
                    out_dir: str | Path | None = None, progress: bool = True, limit: int | None = None,
-                   checkpoint: str | Path | None = None):
+                   checkpoint: str | Path | None = None, caps: str | None = None):
     """Predict the validation set of `dataset_root` (into `out_dir` or a temporary folder) and evaluate it.
 
     Returns an `EvalResult` labelled with the model and test scale. With `limit`, only the
@@ -129,7 +135,7 @@ def evaluate_model(model: torch.nn.Module, dataset_root: str | Path, scale: str 
     with tempfile.TemporaryDirectory(prefix="ffcore_pred_") as tmp:
         target = Path(out_dir) if out_dir is not None else Path(tmp)
         run = predict_widerface(model, dataset_root, target, scale=scale, multiscale=multiscale, flip=flip,
-                                device=device, progress=progress, limit=limit, checkpoint=checkpoint)
+                                device=device, progress=progress, limit=limit, checkpoint=checkpoint, caps=caps)
         with warnings.catch_warnings():
             if limit is not None:
                 warnings.simplefilter("ignore", MissingPredictionsWarning)
@@ -139,7 +145,7 @@ def evaluate_model(model: torch.nn.Module, dataset_root: str | Path, scale: str 
 
 def predict_command(model: str, weights: str | None, data: str | None, out: str, scale: str = "origin",
                     multiscale: bool = False, flip: bool = False, device: str = "cpu", limit: int | None = None,
-                    gt: str | None = None) -> int:
+                    gt: str | None = None, caps: str = "none") -> int:
     """`ffcore predict`: write prediction files (and evaluate them when the ground truth is there)."""
     from ffcore.data.layout import LayoutError, WiderFaceLayout
     from ffcore.eval.detect import load_detector, resolve_weights
@@ -149,12 +155,13 @@ def predict_command(model: str, weights: str | None, data: str | None, out: str,
         weights_path = resolve_weights(model, weights)
         detector = load_detector(model, weights_path, device)
         run = predict_widerface(detector, data, out, scale=scale, multiscale=multiscale, flip=flip, device=device,
-                                limit=limit, checkpoint=weights_path)
+                                limit=limit, checkpoint=weights_path, caps=caps)
     except (LayoutError, CheckpointError, ImageReadError, ValueError) as exc:
         print(f"error: {exc}")
         return 2
     print(f"wrote {run.metadata['images']} prediction files ({run.metadata['boxes']} boxes, scale "
-          f"{run.scale}) to {run.out_dir} in {run.metadata['seconds']} s")
+          f"{run.scale}, detection caps {run.metadata['detection_caps']}) to {run.out_dir} "
+          f"in {run.metadata['seconds']} s")
     gt_dir = Path(gt) if gt else WiderFaceLayout.discover(data).ground_truth_dir
     if gt_dir is not None and limit is None:
         from ffcore.eval import evaluate_command

@@ -1,0 +1,192 @@
+"""`ffcore predict` writes what Pytorch_Retinaface's `test_widerface.py` writes.
+
+The oracle below is a line-by-line transcription (numpy, written for this test) of that
+script's steps for one image: float32 image minus the BGR mean, optional cv2 resize
+(--origin_size, or short side 1600 with the long side at most 2150), forward, PriorBox,
+decode, softmax score, score > 0.02, sort, py_cpu_nms at 0.4 (areas with "+1"), no top-k
+caps (the script's lines applying --top_k / --keep_top_k are commented out), and its file
+format (int() of the corners, w = int(x2) - int(x1)). Both run the same trained
+RetinaFace-MobileNet-0.25 on the shared real photos.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import product
+from math import ceil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ffcore.cli import main
+from ffcore.eval.inference import (DETECTION_CAPS, PYTORCH_RETINAFACE_SCALE, parse_scale, postprocess_with_caps,
+                                   resize_factor, scale_label)
+from ffcore.paths import shared_dir
+
+WEIGHTS = shared_dir() / "weights" / "retinaface_mnet025_widerface.pth"
+PHOTOS = ("crowd.jpg", "group.jpg")
+needs_weights = pytest.mark.skipif(
+    not WEIGHTS.is_file() or not all((shared_dir() / "images" / p).is_file() for p in PHOTOS),
+    reason="shared weights or photos absent")
+
+
+# ----------------------------------------------------------------------- the oracle
+
+def _reference_resize(height: int, width: int, origin_size: bool) -> float:
+    target_size, max_size = 1600, 2150
+    resize = float(target_size) / float(min(height, width))
+    if np.round(resize * max(height, width)) > max_size:
+        resize = float(max_size) / float(max(height, width))
+    return 1.0 if origin_size else resize
+
+
+def _reference_priors(height: int, width: int) -> torch.Tensor:
+    min_sizes, steps = [[16, 32], [64, 128], [256, 512]], [8, 16, 32]
+    anchors = []
+    for k, step in enumerate(steps):
+        for i, j in product(range(ceil(height / step)), range(ceil(width / step))):
+            for min_size in min_sizes[k]:
+                anchors += [(j + 0.5) * step / width, (i + 0.5) * step / height, min_size / width, min_size / height]
+    return torch.Tensor(anchors).view(-1, 4)
+
+
+def _reference_nms(dets: np.ndarray, thresh: float) -> list[int]:
+    x1, y1, x2, y2, scores = dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 3], dets[:, 4]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        xx1, yy1 = np.maximum(x1[i], x1[order[1:]]), np.maximum(y1[i], y1[order[1:]])
+        xx2, yy2 = np.minimum(x2[i], x2[order[1:]]), np.minimum(y2[i], y2[order[1:]])
+        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
+        overlap = inter / (areas[i] + areas[order[1:]] - inter)
+        order = order[np.where(overlap <= thresh)[0] + 1]
+    return keep
+
+
+def _reference_file(model: torch.nn.Module, image_path, origin_size: bool) -> str:
+    import cv2
+
+    img = np.float32(cv2.imread(str(image_path), cv2.IMREAD_COLOR))
+    resize = _reference_resize(img.shape[0], img.shape[1], origin_size)
+    if resize != 1:
+        img = cv2.resize(img, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
+    height, width = img.shape[:2]
+    scale = torch.Tensor([width, height, width, height])
+    img -= (104, 117, 123)
+    tensor = torch.from_numpy(img.transpose(2, 0, 1)).unsqueeze(0)
+    with torch.no_grad():
+        loc, conf, _ = model(tensor)[:3]
+    conf = F.softmax(conf, dim=-1)          # the network's test phase
+    priors = _reference_priors(height, width)
+    loc = loc.squeeze(0)
+    boxes = torch.cat((priors[:, :2] + loc[:, :2] * 0.1 * priors[:, 2:], priors[:, 2:] * torch.exp(loc[:, 2:] * 0.2)), 1)
+    boxes[:, :2] -= boxes[:, 2:] / 2
+    boxes[:, 2:] += boxes[:, :2]
+    boxes = (boxes * scale / resize).numpy()
+    scores = conf.squeeze(0).numpy()[:, 1]
+    inds = np.where(scores > 0.02)[0]
+    boxes, scores = boxes[inds], scores[inds]
+    order = scores.argsort()[::-1]
+    boxes, scores = boxes[order], scores[order]
+    dets = np.hstack((boxes, scores[:, np.newaxis])).astype(np.float32, copy=False)
+    dets = dets[_reference_nms(dets, 0.4), :]
+    lines = [image_path.stem, str(len(dets))]
+    for box in dets:
+        x, y = int(box[0]), int(box[1])
+        w, h = int(box[2]) - int(box[0]), int(box[3]) - int(box[1])
+        lines.append(f"{x} {y} {w} {h} {box[4]}")
+    return "\n".join(lines) + "\n"
+
+
+def _parsed(text: str) -> tuple[list[str], list[tuple[int, int, int, int]], np.ndarray]:
+    """Header lines, integer boxes and float32 scores of a prediction file: the reference writes
+    str(np.float32) and a trailing space, ffcore 9 significant digits; both read back to the same float32."""
+    lines = text.splitlines()
+    rows = [line.split() for line in lines[2:]]
+    return lines[:2], [tuple(int(v) for v in row[:4]) for row in rows], np.array([row[4] for row in rows], np.float32)
+
+
+# ------------------------------------------------------------------------------ tests
+
+def test_pytorch_retinaface_scale_by_hand():
+    assert parse_scale(PYTORCH_RETINAFACE_SCALE) == "short1600max2150" == scale_label("short1600max2150")
+    # 886 x 1280: the short side to 1600 would make the long side 2312 > 2150, so the long side is 2150
+    assert resize_factor(886, 1280, PYTORCH_RETINAFACE_SCALE) == pytest.approx(2150 / 1280)
+    # 1200 x 1500: short side 1600 keeps the long side at 2000 <= 2150
+    assert resize_factor(1200, 1500, PYTORCH_RETINAFACE_SCALE) == pytest.approx(1600 / 1200)
+    for height, width in ((886, 1280), (624, 1024), (1200, 1500), (1600, 1600), (500, 2000)):
+        assert resize_factor(height, width, PYTORCH_RETINAFACE_SCALE) == _reference_resize(height, width, False)
+    with pytest.raises(ValueError, match="short side"):
+        parse_scale("short2000max1000")
+
+
+def test_caps_default_to_none_and_the_fork_caps_are_a_named_option():
+    assert DETECTION_CAPS == {"none": (None, None), "fork": (5000, 750)}
+    from ffcore.eval.inference import DEFAULT_TEST_TIME
+
+    assert (DEFAULT_TEST_TIME.postprocess.pre_nms_top_k, DEFAULT_TEST_TIME.postprocess.keep_top_k) == (None, None)
+    fork = postprocess_with_caps("fork")
+    assert (fork.pre_nms_top_k, fork.keep_top_k, fork.nms_iou, fork.score_threshold) == (5000, 750, 0.4, 0.02)
+    with pytest.raises(ValueError, match="unknown detection caps"):
+        postprocess_with_caps("tight")
+
+
+@pytest.fixture(scope="module")
+def photo_tree(tmp_path_factory):
+    """A WIDER-format validation tree holding the two shared photos."""
+    root = tmp_path_factory.mktemp("photos_widerface")
+    event = root / "WIDER_val" / "images" / "0--Parade"
+    event.mkdir(parents=True)
+    listing = []
+    for photo in PHOTOS:
+        (event / photo).write_bytes((shared_dir() / "images" / photo).read_bytes())
+        listing += [f"0--Parade/{photo}", "1", "10 10 20 20 0 0 0 0 0 0"]
+    split = root / "wider_face_split"
+    split.mkdir()
+    (split / "wider_face_val_bbx_gt.txt").write_text("\n".join(listing) + "\n")
+    return root
+
+
+@needs_weights
+@pytest.mark.slow
+@pytest.mark.parametrize("scale, origin_size", [("origin", True), (PYTORCH_RETINAFACE_SCALE, False)])
+def test_predict_writes_what_test_widerface_writes(photo_tree, tmp_path, scale, origin_size):
+    from ffcore.eval.detect import load_detector
+
+    torch.set_num_threads(2)
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", "retinaface_mnet025", "--weights", str(WEIGHTS), "--data", str(photo_tree),
+                 "--out", str(out), "--scale", scale]) == 0
+    meta = json.loads((out / "predictions_meta.json").read_text())
+    assert meta["scale"] == scale and meta["detection_caps"] == "none"
+    assert meta["postprocess"]["pre_nms_top_k"] is None and meta["postprocess"]["keep_top_k"] is None
+    model = load_detector("retinaface_mnet025", WEIGHTS)
+    for photo in PHOTOS:
+        ours = _parsed((out / "0--Parade" / photo.replace(".jpg", ".txt")).read_text())
+        reference = _parsed(_reference_file(model, photo_tree / "WIDER_val" / "images" / "0--Parade" / photo,
+                                            origin_size))
+        assert ours[0] == reference[0]                  # image name and box count
+        assert int(reference[0][1]) > 10                # many low-score boxes: a real comparison
+        assert ours[1] == reference[1]
+        assert np.array_equal(ours[2], reference[2])
+
+
+@needs_weights
+def test_fork_caps_are_applied_and_recorded(photo_tree, tmp_path):
+    torch.set_num_threads(2)
+    plain, capped = tmp_path / "plain", tmp_path / "capped"
+    for out, caps in ((plain, "none"), (capped, "fork")):
+        assert main(["predict", "--model", "retinaface_mnet025", "--weights", str(WEIGHTS), "--data",
+                     str(photo_tree), "--out", str(out), "--scale", "vga", "--caps", caps]) == 0
+    meta = json.loads((capped / "predictions_meta.json").read_text())
+    assert meta["detection_caps"] == "fork" and meta["postprocess"]["keep_top_k"] == 750
+    for photo in PHOTOS:
+        name = photo.replace(".jpg", ".txt")
+        count_plain = int((plain / "0--Parade" / name).read_text().splitlines()[1])
+        count_capped = int((capped / "0--Parade" / name).read_text().splitlines()[1])
+        assert count_capped == min(count_plain, 750)
