@@ -200,6 +200,55 @@ def test_trained_eca_cbam_finds_the_fork_pipelines_faces(trained_eca_cbam, image
     assert (detections.scores >= 0.5).all() and (detections.boxes[:, 2:] > detections.boxes[:, :2]).all()
 
 
+def reference_pipeline(loc, conf, priors, width, height, threshold=0.5):
+    """The references' test script, transcribed as an oracle: decode with variances (0.1, 0.2), scale to
+    pixels, softmax, keep scores > 0.02, top 5000, greedy NMS at IoU 0.4 with the +1 pixel convention,
+    top 750, then the display threshold. Returns [n, 5] (x1, y1, x2, y2, score) in float64."""
+    import numpy as np
+
+    loc, conf, priors = (t.double().numpy() for t in (loc[0], conf[0], priors))
+    centres = priors[:, :2] + loc[:, :2] * 0.1 * priors[:, 2:]
+    sizes = priors[:, 2:] * np.exp(loc[:, 2:] * 0.2)
+    boxes = np.hstack([centres - sizes / 2, centres + sizes / 2]) * [width, height, width, height]
+    scores = np.exp(conf[:, 1]) / np.exp(conf).sum(axis=1)
+    keep = scores > 0.02
+    boxes, scores = boxes[keep], scores[keep]
+    order = scores.argsort()[::-1][:5000]
+    boxes, scores = boxes[order], scores[order]
+    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    remaining, kept = np.arange(len(scores)), []
+    while remaining.size:
+        i, rest = remaining[0], remaining[1:]
+        kept.append(i)
+        w = np.maximum(0.0, np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0]) + 1)
+        h = np.maximum(0.0, np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1]) + 1)
+        overlap = w * h / (areas[i] + areas[rest] - w * h)
+        remaining = rest[overlap <= 0.4]
+    dets = np.hstack([boxes, scores[:, None]])[kept][:750]
+    return dets[dets[:, 4] >= threshold]
+
+
+@needs_vectors
+@pytest.mark.parametrize("image_name, faces", [("crowd.jpg", 24), ("group.jpg", 6)])
+def test_trained_eca_cbam_detects_box_for_box_like_the_fork_pipeline(trained_eca_cbam, fork_code, image_name, faces):
+    from ffcore.anchors import make_priors
+    from ffcore.eval.detect import detect_faces
+    from ffcore.preprocess import image_to_tensor, read_image
+
+    image = read_image(SHARED / "images" / image_name)
+    height, width = image.shape[:2]
+    original = fork_code["featherface_eca_cbam"](cfg=vectors("featherface_eca_cbam")["cfg"], phase="train")
+    original.load_state_dict(torch.load(TRAINED_WEIGHTS, map_location="cpu", weights_only=True))
+    original.eval()
+    with torch.no_grad():
+        loc, conf, _ = original(image_to_tensor(image))
+    expected = reference_pipeline(loc, conf, make_priors(height, width), width, height)
+    ours = detect_faces(trained_eca_cbam, image, threshold=0.5)
+    assert len(expected) == len(ours) == faces
+    assert torch.allclose(ours.boxes.double(), torch.from_numpy(expected[:, :4]), atol=1e-3)    # pixels
+    assert torch.allclose(ours.scores.double(), torch.from_numpy(expected[:, 4]), atol=1e-4)
+
+
 def test_detect_command_runs_the_trained_eca_cbam(trained_eca_cbam, tmp_path, capsys):
     import json
 
