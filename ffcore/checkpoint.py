@@ -36,9 +36,10 @@ CHECKPOINT_FORMAT = "ffcore-checkpoint"
 CHECKPOINT_VERSION = 2
 
 # What torch.load raises for a truncated, damaged or foreign file (found by fuzzing zip and
-# legacy checkpoints: cut at any byte, random bytes, random byte flips).
+# legacy checkpoints: cut at any byte, random bytes, random byte flips); AssertionError is
+# torch's own check that a legacy file's storage keys resolve.
 _DAMAGED_FILE_ERRORS = (RuntimeError, EOFError, ValueError, IndexError, KeyError, TypeError, AttributeError,
-                        OSError, OverflowError, MemoryError, struct.error, zipfile.BadZipFile)
+                        OSError, OverflowError, MemoryError, AssertionError, struct.error, zipfile.BadZipFile)
 
 
 class CheckpointError(RuntimeError):
@@ -59,9 +60,13 @@ def _version1_numpy_globals() -> list:
     `dtype` objects of any other kind (object arrays above all, whose items would be
     unpickled) cannot be built: their classes are not on the list.
     """
+    import importlib
+
     import numpy as np
 
-    reconstruct = np._core.multiarray._reconstruct
+    # Imported by name: numpy 1.26 (the peers' environment) has numpy._core but does not load
+    # its multiarray submodule as an attribute; the module path works on numpy 1 and 2 alike.
+    reconstruct = importlib.import_module("numpy._core.multiarray")._reconstruct
     return [reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct"),   # numpy 2 and numpy 1 spellings
             np.ndarray, np.dtype, np.dtypes.UInt32DType]
 
@@ -128,7 +133,7 @@ def _refusal(path: Path, exc: pickle.UnpicklingError, allowed: set[str]) -> Chec
     try:
         # the full list (the unpickler stops at the first); zip-format files only
         names = [n for n in unsafe_globals(path) if n not in allowed] or names
-    except (ValueError, *_DAMAGED_FILE_ERRORS):
+    except (pickle.UnpicklingError, *_DAMAGED_FILE_ERRORS):
         pass
     if names:
         shown = ", ".join(dict.fromkeys(names))

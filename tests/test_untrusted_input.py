@@ -230,6 +230,25 @@ def test_a_damaged_checkpoint_is_named(tmp_path, damage):
         load_checkpoint_file(path)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_randomly_damaged_checkpoints_load_or_raise_a_checkpoint_error(tmp_path, zip_format):
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"w": torch.arange(64.0)}, "epoch": 3, "note": "x"}, buffer,
+               _use_new_zipfile_serialization=zip_format)
+    original, path = buffer.getvalue(), tmp_path / "damaged.pt"
+    rng = np.random.default_rng(11)
+    for i in range(150):
+        data = bytearray(original[: int(rng.integers(0, len(original)))] if i % 4 == 0 else original)
+        for _ in range(int(rng.integers(1, 8)) if i % 4 else 0):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(data))
+        try:
+            load_checkpoint_file(path)
+        except CheckpointError as error:
+            assert str(path) in str(error)
+
+
 # ----------------------------------------------------------------- unreadable images in training
 
 def _corrupt(image: Path) -> None:
