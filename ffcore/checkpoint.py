@@ -19,6 +19,7 @@ those needs numpy's array reconstruction, allowed for that one dtype (see
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -166,6 +167,79 @@ def load_checkpoint_file(path: str | Path, map_location: str | torch.device = "c
     except _DAMAGED_FILE_ERRORS as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated, damaged or not a PyTorch "
                               f"file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
+
+
+# ------------------------------------------------------------------- caches of ffcore's own results
+
+_TYPE_TAG = "__ffcore_type__"
+
+
+def _to_plain(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise CheckpointError(f"cannot store {where}: numpy array of dtype {value.dtype} (numbers only)")
+        return {_TYPE_TAG: "ndarray", "data": torch.from_numpy(np.ascontiguousarray(value).copy())}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {_TYPE_TAG: "dataclass", "name": f"{type(value).__module__}.{type(value).__qualname__}",
+                "fields": {f.name: _to_plain(getattr(value, f.name), f"{where}.{f.name}")
+                           for f in dataclasses.fields(value)}}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_plain(item, f"{where}[{i}]") for i, item in enumerate(value))
+    if isinstance(value, dict):
+        if not all(isinstance(key, (str, int)) for key in value):
+            raise CheckpointError(f"cannot store {where}: dict keys must be strings or integers")
+        return {key: _to_plain(item, f"{where}[{key!r}]") for key, item in value.items()}
+    raise CheckpointError(f"cannot store {where}: {type(value).__name__} is not a plain type")
+
+
+def _from_plain(value: Any, types: dict[str, type], where: str) -> Any:
+    if isinstance(value, list):
+        return [_from_plain(item, types, where) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_from_plain(item, types, where) for item in value)
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(_TYPE_TAG)
+    if tag == "ndarray":
+        return value["data"].numpy()
+    if tag == "dataclass":
+        name = value["name"]
+        if name not in types:    # built only from the caller's list: a file cannot name what gets built
+            raise CheckpointError(f"{where} holds a {name}, which is not among the types expected here "
+                                  f"({', '.join(sorted(types))})")
+        return types[name](**{key: _from_plain(item, types, where) for key, item in value["fields"].items()})
+    return {key: _from_plain(item, types, where) for key, item in value.items()}
+
+
+def save_state_file(path: str | Path, value: Any) -> Path:
+    """Write a result made of dataclasses, numpy arrays, tensors and plain containers so that
+    `load_state_file` can read it with the safe loader (for caches: pickle would run code)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save({"format": "ffcore-state", "value": _to_plain(value, path.name)}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_state_file(path: str | Path, types: tuple[type, ...] = ()) -> Any:
+    """Read what `save_state_file` wrote; dataclasses are rebuilt only from `types`."""
+    path = Path(path)
+    stored = load_checkpoint_file(path)
+    if not isinstance(stored, dict) or stored.get("format") != "ffcore-state":
+        raise CheckpointError(f"{path} is not a state file written by ffcore.checkpoint.save_state_file")
+    return _from_plain(stored["value"], {f"{t.__module__}.{t.__qualname__}": t for t in types}, str(path))
 
 
 def file_sha256(path: str | Path, length: int = 12) -> str:

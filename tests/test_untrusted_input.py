@@ -332,3 +332,41 @@ def test_load_detector_names_an_unknown_model_before_asking_for_weights():
 
     with pytest.raises(UnknownModelError, match="registered models: .*retinaface_mnet025"):
         load_detector("featherface_v9")
+
+
+# ------------------------------------------------------------------------------ result caches
+
+def test_an_evaluation_result_round_trips_through_a_safe_state_file(tmp_path):
+    from ffcore.checkpoint import load_state_file, save_state_file
+    from ffcore.data.matfiles import write_ground_truth
+    from ffcore.eval import Predictions, evaluate, load_ground_truth
+    from ffcore.eval.protocol import EvalResult, PredictionMatches, SettingResult
+
+    boxes = [np.array([[10, 20, 30, 40], [50, 5, 8, 9]]), np.array([[4, 4, 20, 20]])]
+    write_ground_truth(tmp_path / "gt", [("0--Parade", [("a", boxes[0], {}), ("b", boxes[1], {})])],
+                       {s: [[np.array([0, 1]), np.array([0])]] for s in ("easy", "medium", "hard")})
+    truth = load_ground_truth(tmp_path / "gt")
+    predictions = Predictions.from_mapping({("0--Parade", "a"): [[10, 20, 30, 40, 0.9], [0, 0, 5, 5, 0.4]],
+                                            ("0--Parade", "b"): [[5, 4, 20, 20, 0.7]]}, truth)
+    result = evaluate(predictions, truth)
+    path = save_state_file(tmp_path / "cache" / "eval.pt", result)
+    restored = load_state_file(path, (EvalResult, SettingResult, PredictionMatches))
+    assert restored.ap == result.ap and restored.num_images == result.num_images
+    for setting in result.settings:
+        for name in ("precision", "recall", "thresholds", "proposals", "true_positives"):
+            a, b = getattr(result[setting], name), getattr(restored[setting], name)
+            assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    assert np.array_equal(result.face_match_score, restored.face_match_score, equal_nan=True)
+    with pytest.raises(CheckpointError, match="not among the types expected"):
+        load_state_file(path, (EvalResult,))
+
+
+def test_a_crafted_cache_file_is_refused(tmp_path):
+    from ffcore.checkpoint import load_state_file
+
+    marker = tmp_path / "marker"
+    path = tmp_path / "eval.pt"
+    torch.save({"format": "ffcore-state", "value": CreatesFile(marker)}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        load_state_file(path)
+    assert not marker.exists()
