@@ -306,6 +306,25 @@ def test_fork_recipe_matches_priors_at_overlap_half():
     assert multibox_loss_for(model, get_preset("featherface_paper")).config.overlap_threshold == 0.35
 
 
+def test_fork_recipe_trains_with_one_command(tmp_path):
+    from ffcore.checkpoint import load_checkpoint_file
+    from ffcore.cli import main
+    from test_engine import write_tiny_wider_tree
+
+    root = write_tiny_wider_tree(tmp_path / "data", images=8)
+    out = tmp_path / "fork"
+    assert main(["train", "--preset", "fork_eca_cbam", "--data", str(root), "--out", str(out), "--epochs", "2",
+                 "--batch-size", "4", "--image-size", "64", "--max-steps-per-epoch", "2", "--workers", "0",
+                 "--device", "cpu", "--pretrained-backbone", "none"]) == 0
+    checkpoint = load_checkpoint_file(out / "last.pt")
+    assert checkpoint["model_name"] == "featherface_eca_cbam"
+    recipe = checkpoint["train_config"]
+    assert (recipe["optimizer"], recipe["schedule"], recipe["overlap_threshold"]) == ("adam", "cosine_restarts", 0.5)
+    # T_0 follows --epochs: after epoch 1 of 2 the rate is half-way down the cosine, after epoch 2 it restarts
+    rates = [row["lr"] for row in checkpoint["history"]]
+    assert rates == pytest.approx([1e-6 + (1e-3 - 1e-6) * 0.5, 1e-3], rel=1e-6)
+
+
 # ----------------------------------------------------------- a real teacher for V2
 
 @needs_weights
