@@ -131,7 +131,7 @@ SYNTHETIC_CPU = TrainConfig(model="featherface_v1", epochs=8, batch_size=8, imag
 # train_eca_cbam.py): Adam (L2 weight decay 1e-4 on every parameter), CosineAnnealingWarmRestarts
 # with T_0 = the run's 350 epochs and eta_min 1e-6 stepped once per epoch, batch 32 at 640 px, and
 # priors matched at IoU 0.5 instead of RetinaFace's 0.35. The fork never validated during training
-# (it kept its final weights), so best.pt is chosen by training loss unless --val-every is given.
+# (it kept its final weights), so best.pt is chosen by training loss unless --best-metric says otherwise.
 FORK_ECA_CBAM = TrainConfig(model="featherface_eca_cbam", optimizer="adam", lr=1e-3, weight_decay=1e-4,
                             decay_all_parameters=True, schedule="cosine_restarts", min_lr=1e-6, epochs=350,
                             batch_size=32, image_size=640, overlap_threshold=0.5, best_metric="loss")
