@@ -318,3 +318,24 @@ def test_damaged_mat_files_read_cleanly_or_are_named(tmp_path, name):
         assert np.isfinite(truth.boxes).all() and len(truth.offsets) == truth.num_images + 1
         assert all("/" not in e and e not in ("", ".", "..") for e in truth.events + truth.names)
     assert outcomes["refused"]
+
+
+# ------------------------------------------------------------------------------ through the CLI
+
+@pytest.mark.parametrize("damage", ["prediction", "mat"])
+def test_ffcore_evaluate_reports_a_damaged_input_by_name(tmp_path, damage, capsys):
+    from ffcore.cli import main
+
+    gt = _ground_truth_dir(tmp_path / "gt")
+    pred = tmp_path / "pred"
+    (pred / "0--Parade").mkdir(parents=True)
+    for name in ("a", "b"):
+        _write(pred / "0--Parade", f"{name}.txt", PREDICTION.replace("a\n", f"{name}\n", 1))
+    if damage == "prediction":
+        bad = _write(pred / "0--Parade", "b.txt", "b\n1\n4 4 nan 20 0.9\n")
+    else:
+        bad = gt / "wider_medium_val.mat"
+        bad.write_bytes(bad.read_bytes()[:200])
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("error: ") and str(bad) in out
