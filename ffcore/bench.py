@@ -528,3 +528,113 @@ def bench_command(models: Sequence[str] | None = None, out: str | None = None, r
         latency_figure(table).savefig(figure)
         print(f"wrote {figure}")
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX Runtime graphs side by side: interleaved timing and per-operator profiles
+# --------------------------------------------------------------------------------------------
+
+def load_average() -> float:
+    """The 1-minute load average (/proc/loadavg), recorded beside timings taken on a shared machine."""
+    with open("/proc/loadavg", encoding="ascii") as handle:
+        return float(handle.read().split()[0])
+
+
+def time_onnx_interleaved(graphs: dict[str, str | Path], sizes: Sequence[tuple[int, int]] = ((640, 640),),
+                          threads: Sequence[int] = (1, 2), rounds: int = 30, warmup: int = 3):
+    """Forward latency of ONNX files in ONNX Runtime, timed in interleaved rounds; one row per graph, size, threads.
+
+    Every round calls each graph once (the order rotates), so a load spike slows all of them
+    alike. Rows hold the median, 10th and 90th percentiles of the rounds in milliseconds and
+    the load average before and after the setting.
+    """
+    import pandas as pd
+
+    from ffcore.export import ort_session, sample_batch
+
+    rows = []
+    for count in threads:
+        sessions = {name: ort_session(path, threads=count) for name, path in graphs.items()}
+        for height, width in sizes:
+            feed = sample_batch(height, width).numpy()
+            calls = {name: (lambda s=session: s.run(None, {s.get_inputs()[0].name: feed}))
+                     for name, session in sessions.items()}
+            for call in calls.values():
+                for _ in range(warmup):
+                    call()
+            load_before = load_average()
+            times = {name: [] for name in calls}
+            names = list(calls)
+            for round_index in range(rounds):
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    start = time.perf_counter()
+                    calls[name]()
+                    times[name].append(time.perf_counter() - start)
+            load_after = load_average()
+            for name, values in times.items():
+                ms = np.asarray(values) * 1e3
+                rows.append({"graph": name, "height": height, "width": width, "threads": count, "rounds": rounds,
+                             "median_ms": float(np.median(ms)), "p10_ms": float(np.percentile(ms, 10)),
+                             "p90_ms": float(np.percentile(ms, 90)), "loadavg_before": load_before,
+                             "loadavg_after": load_after})
+    return pd.DataFrame(rows)
+
+
+def onnx_operator_profile(path: str | Path, size: tuple[int, int] = (640, 640), threads: int = 1,
+                          runs: int = 10, warmup: int = 3):
+    """Where the time goes in ONNX Runtime: kernel time per operator type, per run, from its profiler.
+
+    Returns (table, totals): table rows are operator types of the optimised graph with
+    `nodes`, `kernel_ms` (mean per run) and `share` of the kernel time; totals holds the
+    mean wall time of a run (`wall_ms`), the summed kernel time (`kernel_ms`) and their
+    difference (`overhead_ms`: scheduling, memory planning and the calls between nodes).
+    """
+    import json
+
+    import onnxruntime as ort
+    import pandas as pd
+
+    from ffcore.export import sample_batch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    with tempfile.TemporaryDirectory(prefix="ffcore_ortprof_") as tmp:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: sample_batch(*size).numpy()}
+        for _ in range(warmup):
+            session.run(None, feed)
+        walls = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, feed)
+            walls.append(time.perf_counter() - start)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    # Node events of the timed runs only: the profile also holds the warm-up runs, in order.
+    run_events = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    if len(run_events) < runs:
+        raise RuntimeError(f"ONNX Runtime profile of {path} has {len(run_events)} runs, expected {runs + warmup}")
+    first_timed = run_events[-runs]["ts"]
+    kernel: dict[str, float] = {}
+    nodes: dict[str, set] = {}
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time") or event["ts"] < first_timed:
+            continue
+        op = event.get("args", {}).get("op_name", "?")
+        kernel[op] = kernel.get(op, 0.0) + event["dur"] / 1e3 / runs
+        nodes.setdefault(op, set()).add(event["name"])
+    table = pd.DataFrame([{"operator": op, "nodes": len(nodes[op]), "kernel_ms": ms} for op, ms in kernel.items()])
+    table = table.sort_values("kernel_ms", ascending=False, ignore_index=True)
+    total_kernel = float(table["kernel_ms"].sum())
+    table["share"] = table["kernel_ms"] / total_kernel
+    wall = float(np.mean(walls) * 1e3)
+    totals = {"wall_ms": wall, "kernel_ms": total_kernel, "overhead_ms": wall - total_kernel,
+              "nodes": int(table["nodes"].sum()), "loadavg": load_average(), "threads": threads,
+              "height": size[0], "width": size[1]}
+    return table, totals

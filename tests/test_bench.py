@@ -120,3 +120,52 @@ def test_bench_cli_smoke(tmp_path, capsys):
 
     written = pd.read_csv(out)
     assert set(written.model) == {"retinaface_mnet025", "featherface_v2"}
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX Runtime graphs side by side
+# --------------------------------------------------------------------------------------------
+
+def _tiny_onnx(path, convolutions: int):
+    """image [N, 3, H, W] -> `convolutions` 3x3 convs with ReLU: a graph whose cost grows with the count."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, name = [], [], "image"
+    for i in range(convolutions):
+        weight = numpy_helper.from_array(np.full((3, 3, 3, 3), 0.01, dtype=np.float32), f"w{i}")
+        inits.append(weight)
+        nodes += [helper.make_node("Conv", [name, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1], name=f"conv{i}"),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
+        name = f"r{i}"
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                            ["n", 3, "h", "w"])],
+                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", 3, "h", "w"])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), str(path))
+    return path
+
+
+def test_interleaved_onnx_timing_gives_one_row_per_graph_size_and_threads(tmp_path):
+    from ffcore.bench import time_onnx_interleaved
+
+    graphs = {"small": _tiny_onnx(tmp_path / "small.onnx", 1), "large": _tiny_onnx(tmp_path / "large.onnx", 12)}
+    table = time_onnx_interleaved(graphs, sizes=((64, 64), (48, 80)), threads=(1,), rounds=5, warmup=1)
+    assert len(table) == 2 * 2
+    assert set(table.graph) == {"small", "large"} and set(zip(table.height, table.width)) == {(64, 64), (48, 80)}
+    assert (table.p10_ms <= table.median_ms).all() and (table.median_ms <= table.p90_ms).all()
+    assert (table.loadavg_before >= 0).all() and (table.rounds == 5).all()
+
+
+def test_operator_profile_splits_a_run_into_kernels_and_the_time_between_them(tmp_path):
+    from ffcore.bench import onnx_operator_profile
+
+    table, totals = onnx_operator_profile(_tiny_onnx(tmp_path / "tiny.onnx", 4), size=(64, 64), runs=3, warmup=1)
+    nodes = dict(zip(table.operator, table.nodes))
+    # the profile describes the optimised graph: ONNX Runtime fuses each Relu into its Conv
+    # (and may add layout reorders), so four Conv nodes and no Relu
+    assert nodes["Conv"] == 4 and "Relu" not in nodes
+    assert table["nodes"].sum() == totals["nodes"]
+    assert abs(table["share"].sum() - 1.0) < 1e-9 and (table["kernel_ms"] > 0).all()
+    assert totals["wall_ms"] >= totals["kernel_ms"] > 0
+    assert totals["overhead_ms"] == pytest.approx(totals["wall_ms"] - totals["kernel_ms"])
