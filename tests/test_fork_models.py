@@ -127,6 +127,14 @@ def test_attention_swaps_of_v1_change_only_the_attention(name, attention):
     assert name in ablation_models()
 
 
+def test_fork_models_are_declared_as_attention_swaps_of_its_cbam_baseline():
+    from ffcore.models.zoo import ONE_PART_SWAPS
+    from ffcore.study.ablations import one_part_swaps
+
+    assert one_part_swaps("featherface_cbam_exact") == ["featherface_eca_cbam", "featherface_eca_cbam_parallel"]
+    assert {ONE_PART_SWAPS[m][1] for m in one_part_swaps("featherface_cbam_exact")} == {"attention"}
+
+
 @needs_vectors
 @pytest.mark.parametrize("name", sorted(FORK_MODELS))
 def test_parity_with_the_fork_vectors_at_640(name):

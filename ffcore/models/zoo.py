@@ -75,6 +75,9 @@ ONE_PART_SWAPS: dict[str, tuple[str, str]] = {
     "featherface_v1_v2_heads": ("featherface_v1", "head"),
     "featherface_v1_eca_cbam": ("featherface_v1", "attention"),
     "featherface_v1_eca_cbam_parallel": ("featherface_v1", "attention"),
+    # the fork's own comparison, at its 52 channels: ECA-CBAM against its CBAM baseline
+    "featherface_eca_cbam": ("featherface_cbam_exact", "attention"),
+    "featherface_eca_cbam_parallel": ("featherface_cbam_exact", "attention"),
 }
 
 # config fields of each part (attention serves the backbone and the neck stages together)
