@@ -1,12 +1,15 @@
-# Two entry points for a fresh machine (see README.md):
-#   make reproduce   set up .venv and run every notebook on the synthetic smoke profile
-#   make test        set up .venv and run the tests plus the notebooks under nbval
+# Entry points for a fresh machine (see README.md):
+#   make reproduce   set up .venv and run the default study: `full` with WIDER FACE and CUDA,
+#                    otherwise `synthetic` (about an hour on a 2-core CPU)
+#   make smoke       the tiny smoke profile (a few minutes): checks the pipeline, not the models
+#   make test        set up .venv and run the tests plus smoke copies of the notebooks under nbval
+#   make lab         JupyterLab on the notebooks (also as root, as in containers)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test lab clean-results
+.PHONY: setup reproduce smoke test lab clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,14 +22,38 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 reproduce: $(STAMP)
+	$(PY) run_all.py
+
+smoke: $(STAMP)
 	$(PY) run_all.py --profile smoke
 
+# The committed notebooks hold the synthetic reference run; nbval runs copies without the
+# injected parameters (so the smoke defaults apply) and checks only the data-free cells.
 test: $(STAMP)
 	$(PY) -m pytest -q tests
-	$(PY) -m pytest -q --nbval-lax --nbval-kernel-name python3 notebooks
+	$(PY) -c "from ffcore.study.notebooks import write_smoke_copies; write_smoke_copies('notebooks', '.nbval')"
+	$(PY) -m pytest -q --nbval-lax --nbval-kernel-name python3 .nbval
 
+# JupyterLab refuses to start as root without --allow-root (containers often run as root).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks
 
 clean-results:
 	rm -rf results/smoke thesis_figures/smoke
+
+# Peer detectors (MTCNN, BlazeFace, dlib HOG, Haar cascade) in an environment of their own:
+# their pins (numpy < 2, protobuf < 5, OpenCV 4 for the cascade files) do not fit .venv.
+# facenet-pytorch pins torch 2.2 and mediapipe wants jax: both go in with --no-deps on top of
+# requirements-peers.txt (torch from the main pins; see the comments there).
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): requirements-peers.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q -r requirements-peers.txt
+	$(PEERS_VENV)/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0 mediapipe==0.10.21
+	$(PEERS_VENV)/bin/python -c "from ffcore.peers import load_peers; _, s = load_peers(); assert not s, s"
+	touch $(PEERS_STAMP)
+
+.PHONY: peers
+peers: $(PEERS_STAMP)

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Run the five study notebooks in order with papermill and print what each took.
 
-    python run_all.py                       # smoke profile: synthetic data, CPU, a few minutes
-    python run_all.py --profile synthetic   # longer synthetic run (about an hour on a CPU)
+    python run_all.py                       # full with WIDER FACE + CUDA, else synthetic (about an hour on a CPU)
+    python run_all.py --profile smoke       # tiny synthetic set, a few minutes: checks the pipeline
     python run_all.py --profile full --data data/widerface --device cuda
     python run_all.py --only 03 --force     # one notebook, retraining what it trains
+    python run_all.py --profile synthetic --in-place   # refresh the committed notebooks
 
 Executed notebooks go to results/<profile>/notebooks/; tables to results/<profile>/tables/,
 figures to thesis_figures/<profile>/, and results/<profile>/summary.md lists them all.
@@ -30,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_all.py",
         description="Execute the study notebooks (01 baseline ... 05 benchmarks) with papermill for one "
                     "run profile and write their tables, figures and summary.")
-    parser.add_argument("--profile", default="smoke", choices=("smoke", "synthetic", "full"),
-                        help="smoke: tiny synthetic set, CPU, minutes (default); synthetic: longer synthetic "
-                             "run; full: WIDER FACE from data/widerface, the papers' schedules, GPU")
+    parser.add_argument("--profile", default=None, choices=("smoke", "synthetic", "full"),
+                        help="full: WIDER FACE from data/widerface, the papers' schedules, GPU; synthetic: every "
+                             "model trained on generated data with one CPU recipe (about an hour on 2 cores); "
+                             "smoke: tiny synthetic set, minutes, checks the pipeline only. Default: full when "
+                             "data/widerface is complete and CUDA is available, otherwise synthetic")
     parser.add_argument("--data", default=None,
                         help="dataset root (default: data/synthetic/<profile> for the synthetic profiles, "
                              "data/widerface for full)")
@@ -44,9 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="retrain even when a checkpoint exists under results/<profile>/checkpoints/")
     parser.add_argument("--epochs", type=int, default=None, help="override every training length of the profile")
     parser.add_argument("--image-size", type=int, default=None, help="override the profile's training image size")
+    parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any field of the profile (ffcore/profiles.py), VALUE a Python literal, e.g. "
+                             "--override max_steps_per_epoch=1 --override \"bench_backends=('torch',)\"")
     parser.add_argument("--in-place", action="store_true",
-                        help="write the executed notebooks back into notebooks/ (to commit their outputs; "
-                             "smoke profile with default parameters only)")
+                        help="write the executed notebooks back into notebooks/ (to commit the reference run's "
+                             "outputs; `make test` runs smoke copies of them under nbval)")
     return parser
 
 
@@ -62,6 +68,27 @@ def select_notebooks(only: list[str] | None) -> list[str]:
     return [name for name in NOTEBOOKS if name in chosen]
 
 
+def default_profile(data_root: Path | None = None) -> tuple[str, str]:
+    """(profile, why): `full` when WIDER FACE is complete under data/widerface (or `data_root`) and
+    CUDA is available, otherwise `synthetic`."""
+    import torch
+
+    from ffcore.profiles import get_profile
+    from ffcore.study.context import default_data_root
+    from ffcore.study.datasets import DatasetMissingError, check_dataset
+
+    full = get_profile("full")
+    root = data_root or default_data_root(full)
+    try:
+        check_dataset(full, root)
+    except DatasetMissingError as exc:
+        first = str(exc).splitlines()[0]
+        return "synthetic", f"WIDER FACE is not complete at {root} ({first[:160]})"
+    if not torch.cuda.is_available():
+        return "synthetic", f"WIDER FACE is at {root} but no CUDA device is visible"
+    return "full", f"WIDER FACE is complete at {root} and CUDA is available"
+
+
 def notebook_parameters(args: argparse.Namespace) -> dict:
     """The papermill parameters passed to every notebook (each must exist in its `parameters` cell)."""
     params = {"profile": args.profile, "force": bool(args.force)}
@@ -73,7 +100,25 @@ def notebook_parameters(args: argparse.Namespace) -> dict:
         params["epochs"] = args.epochs
     if args.image_size is not None:
         params["image_size"] = args.image_size
+    if args.override:
+        params["overrides"] = parse_overrides(args.override)
     return params
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """{"field": literal} from FIELD=VALUE strings (VALUE a Python literal; a bare word stays a string)."""
+    import ast
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"run_all.py: --override {item!r} is not FIELD=VALUE")
+        try:
+            overrides[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key.strip()] = value
+    return overrides
 
 
 def describe_failure(name: str, error: Exception) -> str:
@@ -92,6 +137,9 @@ def describe_failure(name: str, error: Exception) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     names = select_notebooks(args.only)
+    if args.profile is None:
+        args.profile, why = default_profile(Path(args.data).expanduser().resolve() if args.data else None)
+        print(f"run_all.py: no --profile given; running {args.profile!r}: {why}", flush=True)
 
     # Fail before any notebook starts when the profile's data or device is not there.
     from ffcore.profiles import get_profile
@@ -115,20 +163,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     params = notebook_parameters(args)
-    if args.in_place:
-        if args.profile != "smoke" or set(params) - {"profile", "force"} or args.force:
-            print("run_all.py: --in-place only runs the smoke profile with the notebooks' default parameters",
-                  file=sys.stderr)
-            return 2
-        params = {}   # the notebooks' own defaults are the smoke profile; no injected cell
-    out_dir = NOTEBOOK_DIR if args.in_place else REPO_ROOT / "results" / profile.name / "notebooks"
+    from ffcore.paths import results_dir
+
+    out_dir = NOTEBOOK_DIR if args.in_place else results_dir() / profile.name / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
 
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    print(f"profile {profile.name}: {profile.description}")
-    print(f"data {data_root} | device {device} | force {args.force} | notebooks -> {out_dir}")
+    print(f"profile {profile.name}: {profile.description}", flush=True)
+    print(f"data {data_root} | device {device} | force {args.force} | notebooks -> {out_dir}", flush=True)
+    print("each training prints a line with the trainings left and an ETA", flush=True)
     timings: list[tuple[str, str, float]] = []
     total_start = time.perf_counter()
     for position, name in enumerate(names, 1):
@@ -152,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary_path = write_summary(profile.name)
     _print_summary(timings, time.perf_counter() - total_start)
-    print(f"summary: {summary_path}")
+    print(f"summary: {summary_path}", flush=True)
     return 0
 
 
@@ -162,7 +207,7 @@ def _print_summary(timings: list[tuple[str, str, float]], total: float) -> None:
     print(f"{'notebook':<{width}}  status  wall time")
     for name, status, seconds in timings:
         print(f"{name:<{width}}  {status:<6}  {seconds:8.1f} s")
-    print(f"{'total':<{width}}  {'':<6}  {total:8.1f} s")
+    print(f"{'total':<{width}}  {'':<6}  {total:8.1f} s ({total / 60:.1f} min)", flush=True)
 
 
 if __name__ == "__main__":

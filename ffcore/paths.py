@@ -42,11 +42,12 @@ def data_dir() -> Path:
 
 
 def results_dir() -> Path:
-    return REPO_ROOT / "results"
+    # FFCORE_RESULTS / FFCORE_FIGURES: a run that must not touch the repository's results (tests)
+    return Path(os.environ.get("FFCORE_RESULTS", REPO_ROOT / "results")).resolve()
 
 
 def figures_dir() -> Path:
-    return REPO_ROOT / "thesis_figures"
+    return Path(os.environ.get("FFCORE_FIGURES", REPO_ROOT / "thesis_figures")).resolve()
 
 
 def weights_dir() -> Path:

@@ -5,13 +5,16 @@ Three presets, each a frozen dataclass, chosen by name (`get_profile("smoke")`):
 - `smoke`: a tiny synthetic dataset generated on first use, CPU, one or two epochs at a
   small image size. Every notebook runs end to end in minutes; the numbers only show
   that the pipeline works and say nothing about the models.
-- `synthetic`: a larger synthetic dataset trained long enough (about an hour on a
-  two-core CPU) that comparisons between models start to mean something — still
-  synthetic data, and labelled so on every artifact.
+- `synthetic`: the default run without WIDER FACE or a GPU. A synthetic dataset and a
+  recipe that brings FeatherFace V1 to AP easy >= 85 % on its validation split, every
+  model of the study trained with it (about an hour on a two-core CPU) — still synthetic
+  data, and labelled so on every artifact.
 - `full`: WIDER FACE from `data/widerface/`, the papers' schedules, a GPU.
 
-A notebook's `epochs` / `image_size` parameters override the profile's values when
-they are not None (`with_overrides`).
+Each comparison changes only the factor it studies: V1 and its one-part swaps share
+`train_preset` / `epochs`; V2 alone, V2 distilled (every teacher) and the V2 variants
+share `student_preset` / `student_epochs`. A notebook's `epochs` / `image_size`
+parameters override the profile's values when they are not None (`with_overrides`).
 """
 
 from __future__ import annotations
@@ -27,14 +30,17 @@ class RunProfile:
     description: str
     dataset: str                      # "synthetic" or "widerface"
     device: str                       # default device of the notebooks
-    epochs: int                       # supervised training of every model (V1, V2, each ablation variant)
-    distill_epochs: int               # teacher -> student training
+    epochs: int                       # V1 and its one-part swaps
+    student_epochs: int               # V2 alone, V2 distilled and the V2 variants (one length for all of them)
     image_size: int                   # square training crop
     batch_size: int
-    train_preset: str                 # ffcore.engine preset for supervised training
-    distill_preset: str               # ffcore.engine preset for distillation
+    train_preset: str                 # ffcore.engine preset of V1 and its one-part swaps
+    student_preset: str               # ffcore.engine preset of V2 alone, V2 distilled and the V2 variants
     teacher: str = "featherface_v1"   # distillation teacher (trained in notebook 01)
     student: str = "featherface_v2"
+    seeds: tuple[int, ...] = (0,)     # training seeds of the V2 alone vs V2 distilled comparison
+    finetune_epochs: int = 1          # pruned variants: fine-tuning from their trained parent
+    bootstrap_resamples: int = 1000   # resamples of the validation images for every AP interval
     synthetic_train_images: int | None = None   # size of the generated dataset (synthetic profiles)
     synthetic_val_images: int | None = None
     synthetic_long_side: tuple[int, int] = (320, 640)   # image long side range of the generated dataset
@@ -54,13 +60,23 @@ class RunProfile:
     def is_synthetic(self) -> bool:
         return self.dataset == SYNTHETIC
 
-    def with_overrides(self, epochs: int | None = None, image_size: int | None = None) -> "RunProfile":
-        """The profile with a notebook's `epochs` / `image_size` parameters applied (None keeps the preset)."""
+    def with_overrides(self, epochs: int | None = None, image_size: int | None = None,
+                       fields: dict | None = None) -> "RunProfile":
+        """The profile with a notebook's `epochs` / `image_size` parameters applied (None keeps the preset),
+        then any other field named in `fields` (e.g. {"bench_backends": ("torch",)} for a quick check)."""
+        from dataclasses import fields as dataclass_fields
+
         changes: dict = {}
         if epochs is not None:
-            changes.update(epochs=int(epochs), distill_epochs=int(epochs))
+            changes.update(epochs=int(epochs), student_epochs=int(epochs))
         if image_size is not None:
             changes["image_size"] = int(image_size)
+        known = {f.name for f in dataclass_fields(self)}
+        unknown = sorted(set(fields or {}) - known)
+        if unknown:
+            raise KeyError(f"unknown profile field(s) {', '.join(unknown)}; RunProfile fields: {', '.join(sorted(known))}")
+        for key, value in (fields or {}).items():
+            changes[key] = tuple(value) if isinstance(value, list) else value
         return replace(self, **changes) if changes else self
 
 
@@ -68,34 +84,38 @@ SMOKE = RunProfile(
     name="smoke",
     description="tiny synthetic dataset, CPU, a few minutes end to end: checks the pipeline, not the models",
     dataset=SYNTHETIC, device="cpu",
-    epochs=2, distill_epochs=2,
+    epochs=2, student_epochs=2,
     image_size=128, batch_size=4, max_steps_per_epoch=1,
-    train_preset="smoke", distill_preset="smoke",
+    train_preset="smoke", student_preset="smoke", seeds=(0, 1), bootstrap_resamples=200,
     synthetic_train_images=16, synthetic_val_images=6, synthetic_long_side=(192, 320),
     eval_scale="320", eval_limit=None,
     bench_sizes=(320,), bench_repeats=3, bench_backends=("torch",),
     bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2"),
 )
 
+# Sized from measured per-step costs on a 2-core CPU (see README, "How long it takes"): every
+# model of the study trains with the `synthetic_cpu` recipe for the same epochs on the same images,
+# no validation pass during training (the study evaluates every run once, with intervals).
 SYNTHETIC_PROFILE = RunProfile(
     name="synthetic",
-    description="synthetic dataset trained long enough for model comparisons (about an hour on a 2-core CPU)",
+    description="synthetic dataset, every model trained with one CPU recipe (about an hour on a 2-core CPU)",
     dataset=SYNTHETIC, device="cpu",
-    epochs=8, distill_epochs=8,
-    image_size=160, batch_size=8,
-    train_preset="synthetic_cpu", distill_preset="synthetic_cpu",
-    synthetic_train_images=200, synthetic_val_images=60,
-    eval_scale="origin", eval_limit=None,
-    bench_sizes=(320, 640), bench_repeats=10,
+    epochs=8, student_epochs=8,
+    image_size=256, batch_size=8,
+    train_preset="synthetic_cpu", student_preset="synthetic_cpu", seeds=(0, 1, 2), finetune_epochs=2,
+    synthetic_train_images=300, synthetic_val_images=100, synthetic_long_side=(320, 640),
+    eval_scale="origin", eval_limit=None, val_every=0,
+    bench_sizes=(640,), bench_repeats=10,
+    bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2"),
 )
 
 FULL = RunProfile(
     name="full",
     description="WIDER FACE, the papers' training schedules, GPU",
     dataset=WIDERFACE, device="cuda",
-    epochs=350, distill_epochs=400,
+    epochs=350, student_epochs=400,
     image_size=640, batch_size=32,
-    train_preset="featherface_paper", distill_preset="v2_thesis",
+    train_preset="featherface_paper", student_preset="v2_thesis", seeds=(0, 1, 2), finetune_epochs=20,
     eval_scale="origin", eval_limit=None,
     bench_sizes=(640,), bench_repeats=50, bench_backends=("torch", "onnx_fp32", "onnx_int8"),
     val_every=10, workers=4,

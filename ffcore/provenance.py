@@ -18,6 +18,15 @@ from ffcore.paths import REPO_ROOT
 
 SYNTHETIC = "synthetic"
 WIDERFACE = "widerface"
+NO_DATA = "none"          # computed from the architecture alone (parameters, FLOPs, shapes)
+# Written by the synthetic generator at the root of every tree it makes: a tree carrying it is
+# synthetic wherever it is copied (data/widerface included).
+SYNTHETIC_MARKER = "synth_manifest.json"
+
+
+def dataset_of(data_root: str | Path, declared: str) -> str:
+    """The dataset an artifact really used: synthetic when the tree carries the generator's marker."""
+    return SYNTHETIC if (Path(data_root) / SYNTHETIC_MARKER).is_file() else declared
 
 
 def git_state(root: Path = REPO_ROOT) -> dict:
@@ -36,7 +45,7 @@ def git_state(root: Path = REPO_ROOT) -> dict:
 
 @dataclass
 class Provenance:
-    """Where an artifact came from. `dataset` is "synthetic" or "widerface"."""
+    """Where an artifact came from. `dataset` is "synthetic", "widerface" or "none" (no data involved)."""
 
     profile: str
     dataset: str
@@ -47,8 +56,14 @@ class Provenance:
     def is_synthetic(self) -> bool:
         return self.dataset == SYNTHETIC
 
+    @property
+    def uses_data(self) -> bool:
+        return self.dataset != NO_DATA
+
     def label(self) -> str:
         """The line printed on the artifact itself."""
+        if not self.uses_data:
+            return "no data: computed from the architecture"
         data = "SYNTHETIC DATA (not WIDER FACE)" if self.is_synthetic else "WIDER FACE"
         return f"{data} | profile {self.profile}"
 
@@ -82,7 +97,11 @@ def write_table(table, out_dir: str | Path, name: str, provenance: Provenance, c
 
 
 def stamp_figure(fig, provenance: Provenance) -> None:
-    """Print the provenance label on the figure itself (red when the data is synthetic)."""
+    """Print the provenance label on the figure itself (red when the data is synthetic).
+
+    A figure that involves no data (an architecture drawing) carries no stamp."""
+    if not provenance.uses_data:
+        return
     # Just below the figure area: never covers a legend; bbox_inches="tight" keeps it in the file.
     fig.text(0.99, -0.01, provenance.label(), ha="right", va="top", fontsize=7,
              color="#b00020" if provenance.is_synthetic else "#444444", alpha=0.9)

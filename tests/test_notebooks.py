@@ -15,7 +15,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 # Study functions whose output depends on training, timing or the machine: never checked by nbval.
 NONDETERMINISTIC = {"train_or_load", "distill_or_load", "evaluate_runs", "ablation_table", "benchmark_table",
-                    "summary_table", "open_study"}
+                    "summary_table", "open_study", "seed_runs_table", "v2_variants_table", "pruned_table",
+                    "distillation_comparison", "real_photo_check", "what_this_shows"}
 
 
 def code_cells(path: Path) -> list[dict]:
@@ -82,13 +83,45 @@ def test_only_deterministic_cells_are_checked(path):
             assert str(REPO) not in text, "checked output contains a path"
 
 
-def test_notebooks_are_committed_with_the_outputs_of_a_clean_smoke_run():
+def test_notebooks_are_committed_with_the_outputs_of_a_complete_run():
+    """The committed notebooks hold a whole run (the synthetic reference run): every cell has output,
+    none an error, and papermill's injected cell (if any) names a known profile."""
+    from ffcore.profiles import PROFILES
+
     for path in NOTEBOOKS:
+        notebook = json.loads(path.read_text())
+        for cell in notebook["cells"]:
+            if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+                values = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(source(cell)).body}
+                assert values["profile"] in PROFILES, path.name
         for cell in code_cells(path)[1:]:
+            if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+                continue
             outputs = cell.get("outputs", [])
-            assert outputs, f"{path.name}: cell without output; rerun `python run_all.py --in-place`:\n{source(cell)}"
+            assert outputs, (f"{path.name}: cell without output; rerun `python run_all.py --profile synthetic "
+                             f"--in-place`:\n{source(cell)}")
             for output in outputs:
                 assert output.get("output_type") != "error", f"{path.name}: committed with an error output"
+
+
+def test_every_table_and_figure_is_introduced_and_data_cells_are_explained():
+    """A markdown sentence before each table or figure; every AP table or comparison is followed by a
+    generated "what this shows" paragraph (a study.describe_* or study.what_this_shows call)."""
+    explained = ("evaluate_runs", "ablation_table", "v2_variants_table", "pruned_table", "distillation_comparison",
+                 "real_photo_check")
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        for index, cell in enumerate(cells):
+            if cell["cell_type"] != "code" or index < 3:
+                continue
+            calls = study_calls(source(cell))
+            if calls & {"what_this_shows"} or any(c.startswith("describe_") for c in calls):
+                continue
+            previous = [c for c in cells[:index] if c["cell_type"] == "markdown" or study_calls(source(c))]
+            assert previous, path.name
+            if calls & set(explained):
+                following = study_calls(source(cells[index + 1])) if index + 1 < len(cells) else set()
+                assert any(c.startswith("describe_") for c in following), f"{path.name}: {calls} not explained"
 
 
 def test_profiles_and_overrides():
@@ -97,14 +130,22 @@ def test_profiles_and_overrides():
     assert set(PROFILES) == {"smoke", "synthetic", "full"}
     assert get_profile("smoke").is_synthetic and not get_profile("full").is_synthetic
     smoke = get_profile("smoke").with_overrides(epochs=5, image_size=96)
-    assert (smoke.epochs, smoke.distill_epochs, smoke.image_size) == (5, 5, 96)
+    assert (smoke.epochs, smoke.student_epochs, smoke.image_size) == (5, 5, 96)
     assert get_profile("smoke").with_overrides() is get_profile("smoke")
     with pytest.raises(KeyError, match="smoke, synthetic, full"):
         get_profile("huge")
     from ffcore.engine.config import PRESETS
 
     for profile in PROFILES.values():
-        assert profile.train_preset in PRESETS and profile.distill_preset in PRESETS, profile.name
+        assert profile.train_preset in PRESETS and profile.student_preset in PRESETS, profile.name
+        assert len(profile.seeds) >= 2 and profile.bootstrap_resamples >= 100, profile.name
+    # the sides of each comparison share one recipe: the synthetic run trains everything alike
+    synthetic = get_profile("synthetic")
+    assert synthetic.train_preset == synthetic.student_preset and synthetic.epochs == synthetic.student_epochs
+    assert len(synthetic.seeds) >= 3 and synthetic.bootstrap_resamples == 1000
+    assert get_profile("smoke").with_overrides(fields={"seeds": [0]}).seeds == (0,)
+    with pytest.raises(KeyError, match="unknown profile field"):
+        get_profile("smoke").with_overrides(fields={"sedes": (0,)})
 
 
 def test_claims_are_found_in_the_seed_documents():

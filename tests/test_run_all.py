@@ -27,7 +27,7 @@ def parameters_cell(notebook: Path) -> dict:
 
 def full_args() -> list[str]:
     return ["--profile", "synthetic", "--data", "/tmp/some-data", "--device", "cpu", "--force",
-            "--epochs", "3", "--image-size", "128"]
+            "--epochs", "3", "--image-size", "128", "--override", "bench_repeats=2"]
 
 
 def test_every_notebook_exists():
@@ -38,7 +38,8 @@ def test_every_notebook_exists():
 def test_every_parameter_run_all_passes_is_in_each_parameters_cell():
     # All options given, so every parameter run_all can pass is present.
     params = run_all.notebook_parameters(run_all.build_parser().parse_args(full_args()))
-    assert set(params) == {"profile", "data_root", "device", "force", "epochs", "image_size"}
+    assert set(params) == {"profile", "data_root", "device", "force", "epochs", "image_size", "overrides"}
+    assert params["overrides"] == {"bench_repeats": 2}
     for name in run_all.NOTEBOOKS:
         declared = parameters_cell(run_all.NOTEBOOK_DIR / f"{name}.ipynb")
         missing = set(params) - set(declared)
@@ -101,3 +102,63 @@ def test_full_with_an_incomplete_tree_names_what_is_missing(tmp_path):
     result = _run("--profile", "full", "--data", str(tmp_path), "--device", "cpu")
     assert result.returncode == 2
     assert "incomplete" in result.stderr and "data/README.md" in result.stderr
+
+
+def test_full_profile_runs_every_notebook_on_a_generated_widerface_tree(tmp_path):
+    """The `full` path without WIDER FACE: `ffcore synth` writes the exact WIDER FACE layout, run_all
+    runs the five notebooks on it with CPU overrides, every artifact is written and stamped synthetic
+    (the tree carries the generator's marker, wherever it lies)."""
+    import os
+
+    data = tmp_path / "widerface"
+    env = {**os.environ, "FFCORE_RESULTS": str(tmp_path / "results"), "FFCORE_FIGURES": str(tmp_path / "figures"),
+           "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "ffcore", "synth", "--out", str(data), "--train-images", "4",
+                    "--val-images", "3"], check=True, env=env, capture_output=True, timeout=120)
+    overrides = ["max_steps_per_epoch=1", "batch_size=2", "synthetic_long_side=(160, 256)", "seeds=(0, 1, 2)",
+                 "finetune_epochs=1", "bootstrap_resamples=50", "bench_sizes=(128,)", "bench_repeats=1",
+                 "bench_backends=('torch',)", "bench_models=('featherface_v1', 'featherface_v2')", "flops_size=128",
+                 "val_every=0", "workers=0"]
+    command = [sys.executable, str(REPO / "run_all.py"), "--profile", "full", "--data", str(data), "--device", "cpu",
+               "--epochs", "1", "--image-size", "64"] + [f"--override={o}" for o in overrides]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for name in run_all.NOTEBOOKS:
+        assert name in run.stdout and "FAILED" not in run.stdout
+        assert (tmp_path / "results" / "full" / "notebooks" / f"{name}.ipynb").is_file()
+    tables = tmp_path / "results" / "full" / "tables"
+    assert (tables / "real_photo_check.csv").is_file()   # real photos: stamped as such, not as synthetic
+    for table in ("v1_ap", "distillation_ap", "distillation_comparison", "ablations", "v2_variants", "pruned",
+                  "benchmark"):
+        assert (tables / f"{table}.csv").is_file(), table
+        sidecar = json.loads((tables / f"{table}.json").read_text())
+        assert sidecar["dataset"] == "synthetic", table    # a generated tree copied anywhere stays synthetic
+    figures = tmp_path / "figures" / "full"
+    for figure in ("v1_ap_intervals", "distillation_comparison_intervals", "ablations_intervals", "latency"):
+        assert (figures / f"{figure}.png").is_file(), figure
+    assert (tmp_path / "results" / "full" / "summary.md").is_file()
+
+
+def test_default_profile_is_synthetic_without_widerface_and_says_why(tmp_path):
+    profile, why = run_all.default_profile(tmp_path / "no-widerface")
+    assert profile == "synthetic"
+    assert "not complete" in why and "no-widerface" in why
+
+
+def test_smoke_copies_drop_the_injected_parameters_so_the_smoke_defaults_apply(tmp_path):
+    from ffcore.study.notebooks import write_smoke_copies
+
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    notebook = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "profile = 'smoke'\n",
+                           "outputs": [], "execution_count": None},
+                          {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]},
+                           "source": "profile = 'synthetic'\n", "outputs": [], "execution_count": None},
+                          {"cell_type": "code", "metadata": {"papermill": {"duration": 1.0}}, "source": "study.x(ctx)",
+                           "outputs": [], "execution_count": None}],
+                "metadata": {"papermill": {"parameters": {"profile": "synthetic"}}}, "nbformat": 4, "nbformat_minor": 5}
+    (source / "01_x.ipynb").write_text(json.dumps(notebook))
+    [copy] = write_smoke_copies(source, tmp_path / "copies")
+    cells = json.loads(copy.read_text())["cells"]
+    assert [c["source"] for c in cells] == ["profile = 'smoke'\n", "study.x(ctx)"]
+    assert "papermill" not in json.loads(copy.read_text())["metadata"]

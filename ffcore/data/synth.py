@@ -55,11 +55,12 @@ import numpy as np
 
 from ffcore.data.annotations import ImageAnnotation, read_retinaface_labels, write_retinaface_labels, write_wider_bbx_gt
 from ffcore.data.matfiles import SETTINGS, write_ground_truth
+from ffcore.provenance import SYNTHETIC_MARKER
 
 log = logging.getLogger("ffcore.data")
 
 GENERATOR_VERSION = 2
-MANIFEST = "synth_manifest.json"
+MANIFEST = SYNTHETIC_MARKER   # provenance reads it: a copied tree stays labelled synthetic
 
 # event folder name -> scene kind
 EVENTS = (("0--Portrait", "portrait"), ("1--Family", "group"), ("2--Meeting", "group"), ("3--Parade", "crowd"),

@@ -13,25 +13,35 @@ results/<profile>/summary.md listing them all with their headline numbers.
 
 from __future__ import annotations
 
-from ffcore.study.ablations import ablation_figure, ablation_models, ablation_table, ablation_variants
+from ffcore.study.ablations import (ablation_figure, ablation_models, ablation_table, ablation_variants,
+                                   describe_comparison, describe_pruned, one_part_swaps, pruned_table,
+                                   v2_variants_table)
 from ffcore.study.architecture import (claims_table, compare_parts_table, efficiency_table, flops_table,
                                        model_summary, parameter_count_explanation, parameter_table, parts_figure,
                                        shape_compatibility)
 from ffcore.study.benchmarks import benchmark_table, latency_figure, published_comparison_figure
 from ffcore.study.context import DatasetMissingError, Study, open_study
-from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, evaluate_run, evaluate_runs,
-                                     pr_curves_figure, real_photo_detections_figure, validation_detections_figure)
+from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, describe_ap_table, describe_distillation,
+                                     describe_real_photo_check, differences_figure, distillation_comparison,
+                                     evaluate_run, evaluate_runs, intervals_figure, paired_comparison,
+                                     pr_curves_figure, real_photo_check, real_photo_detections_figure,
+                                     validation_detections_figure, what_this_shows)
 from ffcore.study.summary import artifact_index, summary_table, write_summary
-from ffcore.study.training import distill_or_load, run_history, train_or_load, training_curves_figure
+from ffcore.study.training import (distill_or_load, finetune_pruned_or_load, planned_runs, reference_runs,
+                                   run_history, seed_runs_table, train_or_load, training_curves_figure)
 
 __all__ = [
     "DatasetMissingError", "Study", "open_study",
     "parameter_table", "parameter_count_explanation", "flops_table", "compare_parts_table", "parts_figure",
     "claims_table", "shape_compatibility", "efficiency_table", "model_summary",
     "dataset_preview_figure", "train_or_load", "distill_or_load", "run_history", "training_curves_figure",
+    "seed_runs_table", "finetune_pruned_or_load", "planned_runs", "reference_runs",
     "evaluate_run", "evaluate_runs", "pr_curves_figure", "ap_bars_figure", "validation_detections_figure",
-    "real_photo_detections_figure",
-    "ablation_models", "ablation_variants", "ablation_table", "ablation_figure",
+    "real_photo_detections_figure", "real_photo_check", "describe_real_photo_check",
+    "describe_ap_table", "intervals_figure", "paired_comparison", "distillation_comparison",
+    "describe_distillation", "differences_figure", "what_this_shows",
+    "ablation_models", "ablation_variants", "ablation_table", "ablation_figure", "one_part_swaps",
+    "v2_variants_table", "pruned_table", "describe_comparison", "describe_pruned",
     "benchmark_table", "latency_figure", "published_comparison_figure",
     "artifact_index", "summary_table", "write_summary",
 ]

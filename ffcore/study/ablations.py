@@ -1,7 +1,11 @@
-"""Ablations: FeatherFace V1 with one V2 part swapped in at a time, plus the other V2 variants.
+"""Ablations: FeatherFace V1 with one V2 part swapped in at a time, V2's variants, pruned variants.
 
-The variants are registered models (`featherface_v1_<part>`, see ffcore.models.zoo); each is
-trained with the profile's recipe and length, exactly like V1 and V2.
+The one-part swaps are the variants `ffcore.models.zoo.ONE_PART_SWAPS` declares (variant ->
+base, part); each trains with V1's recipe and length and is compared with V1 on the same
+validation images (paired bootstrap interval of the AP difference). V2's variants train
+with V2's recipe and are compared with V2. Pruned variants are not one-part swaps: they
+are cut from their trained parent and fine-tuned, and get their own table with the AP
+before and after fine-tuning.
 """
 
 from __future__ import annotations
@@ -11,26 +15,40 @@ import pandas as pd
 from ffcore.study.context import Study
 
 BASELINE = "featherface_v1"
-ABLATION_PREFIX = "featherface_v1_"
-# Further variants shown after the one-part swaps when they are registered.
-EXTRA_VARIANTS = ("featherface_v2", "featherface_v2_ultra", "featherface_v2_vit")
+SETTINGS = ("easy", "medium", "hard")
+
+
+def one_part_swaps(base: str = BASELINE) -> list[str]:
+    """Registered variants declared as one-part swaps of `base`, in declaration order."""
+    from ffcore.models import list_models
+    from ffcore.models.zoo import ONE_PART_SWAPS
+
+    registered = set(list_models())
+    return [variant for variant, (parent, _) in ONE_PART_SWAPS.items() if parent == base and variant in registered]
+
+
+def v2_variants() -> list[str]:
+    from ffcore.models import list_models
+    from ffcore.study.training import V2_VARIANTS
+
+    return [m for m in V2_VARIANTS if m in list_models()]
 
 
 def ablation_models() -> list[str]:
-    """V1, every registered one-part swap, then V2 and its registered variants (pruned ones included)."""
-    from ffcore.models import list_models
-
-    registered = list_models()
-    swaps = [m for m in registered if m.startswith(ABLATION_PREFIX)]
-    extras = [m for m in EXTRA_VARIANTS if m in registered]
-    extras += [m for m in registered if "pruned" in m and m not in swaps and m not in extras]
-    return [BASELINE, *swaps, *extras]
+    """V1, its one-part swaps, then V2 and V2's registered variants."""
+    return [BASELINE, *one_part_swaps(), "featherface_v2", *v2_variants()]
 
 
 def _description(name: str) -> str:
     from ffcore.models import model_entry
 
     return model_entry(name).description
+
+
+def _part(name: str) -> str:
+    from ffcore.models.zoo import ONE_PART_SWAPS
+
+    return ONE_PART_SWAPS[name][1] if name in ONE_PART_SWAPS else ""
 
 
 def ablation_variants(study: Study) -> pd.DataFrame:
@@ -42,72 +60,173 @@ def ablation_variants(study: Study) -> pd.DataFrame:
     rows = []
     for name in ablation_models():
         summary = model_summary(name, size)
-        rows.append({"model": name, "change": _description(name), "parameters": summary["parameters"],
+        rows.append({"model": name, "part swapped": _part(name), "change": _description(name),
+                     "parameters": summary["parameters"],
                      "params vs V1 %": round(100 * (summary["parameters"] - base["parameters"]) / base["parameters"], 1),
                      "thop_parameters": summary["thop_parameters"], f"GFLOPs_{size}": round(summary["gflops"], 3)})
     table = pd.DataFrame(rows)
-    smallest = table.iloc[1:].loc[table["parameters"].iloc[1:].idxmin()] if len(table) > 1 else table.iloc[0]
-    study.save_table(table, "ablation_variants", caption=f"Ablation variants: parameters and FLOPs at {size}x{size}",
+    others = table.iloc[1:]
+    smallest = others.loc[others["parameters"].idxmin()] if len(others) else table.iloc[0]
+    study.save_table(table, "ablation_variants", data_free=True,
+                     caption=f"Ablation variants: parameters and FLOPs at {size}x{size}",
                      headline=f"{len(table)} variants; largest saving {smallest['model']} "
                               f"({smallest['params vs V1 %']:+.1f}% parameters)")
     return table
 
 
-def ablation_table(study: Study) -> pd.DataFrame:
-    """Every variant trained (or loaded) and evaluated: parameters, FLOPs and AP per row."""
+def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFrame:
+    """AP with intervals of each run and its paired difference with `reference` (by column name)."""
     from ffcore.study.architecture import model_summary
-    from ffcore.study.evaluation import ap_frame
-    from ffcore.study.training import train_or_load
+    from ffcore.study.evaluation import ap_frame, paired_comparison
 
     size = study.profile.flops_size
-    models = ablation_models()
-    for name in models:
-        # V1 and V2 are the runs of notebooks 01 and 03; force retrains only what this notebook owns
-        train_or_load(study, name, force=study.force and name not in (BASELINE, "featherface_v2"))
+    aps = ap_frame(study, [reference, *runs]).set_index("run")
+    differences = paired_comparison(study, [(run, reference) for run in runs]).set_index("run")
     rows = []
-    for name in models:
-        summary = model_summary(name, size)
-        row = {"model": name, "parameters": summary["parameters"], f"GFLOPs_{size}": round(summary["gflops"], 3)}
-        try:
-            aps = ap_frame(study, [name]).iloc[0]
-            row.update({k: aps[k] for k in ("AP easy %", "AP medium %", "AP hard %")}, note="")
-        except Exception as exc:
-            if name == BASELINE:
-                raise
-            # a variant that cannot be evaluated stays in the table, with the reason, instead of vanishing
-            row.update({"AP easy %": float("nan"), "AP medium %": float("nan"), "AP hard %": float("nan"),
-                        "note": f"not evaluated: {type(exc).__name__}: {exc}"[:160]})
-        row["checkpoint"] = study.used_checkpoints[name]
+    for run in [reference, *runs]:
+        summary = model_summary(run, size)
+        row = {"model": run, "part swapped": _part(run), "parameters": summary["parameters"],
+               f"GFLOPs_{size}": round(summary["gflops"], 3)}
+        for s in SETTINGS:
+            row.update({f"AP {s} %": aps.loc[run, f"AP {s} %"], f"{s} CI low": aps.loc[run, f"{s} CI low"],
+                        f"{s} CI high": aps.loc[run, f"{s} CI high"]})
+        for s in SETTINGS:
+            if run == reference:
+                row.update({f"d{s} AP pts": 0.0, f"d{s} CI low": float("nan"), f"d{s} CI high": float("nan"),
+                            f"{s} verdict": "reference"})
+            else:
+                row.update({key: differences.loc[run, key] for key in
+                            (f"d{s} AP pts", f"d{s} CI low", f"d{s} CI high", f"{s} verdict")})
+        row["checkpoint"] = study.used_checkpoints[run]
         rows.append(row)
-    table = pd.DataFrame(rows)
-    table["hard AP vs V1"] = (table["AP hard %"] - table.loc[0, "AP hard %"]).round(2)
+    return pd.DataFrame(rows)
+
+
+def _train_all(study: Study, runs: list[str], owned_here: list[str]) -> None:
+    from ffcore.study.training import train_or_load
+
+    for name in runs:
+        # runs of earlier notebooks are reused; force retrains only what this notebook owns
+        train_or_load(study, name, force=study.force and name in owned_here)
+
+
+def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
+    others = table[table["model"] != reference]
+    inside = int((others["hard verdict"] == "inside the noise").sum())
     best = table.loc[table["AP hard %"].idxmax()]
-    failed = int(table["AP hard %"].isna().sum())
-    study.save_table(table, "ablations", checkpoints=models, test_scale=str(study.profile.eval_scale),
-                     caption=f"Ablations from FeatherFace V1 (AP at test scale {study.profile.eval_scale})",
-                     headline=f"best hard AP {best['AP hard %']:.1f}% ({best['model']}, {best['parameters']:,} params); "
-                              f"V1 {table.loc[0, 'AP hard %']:.1f}%"
-                              + (f"; {failed} variant(s) NOT evaluated (see note)" if failed else ""))
+    return (f"{reference} hard AP {table.loc[table['model'] == reference, 'AP hard %'].iloc[0]:.1f}%; best "
+            f"{best['model']} {best['AP hard %']:.1f}%; {inside} of {len(others)} hard-AP differences inside the noise")
+
+
+def ablation_table(study: Study) -> pd.DataFrame:
+    """V1 and each one-part swap (declared in the zoo), trained with V1's recipe, evaluated on the same
+    images: AP with intervals and the paired difference with V1 and its verdict."""
+    swaps = one_part_swaps()
+    _train_all(study, [BASELINE, *swaps], owned_here=swaps)
+    table = _comparison_rows(study, swaps, BASELINE)
+    study.save_table(table, "ablations", checkpoints=[BASELINE, *swaps], test_scale=str(study.profile.eval_scale),
+                     resamples=study.profile.bootstrap_resamples,
+                     caption=f"One-part swaps of FeatherFace V1 (AP at test scale {study.profile.eval_scale}, 95% "
+                             "bootstrap intervals; differences vs V1 paired on the same images)",
+                     headline=_comparison_headline(table, BASELINE))
     return table
 
 
+def v2_variants_table(study: Study) -> pd.DataFrame:
+    """V2's registered variants, trained with V2's recipe, against V2 (paired differences)."""
+    variants = v2_variants()
+    _train_all(study, ["featherface_v2", *variants], owned_here=variants)
+    table = _comparison_rows(study, variants, "featherface_v2")
+    study.save_table(table, "v2_variants", checkpoints=["featherface_v2", *variants],
+                     resamples=study.profile.bootstrap_resamples,
+                     caption="V2 and its variants (same recipe as V2), differences vs V2 paired on the same images",
+                     headline=_comparison_headline(table, "featherface_v2"))
+    return table
+
+
+def pruned_table(study: Study) -> pd.DataFrame:
+    """Each pruned variant whose parent the study trains: the parent's AP, the AP right after pruning
+    and after fine-tuning (intervals), and the paired differences with the parent."""
+    from ffcore.study.architecture import model_summary
+    from ffcore.study.evaluation import ap_frame, paired_comparison
+    from ffcore.study.training import NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent, study_pruned_variants
+
+    rows = []
+    variants = study_pruned_variants(study)
+    for variant in variants:
+        finetune_pruned_or_load(study, variant)
+        parent, before = pruned_parent(variant), variant + NOT_FINETUNED_SUFFIX
+        aps = ap_frame(study, [parent, before, variant]).set_index("run")
+        differences = paired_comparison(study, [(before, parent), (variant, parent)]).set_index("run")
+        for run, stage in ((parent, "trained parent"), (before, "pruned, not fine-tuned"),
+                           (variant, f"pruned + {study.profile.finetune_epochs} fine-tuning epochs")):
+            row = {"variant": variant, "stage": stage, "run": run,
+                   "parameters": model_summary(variant if run != parent else parent, study.profile.flops_size)["parameters"]}
+            for s in SETTINGS:
+                row.update({f"AP {s} %": aps.loc[run, f"AP {s} %"], f"{s} CI low": aps.loc[run, f"{s} CI low"],
+                            f"{s} CI high": aps.loc[run, f"{s} CI high"]})
+            row["dhard AP pts vs parent"] = differences.loc[run, "dhard AP pts"] if run != parent else 0.0
+            row["hard verdict"] = differences.loc[run, "hard verdict"] if run != parent else "reference"
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    runs = sorted(set(table["run"])) if len(table) else []
+    study.save_table(table, "pruned", checkpoints=runs, resamples=study.profile.bootstrap_resamples,
+                     caption="Pruned variants (20% of the SSH internal channels, L1): AP of the trained parent, "
+                             "after pruning and after fine-tuning from it",
+                     headline="; ".join(f"{row['run']} ({row['stage']}): hard {row['AP hard %']:.1f}%"
+                                        for _, row in table.iterrows()))
+    return table
+
+
+def describe_comparison(study: Study, name: str):
+    """"What this shows" for `ablations` or `v2_variants`, from the written table."""
+    from ffcore.study.evaluation import _read_table, markdown
+
+    table = _read_table(study, name)
+    reference = table[table["hard verdict"] == "reference"].iloc[0]
+    others = table[table["hard verdict"] != "reference"]
+    lines = [f"{row['model']} ({row['part swapped'] or 'variant'}): hard AP {row['AP hard %']:.1f} %, "
+             f"{row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}], "
+             f"{row['hard verdict']}" for _, row in others.iterrows()]
+    inside = int((others["hard verdict"] == "inside the noise").sum())
+    return markdown(f"**What this shows.** Against {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
+            f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]):\n\n- " + "\n- ".join(lines)
+            + f"\n\n{inside} of {len(others)} differences in hard AP are inside the noise of this validation set "
+              "(their paired interval contains 0); only the others are measured effects of the swap.")
+
+
+def describe_pruned(study: Study, name: str = "pruned"):
+    from ffcore.study.evaluation import _read_table, markdown
+
+    table = _read_table(study, name)
+    lines = []
+    for variant, part in table.groupby("variant", sort=False):
+        parent, before, after = (part.iloc[i] for i in range(3))
+        lines.append(f"{variant}: parent hard AP {parent['AP hard %']:.1f} %, right after pruning "
+                     f"{before['AP hard %']:.1f} % ({before['dhard AP pts vs parent']:+.1f} points, "
+                     f"{before['hard verdict']}), after fine-tuning {after['AP hard %']:.1f} % "
+                     f"({after['dhard AP pts vs parent']:+.1f} points, {after['hard verdict']})")
+    return markdown("**What this shows.**\n\n- " + "\n- ".join(lines))
+
+
 def ablation_figure(study: Study, name: str = "ablations"):
-    """Parameters and hard AP of every variant, side by side."""
+    """Parameters and hard AP (with its 95 % interval) of V1 and every one-part swap."""
     from ffcore.plotting import PALETTE, new_figure
 
     table = pd.read_csv(study.tables_dir / "ablations.csv", comment="#")
     models = list(table["model"])
     fig, axes = new_figure(ncols=2, aspect=0.5)
     labels = [m.replace("featherface_", "").replace("v1_", "V1 + ") for m in models]
-    colours = [PALETTE[0] if m.startswith(ABLATION_PREFIX) or m == BASELINE else PALETTE[1] for m in models]
+    colours = [PALETTE[1] if m == BASELINE else PALETTE[0] for m in models]
     axes[0, 0].barh(labels, table["parameters"] / 1e3, color=colours)
     axes[0, 0].set_xlabel("parameters (thousands)")
     axes[0, 0].invert_yaxis()
-    bars = axes[0, 1].barh(labels, table["AP hard %"], color=colours)
+    errors = [table["AP hard %"] - table["hard CI low"], table["hard CI high"] - table["AP hard %"]]
+    bars = axes[0, 1].barh(labels, table["AP hard %"], xerr=errors, capsize=2, color=colours)
     axes[0, 1].bar_label(bars, fmt="%.1f", fontsize=6, padding=2)
-    axes[0, 1].set_xlabel("hard AP (%)")
+    axes[0, 1].set_xlabel("hard AP (%), 95% interval")
     axes[0, 1].set_yticklabels([])
     axes[0, 1].invert_yaxis()
     return study.save_figure(fig, name, checkpoints=models,
-                             headline=f"{len(models)} variants; hard AP range {table['AP hard %'].min():.1f}-"
+                             headline=f"{len(models)} models; hard AP range {table['AP hard %'].min():.1f}-"
                                       f"{table['AP hard %'].max():.1f}%")

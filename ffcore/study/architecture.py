@@ -56,7 +56,7 @@ def parameter_table(study: Study, model: str = "featherface_v1") -> pd.DataFrame
     table.insert(2, "share_%", _share(table["parameters"]))
     total = table.iloc[-1]
     study.save_table(table, f"params_{model}", caption=f"Parameters of {model} per part: true count and thop's count",
-                     headline=f"{model}: {total.parameters:,} parameters (thop counts {total.thop_parameters:,})")
+                     data_free=True, headline=f"{model}: {total.parameters:,} parameters (thop counts {total.thop_parameters:,})")
     return table
 
 
@@ -82,7 +82,7 @@ def parameter_count_explanation(study: Study, model: str = "featherface_v1") -> 
                      "note": f"{published['source']}: thop's count rounded"})
     table = pd.DataFrame(rows)
     study.save_table(table, f"param_counts_{model}", caption=f"{model}: true parameter count vs thop's count",
-                     headline=f"{model}: true {true_count:,} vs thop {thop_count:,} ({reason})")
+                     data_free=True, headline=f"{model}: true {true_count:,} vs thop {thop_count:,} ({reason})")
     return table
 
 
@@ -107,7 +107,7 @@ def flops_table(study: Study, models: list[str]) -> pd.DataFrame:
                      f"GFLOPs_{size}": round(summary["gflops"], 3)})
     table = pd.DataFrame(rows)
     study.save_table(table, "flops_" + "_vs_".join(models), caption=f"Parameters and FLOPs at {size}x{size} ({FLOP_NOTE})",
-                     headline="; ".join(f"{r['model']}: {r[f'GFLOPs_{size}']:.3f} GFLOPs" for r in rows),
+                     data_free=True, headline="; ".join(f"{r['model']}: {r[f'GFLOPs_{size}']:.3f} GFLOPs" for r in rows),
                      flops_counter=FLOP_NOTE)
     return table
 
@@ -131,7 +131,7 @@ def compare_parts_table(study: Study, first: str = "featherface_v1", second: str
     table["params change_%"] = (100 * change).round(1)
     total_a, total_b = int(a.loc["total", "parameters"]), int(b.loc["total", "parameters"])
     study.save_table(table, f"parts_{first}_vs_{second}",
-                     caption=f"{first} vs {second} per part (FLOPs at {size}x{size}, {FLOP_NOTE})",
+                     data_free=True, caption=f"{first} vs {second} per part (FLOPs at {size}x{size}, {FLOP_NOTE})",
                      headline=f"{second} has {total_b:,} parameters vs {total_a:,} for {first} "
                               f"({100 * (total_b - total_a) / total_a:+.1f}%); GFLOPs "
                               f"{a.loc['total', 'mflops'] / 1e3:.3f} -> {b.loc['total', 'mflops'] / 1e3:.3f}")
@@ -169,41 +169,119 @@ def parts_figure(study: Study, models: list[str]):
     fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False)
     totals = {m: model_summary(m, size)["parameters"] for m in models}
     return study.save_figure(fig, "parts_" + "_vs_".join(models),
-                             headline="; ".join(f"{m}: {v:,} parameters" for m, v in totals.items()),
+                             data_free=True, headline="; ".join(f"{m}: {v:,} parameters" for m, v in totals.items()),
                              flops_counter=FLOP_NOTE)
 
 
-def claims_table(study: Study) -> pd.DataFrame:
-    """Parameter counts claimed in the seed documents (quoted, with file and line) next to the measured ones."""
+def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every parameter, FLOP, memory and latency claim of the seed documents (quoted, with file and
+    line) beside the figure measured on the registered model, or the parts of it, the claim is about.
+
+    Parameters: true count and thop's count. FLOPs: fvcore at the profile's FLOP size (one
+    multiply-add = one FLOP). Model size: the FP32 state_dict file. INT8 size, latency, FPS and
+    memory in use: the rows of `benchmark` (a `ffcore.bench.run_benchmark` table, as notebook 05
+    makes) at that size and batch 1; latency, FPS and memory not found there are measured here
+    (PyTorch eager on this machine's CPU, random weights). A claimed device (a phone) is in the
+    "seed's conditions" column: the measurement is never on that device.
+    """
+    import io
+
+    import torch
+
     from ffcore.models import list_models
     from ffcore.paths import shared_dir
-    from ffcore.study.claims import SEED_CLAIMS, locate, parse_count
+    from ffcore.study.claims import QUANTITIES, SEED_CLAIMS, compare, locate, parse_value
 
     registered = set(list_models())
+    size = study.profile.flops_size
     seeds = shared_dir() / "seeds"
-    rows = []
+    runtime = ("latency_ms", "fps", "runtime_memory_mb")
+
+    def bench_rows(table: pd.DataFrame | None, backend: str) -> dict[str, pd.Series]:
+        if table is None or table.empty:
+            return {}
+        rows = table[(table["backend"] == backend) & (table["height"] == size) & (table["width"] == size)
+                     & (table["batch"] == 1)]
+        return {model: group.iloc[0] for model, group in rows.groupby("model")}
+
+    torch_rows, int8_rows = bench_rows(benchmark, "torch"), bench_rows(benchmark, "onnx_int8")
+    missing = sorted({c.model for c in SEED_CLAIMS if c.quantity in runtime and c.model in registered}
+                     - set(torch_rows))
+    if missing:
+        from ffcore.bench import get_bench_config, run_benchmark
+
+        threads = 2 if study.device == "cpu" else 1
+        config = get_bench_config("smoke", sizes=((size, size),), backends=("torch",), threads=(threads,),
+                                  repeats=study.profile.bench_repeats)
+        torch_rows.update(bench_rows(run_benchmark(missing, config), "torch"))
+
+    def state_dict_mb(name: str) -> float:
+        buffer = io.BytesIO()
+        torch.save(_model(name).state_dict(), buffer)
+        return buffer.getbuffer().nbytes / 1e6
+
+    def measure(claim) -> tuple[float | None, float | None, str]:
+        """(measured, thop's count or None, how it was measured)."""
+        if claim.quantity == "parameters":
+            parts = _parts(claim.model, size).set_index("part")
+            if not claim.parts:
+                return int(parts.loc["total", "parameters"]), int(parts.loc["total", "thop_parameters"]), "true count"
+            model = _model(claim.model)
+            true_count = sum(p.numel() for path in claim.parts for p in model.get_submodule(path).parameters())
+            top_level = all(path in parts.index for path in claim.parts)
+            thop_count = int(sum(parts.loc[path, "thop_parameters"] for path in claim.parts)) if top_level else None
+            return true_count, thop_count, "true count of " + " + ".join(claim.parts)
+        if claim.quantity == "gflops":
+            return round(model_summary(claim.model, size)["gflops"], 3), None, f"fvcore at {size}x{size}, {FLOP_NOTE}"
+        if claim.quantity == "weights_mb":
+            return round(state_dict_mb(claim.model), 3), None, "FP32 state_dict file"
+        if claim.quantity == "int8_mb":
+            row = int8_rows.get(claim.model)
+            if row is None:
+                return None, None, "not measured here: pass a benchmark table with onnx_int8 rows (notebook 05)"
+            return round(float(row["model_file_mb"]), 3), None, "ONNX Runtime INT8 file (benchmark)"
+        row = torch_rows[claim.model]
+        how = (f"PyTorch eager, this machine's CPU, {int(row['threads'])} thread(s), batch 1, {size}x{size}, "
+               f"median of {int(row['repeats'])}")
+        if claim.quantity == "latency_ms":
+            return round(float(row["forward_median_ms"]), 2), None, how
+        if claim.quantity == "fps":
+            return round(1000.0 / float(row["forward_median_ms"]), 2), None, how
+        return round(float(row["peak_rss_delta_mb"]), 1), None, "peak RSS increase during the forward; " + how
+
+    rows, off = [], 0
     for claim in SEED_CLAIMS:
         line = locate(claim, seeds)
-        claimed = parse_count(claim.quote)
-        row = {"model": claim.model, "claim (quoted)": claim.quote,
+        row = {"model": claim.model, "quantity": QUANTITIES[claim.quantity],
+               "counted": claim.label or ("whole model" if not claim.parts else " + ".join(claim.parts)),
+               "claim (quoted)": claim.quote,
                "source": f"{claim.source}:{line}" if line else f"{claim.source} (not found)",
-               "measured true": pd.NA, "measured thop": pd.NA, "claim nearest to": "model not registered"}
+               "seed's conditions": claim.note, "measured": pd.NA, "measured thop": pd.NA, "measured how": "",
+               "claim vs measured": "model not registered", "claim vs thop": ""}
         if claim.model in registered:
-            summary = model_summary(claim.model, study.profile.flops_size)
-            true_count, thop_count = summary["parameters"], summary["thop_parameters"]
-            row.update({"measured true": true_count, "measured thop": thop_count})
-            nearest = min((("true count", true_count), ("thop count", thop_count)), key=lambda c: abs(c[1] - claimed))
-            row["claim nearest to"] = f"{nearest[0]} ({100 * (claimed - nearest[1]) / nearest[1]:+.1f}%)"
+            measured, thop_count, how = measure(claim)
+            row.update({"measured": measured, "measured thop": thop_count if thop_count is not None else pd.NA,
+                        "measured how": how, "claim vs measured": compare(claim.quote, measured)})
+            if thop_count is not None:
+                row["claim vs thop"] = compare(claim.quote, thop_count)
+            low, high, _ = parse_value(claim.quote)
+            if measured is not None:
+                if low is not None and low == high:
+                    off += abs(low - measured) > 0.1 * max(abs(measured), 1e-9)
+                else:
+                    off += "OUTSIDE" in row["claim vs measured"]
         rows.append(row)
     table = pd.DataFrame(rows)
-    table["measured true"] = table["measured true"].astype("Int64")
     table["measured thop"] = table["measured thop"].astype("Int64")
-    v1 = model_summary("featherface_v1", study.profile.flops_size)
-    study.save_table(table, "seed_claims_vs_measured",
-                     caption="Parameter counts claimed in the seed documents (quoted) vs measured on the code",
-                     headline=f"seed claims for V1 range {min(parse_count(c.quote) for c in SEED_CLAIMS if c.model == 'featherface_v1'):,}"
-                              f"-{max(parse_count(c.quote) for c in SEED_CLAIMS if c.model == 'featherface_v1'):,}; "
-                              f"measured {v1['parameters']:,} (thop {v1['thop_parameters']:,})")
+    v1 = model_summary("featherface_v1", size)
+    v1_counts = [parse_value(c.quote)[0] for c in SEED_CLAIMS
+                 if c.model == "featherface_v1" and c.quantity == "parameters" and not c.parts]
+    study.save_table(table, "seed_claims_vs_measured", data_free=True,
+                     caption="Parameter, FLOP, memory and latency claims of the seed documents (quoted, file:line) "
+                             "vs measured on the code",
+                     headline=f"{len(table)} claims; {off} differ from the measurement by more than 10% or fall "
+                              f"outside their bound; V1 claims range {min(v1_counts):,.0f}-{max(v1_counts):,.0f} "
+                              f"parameters, measured {v1['parameters']:,} (thop {v1['thop_parameters']:,})")
     return table
 
 
@@ -215,7 +293,7 @@ def shape_compatibility(study: Study, teacher: str = "featherface_v1", student: 
     table = shape_compatibility_table(_model(teacher), _model(student), teacher, student, size)
     matches = int(table["match"].sum())
     study.save_table(table, f"shapes_{teacher}_vs_{student}",
-                     caption=f"Output shapes of {teacher} (teacher) and {student} (student) at {size}x{size}",
+                     data_free=True, caption=f"Output shapes of {teacher} (teacher) and {student} (student) at {size}x{size}",
                      headline=f"{matches}/{len(table)} outputs identical; priors "
                               f"{table.iloc[0][teacher]} vs {table.iloc[0][student]}")
     return table
@@ -238,6 +316,6 @@ def efficiency_table(study: Study, models: list[str] | None = None) -> pd.DataFr
     table = pd.DataFrame(rows)
     smallest = table.loc[table["parameters"].idxmin()]
     study.save_table(table, "efficiency", caption=f"Model size and FLOPs at {size}x{size} ({FLOP_NOTE})",
-                     headline=f"smallest: {smallest['model']} with {smallest['parameters']:,} parameters, "
+                     data_free=True, headline=f"smallest: {smallest['model']} with {smallest['parameters']:,} parameters, "
                               f"{smallest[f'GFLOPs_{size}']:.3f} GFLOPs")
     return table

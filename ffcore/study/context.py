@@ -13,9 +13,13 @@ Layout for profile `<p>`::
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from ffcore.paths import default_synthetic_root, default_widerface_root, figures_dir, results_dir
 from ffcore.profiles import RunProfile, get_profile
@@ -24,6 +28,49 @@ from ffcore.provenance import Provenance
 
 class DatasetMissingError(FileNotFoundError):
     """The profile's dataset is not where it should be; the message says what to do."""
+
+
+class TrainingProgress:
+    """One line per training of the whole run, with a rough ETA, on the console that launched it.
+
+    Notebooks run in separate kernels, so what has been trained is read from the checkpoints
+    on disk and finished trainings' wall times from results/<profile>/progress.json; the ETA
+    is (trainings left) x (mean wall time of the trainings finished so far)."""
+
+    def __init__(self, study: "Study"):
+        self.study = study
+        self.path = study.results_root / "progress.json"
+
+    def _times(self) -> dict[str, float]:
+        if not self.path.is_file():
+            return {}
+        return json.loads(self.path.read_text())   # our own file: a torn one is a bug worth seeing
+
+    def _say(self, line: str) -> None:
+        print(line, flush=True)
+        if sys.__stderr__ is not None and sys.__stderr__ is not sys.stderr:
+            # the kernel's own stderr is the terminal of run_all.py
+            print(line, file=sys.__stderr__, flush=True)
+
+    @contextlib.contextmanager
+    def step(self, run: str, epochs: int) -> Iterator[None]:
+        from ffcore.study.training import planned_runs
+
+        planned = planned_runs(self.study)
+        missing = [r for r in planned if not self.study.checkpoint_path(r).is_file() and r != run]
+        times = self._times()
+        mean = sum(times.values()) / len(times) if times else None
+        eta = f"ETA of the {len(missing)} other trainings left ~{len(missing) * mean / 60:.0f} min" if mean \
+            else f"{len(missing)} other trainings left"
+        done = len(planned) - len(missing) - (run in planned)
+        self._say(f"[{time.strftime('%H:%M:%S')}] training {run} ({epochs} epochs); "
+                  f"{done}/{len(planned)} trainings of the run done; {eta}")
+        start = time.perf_counter()
+        yield
+        times[run] = round(time.perf_counter() - start, 1)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(times, indent=1) + "\n")
+        self._say(f"[{time.strftime('%H:%M:%S')}] {run} done in {times[run] / 60:.1f} min")
 
 
 @dataclass
@@ -68,7 +115,15 @@ class Study:
 
     @property
     def dataset(self) -> str:
-        return self.profile.dataset
+        """The profile's dataset, or "synthetic" when the data root is a generated tree (it carries
+        the generator's marker), wherever it was copied."""
+        from ffcore.provenance import dataset_of
+
+        return dataset_of(self.data_root, self.profile.dataset)
+
+    @property
+    def progress(self) -> TrainingProgress:
+        return TrainingProgress(self)
 
     # --- provenance ------------------------------------------------------------------
     def provenance(self, checkpoints: Iterable[str] | Mapping[str, str] = (), **notes) -> Provenance:
@@ -82,25 +137,33 @@ class Study:
         return Provenance(profile=self.profile.name, dataset=self.dataset, checkpoints=hashes,
                           notes={**base_notes, **notes})
 
+    def _provenance_for(self, data_free: bool, checkpoints, notes) -> Provenance:
+        from ffcore.provenance import NO_DATA
+
+        if data_free:   # parameters, FLOPs, shapes: no dataset and no training behind the numbers
+            return Provenance(profile=self.profile.name, dataset=NO_DATA, notes=dict(notes))
+        return self.provenance(checkpoints, **notes)
+
     def save_table(self, table, name: str, caption: str, headline: str | None = None,
-                   checkpoints: Iterable[str] | Mapping[str, str] = (), **notes):
+                   checkpoints: Iterable[str] | Mapping[str, str] = (), data_free: bool = False, **notes):
         from ffcore.provenance import write_table
 
-        write_table(table, self.tables_dir, name, self.provenance(checkpoints, **notes),
+        write_table(table, self.tables_dir, name, self._provenance_for(data_free, checkpoints, notes),
                     caption=caption, headline=headline)
         return table
 
     def save_figure(self, fig, name: str, headline: str | None = None,
-                    checkpoints: Iterable[str] | Mapping[str, str] = (), **notes):
+                    checkpoints: Iterable[str] | Mapping[str, str] = (), data_free: bool = False, **notes):
         from ffcore.provenance import write_figure
 
-        write_figure(fig, self.figures_dir, name, self.provenance(checkpoints, **notes), headline=headline)
+        write_figure(fig, self.figures_dir, name, self._provenance_for(data_free, checkpoints, notes),
+                     headline=headline)
         return fig
 
     def __repr__(self) -> str:
         p = self.profile
         return (f"Study(profile={p.name!r}: {p.description}; dataset={p.dataset} at {_relative(self.data_root)}; "
-                f"device={self.device}; epochs={p.epochs} (distillation {p.distill_epochs}); "
+                f"device={self.device}; epochs={p.epochs} (V2 alone and distilled {p.student_epochs}); "
                 f"image_size={p.image_size}; force={self.force})")
 
 
@@ -123,12 +186,12 @@ def default_data_root(profile: RunProfile) -> Path:
 
 def open_study(profile: str | RunProfile = "smoke", data_root: str | Path | None = None,
                device: str | None = None, epochs: int | None = None, image_size: int | None = None,
-               force: bool = False, prepare_data: bool = True) -> Study:
+               force: bool = False, prepare_data: bool = True, overrides: dict | None = None) -> Study:
     """The context every study function takes. Generates the synthetic dataset on first use
     (synthetic profiles) or checks the WIDER FACE layout (`full`), failing with a message
-    that says where the data should be."""
+    that says where the data should be. `overrides`: other profile fields to replace."""
     run_profile = get_profile(profile) if isinstance(profile, str) else profile
-    run_profile = run_profile.with_overrides(epochs=epochs, image_size=image_size)
+    run_profile = run_profile.with_overrides(epochs=epochs, image_size=image_size, fields=overrides)
     root = Path(data_root).expanduser().resolve() if data_root else default_data_root(run_profile)
     study = Study(profile=run_profile, data_root=root, device=device or run_profile.device, force=bool(force))
     if prepare_data:

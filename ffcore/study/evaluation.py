@@ -28,13 +28,36 @@ def load_run_model(study: Study, run: str):
     return load_pretrained(model_of_run(study, run), checkpoint).to(study.device).eval()
 
 
+# The modules whose code decides an AP: a change to any of them invalidates every cached result.
+_EVALUATION_MODULES = ("ffcore.eval.protocol", "ffcore.eval.inference", "ffcore.eval.predict",
+                       "ffcore.eval.predictions", "ffcore.eval.ground_truth", "ffcore.postprocess",
+                       "ffcore.anchors", "ffcore.boxes", "ffcore.preprocess")
+
+
+def evaluation_code_version() -> str:
+    """SHA-256 prefix of the evaluator's and the inference path's source files."""
+    import hashlib
+    import importlib
+    import inspect
+
+    digest = hashlib.sha256()
+    for name in _EVALUATION_MODULES:
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    return digest.hexdigest()[:16]
+
+
 def _cache_key(study: Study, run: str) -> dict:
     return {"checkpoint": study.used_checkpoints[run], "scale": str(study.profile.eval_scale),
-            "limit": study.profile.eval_limit, "data_root": str(study.data_root)}
+            "limit": study.profile.eval_limit, "data_root": str(study.data_root),
+            "code": evaluation_code_version()}
 
 
 def evaluate_run(study: Study, run: str):
-    """The `ffcore.eval.EvalResult` of a run on the profile's validation set (cached by checkpoint hash)."""
+    """The `ffcore.eval.EvalResult` of a run on the profile's validation set.
+
+    Cached in results/<profile>/cache/eval_<run>.pkl with its key (checkpoint hash, test
+    settings, evaluator code version) in eval_<run>.json: a different key recomputes; a cache
+    whose key matches but cannot be read is an error naming the file (delete it to recompute)."""
     import pickle
 
     import torch
@@ -42,48 +65,256 @@ def evaluate_run(study: Study, run: str):
     from ffcore.eval.predict import evaluate_model
 
     checkpoint = ensure_checkpoint(study, run)
-    cache = study.cache_dir / f"eval_{run}.pkl"
+    cache, key_file = study.cache_dir / f"eval_{run}.pkl", study.cache_dir / f"eval_{run}.json"
     key = _cache_key(study, run)
-    if cache.is_file():
+    if cache.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         try:
-            stored = pickle.loads(cache.read_bytes())
-        except Exception:   # a cache from an older version of the code: recompute
-            stored = {}
-        if stored.get("key") == key:
-            return stored["result"]
+            return pickle.loads(cache.read_bytes())
+        except (pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as exc:
+            raise RuntimeError(f"AP cache {cache} matches its key but cannot be read ({type(exc).__name__}: {exc}); "
+                               f"delete it (and {key_file.name}) to recompute") from exc
     model = load_run_model(study, run)
     with torch.inference_mode():
         result = evaluate_model(model, study.data_root, scale=study.profile.eval_scale, device=study.device,
                                 limit=study.profile.eval_limit, out_dir=study.predictions_dir / run,
                                 progress=False, checkpoint=checkpoint)
     study.cache_dir.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(pickle.dumps({"key": key, "result": result}))
+    cache.write_bytes(pickle.dumps(result))
+    key_file.write_text(json.dumps(key, indent=1) + "\n")
     return result
 
 
+def _intervals(study: Study, run: str) -> dict:
+    """setting -> Interval (AP fraction) of a run, from `resamples` draws of the validation images."""
+    from ffcore.eval.bootstrap import ap_intervals
+
+    return ap_intervals(evaluate_run(study, run), resamples=study.profile.bootstrap_resamples, seed=study.profile.seed)
+
+
 def ap_frame(study: Study, runs: list[str]) -> pd.DataFrame:
-    """AP (%) per run and setting, with parameter counts (no artifact written)."""
+    """AP (%) per run and setting with its 95 % bootstrap interval over validation images, parameter
+    counts and what the weights were trained on (no artifact written)."""
     from ffcore.study.architecture import model_summary
+    from ffcore.study.training import trained_on
 
     rows = []
     for run in runs:
         result = evaluate_run(study, run)
+        intervals = _intervals(study, run)
         summary = model_summary(model_of_run(study, run), study.profile.flops_size)
-        rows.append({"run": run, "parameters": summary["parameters"],
-                     **{f"AP {s} %": round(100 * float(result.ap[s]), 2) for s in SETTINGS},
-                     "val images": result.num_images, "checkpoint": study.used_checkpoints[run]})
+        row = {"run": run, "trained on": trained_on(study, run), "parameters": summary["parameters"]}
+        for s in SETTINGS:
+            interval = intervals[s].scaled(100)
+            row[f"AP {s} %"] = round(interval.estimate, 2)
+            row[f"{s} CI low"] = round(interval.low, 2)
+            row[f"{s} CI high"] = round(interval.high, 2)
+        row.update({"val images": result.num_images, "checkpoint": study.used_checkpoints[run]})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _ap_headline(table: pd.DataFrame) -> str:
+    return "; ".join(f"{row['run']}: " + "/".join(f"{row[f'AP {s} %']:.1f}" for s in SETTINGS)
+                     + f" (E/M/H AP %, hard 95% CI {row['hard CI low']:.1f}-{row['hard CI high']:.1f})"
+                     for _, row in table.iterrows())
+
+
 def evaluate_runs(study: Study, runs: list[str], name: str = "ap") -> pd.DataFrame:
-    """WIDER FACE-protocol AP (easy / medium / hard) of trained runs on the profile's validation set."""
+    """WIDER FACE-protocol AP (easy / medium / hard) of runs on the profile's validation set, each with
+    its 95 % bootstrap interval over validation images."""
     table = ap_frame(study, runs)
     scale = study.profile.eval_scale
     study.save_table(table, name, checkpoints=runs, test_scale=str(scale),
-                     caption=f"AP on the validation set (WIDER FACE protocol, test scale {scale})",
-                     headline="; ".join(f"{r.run}: {r._3:.1f}/{r._4:.1f}/{r._5:.1f} (E/M/H AP %)"
-                                        for r in table.itertuples()))
+                     resamples=study.profile.bootstrap_resamples,
+                     caption=f"AP on the validation set (WIDER FACE protocol, test scale {scale}) with 95% "
+                             f"bootstrap intervals over validation images ({study.profile.bootstrap_resamples} "
+                             "resamples)",
+                     headline=_ap_headline(table))
     return table
+
+
+def markdown(text: str):
+    """Text for a notebook cell to render (IPython's Markdown; the plain string outside IPython)."""
+    try:
+        from IPython.display import Markdown
+    except ImportError:   # plain Python: the text itself
+        return text
+    return Markdown(text)
+
+
+def what_this_shows(study: Study, name: str):
+    """"What this shows", from an artifact's sidecar headline (its numbers are the artifact's own)."""
+    for sidecar in (study.tables_dir / f"{name}.json", study.figures_dir / f"{name}.json"):
+        if sidecar.is_file():
+            record = json.loads(sidecar.read_text())
+            return markdown(f"**What this shows.** {record['headline']}.")
+    raise FileNotFoundError(f"no artifact named {name!r} in {study.tables_dir} or {study.figures_dir}; "
+                            "run the cell that writes it first")
+
+
+def describe_ap_table(study: Study, name: str = "ap"):
+    """A "what this shows" paragraph for an AP table, its numbers read from the written table."""
+    table = _read_table(study, name)
+    lines = []
+    for _, row in table.iterrows():
+        lines.append(f"**{row['run']}** ({row['trained on']}): AP easy {row['AP easy %']:.1f} % "
+                     f"[{row['easy CI low']:.1f}, {row['easy CI high']:.1f}], medium {row['AP medium %']:.1f} % "
+                     f"[{row['medium CI low']:.1f}, {row['medium CI high']:.1f}], hard {row['AP hard %']:.1f} % "
+                     f"[{row['hard CI low']:.1f}, {row['hard CI high']:.1f}]")
+    images = int(table["val images"].iloc[0]) if len(table) else 0
+    return markdown("**What this shows.** On the " + f"{images} validation images of the {study.dataset} data "
+                    + "(brackets: 95 % bootstrap interval over the images):\n\n- " + "\n- ".join(lines)
+                    + "\n\nModels whose intervals overlap widely are not told apart by this validation set; "
+                      "the paired comparisons say it directly. Rows trained on WIDER FACE are real detectors "
+                      "evaluated on the same synthetic images.")
+
+
+def _read_table(study: Study, name: str) -> pd.DataFrame:
+    path = study.tables_dir / f"{name}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"table {path} does not exist yet; run the cell that writes {name!r} first")
+    return pd.read_csv(path, comment="#")
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+def paired_comparison(study: Study, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """For each (run, reference): AP(run) - AP(reference) per setting with the paired 95 % bootstrap
+    interval (same resampled images for both) and a verdict; "inside the noise" when it contains 0."""
+    from ffcore.eval.bootstrap import paired_difference, verdict
+
+    rows = []
+    for run, reference in pairs:
+        differences = paired_difference(evaluate_run(study, run), evaluate_run(study, reference),
+                                        resamples=study.profile.bootstrap_resamples, seed=study.profile.seed)
+        row = {"run": run, "vs": reference}
+        for s in SETTINGS:
+            d = differences[s].scaled(100)
+            row.update({f"d{s} AP pts": round(d.estimate, 2), f"d{s} CI low": round(d.low, 2),
+                        f"d{s} CI high": round(d.high, 2), f"{s} verdict": verdict(d)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _difference_headline(table: pd.DataFrame, setting: str = "hard") -> str:
+    return "; ".join(f"{row['run']} vs {row['vs']}: {row[f'd{setting} AP pts']:+.1f} pts hard "
+                     f"[{row[f'd{setting} CI low']:+.1f}, {row[f'd{setting} CI high']:+.1f}] "
+                     f"({row[f'{setting} verdict']})" for _, row in table.iterrows())
+
+
+def distillation_comparison(study: Study, name: str = "distillation_comparison") -> pd.DataFrame:
+    """V2 distilled vs V2 alone, one row per training seed (paired bootstrap interval of the
+    difference on the validation images), then the mean ± sd over seeds of each side and of the
+    difference, and each WIDER FACE-trained teacher's distillation vs the seed-0 V2."""
+    from ffcore.study.training import DISTILLED_SUFFIX, seeded_run, widerface_teacher_runs
+
+    student = study.profile.student
+    pairs = [(seeded_run(student + DISTILLED_SUFFIX, seed), seeded_run(student, seed)) for seed in study.profile.seeds]
+    pairs += [(run, student) for run in widerface_teacher_runs(study)]
+    table = paired_comparison(study, pairs)
+    table.insert(2, "seed", [int(_seed_of(run)) for run, _ in pairs])
+    seeded = table.iloc[:len(study.profile.seeds)]
+    alone = ap_frame(study, [ref for _, ref in pairs[:len(study.profile.seeds)]])
+    distilled = ap_frame(study, [run for run, _ in pairs[:len(study.profile.seeds)]])
+    summary = {"run": f"mean ± sd over {len(seeded)} seeds", "vs": "", "seed": -1}
+    for s in SETTINGS:
+        d = seeded[f"d{s} AP pts"]
+        summary.update({f"d{s} AP pts": round(float(d.mean()), 2), f"d{s} CI low": float("nan"),
+                        f"d{s} CI high": float("nan"),
+                        f"{s} verdict": f"sd {float(d.std(ddof=1)) if len(d) > 1 else float('nan'):.2f}; "
+                                        f"alone {alone[f'AP {s} %'].mean():.1f} ± {_sd(alone[f'AP {s} %']):.1f}, "
+                                        f"distilled {distilled[f'AP {s} %'].mean():.1f} ± "
+                                        f"{_sd(distilled[f'AP {s} %']):.1f}"})
+    table = pd.concat([table, pd.DataFrame([summary])], ignore_index=True)
+    runs = sorted({r for pair in pairs for r in pair})
+    study.save_table(table, name, checkpoints=runs, resamples=study.profile.bootstrap_resamples,
+                     caption="V2 distilled minus V2 alone (AP points): paired 95% bootstrap intervals over "
+                             "validation images per seed; the last row is the mean ± sd over training seeds",
+                     headline=_difference_headline(table.iloc[:-1]))
+    return table
+
+
+def _seed_of(run: str) -> int:
+    from ffcore.study.training import split_seed
+
+    return split_seed(run)[1]
+
+
+def _sd(values: pd.Series) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
+def describe_distillation(study: Study, name: str = "distillation_comparison"):
+    """"What this shows" for the distillation comparison, from the written table."""
+    table = _read_table(study, name)
+    per_seed = table[table["seed"] >= 0]
+    summary = table[table["seed"] < 0].iloc[0]
+    parts = []
+    for s in SETTINGS:
+        inside = int((per_seed[f"{s} verdict"] == "inside the noise").sum())
+        parts.append(f"{s}: mean difference {summary[f'd{s} AP pts']:+.2f} AP points over the seeds "
+                     f"({summary[f'{s} verdict']}); {inside} of {len(per_seed)} paired intervals contain 0")
+    seeds = per_seed[~per_seed["run"].str.contains("widerface")]
+    return markdown("**What this shows.** Distillation from V1 changes V2's AP by, per setting — "
+                    + "; ".join(parts) + ". A difference whose interval contains 0 is inside the noise of this "
+                    "validation set: it is not evidence that distillation helps or hurts. "
+                    f"({len(seeds)} rows with a paired interval; the spread between training seeds is the other "
+                    "source of noise.)")
+
+
+def intervals_figure(study: Study, runs: list[str], name: str = "ap_intervals"):
+    """AP with its 95 % bootstrap interval, one row per run, one panel per setting (seaborn)."""
+    import seaborn as sns
+
+    from ffcore.plotting import new_figure, pretty_name
+
+    table = ap_frame(study, runs)
+    long = pd.DataFrame([{"run": pretty_name(row["run"]) + (" (WIDER FACE)" if "WIDER" in row["trained on"] else ""),
+                          "setting": s, "AP": row[f"AP {s} %"], "low": row[f"{s} CI low"], "high": row[f"{s} CI high"]}
+                         for _, row in table.iterrows() for s in SETTINGS])
+    fig, axes = new_figure(ncols=3, aspect=0.25 + 0.06 * len(runs))
+    palette = dict(zip(long["run"].unique(), sns.color_palette("colorblind", len(runs))))
+    for ax, setting in zip(axes[0], SETTINGS):
+        part = long[long["setting"] == setting]
+        sns.pointplot(data=part, x="AP", y="run", hue="run", palette=palette, errorbar=None, linestyle="none",
+                      markers="o", ax=ax, legend=False)
+        ax.hlines(range(len(part)), part["low"], part["high"], colors=[palette[r] for r in part["run"]], lw=2)
+        ax.set_title(setting)
+        ax.set_xlabel("AP (%), 95% interval")
+        ax.set_ylabel("")
+        if setting != SETTINGS[0]:
+            ax.set_yticklabels([])
+    return study.save_figure(fig, name, checkpoints=runs, headline=_ap_headline(table))
+
+
+def differences_figure(study: Study, table_name: str, name: str | None = None):
+    """Paired differences (AP points) with their 95 % intervals from a comparison table; 0 marked."""
+    import seaborn as sns
+
+    from ffcore.plotting import new_figure
+
+    table = _read_table(study, table_name)
+    table = table[table["vs"].fillna("") != ""]
+    fig, axes = new_figure(ncols=3, aspect=0.25 + 0.06 * len(table))
+    colours = {"inside the noise": sns.color_palette("colorblind")[7], "higher": sns.color_palette("colorblind")[2],
+               "lower": sns.color_palette("colorblind")[3], "no interval": "black"}
+    labels = [f"{r} vs {v}" for r, v in zip(table["run"], table["vs"])]
+    for ax, setting in zip(axes[0], SETTINGS):
+        verdicts = table[f"{setting} verdict"]
+        sns.scatterplot(x=table[f"d{setting} AP pts"].to_numpy(), y=range(len(table)), hue=verdicts.to_numpy(),
+                        palette=colours, ax=ax, legend=setting == SETTINGS[-1], s=30)
+        ax.hlines(range(len(table)), table[f"d{setting} CI low"], table[f"d{setting} CI high"],
+                  colors=[colours[v] for v in verdicts], lw=2)
+        ax.axvline(0, color="black", lw=0.8, ls="--")
+        ax.set_yticks(range(len(table)))
+        ax.set_yticklabels(labels if setting == SETTINGS[0] else [])
+        ax.invert_yaxis()
+        ax.set_title(setting)
+        ax.set_xlabel("difference (AP points), 95% interval")
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="verdict", fontsize=7)
+    return study.save_figure(fig, name or f"{table_name}_intervals", checkpoints=sorted(set(table["run"]) | set(table["vs"])),
+                             headline=_difference_headline(table))
 
 
 def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
@@ -107,18 +338,21 @@ def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):
     table = ap_frame(study, runs)
     fig, ax = new_figure(aspect=0.45)
     width = 0.8 / len(runs)
-    for index, row in enumerate(table.itertuples()):
-        values = [getattr(row, f"_{3 + k}") for k in range(3)]
+    for index, (_, row) in enumerate(table.iterrows()):
+        values = [row[f"AP {s} %"] for s in SETTINGS]
+        errors = [[row[f"AP {s} %"] - row[f"{s} CI low"] for s in SETTINGS],
+                  [row[f"{s} CI high"] - row[f"AP {s} %"] for s in SETTINGS]]
         positions = np.arange(3) + (index - (len(runs) - 1) / 2) * width
-        bars = ax.bar(positions, values, width, color=model_style(row.run, index)["color"],
-                      label=f"{pretty_name(row.run)} ({row.parameters:,} params)")
+        bars = ax.bar(positions, values, width, yerr=errors, capsize=2, color=model_style(row["run"], index)["color"],
+                      label=f"{pretty_name(row['run'])} ({row['parameters']:,} params)")
         ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
     ax.set_xticks(range(3))
     ax.set_xticklabels(SETTINGS)
-    ax.set_ylabel("AP (%)")
+    ax.set_ylabel("AP (%), bars: 95% bootstrap interval")
     ax.legend(fontsize=7)
     return study.save_figure(fig, name, checkpoints=runs,
-                             headline="; ".join(f"{r.run}: hard {r._5:.1f}%" for r in table.itertuples()))
+                             headline="; ".join(f"{row['run']}: hard {row['AP hard %']:.1f}%"
+                                                for _, row in table.iterrows()))
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -220,3 +454,100 @@ def dataset_preview_figure(study: Study, name: str = "dataset_preview", count: i
 
     fig = preview_grid(study.data_root, n=count, columns=4)
     return study.save_figure(fig, name, headline=f"{count} training images from {study.dataset} data")
+
+
+# ----------------------------------------------------------------------------- real photos
+
+REAL_PHOTO_IOU = 0.5
+
+
+def _greedy_matches(detections, reference) -> int:
+    """Detections (score order) matched one-to-one to reference faces at IoU >= 0.5."""
+    from ffcore.boxes import iou_matrix
+
+    if len(detections) == 0 or len(reference) == 0:
+        return 0
+    iou = iou_matrix(detections.boxes, reference.boxes).numpy()
+    taken = np.zeros(iou.shape[1], dtype=bool)
+    matched = 0
+    for row in iou:
+        candidates = np.where(~taken & (row >= REAL_PHOTO_IOU))[0]
+        if candidates.size:
+            taken[candidates[np.argmax(row[candidates])]] = True
+            matched += 1
+    return matched
+
+
+def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "real_photo_check") -> pd.DataFrame:
+    """What a synthetic AP says about real faces: on each real photo of the shared folder, each run's
+    detections at score >= 0.5 against the faces the WIDER FACE-trained detectors find at >= 0.5
+    (recall: reference faces found; precision: detections that are reference faces; IoU >= 0.5).
+
+    The references are detectors, not ground truth: the table measures agreement with them.
+    `runs` None: every run of the study trained so far (checkpoint on disk)."""
+    from ffcore.eval.detect import detect_faces
+    from ffcore.paths import shared_dir
+    from ffcore.preprocess import read_image
+    from ffcore.study.training import planned_runs, reference_runs, trained_on
+
+    if runs is None:
+        runs = [run for run in planned_runs(study) if study.checkpoint_path(run).is_file()]
+
+    photos = sorted((shared_dir() / "images").glob("*.jpg"))
+    references = reference_runs()
+    if not photos or not references:
+        raise FileNotFoundError(f"the real-photo check needs photos in {shared_dir() / 'images'} and the shared "
+                                "WIDER FACE weights; neither may be missing")
+    images = {photo.name: read_image(photo) for photo in photos}
+    reference_faces = {(ref, image): detect_faces(load_run_model(study, ref), pixels, DETECTION_THRESHOLD, study.device)
+                       for ref in references for image, pixels in images.items()}
+    rows = []
+    for run in runs:
+        model = load_run_model(study, run)
+        for image, pixels in images.items():
+            everything = detect_faces(model, pixels, threshold=0.0, device=study.device)
+            found = everything.above(DETECTION_THRESHOLD)
+            for ref in references:
+                faces = reference_faces[(ref, image)]
+                matched = _greedy_matches(found, faces)
+                rows.append({"run": run, "trained on": trained_on(study, run), "image": image, "reference": ref,
+                             "reference faces": len(faces), f"detections >= {DETECTION_THRESHOLD}": len(found),
+                             "matched": matched,
+                             "recall %": round(100 * matched / len(faces), 1) if len(faces) else float("nan"),
+                             "precision %": round(100 * matched / len(found), 1) if len(found) else float("nan"),
+                             "best score": round(float(everything.scores.max()), 3) if len(everything) else 0.0})
+    table = pd.DataFrame(rows)
+    checkpoints = {**{r: study.used_checkpoints.get(r, "") for r in runs},
+                   **{r: study.used_checkpoints.get(r, "") for r in references}}
+    # real photos: the numbers are about real data whatever the profile's training data was
+    from ffcore.provenance import WIDERFACE, Provenance, write_table
+
+    provenance = Provenance(profile=study.profile.name, dataset=WIDERFACE, checkpoints=checkpoints,
+                            notes={"images": sorted(images), "threshold": DETECTION_THRESHOLD,
+                                   "models trained on": study.dataset,
+                                   "reference": "detections of the WIDER FACE-trained detectors, not annotations"})
+    main = table[table["reference"] == references[0]]
+    write_table(table, study.tables_dir, name, provenance,
+                caption=f"Real photos: detections >= {DETECTION_THRESHOLD} against the faces the WIDER FACE-trained "
+                        f"detectors find (IoU >= {REAL_PHOTO_IOU})",
+                headline="; ".join(f"{row['run']} on {row['image']}: {row['matched']}/{row['reference faces']} "
+                                   f"{references[0]} faces" for _, row in main.iterrows()))
+    return table
+
+
+def describe_real_photo_check(study: Study, name: str = "real_photo_check"):
+    """"What this shows" for the real-photo check, from the written table."""
+    table = _read_table(study, name)
+    synthetic = table[~table["trained on"].str.contains("WIDER")]
+    reference = table["reference"].iloc[0]
+    main = synthetic[synthetic["reference"] == reference]
+    found = int(main["matched"].sum())
+    faces = int(main["reference faces"].sum())
+    best = main.groupby("run")["best score"].max()
+    return markdown(f"**What this shows.** Against the {faces} faces that {reference} finds at >= {DETECTION_THRESHOLD} on the real photos "
+            f"(summed over models and photos), the models trained on {study.dataset} data find {found} "
+            f"(recall {100 * found / faces if faces else float('nan'):.0f} %); their highest score on a real photo "
+            f"ranges from {best.min():.2f} to {best.max():.2f}. "
+            + ("A synthetic AP measures how well a model learned the synthetic faces; it does not say that the "
+               "model finds real faces." if found < 0.5 * faces else
+               "These synthetic-trained models do find a good share of real faces."))

@@ -1,13 +1,24 @@
-"""Training and distillation runs of a study, reused from disk unless `force`.
+"""Training, distillation and fine-tuning runs of a study, reused from disk unless `force`.
 
 A run lives in results/<profile>/checkpoints/<run>/ (best.pt, last.pt, metrics.csv,
-train.log). The run name is the registry name of the model, except for the distilled
-student, `<student>_distilled`.
+train.log). Run names say what was trained:
+
+    featherface_v1, featherface_v1_ssh_grouped, ...     a registered model, seed 0
+    featherface_v2_seed1                                the same recipe with training seed 1
+    featherface_v2_distilled[_seed1]                    distilled from the profile's teacher (V1)
+    featherface_v2_distilled_eca_cbam_widerface         distilled from the WIDER FACE-trained ECA-CBAM
+    featherface_v2_pruned20                             pruned from the trained parent, then fine-tuned
+    featherface_v2_pruned20_not_finetuned               pruned from the trained parent only
+
+V1 and its one-part swaps train with the profile's `train_preset` for `epochs`; V2 alone,
+V2 distilled (every teacher) and the V2 variants with `student_preset` for
+`student_epochs`, so each comparison changes only the factor it studies.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -15,12 +26,108 @@ import pandas as pd
 from ffcore.study.context import Study
 
 DISTILLED_SUFFIX = "_distilled"
+NOT_FINETUNED_SUFFIX = "_not_finetuned"
+_SEED = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
 _RUN_FILES = ("best.pt", "last.pt", "metrics.csv")
+# V2's registered variants train with the student recipe (compared with V2, not with V1).
+V2_VARIANTS = ("featherface_v2_ultra", "featherface_v2_vit")
 
 
-def model_of_run(study: Study, run: str) -> str:
-    """Registry name of the model a run trains (`featherface_v2_distilled` -> `featherface_v2`)."""
-    return run[: -len(DISTILLED_SUFFIX)] if run.endswith(DISTILLED_SUFFIX) else run
+@dataclass(frozen=True)
+class Teacher:
+    """A distillation teacher: a registered model and where its weights come from."""
+
+    model: str
+    label: str
+    shared_weights: tuple[str, ...] | None = None   # path inside the shared folder; None: trained in the study
+
+    def weights(self, study: Study) -> Path:
+        if self.shared_weights is None:
+            return ensure_checkpoint(study, self.model)
+        from ffcore.paths import shared_dir
+
+        path = shared_dir().joinpath(*self.shared_weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"teacher weights {path} not found (the shared folder's trained "
+                                    f"{self.model}); the distillation from it cannot run")
+        return path
+
+
+# suffix after `_distilled_` -> teacher; the profile's teacher (no suffix) is trained in notebook 01
+WIDERFACE_TEACHERS: dict[str, Teacher] = {
+    "eca_cbam_widerface": Teacher("featherface_eca_cbam", "ECA-CBAM FeatherFace trained on WIDER FACE",
+                                  ("weights", "featherface_eca_cbam_widerface.pth")),
+}
+
+
+# Real detectors evaluated beside the study's runs: run name -> (model, weights in the shared folder).
+REFERENCE_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "retinaface_mnet025_widerface": ("retinaface_mnet025", ("weights", "retinaface_mnet025_widerface.pth")),
+    "featherface_eca_cbam_widerface": ("featherface_eca_cbam", ("weights", "featherface_eca_cbam_widerface.pth")),
+}
+TRAINED_ON_WIDERFACE = "WIDER FACE (shared weights)"
+
+
+def reference_runs() -> list[str]:
+    """The WIDER FACE-trained reference detectors whose model is registered and whose weights exist."""
+    from ffcore.models import list_models
+    from ffcore.paths import shared_dir
+
+    return [run for run, (model, weights) in REFERENCE_RUNS.items()
+            if model in list_models() and shared_dir().joinpath(*weights).is_file()]
+
+
+def trained_on(study: Study, run: str) -> str:
+    """What a run's weights were trained on, for table columns and legends."""
+    return TRAINED_ON_WIDERFACE if run in REFERENCE_RUNS else f"{study.dataset} ({study.profile.name} profile)"
+
+
+def seeded_run(run: str, seed: int) -> str:
+    """The run name for a training seed (seed 0 keeps the plain name)."""
+    return run if seed == 0 else f"{run}_seed{seed}"
+
+
+def split_seed(run: str) -> tuple[str, int]:
+    match = _SEED.match(run)
+    return (match["base"], int(match["seed"])) if match else (run, 0)
+
+
+def model_of_run(study: Study | None, run: str) -> str:
+    """Registry name of the model a run trains (`featherface_v2_distilled_seed1` -> `featherface_v2`)."""
+    if run in REFERENCE_RUNS:
+        return REFERENCE_RUNS[run][0]
+    base, _ = split_seed(run)
+    base = base.removesuffix(NOT_FINETUNED_SUFFIX)
+    return base.split(DISTILLED_SUFFIX)[0] if DISTILLED_SUFFIX in base else base
+
+
+def teacher_of_run(study: Study, run: str) -> Teacher | None:
+    """The teacher of a distilled run (None for a supervised run)."""
+    base, _ = split_seed(run)
+    if DISTILLED_SUFFIX not in base:
+        return None
+    tag = base.split(DISTILLED_SUFFIX, 1)[1].removeprefix("_")
+    if not tag:
+        return Teacher(study.profile.teacher, f"{study.profile.teacher} trained in this study")
+    if tag not in WIDERFACE_TEACHERS:
+        raise KeyError(f"run {run!r}: unknown teacher {tag!r}; known: {', '.join(WIDERFACE_TEACHERS)}")
+    return WIDERFACE_TEACHERS[tag]
+
+
+def pruned_parent(model: str) -> str | None:
+    """The model a registered pruned variant is cut from (None when `model` is not one)."""
+    from ffcore.pruning import DEFAULT_RATIO, PRUNABLE_BASES
+
+    parents = {f"{base}_pruned{round(DEFAULT_RATIO * 100)}": base for base in PRUNABLE_BASES}
+    return parents.get(model)
+
+
+def recipe(study: Study, model: str) -> tuple[str, int]:
+    """(training preset, epochs) of a model in this study: the student recipe for V2 and its variants."""
+    p = study.profile
+    if model == p.student or model in V2_VARIANTS:
+        return p.student_preset, p.student_epochs
+    return p.train_preset, p.epochs
 
 
 def _train_config(study: Study, run: str, preset: str, epochs: int):
@@ -29,8 +136,9 @@ def _train_config(study: Study, run: str, preset: str, epochs: int):
     p = study.profile
     config = get_preset(preset, model=model_of_run(study, run), data_root=str(study.data_root),
                         out_dir=str(study.run_dir(run)), epochs=epochs, image_size=p.image_size,
-                        batch_size=p.batch_size, device=study.device, seed=p.seed, workers=p.workers,
-                        progress=False, tensorboard=False, max_steps_per_epoch=p.max_steps_per_epoch)
+                        batch_size=p.batch_size, device=study.device, seed=p.seed + split_seed(run)[1],
+                        workers=p.workers, progress=False, tensorboard=False,
+                        max_steps_per_epoch=p.max_steps_per_epoch)
     if not _has_imagenet_backbone(config.model):
         # e.g. the ViT variant: no ImageNet file fits its backbone, it trains from scratch
         config = replace(config, pretrained_backbone=False)
@@ -71,10 +179,22 @@ def _needs_training(study: Study, run: str, force: bool) -> bool:
 
 
 def ensure_checkpoint(study: Study, run: str) -> Path:
-    """The run's best.pt, training (or distilling) it first when it does not exist. Never retrains."""
+    """The run's best.pt, training (distilling, pruning) it first when it does not exist. Never retrains.
+    A reference run's checkpoint is its shared WIDER FACE weights file."""
+    if run in REFERENCE_RUNS:
+        from ffcore.checkpoint import file_sha256
+        from ffcore.paths import shared_dir
+
+        path = shared_dir().joinpath(*REFERENCE_RUNS[run][1])
+        if not path.is_file():
+            raise FileNotFoundError(f"{run}: the shared weights {path} are missing")
+        study.used_checkpoints[run] = file_sha256(path)
+        return path
     if not study.checkpoint_path(run).is_file():
-        if run.endswith(DISTILLED_SUFFIX):
-            distill_or_load(study, student=model_of_run(study, run), force=False)
+        if teacher_of_run(study, run) is not None:
+            distill_or_load(study, run=run, force=False)
+        elif pruned_parent(model_of_run(study, run)) is not None:
+            finetune_pruned_or_load(study, model_of_run(study, run), force=False)
         else:
             train_or_load(study, run, force=False)
     return _record(study, run)
@@ -116,42 +236,96 @@ def _save_run_table(study: Study, run: str, status: str) -> pd.DataFrame:
     return table
 
 
-def train_or_load(study: Study, run: str, force: bool | None = None, epochs: int | None = None) -> pd.DataFrame:
-    """Train a registered model with the profile's recipe, or reuse results/<profile>/checkpoints/<run>/best.pt.
-
-    `epochs` defaults to the profile's main training length (ablations pass theirs)."""
+def train_or_load(study: Study, run: str, force: bool | None = None) -> pd.DataFrame:
+    """Train a registered model with its recipe in the profile (`recipe`), or reuse
+    results/<profile>/checkpoints/<run>/best.pt. `<model>_seed<N>` trains with seed N."""
     from ffcore.engine.train import train
 
     force = study.force if force is None else force
     status = "loaded (checkpoint exists)"
     if _needs_training(study, run, force):
         _clear_run(study, run)
-        config = _train_config(study, run, study.profile.train_preset, epochs or study.profile.epochs)
-        train(config).raise_for_status()
+        preset, epochs = recipe(study, model_of_run(study, run))
+        with study.progress.step(run, epochs):
+            train(_train_config(study, run, preset, epochs)).raise_for_status()
         status = "trained"
     _record(study, run)
     return _save_run_table(study, run, status)
 
 
 def distill_or_load(study: Study, teacher: str | None = None, student: str | None = None,
-                    force: bool | None = None) -> pd.DataFrame:
-    """Distil the profile's teacher (trained first if missing) into the student, or reuse the checkpoint."""
+                    force: bool | None = None, seed: int = 0, run: str | None = None) -> pd.DataFrame:
+    """Distil a teacher into the student with the student recipe (the one V2 alone trains with), or reuse
+    the checkpoint. Default: the profile's teacher, trained first if missing. `run` names another
+    teacher (`featherface_v2_distilled_eca_cbam_widerface`) and/or a seed (`..._seed1`)."""
     from ffcore.engine.distill import DistillConfig, distill
 
-    teacher = teacher or study.profile.teacher
-    student = student or study.profile.student
-    run = student + DISTILLED_SUFFIX
+    if run is None:
+        student = student or study.profile.student
+        if teacher not in (None, study.profile.teacher):
+            raise ValueError(f"teacher {teacher!r}: name a teacher other than the profile's through run="
+                             f"'{student}{DISTILLED_SUFFIX}_<tag>' with a tag of {', '.join(WIDERFACE_TEACHERS)}")
+        run = seeded_run(student + DISTILLED_SUFFIX, seed)
+    source = teacher_of_run(study, run)
+    if source is None:
+        raise ValueError(f"run {run!r} is not a distillation run (no {DISTILLED_SUFFIX!r} in its name)")
     force = study.force if force is None else force
     status = "loaded (checkpoint exists)"
     if _needs_training(study, run, force):
-        teacher_checkpoint = ensure_checkpoint(study, teacher)   # the teacher is reused, never retrained here
+        teacher_weights = source.weights(study)   # a study teacher is reused, never retrained here
         _clear_run(study, run)
-        config = _train_config(study, run, study.profile.distill_preset, study.profile.distill_epochs)
-        distill(config, DistillConfig(teacher=model_of_run(study, teacher),
-                                      teacher_weights=str(teacher_checkpoint))).raise_for_status()
+        preset, epochs = recipe(study, model_of_run(study, run))
+        config = _train_config(study, run, preset, epochs)
+        with study.progress.step(run, epochs):
+            distill(config, DistillConfig(teacher=source.model, teacher_weights=str(teacher_weights))
+                    ).raise_for_status()
         status = "distilled"
     _record(study, run)
     return _save_run_table(study, run, status)
+
+
+def finetune_pruned_or_load(study: Study, variant: str, force: bool | None = None) -> pd.DataFrame:
+    """Prune the trained parent of `variant` (L1, `ffcore.pruning`), keep that model as
+    `<variant>_not_finetuned`, then fine-tune it for the profile's `finetune_epochs` with the
+    parent's recipe at a tenth of its learning rate. Reuses both checkpoints unless `force`."""
+    from ffcore.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+    from ffcore.engine.distributed import setup_distributed, teardown_distributed
+    from ffcore.engine.train import DetectionTask, multibox_loss_for
+    from ffcore.engine.trainer import Trainer
+    from ffcore.models import load_pretrained
+    from ffcore.pruning import DEFAULT_RATIO, prune_context
+
+    parent = pruned_parent(variant)
+    if parent is None:
+        raise ValueError(f"{variant!r} is not a registered pruned variant")
+    force = study.force if force is None else force
+    before = variant + NOT_FINETUNED_SUFFIX
+    status = "loaded (checkpoint exists)"
+    if _needs_training(study, variant, force) or _needs_training(study, before, force):
+        parent_checkpoint = ensure_checkpoint(study, parent)
+        pruned = prune_context(load_pretrained(parent, parent_checkpoint), DEFAULT_RATIO)
+        pruned.name = variant
+        for run in (before, variant):
+            _clear_run(study, run)
+        study.run_dir(before).mkdir(parents=True, exist_ok=True)
+        save_checkpoint(study.checkpoint_path(before),
+                        {"format": CHECKPOINT_FORMAT, "model_name": variant,
+                         "model_overrides": dict(getattr(pruned, "overrides", {})), "state_dict": pruned.state_dict(),
+                         "kind": "pruned", "epoch": 0, "parent": parent, "parent_checkpoint": str(parent_checkpoint)})
+        preset, _ = recipe(study, parent)
+        config = _train_config(study, variant, preset, study.profile.finetune_epochs)
+        config = replace(config, lr=config.lr / 10, pretrained_backbone=False)
+        context = setup_distributed(config.device)
+        try:
+            with study.progress.step(variant, config.epochs):
+                Trainer(config, DetectionTask(pruned.train(), multibox_loss_for(pruned, config)), context,
+                        kind="finetune").run().raise_for_status()
+        finally:
+            teardown_distributed(context)
+        status = "pruned and fine-tuned"
+    _record(study, before)
+    _record(study, variant)
+    return _save_run_table(study, variant, status)
 
 
 def training_curves_figure(study: Study, runs: list[str], name: str = "training_curves"):
@@ -189,3 +363,48 @@ def training_curves_figure(study: Study, runs: list[str], name: str = "training_
             _record(study, run)
     return study.save_figure(fig, name, checkpoints=runs,
                              headline="final training task loss " + ", ".join(f"{r} {v:.3f}" for r, v in final.items()))
+
+
+def study_pruned_variants(study: Study) -> list[str]:
+    """Registered pruned variants whose parent this study trains (V1, V2)."""
+    from ffcore.models import list_models
+
+    trained = {study.profile.teacher, study.profile.student}
+    return [m for m in list_models() if pruned_parent(m) in trained]
+
+
+def widerface_teacher_runs(study: Study) -> list[str]:
+    """Distillation runs from the WIDER FACE-trained teachers whose model and weights are available."""
+    from ffcore.models import list_models
+    from ffcore.paths import shared_dir
+
+    return [study.profile.student + DISTILLED_SUFFIX + "_" + tag for tag, teacher in WIDERFACE_TEACHERS.items()
+            if teacher.model in list_models() and shared_dir().joinpath(*teacher.shared_weights).is_file()]
+
+
+def planned_runs(study: Study) -> list[str]:
+    """Every training of a whole run of the five notebooks, in the order they happen."""
+    from ffcore.models import list_models
+    from ffcore.models.zoo import ONE_PART_SWAPS
+
+    p = study.profile
+    registered = set(list_models())
+    runs = [p.teacher]
+    runs += [seeded_run(p.student, seed) for seed in p.seeds]
+    runs += [seeded_run(p.student + DISTILLED_SUFFIX, seed) for seed in p.seeds]
+    runs += widerface_teacher_runs(study)
+    runs += [v for v, (base, _) in ONE_PART_SWAPS.items() if base == p.teacher and v in registered]
+    runs += [v for v in V2_VARIANTS if v in registered]
+    runs += study_pruned_variants(study)
+    return runs
+
+
+def seed_runs_table(study: Study) -> pd.DataFrame:
+    """V2 alone and V2 distilled from the profile's teacher for every training seed of the profile
+    (trained or loaded), one row per run: the central comparison's repetitions."""
+    student = study.profile.student
+    tables = []
+    for seed in study.profile.seeds:
+        tables.append(train_or_load(study, seeded_run(student, seed)))
+        tables.append(distill_or_load(study, seed=seed))
+    return pd.concat(tables, ignore_index=True)
