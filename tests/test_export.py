@@ -123,7 +123,7 @@ def test_old_opset_is_refused_and_a_disagreeing_model_fails_strict_parity(tmp_pa
 
 
 @pytest.mark.slow
-def test_v1_deformable_ssh_exports_as_onnx_deformconv(tmp_path):
+def test_v1_exports_as_onnx_deformconv_and_runs_at_any_input_size(tmp_path):
     torch.set_num_threads(1)
     model = _reference_model("featherface_v1")
     # Non-zero offsets, so that a DeformConv that ignored them would show in the parity.
@@ -133,9 +133,37 @@ def test_v1_deformable_ssh_exports_as_onnx_deformconv(tmp_path):
             torch.nn.init.normal_(module.offset_conv.weight, std=0.01)
             offsets_changed += 1
     assert offsets_changed == 15
-    result = export_onnx(model, tmp_path / "featherface_v1.onnx", parity_sizes=((128, 128), (96, 160)))
+    # Original-size evaluation feeds sizes like these: odd, not multiples of 32, both parities.
+    sizes = ((375, 500), (480, 736), (640, 640))
+    result = export_onnx(model, tmp_path / "featherface_v1.onnx", parity_sizes=sizes)
     assert result.operators.get("DeformConv") == 15
-    assert result.parity.passed, result.parity.to_text()
+    assert result.parity.passed and result.parity.max_abs_diff <= 1e-4, result.parity.to_text()
+    assert {(r["height"], r["width"]) for r in result.parity.rows} == set(sizes)
+    dims = onnx.load(str(result.path)).graph.input[0].type.tensor_type.shape.dim
+    assert dims[2].dim_param and dims[3].dim_param     # symbolic H, W: no multiple-of-32 constraint left
+
+
+def test_tf_same_max_pool_is_computed_from_the_input_shape_in_the_onnx_graph(tmp_path):
+    """V1's BiFPN down-sampling: TF-"same" zero padding whose split depends on the parity of H and W."""
+    from ffcore.models.necks import _same_max_pool
+
+    class Pool(torch.nn.Module):
+        def forward(self, x):
+            pooled = _same_max_pool(x)
+            # three outputs, as the export contract wants; flattened so any size stacks
+            return pooled.flatten(1), x.flatten(1)[:, :1], pooled.amax(dim=(2, 3))
+
+    path = export_onnx(Pool(), tmp_path / "pool.onnx", parity_sizes=None).path
+    operators = onnx_operators(path)
+    assert operators.get("MaxPool") == 1 and operators.get("Pad") == 1 and operators.get("Shape", 0) >= 1
+    session = OnnxDetector(path)
+    for height, width in ((32, 32), (33, 32), (32, 33), (7, 9), (375, 500)):
+        x = torch.randn(1, 3, height, width) - 1.0   # mostly negative: a wrong zero border changes the max
+        expected = torch.nn.functional.max_pool2d(
+            torch.nn.functional.pad(x, [(width % 2 == 1) * 1, 1, (height % 2 == 1) * 1, 1]), 3, 2)
+        got = session(x)[0].reshape(expected.shape)
+        assert got.shape[-2:] == ((height + 1) // 2, (width + 1) // 2)
+        assert torch.equal(got, expected), (height, width)
 
 
 def test_same_padding_matches_the_tensorflow_formula_for_every_size():
@@ -155,3 +183,75 @@ def test_same_padding_matches_the_tensorflow_formula_for_every_size():
             extra_w = max((math.ceil((height + 3) / stride) - 1) * stride - (height + 3) + kernel, 0)
             top, left = extra_h // 2, extra_w // 2
             assert torch.equal(padded[..., top:top + height, left:left + height + 3], x)
+
+
+# --------------------------------------------------------------------------------------------
+# The deploy graph: exact rewrites, written by default
+# --------------------------------------------------------------------------------------------
+
+def test_every_deploy_step_keeps_v2_outputs_within_1e_5_and_rewrites_what_it_names():
+    from ffcore.deploy import DeploySteps, deploy_model, max_output_difference
+    from ffcore.models.shuffle import ChannelShuffleLight
+
+    torch.set_num_threads(1)
+    model = _reference_model("featherface_v2")
+    ladder = DeploySteps().cumulative()
+    assert [label for label, _ in ladder] == ["literal", "+ fold_batchnorm", "+ fold_shuffle", "+ merge_heads",
+                                              "+ compact_attention", "+ dense_grouped_convs"]
+    for label, steps in ladder:
+        deployed = deploy_model(model, steps, check=None)
+        assert max_output_difference(model, deployed, (97, 131)) <= 1e-5, label
+    applied = deployed.deploy_applied
+    # V2: 3 shuffles, 1 head block, 6 channel gates (3 backbone + 3 neck levels); BN everywhere
+    assert applied["fold_shuffle"] == 3 and applied["merge_heads"] == 1 and applied["compact_attention"] == 6
+    assert applied["fold_batchnorm"] > 50
+    grouped = [m for m in deployed.modules() if isinstance(m, torch.nn.Conv2d) and 1 < m.groups < m.in_channels]
+    assert applied["dense_grouped_convs"] > 0 and not grouped
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, ChannelShuffleLight)) for m in deployed.modules())
+    # the trained model itself is left alone
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_deploy_rewrites_are_exact_for_retinaface_and_v1_too():
+    from ffcore.deploy import deploy_model, max_output_difference
+
+    torch.set_num_threads(1)
+    for name in ("retinaface_mnet025", "featherface_v1"):
+        model = _reference_model(name)
+        deployed = deploy_model(model)
+        assert max_output_difference(model, deployed, (96, 128)) <= 1e-5, name
+        assert deployed.deploy_applied["merge_heads"] == 1
+
+
+def test_export_writes_the_deploy_graph_by_default_and_the_literal_one_on_request(v2_export, tmp_path):
+    model, deployed = v2_export
+    literal = export_onnx(model, tmp_path / "v2_literal.onnx", parity_sizes=SMALL_SIZES, deploy=False)
+    assert deployed.parity.passed and literal.parity.passed
+    # heads: 9 per-level convs -> 3; shuffles: no Reshape/Transpose pair left for them
+    assert sum(deployed.operators.values()) < sum(literal.operators.values())
+    assert deployed.operators["Conv"] == literal.operators["Conv"] - 6
+    assert deployed.operators.get("Transpose", 0) < literal.operators.get("Transpose", 0)
+    # both files compute the trained model's function
+    x = sample_batch(100, 150)
+    for a, b in zip(OnnxDetector(deployed.path)(x), OnnxDetector(literal.path)(x)):
+        assert torch.allclose(a, b, atol=1e-4, rtol=0)
+
+
+def test_int8_keeps_the_first_convolution_and_the_heads_in_float(v2_export, tmp_path):
+    from ffcore.export import float_boundary_nodes
+
+    _, result = v2_export
+    graph = onnx.load(str(result.path)).graph
+    kept = set(float_boundary_nodes(result.path))
+    by_name = {node.name: node for node in graph.node}
+    first_conv = next(n for n in graph.node if n.op_type == "Conv" and graph.input[0].name in n.input)
+    assert first_conv.name in kept
+    assert sum(by_name[n].op_type == "Conv" for n in kept) == 1 + 3     # stem + one merged head conv per level
+    images = calibration_images(shared_dir() / "images", count=2)
+    with pytest.raises(ValueError, match="calibration method"):
+        quantize_int8(result.path, tmp_path / "x.onnx", images, size=160, method="median")
+    int8 = onnx.load(str(quantize_int8(result.path, tmp_path / "v2_int8.onnx", images, size=160,
+                                       method="entropy"))).graph
+    producers = {out: node.op_type for node in int8.node for out in node.output}
+    # the outputs come from float operators, not from a DequantizeLinear
+    assert all(producers[o.name] != "DequantizeLinear" for o in int8.output)
