@@ -426,12 +426,19 @@ def latency_figure(table, size: tuple[int, int] = (640, 640), batch: int = 1, th
             error = [[row.forward_median_ms - row.forward_p10_ms], [row.forward_p90_ms - row.forward_median_ms]]
             ax.bar(m + (b - (len(backends) - 1) / 2) * width, row.forward_median_ms, width, yerr=error,
                    color=model_style(model)["color"], hatch=hatches[b % len(hatches)], edgecolor="black",
-                   linewidth=0.5, capsize=2, label=backend if m == 0 else None)
+                   linewidth=0.5, capsize=2)
     ax.set_xticks(range(len(models)))
     ax.set_xticklabels([pretty_name(m) for m in models], rotation=15)
     ax.set_ylabel("forward pass, median ms (p10-p90)")
     ax.set_title(title or f"CPU latency, {size[0]}x{size[1]}, batch {batch}, {threads} thread(s)")
-    ax.legend(title="backend")
+    if len(backends) > 1:
+        # colour is the model (named on the x axis); the legend explains the hatch, in neutral grey
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(facecolor="#dddddd", edgecolor="black", hatch=hatches[b % len(hatches)],
+                                 label=backend) for b, backend in enumerate(backends)], title="backend")
+    else:
+        ax.text(0.99, 0.97, f"backend: {backends[0]}", transform=ax.transAxes, ha="right", va="top", fontsize=7)
     return fig
 
 
