@@ -117,7 +117,9 @@ def _add_training_options(p) -> None:
     p.add_argument("--val-scale", default=None, help="validation scale: origin | vga | <long side in pixels>")
     p.add_argument("--best-metric", default=None, choices=("easy", "medium", "hard", "loss"),
                    help="what best.pt is chosen by")
-    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--no-amp", action="store_true", help="train in FP32 (the presets' default)")
+    p.add_argument("--amp", action="store_true",
+                   help="float16 mixed precision on CUDA (recorded as the run's precision in metrics and checkpoints)")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap steps per epoch (quick checks)")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from <out>/last.pt with its saved recipe")
@@ -137,7 +139,8 @@ def _add_train(sub) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
     _add_training_options(p)
     p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--mixup-prob", type=float, default=None, help="share of batches mixed with MixUp/CutMix")
+    p.add_argument("--mixup-prob", type=float, default=None, help="share of samples mixed with MixUp (lam-weighted)")
+    p.add_argument("--cutmix-prob", type=float, default=None, help="share of samples mixed with CutMix")
     p.add_argument("--pretrained-backbone", default=None,
                    help="ImageNet MobileNet-0.25 file, or 'none' (default: found automatically)")
     p.set_defaults(handler="ffcore.engine.train:train_command")
@@ -157,6 +160,8 @@ def _add_distill(sub) -> None:
     p.add_argument("--temperature", type=float, default=None, help="softening temperature T (default 4)")
     p.add_argument("--alpha", type=float, default=None, help="weight of the KD term (default 0.7)")
     p.add_argument("--feature-weight", type=float, default=None, help="weight of the feature MSE (default 0.1)")
+    p.add_argument("--progressive", action="store_true", default=None,
+                   help="progressive distillation: feature levels P5, then P4-P5, then P3-P5 over thirds of the run")
     _add_training_options(p)
     p.set_defaults(handler="ffcore.engine.distill:distill_command")
 

@@ -230,3 +230,20 @@ def test_precision_is_recorded_per_epoch_and_in_the_checkpoint(tmp_path):
     assert [row["precision"] for row in result.history] == [expected]
     checkpoint = load_checkpoint_file(result.last_checkpoint)
     assert checkpoint["precision"] == expected and checkpoint["train_config"]["amp"] is True
+
+
+def test_command_line_asks_for_mixed_precision_cutmix_and_progressive_distillation(tmp_path):
+    from ffcore.checkpoint import load_checkpoint_file
+    from ffcore.cli import build_parser, main
+
+    root = write_tiny_wider_tree(tmp_path / "data", images=8)
+    out = tmp_path / "cli"
+    assert main(["train", "--preset", "smoke", "--data", str(root), "--out", str(out), "--image-size", "64",
+                 "--max-steps-per-epoch", "1", "--epochs", "1", "--amp", "--cutmix-prob", "0.5",
+                 "--device", "cpu"]) == 0
+    checkpoint = load_checkpoint_file(out / "last.pt")
+    assert checkpoint["train_config"]["amp"] is True and checkpoint["train_config"]["cutmix_prob"] == 0.5
+    assert checkpoint["precision"] == "fp32"          # float16 autocast exists on CUDA only
+    distill_args = build_parser().parse_args(["distill", "--teacher", "featherface_v1", "--teacher-weights", "t.pt",
+                                              "--out", str(tmp_path / "d"), "--progressive"])
+    assert distill_args.progressive is True

@@ -238,6 +238,7 @@ def distill_command(teacher: str, teacher_weights: str, student: str = "featherf
                     lr: float | None = None, image_size: int | None = None, workers: int | None = None,
                     seed: int | None = None, val_every: int | None = None, val_scale: str | None = None,
                     val_data: str | None = None, best_metric: str | None = None, no_amp: bool = False,
+                    amp: bool = False,
                     max_steps_per_epoch: int | None = None, skip_unreadable_images: bool | None = None,
                     progressive: bool | None = None, **_ignored) -> int:
     """`ffcore distill`: returns 0 on success, 3 when the loss diverged. `progressive=True`: the
@@ -247,7 +248,7 @@ def distill_command(teacher: str, teacher_weights: str, student: str = "featherf
         "model": student, "data_root": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "image_size": image_size, "workers": workers, "device": device, "seed": seed, "val_every": val_every,
         "val_scale": parse_scale(val_scale), "val_root": val_data, "best_metric": best_metric,
-        "amp": False if no_amp else None, "max_steps_per_epoch": max_steps_per_epoch,
+        "amp": True if amp else (False if no_amp else None), "max_steps_per_epoch": max_steps_per_epoch,
         "skip_unreadable_images": skip_unreadable_images})
     base = DistillConfig()
     last = Path(out) / LAST_CHECKPOINT

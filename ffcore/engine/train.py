@@ -132,6 +132,7 @@ def train_command(model: str | None = None, preset: str = "featherface_paper", d
                   device: str | None = None, resume: bool = False, seed: int | None = None,
                   weight_decay: float | None = None, val_every: int | None = None, val_scale: str | None = None,
                   val_data: str | None = None, best_metric: str | None = None, mixup_prob: float | None = None,
+                  cutmix_prob: float | None = None, amp: bool = False,
                   pretrained_backbone: str | None = None, no_amp: bool = False,
                   max_steps_per_epoch: int | None = None, skip_unreadable_images: bool | None = None,
                   **_ignored) -> int:
@@ -144,7 +145,7 @@ def train_command(model: str | None = None, preset: str = "featherface_paper", d
         "model": model, "data_root": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "image_size": image_size, "workers": workers, "device": device, "seed": seed,
         "weight_decay": weight_decay, "val_every": val_every, "val_scale": parse_scale(val_scale),
-        "val_root": val_data, "best_metric": best_metric, "mixup_prob": mixup_prob,
-        "pretrained_backbone": backbone, "amp": False if no_amp else None,
+        "val_root": val_data, "best_metric": best_metric, "mixup_prob": mixup_prob, "cutmix_prob": cutmix_prob,
+        "pretrained_backbone": backbone, "amp": True if amp else (False if no_amp else None),
         "max_steps_per_epoch": max_steps_per_epoch, "skip_unreadable_images": skip_unreadable_images})
     return report(train(config, resume=resume))
