@@ -269,7 +269,7 @@ def intervals_figure(study: Study, runs: list[str], name: str = "ap_intervals"):
     from ffcore.plotting import new_figure, pretty_name
 
     table = ap_frame(study, runs)
-    long = pd.DataFrame([{"run": pretty_name(row["run"]) + (" (WIDER FACE)" if "WIDER" in row["trained on"] else ""),
+    long = pd.DataFrame([{"run": run_label(study, row["run"]),
                           "setting": s, "AP": row[f"AP {s} %"], "low": row[f"{s} CI low"], "high": row[f"{s} CI high"]}
                          for _, row in table.iterrows() for s in SETTINGS])
     fig, axes = new_figure(ncols=3, aspect=0.25 + 0.06 * len(runs))
@@ -280,11 +280,28 @@ def intervals_figure(study: Study, runs: list[str], name: str = "ap_intervals"):
                       markers="o", ax=ax, legend=False)
         ax.hlines(range(len(part)), part["low"], part["high"], colors=[palette[r] for r in part["run"]], lw=2)
         ax.set_title(setting)
-        ax.set_xlabel("AP (%), 95% interval")
+        ax.set_xlabel("")
         ax.set_ylabel("")
+        ax.set_xlim(-3, 103)
         if setting != SETTINGS[0]:
             ax.set_yticklabels([])
+    fig.supxlabel("AP (%) with its 95% bootstrap interval over validation images", fontsize=8)
     return study.save_figure(fig, name, checkpoints=runs, headline=_ap_headline(table))
+
+
+def run_label(study: Study, run: str) -> str:
+    """A legend label: the model's name, what distinguishes the run, and WIDER FACE training when so."""
+    from ffcore.plotting import pretty_name
+    from ffcore.study.training import REFERENCE_RUNS, split_seed, teacher_of_run
+
+    if run in REFERENCE_RUNS:
+        return f"{pretty_name(model_of_run(study, run))} (trained on WIDER FACE)"
+    base, seed = split_seed(run)
+    teacher = teacher_of_run(study, run)
+    label = pretty_name(model_of_run(study, run))
+    if teacher is not None:
+        label += f" distilled from {pretty_name(teacher.model)}" + (" (WIDER FACE)" if teacher.shared_weights else "")
+    return label + (f", seed {seed}" if seed else "")
 
 
 def differences_figure(study: Study, table_name: str, name: str | None = None):
@@ -298,7 +315,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
     fig, axes = new_figure(ncols=3, aspect=0.25 + 0.06 * len(table))
     colours = {"inside the noise": sns.color_palette("colorblind")[7], "higher": sns.color_palette("colorblind")[2],
                "lower": sns.color_palette("colorblind")[3], "no interval": "black"}
-    labels = [f"{r} vs {v}" for r, v in zip(table["run"], table["vs"])]
+    labels = [f"{run_label(study, r)} vs {run_label(study, v)}" for r, v in zip(table["run"], table["vs"])]
     for ax, setting in zip(axes[0], SETTINGS):
         verdicts = table[f"{setting} verdict"]
         sns.scatterplot(x=table[f"d{setting} AP pts"].to_numpy(), y=range(len(table)), hue=verdicts.to_numpy(),
@@ -310,7 +327,8 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
         ax.set_yticklabels(labels if setting == SETTINGS[0] else [])
         ax.invert_yaxis()
         ax.set_title(setting)
-        ax.set_xlabel("difference (AP points), 95% interval")
+        ax.set_xlabel("")
+    fig.supxlabel("difference in AP (points) with its paired 95% bootstrap interval", fontsize=8)
     if axes[0][-1].get_legend() is not None:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="verdict", fontsize=7)
     return study.save_figure(fig, name or f"{table_name}_intervals", checkpoints=sorted(set(table["run"]) | set(table["vs"])),
@@ -323,7 +341,7 @@ def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
     from ffcore.plotting import pretty_name, show
 
     results = [evaluate_run(study, run) for run in runs]
-    fig = draw_pr_curves(results, labels=[pretty_name(run) for run in runs],
+    fig = draw_pr_curves(results, labels=[run_label(study, run) for run in runs],
                          title=f"WIDER FACE protocol, test scale {study.profile.eval_scale}")
     study.save_figure(fig, name, checkpoints=runs, test_scale=str(study.profile.eval_scale),
                       headline="; ".join(f"{r}: hard AP {100 * float(res.ap['hard']):.1f}%"
