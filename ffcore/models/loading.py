@@ -6,7 +6,8 @@
   model_overrides, state_dict): the model is rebuilt with its recorded overrides;
 - a state dict in ffcore's own key names;
 - a state dict (or a dict holding one under "state_dict"/"model") in the layout of
-  Pytorch_Retinaface, FeatherFace (V1), the V2 fork or the fork's ECA-CBAM models (f023145), converted by that layout's key
+  Pytorch_Retinaface, FeatherFace (V1), the V2 fork or the fork's ECA-CBAM models (f023145),
+  converted by that layout's key
   mapping below.
 
 Wrapper prefixes (`module.` from DataParallel/DDP, `_orig_mod.` from torch.compile) are
