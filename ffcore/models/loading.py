@@ -7,8 +7,7 @@
 - a state dict in ffcore's own key names;
 - a state dict (or a dict holding one under "state_dict"/"model") in the layout of
   Pytorch_Retinaface, FeatherFace (V1), the V2 fork or the fork's ECA-CBAM models (f023145),
-  converted by that layout's key
-  mapping below.
+  converted by that layout's key mapping below.
 
 Wrapper prefixes (`module.` from DataParallel/DDP, `_orig_mod.` from torch.compile) are
 stripped in one place, `strip_wrapper_prefixes`.
