@@ -14,7 +14,11 @@ What ffcore writes is plain by construction (configs as dicts, RNG states as tup
 and tensors); `save_checkpoint` checks this, so a run never ends with a file that ffcore
 itself would refuse. Version 1 files stored numpy's RNG state as a uint32 array: reading
 those needs numpy's array reconstruction, allowed for that one dtype (see
-`_VERSION1_NUMPY_GLOBALS`).
+`_version1_numpy_globals`).
+
+Caches of ffcore's own results (dataclasses holding numpy arrays) go through
+`save_state_file` / `load_state_file`: the same safe loader, and dataclasses rebuilt only
+from the types the caller names.
 """
 
 from __future__ import annotations
