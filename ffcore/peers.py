@@ -1,13 +1,19 @@
-"""Peer face detectors for the latency comparison (optional extra `ffcore[peers]`).
+"""Peer face detectors for the latency comparison, run in their own environment (`make peers`).
 
 MTCNN (facenet-pytorch), BlazeFace (mediapipe 0.10.21, which ships its model files),
-the OpenCV Haar cascade (needs the cascade files that `opencv-python` < 5 installs under
+the OpenCV Haar cascade (needs the cascade files that OpenCV < 5 installs under
 `cv2.data`) and dlib's HOG detector (dlib-bin). All ship their weights inside the package,
-so nothing is downloaded. A peer that is not installed, or cannot start, is skipped with
-the reason; it never raises.
+so nothing is downloaded. Their pins (numpy < 2, protobuf < 5, OpenCV 4) do not fit the
+main environment, so they live in `.venv-peers` (requirements-peers.txt); in the main
+environment `load_peers` reports every peer as skipped with the reason.
 
 Each peer is a `Peer` whose `detect(image_bgr)` runs the whole pipeline (conversion,
-detection, the peer's own post-processing) on one BGR uint8 image.
+detection, the peer's own post-processing) on one BGR uint8 image and returns the
+detections as a float32 array [n, 5]: x1, y1, x2, y2 in pixels of that image, and the
+peer's confidence (NaN for the Haar cascade, which gives none). Turning each library's
+output into that array is part of the timed pipeline; it costs microseconds.
+
+This module imports only numpy at load time, so the main environment can import it.
 """
 
 from __future__ import annotations
@@ -18,14 +24,17 @@ from typing import Callable
 
 import numpy as np
 
+PEERS_SETUP_HINT = "run `make peers` and use .venv-peers/bin/python (requirements-peers.txt)"
 
-@dataclass
+
+@dataclass(frozen=True)
 class Peer:
     name: str
-    detect: Callable[[np.ndarray], object]
+    detect: Callable[[np.ndarray], np.ndarray]
     backend: str
     file_bytes: int | None = None
     note: str = ""
+    threshold: str = ""      # the peer's own operating point, as used here
 
 
 def _rgb(image_bgr: np.ndarray) -> np.ndarray:
@@ -37,33 +46,56 @@ def _files_bytes(paths) -> int | None:
     return sum(sizes) if sizes else None
 
 
+def _boxes(rows) -> np.ndarray:
+    """Rows of (x1, y1, x2, y2, score) as a float32 [n, 5] array (an empty [0, 5] when none)."""
+    array = np.asarray(rows, dtype=np.float32)
+    return array.reshape(-1, 5)
+
+
 def mtcnn() -> Peer:
     from facenet_pytorch import MTCNN
     import facenet_pytorch
     import torch
 
+    # facenet-pytorch's defaults: min_face_size 20, thresholds (0.6, 0.7, 0.7), pyramid factor 0.709.
     detector = MTCNN(keep_all=True, device="cpu")
     weights = list((Path(facenet_pytorch.__file__).parent / "data").glob("*.pt"))
 
-    def detect(image_bgr):
+    def detect(image_bgr: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return detector.detect(_rgb(image_bgr))
+            boxes, probs = detector.detect(_rgb(image_bgr))
+        if boxes is None:   # facenet-pytorch returns None, not an empty array, when it finds no face
+            return _boxes([])
+        return _boxes(np.concatenate([boxes, np.asarray(probs, dtype=np.float32)[:, None]], axis=1))
 
     return Peer("mtcnn", detect, "torch (facenet-pytorch)", _files_bytes(weights),
-                "P/R/O-Net cascade; time includes its image pyramid and NMS")
+                "P/R/O-Net cascade; time includes its image pyramid and NMS",
+                "stage thresholds 0.6/0.7/0.7, min face 20 px")
 
 
 def blazeface() -> Peer:
     import mediapipe as mp
 
-    solution = mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
-    models = list((Path(mp.__file__).parent / "modules" / "face_detection").glob("*.tflite"))
+    solutions = getattr(mp, "solutions", None)
+    if solutions is None:
+        raise RuntimeError(f"mediapipe {mp.__version__} has no `solutions` API (removed after 0.10.21); "
+                           f"{PEERS_SETUP_HINT}")
+    # model_selection=0 is BlazeFace itself (the 128x128 short-range model of the BlazeFace paper).
+    solution = solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
+    models = list((Path(mp.__file__).parent / "modules" / "face_detection").glob("*short_range*.tflite"))
 
-    def detect(image_bgr):
-        return solution.process(_rgb(image_bgr))
+    def detect(image_bgr: np.ndarray) -> np.ndarray:
+        height, width = image_bgr.shape[:2]
+        result = solution.process(_rgb(image_bgr))
+        rows = []
+        for detection in result.detections or ():
+            box = detection.location_data.relative_bounding_box
+            x1, y1 = box.xmin * width, box.ymin * height
+            rows.append((x1, y1, x1 + box.width * width, y1 + box.height * height, detection.score[0]))
+        return _boxes(rows)
 
     return Peer("blazeface", detect, "tflite (mediapipe)", _files_bytes(models),
-                "short-range model, 128x128 input: the image is downscaled inside")
+                "short-range model, 128x128 input: the image is downscaled inside", "score >= 0.5")
 
 
 def haar_cascade() -> Peer:
@@ -72,17 +104,19 @@ def haar_cascade() -> Peer:
     data = getattr(cv2, "data", None)
     if data is None:
         raise RuntimeError(f"OpenCV {cv2.__version__} ships no cv2.data cascade files "
-                           "(they are absent from OpenCV 5 wheels; install opencv-python-headless<5)")
+                           f"(they are absent from OpenCV 5 wheels); {PEERS_SETUP_HINT}")
     path = Path(data.haarcascades) / "haarcascade_frontalface_default.xml"
     classifier = cv2.CascadeClassifier(str(path))
     if classifier.empty():
         raise RuntimeError(f"cannot load the Haar cascade {path}")
 
-    def detect(image_bgr):
+    def detect(image_bgr: np.ndarray) -> np.ndarray:
         gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
-        return classifier.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5)
+        found = classifier.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5)
+        return _boxes([(x, y, x + w, y + h, np.nan) for x, y, w, h in found])
 
-    return Peer("haar_cascade", detect, "opencv", _files_bytes([path]), "Viola-Jones, scale factor 1.1")
+    return Peer("haar_cascade", detect, "opencv", _files_bytes([path]), "Viola-Jones, scale factor 1.1",
+                "minNeighbors 5 (no score)")
 
 
 def dlib_hog() -> Peer:
@@ -90,10 +124,13 @@ def dlib_hog() -> Peer:
 
     detector = dlib.get_frontal_face_detector()
 
-    def detect(image_bgr):
-        return detector(_rgb(image_bgr), 0)
+    def detect(image_bgr: np.ndarray) -> np.ndarray:
+        # run() is what detector(image, 0) runs, and also returns the SVM scores (threshold 0).
+        rectangles, scores, _ = detector.run(_rgb(image_bgr), 0, 0.0)
+        return _boxes([(r.left(), r.top(), r.right() + 1, r.bottom() + 1, s) for r, s in zip(rectangles, scores)])
 
-    return Peer("dlib_hog", detect, "dlib", None, "HOG + linear SVM, no upsampling (misses faces < 80 px)")
+    return Peer("dlib_hog", detect, "dlib", None, "HOG + linear SVM, no upsampling (misses faces < 80 px)",
+                "SVM score >= 0")
 
 
 PEER_FACTORIES: dict[str, Callable[[], Peer]] = {
@@ -102,13 +139,19 @@ PEER_FACTORIES: dict[str, Callable[[], Peer]] = {
 
 
 def load_peers(names=None) -> tuple[list[Peer], dict[str, str]]:
-    """The peers that start here, and {name: reason} for the ones skipped."""
+    """The peers that start here, and {name: reason} for the ones skipped.
+
+    A peer whose library is missing (ImportError), whose model files cannot be read (OSError)
+    or that reports its own unsuitability (RuntimeError) is skipped; any other error is a bug
+    and propagates."""
     loaded, skipped = [], {}
     for name in names or PEER_FACTORIES:
+        if name not in PEER_FACTORIES:
+            raise KeyError(f"unknown peer {name!r}; choose from {sorted(PEER_FACTORIES)}")
         try:
             loaded.append(PEER_FACTORIES[name]())
         except ImportError as error:
-            skipped[name] = f"not installed ({error.name or error}); `pip install ffcore[peers]`"
-        except Exception as error:  # a peer that fails to start must not stop the benchmark
+            skipped[name] = f"not installed ({error.name or error}); {PEERS_SETUP_HINT}"
+        except (OSError, RuntimeError) as error:
             skipped[name] = f"{type(error).__name__}: {error}"
     return loaded, skipped
