@@ -78,7 +78,7 @@ def test_claims_table_puts_each_claim_beside_its_measurement(study):
 
     # latency, memory and INT8 size come from a benchmark table when one is given (notebook 05's)
     benchmark = pd.DataFrame([
-        {"model": m, "backend": b, "height": 64, "width": 64, "batch": 1, "threads": 2, "repeats": 3,
+        {"model": m, "backend": b, "height": 64, "width": 64, "threads": 2,   # benchmark_table's columns
          "forward_median_ms": ms, "peak_rss_delta_mb": 12.5, "model_file_mb": mb}
         for m, b, ms, mb in (("featherface_v1", "torch", 40.0, 2.4), ("featherface_v2", "torch", 25.0, 1.1),
                              ("featherface_v2", "onnx_int8", 20.0, 0.4))])

@@ -200,8 +200,9 @@ def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.Data
     def bench_rows(table: pd.DataFrame | None, backend: str) -> dict[str, pd.Series]:
         if table is None or table.empty:
             return {}
-        rows = table[(table["backend"] == backend) & (table["height"] == size) & (table["width"] == size)
-                     & (table["batch"] == 1)]
+        rows = table[(table["backend"] == backend) & (table["height"] == size) & (table["width"] == size)]
+        if "batch" in rows.columns:      # benchmark_table's shown columns leave it out: its runs are batch 1
+            rows = rows[rows["batch"] == 1]
         return {model: group.iloc[0] for model, group in rows.groupby("model")}
 
     torch_rows, int8_rows = bench_rows(benchmark, "torch"), bench_rows(benchmark, "onnx_int8")
@@ -241,8 +242,8 @@ def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.Data
                 return None, None, "not measured here: pass a benchmark table with onnx_int8 rows (notebook 05)"
             return round(float(row["model_file_mb"]), 3), None, "ONNX Runtime INT8 file (benchmark)"
         row = torch_rows[claim.model]
-        how = (f"PyTorch eager, this machine's CPU, {int(row['threads'])} thread(s), batch 1, {size}x{size}, "
-               f"median of {int(row['repeats'])}")
+        how = (f"PyTorch eager, this machine's CPU, {int(row['threads'])} thread(s), batch 1, {size}x{size}"
+               + (f", median of {int(row['repeats'])}" if "repeats" in row.index else ", median"))
         if claim.quantity == "latency_ms":
             return round(float(row["forward_median_ms"]), 2), None, how
         if claim.quantity == "fps":
