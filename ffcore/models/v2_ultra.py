@@ -154,7 +154,11 @@ class ProgressiveEnhancement(nn.Module):
 class DynamicSharing(nn.Module):
     """s = sigmoid(conv1x1(avgpool(x))) [B, 1, 1, 1]; if mean(s) over the batch > 0.5:
     module(x) * g * s, else x * g (module skipped). g: per-channel intensity, starts at 1.
-    Parameters: channels (gate, no bias) + channels (g)."""
+    Parameters: channels (gate, no bias) + channels (g).
+
+    While a graph is captured (ONNX export, FLOP counting by tracing) or on the meta device,
+    both branches are computed and torch.where picks one: same values, but a traced FLOP count
+    includes the SSH even where the fork would skip it."""
 
     def __init__(self, channels: int):
         super().__init__()
