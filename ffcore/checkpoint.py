@@ -217,7 +217,11 @@ def _from_plain(value: Any, types: dict[str, type], where: str) -> Any:
         if name not in types:    # built only from the caller's list: a file cannot name what gets built
             raise CheckpointError(f"{where} holds a {name}, which is not among the types expected here "
                                   f"({', '.join(sorted(types))})")
-        return types[name](**{key: _from_plain(item, types, where) for key, item in value["fields"].items()})
+        fields = {key: _from_plain(item, types, where) for key, item in value["fields"].items()}
+        try:
+            return types[name](**fields)
+        except TypeError as exc:     # written when the dataclass had other fields
+            raise CheckpointError(f"{where} holds a {name} of another code version ({exc})") from None
     return {key: _from_plain(item, types, where) for key, item in value.items()}
 
 
