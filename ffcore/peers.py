@@ -1,8 +1,8 @@
 """Peer face detectors for the latency comparison, run in their own environment (`make peers`).
 
-MTCNN (facenet-pytorch), BlazeFace (mediapipe 0.10.21, which ships its model files),
-the OpenCV Haar cascade (needs the cascade files that OpenCV < 5 installs under
-`cv2.data`) and dlib's HOG detector (dlib-bin). All ship their weights inside the package,
+MTCNN (facenet-pytorch), BlazeFace and its full-range variant (mediapipe 0.10.21, which
+ships its model files), the OpenCV Haar cascade (needs the cascade files that OpenCV < 5
+installs under `cv2.data`) and dlib's HOG detector (dlib-bin). All ship their weights inside the package,
 so nothing is downloaded. Their pins (numpy < 2, protobuf < 5, OpenCV 4) do not fit the
 main environment, so they live in `.venv-peers` (requirements-peers.txt); in the main
 environment `load_peers` reports every peer as skipped with the reason.
@@ -73,16 +73,17 @@ def mtcnn() -> Peer:
                 "stage thresholds 0.6/0.7/0.7, min face 20 px")
 
 
-def blazeface() -> Peer:
+def _mediapipe_face_detection(model_selection: int):
     import mediapipe as mp
 
     solutions = getattr(mp, "solutions", None)
     if solutions is None:
         raise RuntimeError(f"mediapipe {mp.__version__} has no `solutions` API (removed after 0.10.21); "
                            f"{PEERS_SETUP_HINT}")
-    # model_selection=0 is BlazeFace itself (the 128x128 short-range model of the BlazeFace paper).
-    solution = solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
-    models = list((Path(mp.__file__).parent / "modules" / "face_detection").glob("*short_range*.tflite"))
+    solution = solutions.face_detection.FaceDetection(model_selection=model_selection,
+                                                      min_detection_confidence=0.5)
+    pattern = "*short_range*.tflite" if model_selection == 0 else "*full_range*.tflite"
+    models = list((Path(mp.__file__).parent / "modules" / "face_detection").glob(pattern))
 
     def detect(image_bgr: np.ndarray) -> np.ndarray:
         height, width = image_bgr.shape[:2]
@@ -94,18 +95,33 @@ def blazeface() -> Peer:
             rows.append((x1, y1, x1 + box.width * width, y1 + box.height * height, detection.score[0]))
         return _boxes(rows)
 
-    return Peer("blazeface", detect, "tflite (mediapipe)", _files_bytes(models),
+    return detect, _files_bytes(models)
+
+
+def blazeface() -> Peer:
+    # model_selection=0 is BlazeFace itself (the 128x128 short-range model of the BlazeFace paper),
+    # made for faces within about 2 m of a phone camera.
+    detect, size = _mediapipe_face_detection(0)
+    return Peer("blazeface", detect, "tflite (mediapipe)", size,
                 "short-range model, 128x128 input: the image is downscaled inside", "score >= 0.5")
+
+
+def blazeface_full_range() -> Peer:
+    # mediapipe's full-range variant (192x192 input, sparse weights) for faces up to about 5 m.
+    detect, size = _mediapipe_face_detection(1)
+    return Peer("blazeface_full_range", detect, "tflite (mediapipe)", size,
+                "full-range model, 192x192 input: the image is downscaled inside", "score >= 0.5")
 
 
 def haar_cascade() -> Peer:
     import cv2
 
+    # OpenCV 5 wheels dropped the cascade module and its files (cv2.data may remain, empty).
     data = getattr(cv2, "data", None)
-    if data is None:
-        raise RuntimeError(f"OpenCV {cv2.__version__} ships no cv2.data cascade files "
-                           f"(they are absent from OpenCV 5 wheels); {PEERS_SETUP_HINT}")
-    path = Path(data.haarcascades) / "haarcascade_frontalface_default.xml"
+    path = Path(data.haarcascades) / "haarcascade_frontalface_default.xml" if data is not None else None
+    if not hasattr(cv2, "CascadeClassifier") or path is None or not path.is_file():
+        raise RuntimeError(f"OpenCV {cv2.__version__} has no Haar cascade (classifier or "
+                           f"haarcascade_frontalface_default.xml); {PEERS_SETUP_HINT}")
     classifier = cv2.CascadeClassifier(str(path))
     if classifier.empty():
         raise RuntimeError(f"cannot load the Haar cascade {path}")
@@ -134,7 +150,8 @@ def dlib_hog() -> Peer:
 
 
 PEER_FACTORIES: dict[str, Callable[[], Peer]] = {
-    "mtcnn": mtcnn, "blazeface": blazeface, "haar_cascade": haar_cascade, "dlib_hog": dlib_hog,
+    "mtcnn": mtcnn, "blazeface": blazeface, "blazeface_full_range": blazeface_full_range,
+    "haar_cascade": haar_cascade, "dlib_hog": dlib_hog,
 }
 
 

@@ -113,7 +113,7 @@ def peer_latency_figure(study: Study, size: str = "640", path: str | Path | None
         order = rows.groupby("detector")["median_ms"].median().sort_values().index.tolist()
         data = [[s for r in rows[rows["detector"] == d]["samples_ms"] for s in json.loads(r)] for d in order]
         kinds = [rows[rows["detector"] == d]["kind"].iloc[0] for d in order]
-        parts = ax.boxplot(data, vert=False, patch_artist=True, showfliers=True, widths=0.6)
+        parts = ax.boxplot(data, orientation="horizontal", patch_artist=True, showfliers=True, widths=0.6)
         for patch, kind in zip(parts["boxes"], kinds):
             patch.set_facecolor(PALETTE[1] if kind == "ours" else PALETTE[0])
         ax.set_yticks(range(1, len(order) + 1), [pretty_name(d) for d in order])
