@@ -206,7 +206,9 @@ def _add_bench(sub) -> None:
     p.add_argument("--threads", nargs="+", type=int, default=None, help="override thread counts")
     p.add_argument("--backends", nargs="+", default=None, help="override: torch onnx_fp32 onnx_int8")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per setting (preset default)")
-    p.add_argument("--peers", action="store_true", help="include installed peer detectors (ffcore[peers])")
+    p.add_argument("--peers", action="store_true",
+                   help="include the peer detectors that start in this environment (they live in .venv-peers: "
+                        "`make peers`; benchmarks/bench_peers.py times them on the real photos)")
     p.add_argument("--out", default=None, help="CSV output")
     p.add_argument("--figure", default=None, help="latency figure output (png/pdf)")
     p.set_defaults(handler="ffcore.bench:bench_command")
