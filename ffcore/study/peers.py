@@ -98,6 +98,8 @@ def peer_latency_table(study: Study, path: str | Path | None = None, name: str =
 def peer_latency_figure(study: Study, size: str = "640", path: str | Path | None = None,
                         name: str = "peer_latency"):
     """Distribution of every detector's latency (all samples of all launches) at one size, per photo."""
+    import matplotlib.patches as patches
+
     from ffcore.plotting import PALETTE, new_figure, pretty_name, show
     from ffcore.provenance import write_figure
 
@@ -113,14 +115,18 @@ def peer_latency_figure(study: Study, size: str = "640", path: str | Path | None
         order = rows.groupby("detector")["median_ms"].median().sort_values().index.tolist()
         data = [[s for r in rows[rows["detector"] == d]["samples_ms"] for s in json.loads(r)] for d in order]
         kinds = [rows[rows["detector"] == d]["kind"].iloc[0] for d in order]
-        parts = ax.boxplot(data, orientation="horizontal", patch_artist=True, showfliers=True, widths=0.6)
+        parts = ax.boxplot(data, orientation="horizontal", patch_artist=True, showfliers=True, widths=0.6,
+                           medianprops={"color": "black"})
         for patch, kind in zip(parts["boxes"], kinds):
-            patch.set_facecolor(PALETTE[1] if kind == "ours" else PALETTE[0])
+            patch.set_facecolor(PALETTE[2] if kind == "ours" else PALETTE[0])
         ax.set_yticks(range(1, len(order) + 1), [pretty_name(d) for d in order])
         ax.set_xscale("log")
         ax.set_xlabel("whole pipeline (ms, log scale)")
         first = rows.iloc[0]
         ax.set_title(f"{image} at {first['width']}x{first['height']}", fontsize=8)
+    handles = [patches.Patch(facecolor=PALETTE[2], label="ours (trained on WIDER FACE)"),
+               patches.Patch(facecolor=PALETTE[0], label="peers")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=7, frameon=False)
     summary = peer_latency_summary(selected)
     headline = "; ".join(f"{r.image} {r.detector} {r.median_ms:.1f} ms" for r in summary.itertuples())
     write_figure(fig, study.figures_dir, name, _provenance(study, selected, size=size), headline=headline)
@@ -154,7 +160,7 @@ def peer_detections_figure(study: Study, image: str = "crowd.jpg", size: str = "
         boxes = json.loads(row.boxes)
         ax.imshow(photo[:, :, ::-1])
         ax.axis("off")
-        colour = PALETTE[1] if row.kind == "ours" else PALETTE[4]
+        colour = PALETTE[2] if row.kind == "ours" else PALETTE[4]
         for x1, y1, x2, y2, _score in boxes[:max_drawn]:
             ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=0.7, edgecolor=colour))
         ax.set_title(f"{pretty_name(row.detector)}: {row.detections} faces ({row.median_ms:.0f} ms)", fontsize=7)
