@@ -32,9 +32,13 @@ import struct
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used: the command line imports this module for its error
+# types, and commands that read no weights should not pay for torch.
 
 CHECKPOINT_FORMAT = "ffcore-checkpoint"
 # 2: RNG states as plain types and tensors (1 held a numpy array).
@@ -96,6 +100,8 @@ def unsafe_globals(path: str | Path) -> list[str]:
     Reads the pickle's opcodes without running them. Only for files in torch's zip format
     (what `torch.save` writes); raises ValueError for others.
     """
+    import torch
+
     return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
 
 
@@ -106,6 +112,8 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     lists / tuples / dicts of them); otherwise nothing is written and the error names the
     types at fault.
     """
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **payload}
@@ -159,6 +167,8 @@ def load_checkpoint_file(path: str | Path, map_location: str | torch.device = "c
     tensors and plain containers, and `CheckpointError` naming the file for a missing,
     truncated or corrupt one.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -179,6 +189,8 @@ _TYPE_TAG = "__ffcore_type__"
 
 
 def _to_plain(value: Any, where: str) -> Any:
+    import torch
+
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
         return value
     import numpy as np
@@ -228,6 +240,8 @@ def _from_plain(value: Any, types: dict[str, type], where: str) -> Any:
 def save_state_file(path: str | Path, value: Any) -> Path:
     """Write a result made of dataclasses, numpy arrays, tensors and plain containers so that
     `load_state_file` can read it with the safe loader (for caches: pickle would run code)."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)

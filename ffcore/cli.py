@@ -246,8 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     args.pop("command")
     module_name, function_name = args.pop("handler").split(":")
     handler = getattr(importlib.import_module(module_name), function_name)
+    from ffcore.checkpoint import CheckpointError     # torch-free; what every weights-reading command may raise
+
     try:
         return int(handler(**args) or 0)
+    except CheckpointError as exc:       # a missing, damaged, unsafe or mismatched checkpoint: a message, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
