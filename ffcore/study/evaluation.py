@@ -55,22 +55,23 @@ def _cache_key(study: Study, run: str) -> dict:
 def evaluate_run(study: Study, run: str):
     """The `ffcore.eval.EvalResult` of a run on the profile's validation set.
 
-    Cached in results/<profile>/cache/eval_<run>.pkl with its key (checkpoint hash, test
+    Cached in results/<profile>/cache/eval_<run>.pt (a state file read with the safe loader:
+    a results folder handed over cannot run code) with its key (checkpoint hash, test
     settings, evaluator code version) in eval_<run>.json: a different key recomputes; a cache
     whose key matches but cannot be read is an error naming the file (delete it to recompute)."""
-    import pickle
-
     import torch
 
+    from ffcore.checkpoint import CheckpointError, load_state_file, save_state_file
     from ffcore.eval.predict import evaluate_model
+    from ffcore.eval.protocol import EvalResult, PredictionMatches, SettingResult
 
     checkpoint = ensure_checkpoint(study, run)
-    cache, key_file = study.cache_dir / f"eval_{run}.pkl", study.cache_dir / f"eval_{run}.json"
+    cache, key_file = study.cache_dir / f"eval_{run}.pt", study.cache_dir / f"eval_{run}.json"
     key = _cache_key(study, run)
     if cache.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         try:
-            return pickle.loads(cache.read_bytes())
-        except (pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as exc:
+            return load_state_file(cache, (EvalResult, SettingResult, PredictionMatches))
+        except CheckpointError as exc:
             raise RuntimeError(f"AP cache {cache} matches its key but cannot be read ({type(exc).__name__}: {exc}); "
                                f"delete it (and {key_file.name}) to recompute") from exc
     model = load_run_model(study, run)
@@ -79,7 +80,7 @@ def evaluate_run(study: Study, run: str):
                                 limit=study.profile.eval_limit, out_dir=study.predictions_dir / run,
                                 progress=False, checkpoint=checkpoint)
     study.cache_dir.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(pickle.dumps(result))
+    save_state_file(cache, result)
     key_file.write_text(json.dumps(key, indent=1) + "\n")
     return result
 
@@ -246,20 +247,27 @@ def _sd(values: pd.Series) -> float:
 
 def describe_distillation(study: Study, name: str = "distillation_comparison"):
     """"What this shows" for the distillation comparison, from the written table."""
+    from ffcore.study.training import teacher_of_run
+
     table = _read_table(study, name)
-    per_seed = table[table["seed"] >= 0]
+    compared = table[table["seed"] >= 0]
+    from_study_teacher = compared[[teacher_of_run(study, run).shared_weights is None for run in compared["run"]]]
+    from_real_teacher = compared.drop(from_study_teacher.index)
     summary = table[table["seed"] < 0].iloc[0]
     parts = []
     for s in SETTINGS:
-        inside = int((per_seed[f"{s} verdict"] == "inside the noise").sum())
-        parts.append(f"{s}: mean difference {summary[f'd{s} AP pts']:+.2f} AP points over the seeds "
-                     f"({summary[f'{s} verdict']}); {inside} of {len(per_seed)} paired intervals contain 0")
-    seeds = per_seed[~per_seed["run"].str.contains("widerface")]
-    return markdown("**What this shows.** Distillation from V1 changes V2's AP by, per setting — "
-                    + "; ".join(parts) + ". A difference whose interval contains 0 is inside the noise of this "
-                    "validation set: it is not evidence that distillation helps or hurts. "
-                    f"({len(seeds)} rows with a paired interval; the spread between training seeds is the other "
-                    "source of noise.)")
+        inside = int((from_study_teacher[f"{s} verdict"] == "inside the noise").sum())
+        parts.append(f"{s}: mean difference {summary[f'd{s} AP pts']:+.2f} AP points ({summary[f'{s} verdict']}); "
+                     f"{inside} of {len(from_study_teacher)} per-seed paired intervals contain 0")
+    real = "; ".join(f"{row['run']} vs {row['vs']}: hard {row['dhard AP pts']:+.2f} points "
+                     f"[{row['dhard CI low']:+.2f}, {row['dhard CI high']:+.2f}], {row['hard verdict']}"
+                     for _, row in from_real_teacher.iterrows())
+    return markdown(f"**What this shows.** Over {len(from_study_teacher)} training seeds, distillation from "
+                    f"{study.profile.teacher} changes V2's AP by — " + "; ".join(parts) + ". "
+                    + (f"From the WIDER FACE-trained teacher: {real}. " if real else "")
+                    + "A difference whose interval contains 0 is inside the noise of this validation set: it is "
+                      "not evidence that distillation helps or hurts; the spread between seeds (sd) is the other "
+                      "source of noise.")
 
 
 def intervals_figure(study: Study, runs: list[str], name: str = "ap_intervals"):
