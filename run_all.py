@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ffcore.study.summary import write_summary
 
-    summary_path = write_summary(profile.name)
+    summary_path = write_summary(profile.name, wall_times=timings if names == list(NOTEBOOKS) else None)
     _print_summary(timings, time.perf_counter() - total_start)
     print(f"summary: {summary_path}", flush=True)
     return 0

@@ -50,8 +50,9 @@ def _markdown_cell(value: str) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def write_summary(profile: str) -> Path:
-    """Write results/<profile>/summary.md and return its path."""
+def write_summary(profile: str, wall_times: list[tuple[str, str, float]] | None = None) -> Path:
+    """Write results/<profile>/summary.md and return its path. `wall_times`: (notebook, status,
+    seconds) of the run_all.py run that produced the artifacts, listed at the end."""
     from ffcore.profiles import get_profile
 
     run_profile = get_profile(profile)
@@ -61,8 +62,9 @@ def write_summary(profile: str) -> Path:
     lines = [f"# Results summary — profile `{profile}`", "",
              f"{run_profile.description}.", ""]
     if run_profile.is_synthetic:
-        lines += ["**Every number below was computed on SYNTHETIC DATA, not WIDER FACE.** It shows that the "
-                  "pipeline works; it says nothing about the detectors' accuracy on real faces.", ""]
+        lines += ["**Every number below was computed on SYNTHETIC DATA, not WIDER FACE.** It compares the models "
+                  "on synthetic faces; it says nothing about their accuracy on real faces (the real-photo check "
+                  "tables measure that).", ""]
     lines += ["Generated from the provenance sidecars (`*.json`) beside each artifact; each sidecar also "
               "records the git commit, dataset, checkpoint hashes and settings.", ""]
     for kind, title in (("table", "Tables"), ("figure", "Figures")):
@@ -77,6 +79,12 @@ def write_summary(profile: str) -> Path:
             lines.append("| " + " | ".join(_markdown_cell(v) for v in (
                 row.name, row.headline, row.files, row.dataset, row.checkpoints, row.commit)) + " |")
         lines.append("")
+    if wall_times:
+        total = sum(seconds for _, _, seconds in wall_times)
+        lines += ["## Wall time of the run that wrote these artifacts", "", "| notebook | status | wall time |",
+                  "|---|---|---|"]
+        lines += [f"| {name} | {status} | {seconds / 60:.1f} min |" for name, status, seconds in wall_times]
+        lines += [f"| total | | {total / 60:.1f} min |", ""]
     out.write_text("\n".join(lines))
     return out
 
