@@ -29,13 +29,18 @@ def _sidecars(profile: str) -> list[tuple[str, Path, dict]]:
     return found
 
 
+def _shown_path(path: Path) -> str:
+    """Relative to the repository when inside it (results moved elsewhere, e.g. by FFCORE_RESULTS: absolute)."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def artifact_index(profile: str) -> pd.DataFrame:
     """One row per artifact: kind, name, files, dataset, headline, checkpoints, git commit, time."""
     rows = []
     for kind, sidecar, record in _sidecars(profile):
         stem = sidecar.with_suffix("")
         suffixes = (".csv", ".tex") if kind == "table" else (".pdf", ".png")
-        files = [str(stem.with_suffix(s).relative_to(REPO_ROOT)) for s in suffixes if stem.with_suffix(s).exists()]
+        files = [_shown_path(stem.with_suffix(s)) for s in suffixes if stem.with_suffix(s).exists()]
         git = record.get("git") or {}
         commit = (git.get("commit") or "unknown")[:10] + ("+dirty" if git.get("dirty") else "")
         rows.append({"kind": kind, "name": stem.name, "files": ", ".join(files),
