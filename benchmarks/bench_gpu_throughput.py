@@ -15,7 +15,8 @@ median of `--windows` timed windows of `--steps` steps after `--warmup` untimed 
   training augmentation, and the same loader with the augmentation replaced by a plain
   pad-to-square + resize, so that the augmentation's own cost per image is the difference.
 
-Data: a WIDER-format root (`--data`, default the synthetic dataset, generated when missing).
+Data: a WIDER-format root (`--data`; default data/synthetic/throughput, 400 synthetic images
+generated when missing).
 The fork's ECA-CBAM trained at about 207 images/s (640 px, batch 32; 404 iterations x 350
 epochs in 6.2 h, shared/reference/ARCHITECTURES.md): the goal is twice that for the V1 family.
 """
@@ -83,10 +84,14 @@ def build_loader(root: Path, recipe: Recipe, augment: bool) -> torch.utils.data.
     if not augment:
         dataset.transform = PlainTransform(recipe.size)
     cuda = recipe.device.startswith("cuda")
+    # One long pass that covers every batch a measurement draws: a short epoch would end in a
+    # pipeline drain and refill that real training, 400 batches an epoch on WIDER FACE, hardly sees.
+    batches = recipe.warmup + recipe.steps * recipe.windows + 2
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=batches * recipe.batch,
+                                             generator=torch.Generator().manual_seed(0))
     return torch.utils.data.DataLoader(
-        dataset, batch_size=recipe.batch, sampler=torch.utils.data.RandomSampler(dataset,
-                                                                                 generator=torch.Generator()),
-        num_workers=recipe.workers, collate_fn=detection_collate, pin_memory=cuda, drop_last=True,
+        dataset, batch_size=recipe.batch, sampler=sampler, num_workers=recipe.workers,
+        collate_fn=detection_collate, pin_memory=cuda, drop_last=True,
         persistent_workers=recipe.workers > 0, prefetch_factor=4 if recipe.workers > 0 else None)
 
 
@@ -165,14 +170,17 @@ def model_rates(name: str, root: Path, recipe: Recipe) -> tuple[float, float]:
 
 
 def resolve_data(data: str | None) -> Path:
-    from ffcore.data.synth import ensure_synthetic_dataset
+    from ffcore.data.synth import SynthConfig, ensure_synthetic_dataset
+    from ffcore.paths import default_synthetic_root
 
     if data is not None:
         root = Path(data)
         if not root.is_dir():
             raise SystemExit(f"--data {root}: no such folder (a WIDER-format root, or omit it for the synthetic set)")
         return root
-    return ensure_synthetic_dataset()    # data/synthetic; generated once, reused after
+    # generated once (about a minute on one core), reused after
+    config = SynthConfig(train_images=400, val_images=10)     # photos of 320-640 px on the long side
+    return ensure_synthetic_dataset(default_synthetic_root() / "throughput", config)
 
 
 def main(argv: list[str] | None = None) -> int:
