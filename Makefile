@@ -4,6 +4,7 @@
 #   make smoke       the tiny smoke profile (a few minutes): checks the pipeline, not the models
 #   make test        set up .venv and run the tests plus smoke copies of the notebooks under nbval
 #   make lab         JupyterLab on the notebooks (also as root, as in containers)
+#   make peers       .venv-peers with the peer detectors (MTCNN, BlazeFace, dlib, Haar) for bench_peers.py
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
