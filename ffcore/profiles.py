@@ -96,15 +96,15 @@ SMOKE = RunProfile(
 # Every model of the study trains with the `synthetic_cpu` recipe for the same epochs on the same
 # images, with no validation pass during training (the study evaluates every run once, with
 # intervals). The recipe's 400 optimiser steps (400 images, batch 8, 8 epochs) are those with which
-# benchmarks/bench_train_synthetic.py brought V1 to AP easy 0.88 at 320 px; 288 px keeps the 19
-# trainings of a run (V1, 7 one-part swaps, V2 x3 seeds, distilled x3 + the WIDER FACE teacher, 2 V2
-# variants, 2 pruned fine-tunes) near an hour on a 2-core CPU.
+# benchmarks/bench_train_synthetic.py brought V1 to AP easy 0.88 at 320 px; 256 px (0.64x the pixels)
+# keeps the 19 trainings of a run (V1, 7 one-part swaps, V2 x3 seeds, distilled x3 + the WIDER FACE
+# teacher, 2 V2 variants, 2 pruned fine-tunes) near an hour on a 2-core CPU.
 SYNTHETIC_PROFILE = RunProfile(
     name="synthetic",
     description="synthetic dataset, every model trained with one CPU recipe (about an hour on a 2-core CPU)",
     dataset=SYNTHETIC, device="cpu",
     epochs=8, student_epochs=8,
-    image_size=288, batch_size=8,
+    image_size=256, batch_size=8,
     train_preset="synthetic_cpu", student_preset="synthetic_cpu", seeds=(0, 1, 2), finetune_epochs=2,
     synthetic_train_images=400, synthetic_val_images=100, synthetic_long_side=(320, 640),
     eval_scale="origin", eval_limit=None, val_every=0,

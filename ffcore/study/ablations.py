@@ -85,7 +85,8 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
     rows = []
     for run in [reference, *runs]:
         summary = model_summary(run, size)
-        row = {"model": run, "part swapped": _part(run), "parameters": summary["parameters"],
+        row = {"model": run, "vs": "" if run == reference else reference, "part swapped": _part(run),
+               "parameters": summary["parameters"],
                f"GFLOPs_{size}": round(summary["gflops"], 3)}
         for s in SETTINGS:
             row.update({f"AP {s} %": aps.loc[run, f"AP {s} %"], f"{s} CI low": aps.loc[run, f"{s} CI low"],

@@ -319,7 +319,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
     from ffcore.plotting import new_figure
 
     table = _read_table(study, table_name)
-    table = table[table["vs"].fillna("") != ""]
+    table = table[table["vs"].fillna("") != ""].rename(columns={"model": "run"})   # ablation tables name rows by model
     fig, axes = new_figure(ncols=3, aspect=0.25 + 0.06 * len(table))
     colours = {"inside the noise": sns.color_palette("colorblind")[7], "higher": sns.color_palette("colorblind")[2],
                "lower": sns.color_palette("colorblind")[3], "no interval": "black"}
