@@ -449,7 +449,8 @@ def float_boundary_nodes(path: str | Path) -> list[str]:
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Sequence[Path] | str | Path,
                   size: int = 640, count: int = 32, per_channel: bool = True,
                   method: str = DEFAULT_CALIBRATION, percentile: float = DEFAULT_PERCENTILE,
-                  keep_boundaries_float: bool = True) -> Path:
+                  keep_boundaries_float: bool = True, reduce_range: bool = False,
+                  op_types: Sequence[str] | None = None, nodes_to_exclude: Sequence[str] = ()) -> Path:
     """Static INT8 quantisation (QDQ, int8 weights per channel, uint8 activations) of an ONNX file.
 
     `calibration` is a list of image files or a dataset root (first `count` validation images).
@@ -457,6 +458,11 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Seq
     histogram, the default), "entropy" (KL-divergence thresholds) or "minmax" (the plain
     range, which lets a few outliers stretch the 8-bit step). `keep_boundaries_float` keeps
     the first convolution and the heads in float (`float_boundary_nodes`).
+
+    `reduce_range` quantises weights to 7 bits: ONNX Runtime's remedy for the int16
+    saturation of VPMADDUBSW on x86 CPUs without VNNI; measured worse here (docs/deployment.md),
+    so off by default. `op_types` limits quantisation to those operator types (None: every type
+    ONNX Runtime quantises); `nodes_to_exclude` keeps more nodes in float.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -474,11 +480,12 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Seq
     # ONNX shape inference only: the symbolic pass cannot follow the dynamic H, W through Resize.
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
     try:
-        excluded = float_boundary_nodes(prepared) if keep_boundaries_float else []
+        excluded = (float_boundary_nodes(prepared) if keep_boundaries_float else []) + list(nodes_to_exclude)
         quantize_static(str(prepared), str(int8_path), _calibration_reader(images, size),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=per_channel,
+                        weight_type=QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range,
                         calibrate_method=methods[method], nodes_to_exclude=excluded,
+                        op_types_to_quantize=list(op_types) if op_types else None,
                         extra_options={"CalibPercentile": percentile})
     finally:
         prepared.unlink(missing_ok=True)
