@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from ffcore.models.attention import ChannelGate, SpatialGate
 from ffcore.models.blocks import ConvBNAct, channel_shuffle
+from ffcore.models.context import DeformConvBNAct, ModulatedDeformConv2d
 from ffcore.models.heads import SharedHeads, TaskHeads
 from ffcore.models.necks import SameSeparableConv, SeparableConvBNReLU
 from ffcore.models.shuffle import ChannelShuffleBlock, ChannelShuffleLight
@@ -81,10 +82,46 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
+class BiasedModulatedDeformConv2d(nn.Module):
+    """V1's modulated deformable convolution with a following batch norm folded into weight and bias.
+
+    deform_conv2d is linear in its weight and adds its bias per output channel, so
+    BN(deform(x; W)) = deform(x; W s) + (beta - mean s). Offsets and mask are computed as before.
+    """
+
+    def __init__(self, conv: ModulatedDeformConv2d, bn: nn.BatchNorm2d):
+        super().__init__()
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        self.padding, self.implementation = conv.padding, conv.implementation
+        self.offset_conv, self.mask_conv = conv.offset_conv, conv.mask_conv
+        self.weight = nn.Parameter(conv.weight.detach() * scale[:, None, None, None], requires_grad=False)
+        self.bias = nn.Parameter(bn.bias.detach() - bn.running_mean * scale, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torchvision.ops import deform_conv2d
+
+        from ffcore.models.context import deform_conv2d_grid_sample, resolve_deform_implementation
+
+        offset = self.offset_conv(x)
+        mask = 2.0 * torch.sigmoid(self.mask_conv(x))
+        if resolve_deform_implementation(self.implementation, x) == "grid_sample":
+            return deform_conv2d_grid_sample(x, offset, self.weight, self.bias, padding=self.padding, mask=mask)
+        return deform_conv2d(x, offset, self.weight, bias=self.bias, padding=self.padding, mask=mask)
+
+
 def fold_batchnorm(model: nn.Module) -> int:
-    """Fold every Conv2d -> BatchNorm2d pair of the known blocks into the convolution; returns how many."""
+    """Fold every Conv2d -> BatchNorm2d pair of the known blocks into the convolution; returns how many.
+
+    Includes the batch norm after V1's deformable convolutions, which ONNX Runtime cannot fuse
+    into a DeformConv itself (and whose per-channel parameters INT8 quantisation mishandles).
+    """
     count = 0
     for module in model.modules():
+        if isinstance(module, DeformConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
+            module.conv = BiasedModulatedDeformConv2d(module.conv, module.bn)
+            module.bn = nn.Identity()
+            count += 1
+            continue
         pairs = []
         if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
             pairs = [("conv", "bn")]
