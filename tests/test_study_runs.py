@@ -1,0 +1,78 @@
+"""The study layer's bookkeeping: run names, recipes shared by the sides of each comparison, the
+declared ablation rows, and an AP cache keyed on the evaluator's code that never hides a bad file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ffcore.study.context import open_study
+
+
+@pytest.fixture()
+def study(tmp_path, monkeypatch):
+    monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("FFCORE_FIGURES", str(tmp_path / "figures"))
+    return open_study("synthetic", data_root=tmp_path / "data", prepare_data=False)
+
+
+def test_run_names_say_model_seed_and_teacher(study):
+    from ffcore.study.training import model_of_run, seeded_run, split_seed, teacher_of_run
+
+    assert seeded_run("featherface_v2", 0) == "featherface_v2" and seeded_run("featherface_v2", 2) == "featherface_v2_seed2"
+    assert split_seed("featherface_v2_distilled_seed1") == ("featherface_v2_distilled", 1)
+    for run, model in (("featherface_v2_distilled_seed1", "featherface_v2"),
+                       ("featherface_v2_distilled_eca_cbam_widerface", "featherface_v2"),
+                       ("featherface_v2_pruned20_not_finetuned", "featherface_v2_pruned20"),
+                       ("featherface_eca_cbam_widerface", "featherface_eca_cbam"),
+                       ("featherface_v1_ssh_grouped", "featherface_v1_ssh_grouped")):
+        assert model_of_run(study, run) == model, run
+    assert teacher_of_run(study, "featherface_v2_distilled_seed2").model == "featherface_v1"
+    real = teacher_of_run(study, "featherface_v2_distilled_eca_cbam_widerface")
+    assert real.model == "featherface_eca_cbam" and real.shared_weights is not None
+    assert teacher_of_run(study, "featherface_v2_seed1") is None
+    with pytest.raises(KeyError, match="unknown teacher"):
+        teacher_of_run(study, "featherface_v2_distilled_nobody")
+
+
+def test_each_comparison_shares_one_recipe(study):
+    from ffcore.study.training import recipe
+
+    v1 = recipe(study, "featherface_v1")
+    assert all(recipe(study, m) == v1 for m in ("featherface_v1_ssh_grouped", "featherface_v1_eca_cbam"))
+    # V2 alone, V2 distilled (same model) and V2's variants
+    assert recipe(study, "featherface_v2") == recipe(study, "featherface_v2_vit")
+    full = open_study("full", data_root=study.data_root, prepare_data=False)
+    assert recipe(full, "featherface_v2") == ("v2_thesis", 400) and recipe(full, "featherface_v1")[0] == "featherface_paper"
+
+
+def test_ablation_rows_are_the_declared_one_part_swaps(study):
+    from ffcore.models.zoo import ONE_PART_SWAPS
+    from ffcore.study.ablations import ablation_models, one_part_swaps
+    from ffcore.study.training import planned_runs
+
+    swaps = one_part_swaps()
+    assert swaps == [v for v, (base, _) in ONE_PART_SWAPS.items() if base == "featherface_v1"]
+    assert not any("pruned" in m for m in ablation_models())      # pruned variants have their own table
+    runs = planned_runs(study)
+    assert len(runs) == len(set(runs))
+    assert {"featherface_v2_seed2", "featherface_v2_distilled_seed2", "featherface_v1_pruned20",
+            "featherface_v2_pruned20", *swaps} <= set(runs)
+
+
+def test_ap_cache_is_keyed_on_the_evaluator_code_and_a_bad_cache_is_an_error(study):
+    from ffcore.study.evaluation import _cache_key, evaluate_run, evaluation_code_version
+    from ffcore.study.training import ensure_checkpoint, reference_runs
+
+    if "retinaface_mnet025_widerface" not in reference_runs():
+        pytest.skip("shared RetinaFace weights absent")
+    run = "retinaface_mnet025_widerface"
+    ensure_checkpoint(study, run)
+    key = _cache_key(study, run)
+    assert key["code"] == evaluation_code_version() and len(key["code"]) == 16
+    study.cache_dir.mkdir(parents=True)
+    (study.cache_dir / f"eval_{run}.json").write_text(json.dumps(key))
+    (study.cache_dir / f"eval_{run}.pt").write_bytes(b"not a state file")
+    with pytest.raises(RuntimeError, match=f"eval_{run}.pt"):
+        evaluate_run(study, run)
