@@ -115,10 +115,17 @@ def parse_overrides(items: list[str]) -> dict:
         if not sep or not key.strip():
             raise SystemExit(f"run_all.py: --override {item!r} is not FIELD=VALUE")
         try:
-            overrides[key.strip()] = ast.literal_eval(value)
+            overrides[key.strip()] = _as_lists(ast.literal_eval(value))
         except (ValueError, SyntaxError):
             overrides[key.strip()] = value
     return overrides
+
+
+def _as_lists(value):
+    """Tuples as lists: papermill writes lists into the injected cell but turns a tuple into its string."""
+    if isinstance(value, (tuple, list)):
+        return [_as_lists(v) for v in value]
+    return value
 
 
 def describe_failure(name: str, error: Exception) -> str:

@@ -76,8 +76,12 @@ class RunProfile:
         if unknown:
             raise KeyError(f"unknown profile field(s) {', '.join(unknown)}; RunProfile fields: {', '.join(sorted(known))}")
         for key, value in (fields or {}).items():
-            changes[key] = tuple(value) if isinstance(value, list) else value
+            changes[key] = _as_tuples(value)   # notebook parameters arrive as lists
         return replace(self, **changes) if changes else self
+
+
+def _as_tuples(value):
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 SMOKE = RunProfile(

@@ -40,6 +40,8 @@ def test_every_parameter_run_all_passes_is_in_each_parameters_cell():
     params = run_all.notebook_parameters(run_all.build_parser().parse_args(full_args()))
     assert set(params) == {"profile", "data_root", "device", "force", "epochs", "image_size", "overrides"}
     assert params["overrides"] == {"bench_repeats": 2}
+    # tuples travel as lists (papermill would turn a tuple into its string)
+    assert run_all.parse_overrides(["seeds=(0, 1)", "name=abc"]) == {"seeds": [0, 1], "name": "abc"}
     for name in run_all.NOTEBOOKS:
         declared = parameters_cell(run_all.NOTEBOOK_DIR / f"{name}.ipynb")
         missing = set(params) - set(declared)
