@@ -41,6 +41,7 @@ class RunProfile:
     seeds: tuple[int, ...] = (0,)     # training seeds of the V2 alone vs V2 distilled comparison
     finetune_epochs: int = 1          # pruned variants: fine-tuning from their trained parent
     bootstrap_resamples: int = 1000   # resamples of the validation images for every AP interval
+    real_photo_scale: str = "origin"  # test scale of the real-photo check ("origin" or a long side in pixels)
     synthetic_train_images: int | None = None   # size of the generated dataset (synthetic profiles)
     synthetic_val_images: int | None = None
     synthetic_long_side: tuple[int, int] = (320, 640)   # image long side range of the generated dataset
@@ -90,7 +91,7 @@ SMOKE = RunProfile(
     dataset=SYNTHETIC, device="cpu",
     epochs=2, student_epochs=2,
     image_size=128, batch_size=4, max_steps_per_epoch=1,
-    train_preset="smoke", student_preset="smoke", seeds=(0, 1), bootstrap_resamples=200,
+    train_preset="smoke", student_preset="smoke", seeds=(0, 1), bootstrap_resamples=200, real_photo_scale="320",
     synthetic_train_images=16, synthetic_val_images=6, synthetic_long_side=(192, 320),
     eval_scale="320", eval_limit=None,
     bench_sizes=(320,), bench_repeats=3, bench_backends=("torch",),

@@ -117,7 +117,8 @@ def test_full_profile_runs_every_notebook_on_a_generated_widerface_tree(tmp_path
            "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "ffcore", "synth", "--out", str(data), "--train-images", "4",
                     "--val-images", "3"], check=True, env=env, capture_output=True, timeout=120)
-    overrides = ["max_steps_per_epoch=1", "batch_size=2", "synthetic_long_side=(160, 256)", "seeds=(0, 1, 2)",
+    overrides = ["max_steps_per_epoch=1", "batch_size=2", "synthetic_long_side=(160, 256)", "seeds=(0, 1)",
+                 "real_photo_scale='256'",
                  "finetune_epochs=1", "bootstrap_resamples=50", "bench_sizes=(128,)", "bench_repeats=1",
                  "bench_backends=('torch',)", "bench_models=('featherface_v1', 'featherface_v2')", "flops_size=128",
                  "val_every=0", "workers=0"]

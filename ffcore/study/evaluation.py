@@ -511,7 +511,6 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
 
     The references are detectors, not ground truth: the table measures agreement with them.
     `runs` None: every run of the study trained so far (checkpoint on disk)."""
-    from ffcore.eval.detect import detect_faces
     from ffcore.paths import shared_dir
     from ffcore.preprocess import read_image
     from ffcore.study.training import planned_runs, reference_runs, trained_on
@@ -524,14 +523,21 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
     if not photos or not references:
         raise FileNotFoundError(f"the real-photo check needs photos in {shared_dir() / 'images'} and the shared "
                                 "WIDER FACE weights; neither may be missing")
+    from ffcore.eval.inference import detect_image
+
+    scale = study.profile.real_photo_scale
+
+    def detect(model, pixels):
+        return detect_image(model, pixels, scale=scale, device=study.device)
+
     images = {photo.name: read_image(photo) for photo in photos}
-    reference_faces = {(ref, image): detect_faces(load_run_model(study, ref), pixels, DETECTION_THRESHOLD, study.device)
+    reference_faces = {(ref, image): detect(load_run_model(study, ref), pixels).above(DETECTION_THRESHOLD)
                        for ref in references for image, pixels in images.items()}
     rows = []
     for run in runs:
         model = load_run_model(study, run)
         for image, pixels in images.items():
-            everything = detect_faces(model, pixels, threshold=0.0, device=study.device)
+            everything = detect(model, pixels)
             found = everything.above(DETECTION_THRESHOLD)
             for ref in references:
                 faces = reference_faces[(ref, image)]
@@ -549,7 +555,7 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
     from ffcore.provenance import WIDERFACE, Provenance, write_table
 
     provenance = Provenance(profile=study.profile.name, dataset=WIDERFACE, checkpoints=checkpoints,
-                            notes={"images": sorted(images), "threshold": DETECTION_THRESHOLD,
+                            notes={"images": sorted(images), "threshold": DETECTION_THRESHOLD, "test_scale": scale,
                                    "models trained on": study.dataset,
                                    "reference": "detections of the WIDER FACE-trained detectors, not annotations"})
     main = table[table["reference"] == references[0]]
