@@ -186,6 +186,7 @@ def describe_comparison(study: Study, name: str):
     table = _read_table(study, name)
     reference = table[table["hard verdict"] == "reference"].iloc[0]
     others = table[table["hard verdict"] != "reference"]
+    table["part swapped"] = table["part swapped"].fillna("")   # an empty cell reads back as NaN
     lines = [f"{row['model']} ({row['part swapped'] or 'variant'}): hard AP {row['AP hard %']:.1f} %, "
              f"{row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}], "
              f"{row['hard verdict']}" for _, row in others.iterrows()]
@@ -193,7 +194,9 @@ def describe_comparison(study: Study, name: str):
     return markdown(f"**What this shows.** Against {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
             f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]):\n\n- " + "\n- ".join(lines)
             + f"\n\n{inside} of {len(others)} differences in hard AP are inside the noise of this validation set "
-              "(their paired interval contains 0); only the others are measured effects of the swap.")
+              "(their paired interval contains 0): "
+            + ("none of the swaps has a measured effect here." if inside == len(others) else
+               "only the others are measured effects of the change."))
 
 
 def describe_pruned(study: Study, name: str = "pruned"):
