@@ -184,9 +184,9 @@ def describe_comparison(study: Study, name: str):
     from ffcore.study.evaluation import _read_table, markdown
 
     table = _read_table(study, name)
+    table["part swapped"] = table["part swapped"].fillna("")   # an empty cell reads back as NaN
     reference = table[table["hard verdict"] == "reference"].iloc[0]
     others = table[table["hard verdict"] != "reference"]
-    table["part swapped"] = table["part swapped"].fillna("")   # an empty cell reads back as NaN
     lines = [f"{row['model']} ({row['part swapped'] or 'variant'}): hard AP {row['AP hard %']:.1f} %, "
              f"{row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}], "
              f"{row['hard verdict']}" for _, row in others.iterrows()]
