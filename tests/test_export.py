@@ -232,9 +232,11 @@ def test_export_writes_the_deploy_graph_by_default_and_the_literal_one_on_reques
     model, deployed = v2_export
     literal = export_onnx(model, tmp_path / "v2_literal.onnx", parity_sizes=SMALL_SIZES, deploy=False)
     assert deployed.parity.passed and literal.parity.passed
-    # heads: 9 per-level convs -> 3; shuffles: no Reshape/Transpose pair left for them
+    # heads: 9 per-level convs -> 3; the 6 channel gates' MLPs: Gemms -> two 1x1 convs each;
+    # shuffles: no Reshape/Transpose pair left for them
     assert sum(deployed.operators.values()) < sum(literal.operators.values())
-    assert deployed.operators["Conv"] == literal.operators["Conv"] - 6
+    assert deployed.operators["Conv"] == literal.operators["Conv"] - 6 + 2 * 6
+    assert literal.operators.get("Gemm", 0) > 0 and "Gemm" not in deployed.operators
     assert deployed.operators.get("Transpose", 0) < literal.operators.get("Transpose", 0)
     # both files compute the trained model's function
     x = sample_batch(100, 150)
