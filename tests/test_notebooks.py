@@ -20,7 +20,9 @@ NONDETERMINISTIC = {"train_or_load", "distill_or_load", "evaluate_runs", "ablati
 
 
 def code_cells(path: Path) -> list[dict]:
-    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    """The notebook's own code cells (papermill's injected parameters cell of a committed run left out)."""
+    return [c for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
 
 
 def source(cell: dict) -> str:
