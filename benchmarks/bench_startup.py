@@ -21,13 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from ffcore.paths import shared_dir
+
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "torch._dynamo", "cv2", "numpy", "scipy", "pandas", "matplotlib", "onnx",
          "onnxruntime", "onnxscript", "fvcore", "tensorboard", "seaborn")
 
 
 def commands(scratch: Path) -> dict[str, list[str]]:
-    photo = REPO.parent / "shared" / "images" / "crowd.jpg"
+    photo = shared_dir() / "images" / "crowd.jpg"
     return {
         "ffcore --help": ["--help"],
         "ffcore detect --help": ["detect", "--help"],

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ffcore.paths import shared_dir
 from ffcore.peers import PEER_FACTORIES, load_peers
 from ffcore.study import peers as peer_study
 
@@ -42,7 +43,7 @@ def bench_csv(tmp_path_factory):
     out = tmp_path_factory.mktemp("peers") / "peer_benchmark.csv"
     code = _bench_peers().main(["--models", "retinaface_mnet025", "--sizes", "96", "160", "--repeats", "3",
                                 "--warmup", "0", "--threads", "1", "--out", str(out),
-                                "--images", str(REPO.parent / "shared" / "images" / "crowd.jpg")])
+                                "--images", str(shared_dir() / "images" / "crowd.jpg")])
     assert code == 0
     return out
 
@@ -126,7 +127,7 @@ image = cv2.resize(cv2.imread(sys.argv[2]), (640, 443))
 print(json.dumps({"skipped": skipped, "found": {p.name: p.detect(image).tolist() for p in peers}}))
 """
     result = subprocess.run([str(PEERS_PYTHON), "-c", script, str(REPO),
-                             str(REPO.parent / "shared" / "images" / "group.jpg")],
+                             str(shared_dir() / "images" / "group.jpg")],
                             capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
