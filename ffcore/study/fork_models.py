@@ -15,7 +15,6 @@ that use them say so in their provenance.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -196,34 +195,13 @@ def fork_detections_figure(study: Study, image_name: str = "crowd.jpg", name: st
 
 
 def evaluate_fork_weights(study: Study):
-    """`EvalResult` of the fork's trained weights on the profile's validation set (cached by file hash)."""
-    import torch
+    """`EvalResult` of the fork's trained weights on the profile's validation set.
 
-    from ffcore.checkpoint import CheckpointError, file_sha256, load_state_file, save_state_file
-    from ffcore.eval.predict import evaluate_model
-    from ffcore.eval.protocol import EvalResult, PredictionMatches, SettingResult
+    The weights are the study's WIDER FACE-trained reference run, so they go through the same
+    evaluation and the same code-keyed cache as every other row (`evaluation.evaluate_run`)."""
+    from ffcore.study.evaluation import evaluate_run
 
-    path = fork_weights_path()
-    key = {"checkpoint": file_sha256(path), "scale": str(study.profile.eval_scale),
-           "limit": study.profile.eval_limit, "data_root": str(study.data_root)}
-    # a state file, not a pickle: a results folder handed over must not be able to run code here
-    cache = study.cache_dir / f"eval_{FORK_WEIGHTS_RUN}.pt"
-    if cache.is_file():
-        try:
-            stored = load_state_file(cache, (EvalResult, SettingResult, PredictionMatches))
-        except CheckpointError as exc:
-            warnings.warn(f"recomputing the fork weights' AP: {exc}", stacklevel=2)
-            stored = {}
-        if stored.get("key") == key:
-            return stored["result"]
-    model = load_fork_detector(study.device)
-    with torch.inference_mode():
-        result = evaluate_model(model, study.data_root, scale=study.profile.eval_scale, device=study.device,
-                                limit=study.profile.eval_limit, out_dir=study.predictions_dir / FORK_WEIGHTS_RUN,
-                                progress=False, checkpoint=path)
-    study.cache_dir.mkdir(parents=True, exist_ok=True)
-    save_state_file(cache, {"key": key, "result": result})
-    return result
+    return evaluate_run(study, FORK_WEIGHTS_RUN)
 
 
 def fork_weights_table(study: Study) -> pd.DataFrame:
