@@ -277,8 +277,8 @@ def pruning_table(model: nn.Module, ratios=(0.0, DEFAULT_RATIO), size: int = 640
 
 
 def _gflops(model: nn.Module, size: int) -> float:
-    """Multiply-adds at size x size, in G (ffcore.profile.count_flops: one multiply-add = one FLOP)."""
-    from ffcore.profile import count_flops
+    """Multiply-adds at size x size, in G (ffcore.complexity.count_flops: one multiply-add = one FLOP)."""
+    from ffcore.complexity import count_flops
 
     return count_flops(model, size, size)["total"] / 1e9
 

@@ -92,7 +92,7 @@ def test_sequential_gates_space_after_channels_parallel_from_the_input():
 
 @pytest.mark.parametrize("name", sorted(FORK_MODELS))
 def test_registered_with_exact_parameter_counts_and_part_tables(name):
-    from ffcore.profile import parameter_table
+    from ffcore.complexity import parameter_table
 
     assert name in list_models()
     model = create_model(name)

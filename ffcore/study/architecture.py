@@ -27,7 +27,7 @@ def _parts(name: str, size: int) -> pd.DataFrame:
     """Per-part parameters (true, thop) and FLOPs of a registered model, `total` last."""
     import torch
 
-    from ffcore.profile import count_flops, parameter_table
+    from ffcore.complexity import count_flops, parameter_table
 
     with torch.no_grad():
         model = _model(name)
@@ -62,7 +62,7 @@ def parameter_table(study: Study, model: str = "featherface_v1") -> pd.DataFrame
 
 def parameter_count_explanation(study: Study, model: str = "featherface_v1") -> pd.DataFrame:
     """The two counts side by side with the reason they differ (and the published figure, labelled)."""
-    from ffcore.profile import explain_thop_difference
+    from ffcore.complexity import explain_thop_difference
 
     parts = _parts(model, study.profile.flops_size).set_index("part")
     true_count, thop_count = int(parts.loc["total", "parameters"]), int(parts.loc["total", "thop_parameters"])

@@ -1,4 +1,4 @@
-"""Specification of ffcore.profile: true vs thop parameter counts (thop itself, checked against
+"""Specification of ffcore.complexity: true vs thop parameter counts (thop itself, checked against
 the structural account of what it cannot see) and fvcore FLOPs."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from ffcore.models import create_model, list_models
 from ffcore.models.context import ModulatedDeformConv2d
-from ffcore.profile import (count_flops, explain_thop_difference, parameter_table, params_command,
+from ffcore.complexity import (count_flops, explain_thop_difference, parameter_table, params_command,
                             thop_blind_spots, thop_profile)
 
 
