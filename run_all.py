@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="override every training length of the profile")
     parser.add_argument("--image-size", type=int, default=None, help="override the profile's training image size")
     parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override any field of the profile (ffcore/profiles.py), VALUE a Python literal, e.g. "
+                        help="override any field of the profile (ffcore/study/run_profiles.py), VALUE a Python literal, e.g. "
                              "--override max_steps_per_epoch=1 --override \"bench_backends=('torch',)\"")
     parser.add_argument("--in-place", action="store_true",
                         help="write the executed notebooks back into notebooks/ (to commit the reference run's "
@@ -73,7 +73,7 @@ def default_profile(data_root: Path | None = None) -> tuple[str, str]:
     CUDA is available, otherwise `synthetic`."""
     import torch
 
-    from ffcore.profiles import get_profile
+    from ffcore.study.run_profiles import get_profile
     from ffcore.study.context import default_data_root
     from ffcore.study.datasets import DatasetMissingError, check_dataset
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all.py: no --profile given; running {args.profile!r}: {why}", flush=True)
 
     # Fail before any notebook starts when the profile's data or device is not there.
-    from ffcore.profiles import get_profile
+    from ffcore.study.run_profiles import get_profile
     from ffcore.study.datasets import DatasetMissingError, check_dataset
     from ffcore.study.context import default_data_root
 

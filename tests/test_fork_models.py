@@ -401,7 +401,7 @@ def test_attention_masks_refuse_a_model_without_attention():
 @pytest.fixture()
 def study(tmp_path, monkeypatch):
     """A smoke-profile study writing into tmp_path, FLOPs counted at 64 px to stay quick."""
-    from ffcore.profiles import get_profile
+    from ffcore.study.run_profiles import get_profile
     from ffcore.study import Study
 
     monkeypatch.setattr("ffcore.study.context.results_dir", lambda: tmp_path / "results")

@@ -42,7 +42,7 @@ def test_there_are_five_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_parameters_cell_is_first_literal_only_and_smoke(path):
-    from ffcore.profiles import SMOKE
+    from ffcore.study.run_profiles import SMOKE
 
     cells = code_cells(path)
     assert "parameters" in cells[0].get("metadata", {}).get("tags", []), "first code cell must be tagged"
@@ -88,7 +88,7 @@ def test_only_deterministic_cells_are_checked(path):
 def test_notebooks_are_committed_with_the_outputs_of_a_complete_run():
     """The committed notebooks hold a whole run (the synthetic reference run): every cell has output,
     none an error, and papermill's injected cell (if any) names a known profile."""
-    from ffcore.profiles import PROFILES
+    from ffcore.study.run_profiles import PROFILES
 
     for path in NOTEBOOKS:
         notebook = json.loads(path.read_text())
@@ -127,7 +127,7 @@ def test_every_table_and_figure_is_introduced_and_data_cells_are_explained():
 
 
 def test_profiles_and_overrides():
-    from ffcore.profiles import PROFILES, get_profile
+    from ffcore.study.run_profiles import PROFILES, get_profile
 
     assert set(PROFILES) == {"smoke", "synthetic", "full"}
     assert get_profile("smoke").is_synthetic and not get_profile("full").is_synthetic

@@ -29,7 +29,7 @@ def _bench_peers():
 
 @pytest.fixture
 def study(tmp_path, monkeypatch):
-    from ffcore.profiles import get_profile
+    from ffcore.study.run_profiles import get_profile
     from ffcore.study.context import Study
 
     monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))

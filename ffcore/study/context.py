@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from ffcore.paths import default_synthetic_root, default_widerface_root, figures_dir, results_dir
-from ffcore.profiles import RunProfile, get_profile
+from ffcore.study.run_profiles import RunProfile, get_profile
 from ffcore.provenance import Provenance
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ffcore.profiles import RunProfile
+from ffcore.study.run_profiles import RunProfile
 from ffcore.study.context import DatasetMissingError, Study
 
 WIDERFACE_HELP = ("Put WIDER FACE under data/widerface/ as described in data/README.md (training images with "

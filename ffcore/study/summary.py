@@ -58,7 +58,7 @@ def _markdown_cell(value: str) -> str:
 def write_summary(profile: str, wall_times: list[tuple[str, str, float]] | None = None) -> Path:
     """Write results/<profile>/summary.md and return its path. `wall_times`: (notebook, status,
     seconds) of the run_all.py run that produced the artifacts, listed at the end."""
-    from ffcore.profiles import get_profile
+    from ffcore.study.run_profiles import get_profile
 
     run_profile = get_profile(profile)
     index = artifact_index(profile)

@@ -1,6 +1,6 @@
 """Run profiles: how much data, compute and time one pass over the study notebooks takes.
 
-Three presets, each a frozen dataclass, chosen by name (`get_profile("smoke")`):
+Three profiles, each a frozen dataclass, chosen by name (`get_profile("smoke")`):
 
 - `smoke`: a tiny synthetic dataset generated on first use, CPU, one or two epochs at a
   small image size. Every notebook runs end to end in minutes; the numbers only show
