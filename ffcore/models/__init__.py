@@ -5,22 +5,18 @@
     model = load_pretrained("featherface_v1", "weights/featherface_v1.pth")
 
 Registering a model defined in a new file: decorate its builder with
-`ffcore.models.register_model("name")` and add the module to `_MODEL_MODULES` below so it
-registers when the package is imported.
+`ffcore.models.register_model("name")` and import the module below so it registers when
+the package is imported. Every registered model lives in this package (the pruned
+variants in `ffcore.models.pruned`); nothing here imports a layer above the models.
 """
 
 from __future__ import annotations
-
-import importlib
 
 from ffcore.models.detector import PARTS, Detector, DetectorConfig, build_detector
 from ffcore.models.registry import UnknownModelError, create_model, list_models, model_entry, register_model
 
 # Modules that register models on import (importing them builds nothing).
-_MODEL_MODULES = ("ffcore.models.zoo", "ffcore.models.v2_ultra", "ffcore.models.v2_vit", "ffcore.pruning")
-
-for _module in _MODEL_MODULES:
-    importlib.import_module(_module)
+from ffcore.models import zoo, v2_ultra, v2_vit, pruned  # noqa: F401  (registers them, in listing order)
 
 
 def load_pretrained(name, source, **kwargs):

@@ -10,7 +10,7 @@ returns an `nn.Module` following the model contract of docs/design.md::
 `create_model(name, **overrides)` calls the builder and stamps `model.name` and
 `model.overrides` on the result, so a checkpoint written from it can rebuild it.
 Builders defined in other files of `ffcore.models` register when `ffcore.models` is
-imported (add the module to `_MODEL_MODULES` in `ffcore/models/__init__.py`).
+imported (add the module to the registering imports in `ffcore/models/__init__.py`).
 """
 
 from __future__ import annotations
