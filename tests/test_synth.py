@@ -12,7 +12,7 @@ import scipy.io
 from ffcore.data.annotations import read_retinaface_labels, read_wider_bbx_gt
 from ffcore.data.layout import WiderFaceLayout
 from ffcore.data.synth import MANIFEST, TINY_SYNTH, SynthConfig, ensure_synthetic_dataset, preview_grid
-from ffcore.eval.ground_truth import load_ground_truth
+from ffcore.data.ground_truth import load_ground_truth
 from ffcore.paths import shared_dir
 
 REAL_GT = shared_dir() / "data" / "widerface_val_gt"

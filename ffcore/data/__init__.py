@@ -1,7 +1,9 @@
 """WIDER FACE data: readers, layout discovery, augmentation, mixing and the synthetic dataset.
 
 Submodules: `annotations` (label.txt / bbx_gt parsers), `datasets` (training datasets,
-`detection_collate`), `layout` (`WiderFaceLayout`), `validation` (`ValidationIndex`),
+`detection_collate`), `ground_truth` (the official validation ground truth, `.mat` files,
+read for the evaluator and for the validation index), `layout` (`WiderFaceLayout`),
+`validation` (`ValidationIndex`),
 `transforms` (training / evaluation transforms), `mixing` (MixUp, CutMix), `matfiles`
 (evaluation .mat writer), `synth` (synthetic WIDER-format dataset).
 
@@ -17,6 +19,7 @@ _EXPORTS = {
     "read_retinaface_labels": "annotations", "read_wider_bbx_gt": "annotations",
     "RetinaFaceLabelDataset": "datasets", "WiderBBoxDataset": "datasets", "detection_collate": "datasets",
     "MissingImagesError": "datasets",
+    "GroundTruth": "ground_truth", "GroundTruthError": "ground_truth", "load_ground_truth": "ground_truth",
     "WiderFaceLayout": "layout", "LayoutError": "layout",
     "ValidationIndex": "validation", "ValidationEntry": "validation",
     "TrainTransform": "transforms", "TrainTransformConfig": "transforms",

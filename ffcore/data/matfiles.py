@@ -8,7 +8,7 @@ Structure of the official files (as `scipy.io.loadmat` returns them), E events:
 - in `wider_{easy,medium,hard}_val.mat` also `gt_list`: same nesting, [k', 1] 1-based
   indices (uint8, or uint16 when an index exceeds 255) of the faces counted in that setting.
 
-The reader is the evaluator's `ffcore.eval.ground_truth.load_ground_truth`; this module
+The reader is `ffcore.data.ground_truth.load_ground_truth` (the evaluator's ground truth); this module
 writes files that it (and MATLAB) read exactly like the official ones.
 """
 

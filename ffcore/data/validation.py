@@ -29,7 +29,7 @@ class ValidationIndex:
     @classmethod
     def from_ground_truth(cls, gt_dir: str | Path, images_dir: str | Path) -> "ValidationIndex":
         """From the folder holding `wider_face_val.mat` (read by the evaluator's own loader)."""
-        from ffcore.eval.ground_truth import load_ground_truth
+        from ffcore.data.ground_truth import load_ground_truth
 
         images_dir = Path(images_dir)
         truth = load_ground_truth(gt_dir, settings=())

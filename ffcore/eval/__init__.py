@@ -1,5 +1,7 @@
-"""WIDER FACE evaluation: ground truth, prediction files, the official protocol, inference.
+"""WIDER FACE evaluation: prediction files, the official protocol, inference.
 
+The ground truth is read by `ffcore.data.ground_truth` (data sits below evaluation, and the
+validation index reads the same files); its names are re-exported here, so
 `load_ground_truth(dir)` + `read_predictions(dir, gt)` + `evaluate(preds, gt)` is the
 whole evaluation; `ffcore.eval.predict` writes prediction files for a model,
 `ffcore.eval.detect` runs a model on ordinary images, `ffcore.eval.plots` draws curves.
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ffcore.eval.ground_truth import SETTINGS, GroundTruth, GroundTruthError, load_ground_truth
+from ffcore.data.ground_truth import SETTINGS, GroundTruth, GroundTruthError, load_ground_truth
 from ffcore.eval.predictions import (MissingPredictionsWarning, PredictionFileError, Predictions,
                                      read_prediction_file, read_predictions, write_prediction_file)
 from ffcore.eval.protocol import (EvalResult, SettingResult, evaluate, recall_by_face_size, score_thresholds,

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ffcore.eval.ground_truth import SETTINGS, GroundTruth
+from ffcore.data.ground_truth import SETTINGS, GroundTruth
 from ffcore.eval.protocol import EvalResult, recall_by_face_size
 
 DEFAULT_SIZE_BINS = (0, 10, 16, 24, 32, 48, 64, 128, 256, np.inf)

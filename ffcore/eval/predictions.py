@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ffcore.eval.ground_truth import GroundTruth
+from ffcore.data.ground_truth import GroundTruth
 
 
 class PredictionFileError(ValueError):

@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ffcore.eval.ground_truth import SETTINGS, GroundTruth
+from ffcore.data.ground_truth import SETTINGS, GroundTruth
 from ffcore.eval.predictions import Predictions
 
 IOU_THRESHOLD = 0.5

@@ -30,7 +30,7 @@ def load_run_model(study: Study, run: str):
 
 # The modules whose code decides an AP: a change to any of them invalidates every cached result.
 _EVALUATION_MODULES = ("ffcore.eval.protocol", "ffcore.eval.inference", "ffcore.eval.predict",
-                       "ffcore.eval.predictions", "ffcore.eval.ground_truth", "ffcore.postprocess",
+                       "ffcore.eval.predictions", "ffcore.data.ground_truth", "ffcore.postprocess",
                        "ffcore.anchors", "ffcore.boxes", "ffcore.preprocess")
 
 
