@@ -33,7 +33,7 @@ from ffcore.checkpoint import CheckpointError, load_checkpoint_file, save_checkp
 from ffcore.engine.config import TrainConfig, recipe_differences
 from ffcore.engine.distributed import (DistributedContext, all_reduce_sum, barrier, broadcast_buffers,
                                        broadcast_object)
-from ffcore.engine.logging import RunLogger
+from ffcore.engine.run_log import RunLogger
 from ffcore.engine.schedules import build_optimizer, build_scheduler
 
 LAST_CHECKPOINT = "last.pt"
