@@ -24,10 +24,8 @@ sampling of the offsets is not counted.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import warnings
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -191,32 +189,3 @@ def count_flops(model: nn.Module, height: int = 640, width: int = 640) -> dict[s
         fvcore_logger.setLevel(previous_level)
         model.train(was_training)
     return result
-
-
-# ------------------------------------------------------------------------- CLI handler
-
-def params_command(models: list[str] | None = None, size: int = 640, no_flops: bool = False,
-                   json_out: str | None = None) -> int:
-    """`ffcore params`: per-part table for every (or the named) registered model(s)."""
-    from ffcore.models import create_model, list_models
-
-    report = {}
-    flop_column = f"mflops_{size}x{size} (1 MAC = 1 FLOP)"
-    for name in models or list_models():
-        model = create_model(name)
-        table = parameter_table(model)
-        if not no_flops:
-            flops = count_flops(model, size, size)
-            table[flop_column] = [round(flops[part] / 1e6, 1) for part in table["part"]]
-        explanation = explain_thop_difference(model)
-        print(f"\n== {name}")
-        print(table.to_string(index=False))
-        print(explanation)
-        report[name] = {"table": table.to_dict(orient="records"), "thop_difference": explanation,
-                        "flops_note": "fvcore, one multiply-add counted as one FLOP"}
-    if json_out:
-        path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2))
-        print(f"\nwrote {path}")
-    return 0

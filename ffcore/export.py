@@ -552,7 +552,7 @@ def fp16_parity(model: nn.Module, size: tuple[int, int] = (640, 640)) -> ParityR
 
 
 # --------------------------------------------------------------------------------------------
-# Command line handler
+# Sizes as written on the command line
 # --------------------------------------------------------------------------------------------
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -564,32 +564,3 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(values) not in (1, 2) or min(values) < 32:
         raise ValueError(f"size {text!r}: expected N or HxW (height x width), each at least 32")
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
-
-
-def export_command(model: str, out: str, weights: str | None = None, int8: bool = False,
-                   calib_data: str | None = None, opset: int = DEFAULT_OPSET, calib_count: int = 32,
-                   ap: bool = False, parity_sizes: Sequence[str] = ("640", "480x640"), literal: bool = False,
-                   calib_method: str = DEFAULT_CALIBRATION) -> int:
-    """`ffcore export`: export, print the parity report; optionally quantise to INT8 and report agreement/AP."""
-    from ffcore.models import create_model, load_pretrained
-
-    network = load_pretrained(model, weights) if weights else create_model(model)
-    result = export_onnx(network, out, opset=opset, strict=False, deploy=not literal,
-                         parity_sizes=tuple(parse_size(s) for s in parity_sizes))
-    print(result.summary())
-    if int8:
-        root = calib_data
-        if root is None:
-            from ffcore.data.synth import ensure_synthetic_dataset
-
-            root = ensure_synthetic_dataset()
-            print(f"calibrating on the synthetic dataset at {root} (pass --calib-data for real images)")
-        int8_path = Path(out).with_name(Path(out).stem + "_int8.onnx")
-        quantize_int8(out, int8_path, root, count=calib_count, method=calib_method)
-        print(f"INT8 model: {int8_path} ({int8_path.stat().st_size / 1e6:.3f} MB)")
-        for name, values in output_agreement(out, int8_path).items():
-            print(f"  INT8 vs FP32 {name:>5}: pearson r {values['pearson_r']:.4f}, "
-                  f"max |diff| {values['max_abs_diff']:.3g}")
-        if ap:
-            print(int8_ap_change(out, int8_path, root).to_string(index=False))
-    return 0 if result.parity is None or result.parity.passed else 1

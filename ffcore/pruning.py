@@ -16,7 +16,6 @@ from torch import nn
 
 from ffcore.models.pruned import (DEFAULT_RATIO, PRUNABLE_BASES, PrunableLayer, build_pruned, context_modules,
                                   prunable_layers, remove_context_channels, unit_scores, units_to_remove)
-from ffcore.models.registry import create_model
 
 # Re-exported so the tool's callers (study, command line, tests) need one import.
 __all__ = ["DEFAULT_RATIO", "PRUNABLE_BASES", "PrunableLayer", "build_pruned", "context_modules", "context_parameters",
@@ -78,25 +77,3 @@ def _gflops(model: nn.Module, size: int) -> float:
     from ffcore.complexity import count_flops
 
     return count_flops(model, size, size)["total"] / 1e9
-
-
-def prune_command(model: str, weights: str | None = None, ratio: float = DEFAULT_RATIO, out: str | None = None,
-                  no_flops: bool = False) -> int:
-    """`ffcore prune`: prune, print parameters / FLOPs before and after, optionally save a checkpoint."""
-    from ffcore.models import load_pretrained
-
-    network = load_pretrained(model, weights) if weights else create_model(model)
-    table = pruning_table(network, ratios=(0.0, ratio), flops=not no_flops)
-    print(table.to_string(index=False, float_format="%.4g"))
-    if out:
-        from ffcore.checkpoint import save_checkpoint
-
-        pruned = prune_context(network, ratio)
-        if pruned.name == model:
-            print(f"note: no registered variant for {model} at ratio {ratio}; the checkpoint stores the "
-                  f"base name and loads only through build_pruned({model!r}, {ratio})")
-        save_checkpoint(out, {"model_name": pruned.name, "model_overrides": pruned.overrides,
-                              "state_dict": pruned.state_dict(), "pruning": {"base": model, "ratio": ratio,
-                                                                             "criterion": "l1"}})
-        print(f"wrote {out} (model {pruned.name})")
-    return 0

@@ -12,8 +12,9 @@ import torch.nn as nn
 
 from ffcore.models import create_model, list_models
 from ffcore.models.context import ModulatedDeformConv2d
-from ffcore.complexity import (count_flops, explain_thop_difference, parameter_table, params_command,
-                            thop_blind_spots, thop_profile)
+from ffcore.cli import main
+from ffcore.complexity import (count_flops, explain_thop_difference, parameter_table, thop_blind_spots,
+                               thop_profile)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -120,7 +121,7 @@ def test_count_flops_per_part_sums_to_total():
 
 def test_params_command_prints_and_writes_json(tmp_path, capsys):
     out = tmp_path / "params.json"
-    assert params_command(models=["featherface_v1"], size=64, no_flops=False, json_out=str(out)) == 0
+    assert main(["params", "--models", "featherface_v1", "--size", "64", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "488661" in printed and "592371" in printed and "deform_conv2d" in printed
     report = json.loads(out.read_text())

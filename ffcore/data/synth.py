@@ -703,7 +703,7 @@ def ensure_synthetic_dataset(root: str | Path | None = None, config: SynthConfig
 
 
 # ----------------------------------------------------------------------------------------
-# preview and command line
+# preview
 # ----------------------------------------------------------------------------------------
 LANDMARK_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00")
 
@@ -749,32 +749,3 @@ def preview_grid(root: str | Path | None = None, n: int = 12, columns: int = 4, 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def synth_command(out: str | None = None, seed: int = 0, train_images: int | None = None,
-                  val_images: int | None = None, force: bool = False, preview: str | None = None) -> int:
-    """`ffcore synth`: write (or confirm) the synthetic dataset and print its statistics."""
-    overrides = {"seed": seed}
-    if train_images is not None:
-        overrides["train_images"] = train_images
-    if val_images is not None:
-        overrides["val_images"] = val_images
-    config = dataclasses.replace(SynthConfig(), **overrides)
-    start = time.perf_counter()
-    root = ensure_synthetic_dataset(out, config, force=force)
-    manifest = read_manifest(root)
-    elapsed = time.perf_counter() - start
-    print(f"synthetic dataset (not WIDER FACE) at {root}  fingerprint {manifest['fingerprint']}  ({elapsed:.1f} s)")
-    for split, stats in manifest["statistics"].items():
-        heights = stats["face_height_px"]
-        print(f"  {split}: {stats['images']} images, {stats['faces']} faces "
-              f"({stats['faces_per_image']['median']:.0f} median per image, max {stats['faces_per_image']['max']}), "
-              f"heights px min {heights.get('min', 0):.0f} / median {heights.get('median', 0):.0f} / "
-              f"max {heights.get('max', 0):.0f}, landmarks on {stats['faces_with_landmarks']}, "
-              f"counted easy/medium/hard {stats['counted']['easy']}/{stats['counted']['medium']}/"
-              f"{stats['counted']['hard']}")
-    if preview:
-        fig = preview_grid(root)
-        fig.savefig(preview, dpi=150)
-        print(f"preview written to {preview}")
-    return 0

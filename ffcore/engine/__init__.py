@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from ffcore.engine.config import PRESETS, TrainConfig, get_preset, preset_names
 from ffcore.engine.trainer import Trainer, TrainingDivergedError, TrainResult
-from ffcore.engine.train import train, train_command  # noqa: E402  (binds `train` to the function)
-from ffcore.engine.distill import DistillConfig, distill, distill_command, feature_mse, kd_class_loss
+from ffcore.engine.train import train  # noqa: E402  (binds `train` to the function)
+from ffcore.engine.distill import DistillConfig, distill, feature_mse, kd_class_loss
 
 __all__ = ["PRESETS", "DistillConfig", "TrainConfig", "TrainResult", "Trainer", "TrainingDivergedError",
-           "distill", "distill_command", "feature_mse", "get_preset", "kd_class_loss", "preset_names",
-           "train", "train_command"]
+           "distill", "feature_mse", "get_preset", "kd_class_loss", "preset_names", "train"]

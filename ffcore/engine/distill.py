@@ -35,7 +35,7 @@ trainer's (`ffcore.engine.trainer`).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,8 @@ from torch import nn
 
 from ffcore.engine.config import TrainConfig
 from ffcore.engine.distributed import setup_distributed, teardown_distributed
-from ffcore.engine.train import build_model, config_from_cli, multibox_loss_for, parse_scale, report
-from ffcore.engine.trainer import LAST_CHECKPOINT, Trainer, TrainResult
+from ffcore.engine.train import build_model, multibox_loss_for
+from ffcore.engine.trainer import Trainer, TrainResult
 from ffcore.losses import MultiBoxLoss
 
 log = logging.getLogger("ffcore.engine")
@@ -229,34 +229,3 @@ def distill(config: TrainConfig, distillation: DistillConfig, *, resume: bool = 
         return Trainer(config, task, context, checkpoint_fields=teacher_fields, kind="distill").run(resume=resume)
     finally:
         teardown_distributed(context)
-
-
-def distill_command(teacher: str, teacher_weights: str, student: str = "featherface_v2", preset: str = "v2_thesis",
-                    data: str | None = None, out: str = "runs/distill", epochs: int | None = None,
-                    batch_size: int | None = None, temperature: float | None = None, alpha: float | None = None,
-                    feature_weight: float | None = None, device: str | None = None, resume: bool = False,
-                    lr: float | None = None, image_size: int | None = None, workers: int | None = None,
-                    seed: int | None = None, val_every: int | None = None, val_scale: str | None = None,
-                    val_data: str | None = None, best_metric: str | None = None, no_amp: bool = False,
-                    amp: bool = False,
-                    max_steps_per_epoch: int | None = None, skip_unreadable_images: bool | None = None,
-                    progressive: bool | None = None, **_ignored) -> int:
-    """`ffcore distill`: returns 0 on success, 3 when the loss diverged. `progressive=True`: the
-    progressive schedule of the module docstring."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = config_from_cli(preset, out, resume, {
-        "model": student, "data_root": data, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "image_size": image_size, "workers": workers, "device": device, "seed": seed, "val_every": val_every,
-        "val_scale": parse_scale(val_scale), "val_root": val_data, "best_metric": best_metric,
-        "amp": True if amp else (False if no_amp else None), "max_steps_per_epoch": max_steps_per_epoch,
-        "skip_unreadable_images": skip_unreadable_images})
-    base = DistillConfig()
-    last = Path(out) / LAST_CHECKPOINT
-    if resume and last.is_file():
-        from ffcore.checkpoint import load_checkpoint_file
-
-        base = DistillConfig.from_dict(load_checkpoint_file(last)["distill_config"])
-    overrides = {"teacher": teacher, "teacher_weights": teacher_weights, "temperature": temperature,
-                 "alpha": alpha, "feature_weight": feature_weight, "progressive": progressive}
-    distillation = replace(base, **{k: v for k, v in overrides.items() if v is not None})
-    return report(distill(config, distillation, resume=resume))

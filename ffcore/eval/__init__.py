@@ -9,7 +9,6 @@ whole evaluation; `ffcore.eval.predict` writes prediction files for a model,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ffcore.data.ground_truth import SETTINGS, GroundTruth, GroundTruthError, load_ground_truth
@@ -23,7 +22,7 @@ __all__ = [
     "MissingPredictionsWarning", "PredictionFileError", "Predictions", "read_prediction_file",
     "read_predictions", "write_prediction_file",
     "EvalResult", "SettingResult", "evaluate", "recall_by_face_size", "score_thresholds", "voc_ap",
-    "evaluate_directory", "evaluate_command",
+    "evaluate_directory",
 ]
 
 
@@ -32,36 +31,3 @@ def evaluate_directory(pred_dir: str | Path, gt_dir: str | Path, strict: bool = 
     ground_truth = load_ground_truth(gt_dir)
     predictions = read_predictions(pred_dir, ground_truth, strict=strict)
     return evaluate(predictions, ground_truth, label=label or Path(pred_dir).name)
-
-
-def _provenance_line(pred_dir: Path) -> str:
-    """Which model and test scale made the predictions (from `ffcore predict`'s metadata), if known."""
-    meta_path = pred_dir / "predictions_meta.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-        return (f"predictions: {meta.get('model')} at test scale {meta.get('scale_label')} "
-                f"(checkpoint {meta.get('checkpoint_sha256')})")
-    except (OSError, ValueError):
-        return "predictions: test scale unknown (no predictions_meta.json); say which scale produced them"
-
-
-def evaluate_command(pred: str, gt: str, json_out: str | None = None, strict: bool = False) -> int:
-    """`ffcore evaluate`: print the AP table; optionally write {"easy", "medium", "hard"} (fractions)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        # The summary reports missing files itself; one line there is enough.
-        warnings.simplefilter("ignore", MissingPredictionsWarning)
-        try:
-            result = evaluate_directory(pred, gt, strict=strict)
-        except (GroundTruthError, PredictionFileError) as exc:
-            print(f"error: {exc}")
-            return 2
-    print(result.summary())
-    print(_provenance_line(Path(pred)))
-    if json_out:
-        path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        print(f"wrote {path}")
-    return 0

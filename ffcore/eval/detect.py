@@ -6,7 +6,6 @@ Detection runs at the image's own size (resize 1), as the reference `detect.py` 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from ffcore.checkpoint import CheckpointError
 from ffcore.eval.inference import detect_image
 from ffcore.paths import shared_dir
 from ffcore.postprocess import Detections
-from ffcore.preprocess import ImageReadError, read_image
+from ffcore.preprocess import ImageReadError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_THRESHOLD = 0.5
@@ -72,7 +71,8 @@ def draw_detections(image_bgr: np.ndarray, detections: Detections) -> np.ndarray
     return canvas
 
 
-def _image_files(path: Path) -> list[Path]:
+def image_files(path: Path) -> list[Path]:
+    """The image files of a folder (sorted), or the one file given; a missing path or an empty folder raises."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -81,37 +81,3 @@ def _image_files(path: Path) -> list[Path]:
     if not path.exists():
         raise ImageReadError(f"image not found: {path}")
     return [path]
-
-
-def detect_command(model: str, weights: str | None, image: str, json_out: str | None = None,
-                   save: str | None = None, threshold: float = DEFAULT_THRESHOLD, device: str = "cpu") -> int:
-    """`ffcore detect`: one image -> one JSON / PNG; a folder -> a JSON and a PNG per image in folders."""
-    source = Path(image)
-    try:
-        files = _image_files(source)
-        detector = load_detector(model, weights, device)
-    except (ImageReadError, CheckpointError) as exc:
-        print(f"error: {exc}")
-        return 2
-    folder_mode = source.is_dir()
-    for path in files:
-        try:
-            picture = read_image(path)
-        except ImageReadError as exc:
-            print(f"error: {exc}")
-            return 2
-        detections = detect_faces(detector, picture, threshold, device)
-        print(f"{path}: {len(detections)} face(s) with score >= {threshold}")
-        if json_out:
-            target = Path(json_out) / f"{path.stem}.json" if folder_mode else Path(json_out)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(detections.to_records(), indent=1) + "\n")
-        if save:
-            import cv2
-
-            target = Path(save) / f"{path.stem}.png" if folder_mode else Path(save)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(target), draw_detections(picture, detections)):
-                print(f"error: cannot write {target} (unknown image extension?)")
-                return 2
-    return 0

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from ffcore.checkpoint import CheckpointError, file_sha256
+from ffcore.checkpoint import file_sha256
 from ffcore.eval.inference import (DEFAULT_TEST_TIME, TestTimeConfig, caps_name, detect_image,
                                    detections_to_xywh_score, parse_scale, postprocess_with_caps, scale_label)
 from ffcore.eval.predictions import write_prediction_file
-from ffcore.preprocess import ImageReadError, read_image
+from ffcore.preprocess import read_image
 
 METADATA_FILE = "predictions_meta.json"
 
@@ -141,31 +141,3 @@ def evaluate_model(model: torch.nn.Module, dataset_root: str | Path, scale: str 
                 warnings.simplefilter("ignore", MissingPredictionsWarning)
             predictions = read_predictions(target, ground_truth)
     return evaluate(predictions, ground_truth, label=f"{run.metadata['model']} ({run.scale})")
-
-
-def predict_command(model: str, weights: str | None, data: str | None, out: str, scale: str = "origin",
-                    multiscale: bool = False, flip: bool = False, device: str = "cpu", limit: int | None = None,
-                    gt: str | None = None, caps: str = "none") -> int:
-    """`ffcore predict`: write prediction files (and evaluate them when the ground truth is there)."""
-    from ffcore.data.layout import LayoutError, WiderFaceLayout
-    from ffcore.eval.detect import load_detector, resolve_weights
-
-    try:
-        scale = parse_scale(scale)
-        weights_path = resolve_weights(model, weights)
-        detector = load_detector(model, weights_path, device)
-        run = predict_widerface(detector, data, out, scale=scale, multiscale=multiscale, flip=flip, device=device,
-                                limit=limit, checkpoint=weights_path, caps=caps)
-    except (LayoutError, CheckpointError, ImageReadError, ValueError) as exc:
-        print(f"error: {exc}")
-        return 2
-    print(f"wrote {run.metadata['images']} prediction files ({run.metadata['boxes']} boxes, scale "
-          f"{run.scale}, detection caps {run.metadata['detection_caps']}) to {run.out_dir} "
-          f"in {run.metadata['seconds']} s")
-    gt_dir = Path(gt) if gt else WiderFaceLayout.discover(data).ground_truth_dir
-    if gt_dir is not None and limit is None:
-        from ffcore.eval import evaluate_command
-
-        print(f"evaluating against {gt_dir}")
-        return evaluate_command(str(run.out_dir), str(gt_dir))
-    return 0
