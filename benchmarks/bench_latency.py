@@ -17,7 +17,7 @@ ORIGINAL_EAGER_MS = {"retinaface_mnet025": 40.0, "featherface_v1": 280.0, "feath
 
 
 def main(argv: list[str]) -> int:
-    from ffcore.bench import check_targets, get_bench_config, profile_forward, run_benchmark
+    from ffcore.bench import check_targets, get_bench_config, run_benchmark, torch_operator_times
 
     preset = argv[argv.index("--preset") + 1] if "--preset" in argv else "target"
     out = argv[argv.index("--out") + 1] if "--out" in argv else None
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     if "--profile" in argv:
         from ffcore.models import create_model
 
-        print(profile_forward(create_model("featherface_v1"), 640).to_string(index=False, float_format="%.3f"))
+        print(torch_operator_times(create_model("featherface_v1"), 640).to_string(index=False, float_format="%.3f"))
     if out:
         table.to_csv(out, index=False)
     return 0

@@ -11,7 +11,7 @@ the forward pass, and post-processing (`ffcore.postprocess.postprocess`). Report
 end-to-end time, the peak process-RSS increase while the runner was built and warmed up,
 and the size of the model file.
 
-`BENCH_PRESETS` holds named matrices: "full" (the thesis table), "target" (the speed
+`BENCH_SETTINGS` holds the named benchmark settings: "full" (the thesis table), "target" (the speed
 targets only) and "smoke" (one setting, a few repeats, for notebooks and tests).
 """
 
@@ -52,7 +52,7 @@ class BenchConfig:
             raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {self.repeats}, {self.warmup}")
 
 
-BENCH_PRESETS = {
+BENCH_SETTINGS = {
     "full": BenchConfig(),
     "target": BenchConfig(sizes=((640, 640),), batches=(1,), threads=(2,), backends=("onnx_fp32",),
                           repeats=30, warmup=5),
@@ -62,9 +62,9 @@ BENCH_PRESETS = {
 
 
 def get_bench_config(name: str, **overrides) -> BenchConfig:
-    if name not in BENCH_PRESETS:
-        raise KeyError(f"unknown benchmark preset {name!r}; choose from {sorted(BENCH_PRESETS)}")
-    return replace(BENCH_PRESETS[name], **overrides)
+    if name not in BENCH_SETTINGS:
+        raise KeyError(f"unknown benchmark setting {name!r}; choose from {sorted(BENCH_SETTINGS)}")
+    return replace(BENCH_SETTINGS[name], **overrides)
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,8 +442,8 @@ def latency_figure(table, size: tuple[int, int] = (640, 640), batch: int = 1, th
     return fig
 
 
-def profile_forward(model: nn.Module, size: int | tuple[int, int] = 640, threads: int = 1, repeats: int = 2,
-                    top: int = 15):
+def torch_operator_times(model: nn.Module, size: int | tuple[int, int] = 640, threads: int = 1,
+                         repeats: int = 2, top: int = 15):
     """torch.profiler table of the top operators of `model`'s forward pass (CPU self time).
 
     Shows where the time goes, e.g. that `torchvision::deform_conv2d` dominates FeatherFace V1.
@@ -471,6 +471,70 @@ def profile_forward(model: nn.Module, size: int | tuple[int, int] = 640, threads
              "self_cpu_ms": e.self_cpu_time_total / 1e3 / repeats,
              "share": e.self_cpu_time_total / total} for e in events]
     return pd.DataFrame(rows).sort_values("self_cpu_ms", ascending=False).head(top).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line handler
+# --------------------------------------------------------------------------------------------
+
+def bench_command(models: Sequence[str] | None = None, out: str | None = None, repeats: int | None = None,
+                  peers: bool = False, preset: str = "full", sizes: Sequence[str] | None = None,
+                  batches: Sequence[int] | None = None, threads: Sequence[int] | None = None,
+                  backends: Sequence[str] | None = None, weights: Sequence[str] | None = None,
+                  figure: str | None = None) -> int:
+    """`ffcore bench`: run the matrix, print the table and the speed ratios, optionally write CSV / figure."""
+    import sys
+
+    import pandas as pd
+
+    from ffcore.export import parse_size
+
+    overrides: dict = {}
+    if repeats is not None:
+        overrides["repeats"] = repeats
+    if sizes:
+        overrides["sizes"] = tuple(parse_size(s) for s in sizes)
+    if batches:
+        overrides["batches"] = tuple(batches)
+    if threads:
+        overrides["threads"] = tuple(threads)
+    if backends:
+        overrides["backends"] = tuple(backends)
+    config = get_bench_config(preset, **overrides)
+    names = list(models) if models else ["retinaface_mnet025", "featherface_v1", "featherface_v2"]
+    weight_map = {}
+    for item in weights or ():
+        name, _, path = item.partition("=")
+        if not path:
+            raise SystemExit(f"--weights expects NAME=PATH, got {item!r}")
+        weight_map[name] = path
+    table = run_benchmark(names, config, weights=weight_map, peers=peers,
+                          progress=lambda msg: print(msg, file=sys.stderr))
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table[["model", "backend", "height", "width", "batch", "threads", "forward_median_ms",
+                     "forward_p10_ms", "forward_p90_ms", "preprocess_median_ms", "postprocess_median_ms",
+                     "peak_rss_delta_mb", "model_file_mb"]].to_string(index=False, float_format="%.2f"))
+    for peer, reason in table.attrs.get("skipped_peers", {}).items():
+        print(f"peer {peer} skipped: {reason}")
+    reference = names[0]
+    for backend in config.backends:
+        for height, width in config.sizes:
+            for batch in config.batches:
+                for thread_count in config.threads:
+                    try:
+                        ratios = speed_ratios(table, reference, backend, (height, width), batch, thread_count)
+                    except KeyError:
+                        continue
+                    print(f"\n{backend} {height}x{width} batch {batch} threads {thread_count}:")
+                    print(ratios.to_string(index=False, float_format="%.3f"))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+        print(f"wrote {out}")
+    if figure:
+        latency_figure(table).savefig(figure)
+        print(f"wrote {figure}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,8 +588,8 @@ def time_onnx_interleaved(graphs: dict[str, str | Path], sizes: Sequence[tuple[i
     return pd.DataFrame(rows)
 
 
-def onnx_operator_profile(path: str | Path, size: tuple[int, int] = (640, 640), threads: int = 1,
-                          runs: int = 10, warmup: int = 3):
+def onnx_operator_times(path: str | Path, size: tuple[int, int] = (640, 640), threads: int = 1,
+                        runs: int = 10, warmup: int = 3):
     """Where the time goes in ONNX Runtime: kernel time per operator type, per run, from its profiler.
 
     Returns (table, totals): table rows are operator types of the optimised graph with

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from ffcore.anchors import num_priors
-from ffcore.bench import (BenchConfig, PeakRss, get_bench_config, latency_figure, profile_forward, run_benchmark,
-                          speed_ratios)
+from ffcore.bench import (BenchConfig, PeakRss, get_bench_config, latency_figure, run_benchmark, speed_ratios,
+                          torch_operator_times)
 from ffcore.peers import PEER_FACTORIES, load_peers
 
 
@@ -75,22 +75,22 @@ def test_speed_ratios_and_figure(table):
     matplotlib.pyplot.close(figure)
 
 
-def test_profile_forward_lists_the_convolutions():
-    profile = profile_forward(TinyDetector(), size=64, repeats=1)
-    assert {"operator", "calls", "self_cpu_ms", "share"} <= set(profile.columns)
-    assert (profile.self_cpu_ms.diff().dropna() <= 0).all()        # sorted, largest first
-    assert 0 < profile.share.sum() <= 1 + 1e-9
-    conv_rows = profile[profile.operator.str.contains("conv")]
+def test_torch_operator_times_lists_the_convolutions():
+    times = torch_operator_times(TinyDetector(), size=64, repeats=1)
+    assert {"operator", "calls", "self_cpu_ms", "share"} <= set(times.columns)
+    assert (times.self_cpu_ms.diff().dropna() <= 0).all()        # sorted, largest first
+    assert 0 < times.share.sum() <= 1 + 1e-9
+    conv_rows = times[times.operator.str.contains("conv")]
     assert not conv_rows.empty
 
 
-def test_config_validation_and_presets():
+def test_config_validation_and_named_settings():
     with pytest.raises(ValueError, match="unknown backends"):
         BenchConfig(backends=("tensorrt",))
     smoke = get_bench_config("smoke")
     assert smoke.sizes == ((640, 640),) and smoke.batches == (1,) and smoke.threads == (2,)
     assert get_bench_config("full").sizes == ((640, 640), (480, 640))
-    with pytest.raises(KeyError, match="preset"):
+    with pytest.raises(KeyError, match="unknown benchmark setting"):
         get_bench_config("huge")
 
 
@@ -158,9 +158,9 @@ def test_interleaved_onnx_timing_gives_one_row_per_graph_size_and_threads(tmp_pa
 
 
 def test_operator_profile_splits_a_run_into_kernels_and_the_time_between_them(tmp_path):
-    from ffcore.bench import onnx_operator_profile
+    from ffcore.bench import onnx_operator_times
 
-    table, totals = onnx_operator_profile(_tiny_onnx(tmp_path / "tiny.onnx", 4), size=(64, 64), runs=3, warmup=1)
+    table, totals = onnx_operator_times(_tiny_onnx(tmp_path / "tiny.onnx", 4), size=(64, 64), runs=3, warmup=1)
     nodes = dict(zip(table.operator, table.nodes))
     # the profile describes the optimised graph: ONNX Runtime fuses each Relu into its Conv
     # (and may add layout reorders), so four Conv nodes and no Relu

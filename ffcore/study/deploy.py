@@ -87,13 +87,13 @@ def operator_profile_table(study: Study, models: tuple[str, ...] = DEPLOY_MODELS
                            threads: int = 1, runs: int = 10) -> pd.DataFrame:
     """Per-operator ONNX Runtime profile of each model's deploy graph: kernel ms per operator type,
     plus a row "(between kernels)" with the wall time not spent in any kernel."""
-    from ffcore.bench import onnx_operator_profile
+    from ffcore.bench import onnx_operator_times
 
     graphs = deploy_graphs(study, models)
     rows = []
     for name in models:
         final = [path for (m, _), path in graphs.items() if m == name][-1]
-        table, totals = onnx_operator_profile(final, size, threads=threads, runs=runs)
+        table, totals = onnx_operator_times(final, size, threads=threads, runs=runs)
         table.insert(0, "model", name)
         rows.append(table)
         rows.append(pd.DataFrame([{"model": name, "operator": "(between kernels)", "nodes": totals["nodes"],
