@@ -1,8 +1,9 @@
 """One figure style for the thesis: readable in print (grey-scale safe markers, 9-pt text).
 
-Every study figure is made through `new_figure` so sizes, fonts and colours agree
-across notebooks; `model_style(name)` gives each model the same colour and marker
-everywhere it appears.
+Every figure of the project (study, evaluation curves, benchmarks) is made through
+`new_figure`, so sizes, fonts and colours agree across notebooks and every figure is a
+pyplot figure that a notebook displays at the end of its cell; `model_style(name)` gives
+each model the same colour and marker everywhere it appears.
 """
 
 from __future__ import annotations
@@ -67,22 +68,6 @@ def pretty_name(name: str) -> str:
     """`featherface_v2_distilled` -> `FeatherFace V2 distilled` for legends and tables."""
     words = name.replace("featherface", "FeatherFace").replace("retinaface", "RetinaFace").split("_")
     return " ".join(w.upper() if len(w) <= 2 and w[0] in "vV" and w[1:].isdigit() else w for w in words)
-
-
-def show(fig):
-    """Display a figure built without pyplot (e.g. `matplotlib.figure.Figure(...)`) in a notebook.
-
-    pyplot figures are shown by the notebook at the end of the cell; these are not, so the
-    study layer displays them once here. Outside IPython this does nothing."""
-    if getattr(fig, "number", None) is None:
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            return fig
-        if get_ipython() is not None:
-            display(fig)
-    return fig
 
 
 def close(fig) -> None:

@@ -423,13 +423,20 @@ def test_figures_from_results(tiny_gt):
     preds = {("1--A", "img_0"): np.array([FACE_A + [0.9], FACE_B + [0.4]]), ("2--B", "img_1"): np.array([[0, 0, 5, 5, 0.8]])}
     good = evaluate(preds, tiny_gt, label="good")
     worse = evaluate({("1--A", "img_0"): np.array([FACE_A + [0.9]])}, tiny_gt, label="worse")
+    import matplotlib.pyplot as plt
+
     figure = pr_curves_figure([worse, good])
     axes = figure.get_axes()
     assert [ax.get_title() for ax in axes] == ["Easy set", "Medium set", "Hard set"]
     legend = [t.get_text() for t in axes[2].get_legend().get_texts()]
     assert legend[0] == f"{good['hard'].ap:.3f} good"      # sorted by AP, AP first
+    # made by the project's one figure factory: a pyplot figure (shown by a notebook) in the thesis style
+    assert plt.fignum_exists(figure.number) and tuple(figure.get_size_inches()) == pytest.approx((12.6, 4.0))
+    assert plt.rcParams["font.size"] == 9
+    plt.close(figure)
     figure = recall_by_size_figure([good, worse], tiny_gt, setting="hard", bins=(0, 25, np.inf))
     bars = [patch.get_height() for patch in figure.get_axes()[0].patches]
     # bin 0-25 holds FACE_A of both images (20 px), bin >25 FACE_B (30 px). "good" finds A in
     # image 0 and B; "worse" finds only A in image 0. Bars come result by result.
     assert bars == [0.5, 1.0, 0.5, 0.0]
+    plt.close(figure)

@@ -1,5 +1,5 @@
-"""Figures of evaluation results (matplotlib `Figure`s; saving and provenance stamps are the caller's,
-through `ffcore.provenance.write_figure`).
+"""Figures of evaluation results (made by `ffcore.plotting.new_figure`, the project's one figure
+factory; saving and provenance stamps are the caller's, through `ffcore.provenance.write_figure`).
 
 - `pr_curves_figure`: precision-recall curves in the WIDER FACE leaderboard style, one panel
   per setting, legend "AP name" sorted by AP.
@@ -31,19 +31,16 @@ def _labels(results: list[EvalResult], labels: Sequence[str] | None) -> list[str
     return [r.label or f"result {i + 1}" for i, r in enumerate(results)]
 
 
-def _new_figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
 def pr_curves_figure(results: EvalResult | Sequence[EvalResult], labels: Sequence[str] | None = None,
                      settings: Sequence[str] = SETTINGS, title: str | None = None):
     """One precision-recall panel per setting; each curve's legend entry starts with its AP."""
     results = _as_list(results)
     labels = _labels(results, labels)
-    figure = _new_figure(4.2 * len(settings), 4.0)
-    axes = figure.subplots(1, len(settings), sharey=True, squeeze=False)[0]
+    from ffcore.plotting import new_figure
+
+    width = 4.2 * len(settings)
+    figure, axes = new_figure(ncols=len(settings), width=width, aspect=4.0 / width, sharey=True)
+    axes = axes[0]
     colours = [f"C{i % 10}" for i in range(len(results))]
     for ax, setting in zip(axes, settings):
         entries = sorted(((r[setting].ap, label, colour, r[setting]) for r, label, colour in
@@ -81,8 +78,10 @@ def recall_by_size_figure(results: EvalResult | Sequence[EvalResult], ground_tru
     n_bins = len(bins) - 1
     names = [f"{bins[i]:g}-{bins[i + 1]:g}" if np.isfinite(bins[i + 1]) else f">{bins[i]:g}" for i in range(n_bins)]
 
-    figure = _new_figure(max(6.0, 0.8 * n_bins + 2), 4.0)
-    ax = figure.subplots()
+    from ffcore.plotting import new_figure
+
+    width = max(6.0, 0.8 * n_bins + 2)
+    figure, ax = new_figure(width=width, aspect=4.0 / width)
     width = 0.8 / max(len(results), 1)
     x = np.arange(n_bins)
     for k, (stats, label) in enumerate(zip(per_result, labels)):

@@ -67,7 +67,6 @@ def benchmark_table(study: Study, models: list[str] | None = None) -> pd.DataFra
 def latency_figure(study: Study, name: str = "latency"):
     """Bar chart of the benchmark's forward-pass medians (ffcore.bench.latency_figure)."""
     from ffcore.bench import latency_figure as draw_latency
-    from ffcore.plotting import show
 
     path = study.cache_dir / "benchmark_full.csv"
     if not path.is_file():
@@ -79,7 +78,7 @@ def latency_figure(study: Study, name: str = "latency"):
     selected = table[(table.height == size) & (table.backend == backend)]
     headline = "; ".join(f"{r.model} {r.forward_median_ms:.1f} ms" for r in selected.itertuples())
     study.save_figure(fig, name, headline=f"{backend} forward at {size}x{size}: {headline}")
-    return show(fig)
+    return fig
 
 
 def published_comparison_figure(study: Study, setting: str = "hard", name: str | None = None):

@@ -346,7 +346,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
 def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
     """Precision–recall curves (ffcore.eval.plots), one panel per setting, one line per run."""
     from ffcore.eval.plots import pr_curves_figure as draw_pr_curves
-    from ffcore.plotting import pretty_name, show
+    from ffcore.plotting import pretty_name
 
     results = [evaluate_run(study, run) for run in runs]
     fig = draw_pr_curves(results, labels=[run_label(study, run) for run in runs],
@@ -354,7 +354,7 @@ def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
     study.save_figure(fig, name, checkpoints=runs, test_scale=str(study.profile.eval_scale),
                       headline="; ".join(f"{r}: hard AP {100 * float(res.ap['hard']):.1f}%"
                                          for r, res in zip(runs, results)))
-    return show(fig)
+    return fig
 
 
 def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):

@@ -100,7 +100,7 @@ def peer_latency_figure(study: Study, size: str = "640", path: str | Path | None
     """Distribution of every detector's latency (all samples of all launches) at one size, per photo."""
     import matplotlib.patches as patches
 
-    from ffcore.plotting import PALETTE, new_figure, pretty_name, show
+    from ffcore.plotting import PALETTE, new_figure, pretty_name
     from ffcore.provenance import write_figure
 
     table = load_peer_benchmark(path)
@@ -130,7 +130,7 @@ def peer_latency_figure(study: Study, size: str = "640", path: str | Path | None
     summary = peer_latency_summary(selected)
     headline = "; ".join(f"{r.image} {r.detector} {r.median_ms:.1f} ms" for r in summary.itertuples())
     write_figure(fig, study.figures_dir, name, _provenance(study, selected, size=size), headline=headline)
-    return show(fig)
+    return fig
 
 
 def peer_detections_figure(study: Study, image: str = "crowd.jpg", size: str = "original",
@@ -140,7 +140,7 @@ def peer_detections_figure(study: Study, image: str = "crowd.jpg", size: str = "
     import matplotlib.patches as patches
 
     from ffcore.paths import shared_dir
-    from ffcore.plotting import PALETTE, new_figure, pretty_name, show
+    from ffcore.plotting import PALETTE, new_figure, pretty_name
     from ffcore.preprocess import read_image
     from ffcore.provenance import write_figure
 
@@ -170,4 +170,4 @@ def peer_detections_figure(study: Study, image: str = "crowd.jpg", size: str = "
     write_figure(fig, study.figures_dir, name or f"peer_detections_{Path(image).stem}_{size}",
                  _provenance(study, rows, size=size, image=image),
                  headline=f"faces found on {image} at {size}: {headline}")
-    return show(fig)
+    return fig
