@@ -50,7 +50,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from ffcore.data.synth import ensure_synthetic_dataset
-    from ffcore.engine import DistillConfig, distill, get_preset, train
+    from ffcore.engine import DistillConfig, get_preset
+    from ffcore.engine.distill import distill
+    from ffcore.engine.train import train
 
     root = ensure_synthetic_dataset(args.data)
     overrides = {k: v for k, v in {"epochs": args.epochs, "image_size": args.image_size,

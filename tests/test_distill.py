@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ffcore.checkpoint import load_checkpoint_file, save_checkpoint
-from ffcore.engine import DistillConfig, distill, feature_mse, kd_class_loss
+from ffcore.engine import DistillConfig, feature_mse, kd_class_loss
+from ffcore.engine.distill import distill
 from test_engine import tiny_config, write_tiny_wider_tree
 
 

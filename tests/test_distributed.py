@@ -24,7 +24,7 @@ def _worker(rank: int, world_size: int, port: int, root: str, out: str, dump_dir
     torch.set_num_threads(1)
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)})
-    from ffcore.engine import train
+    from ffcore.engine.train import train
 
     result = train(tiny_config(Path(root), Path(out), device="cpu", epochs=2, max_steps_per_epoch=1))
     torch.save({"state_dict": result.model.state_dict(), "history": result.history,

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from ffcore.checkpoint import CheckpointError, load_checkpoint_file
-from ffcore.engine import TrainingDivergedError, get_preset, preset_names, train
+from ffcore.engine import TrainingDivergedError, get_preset, preset_names
+from ffcore.engine.train import train
 from ffcore.engine.config import TrainConfig
 from ffcore.engine.schedules import build_optimizer, build_scheduler
 

@@ -136,10 +136,10 @@ def test_profiles_and_overrides():
     assert get_profile("smoke").with_overrides() is get_profile("smoke")
     with pytest.raises(KeyError, match="smoke, synthetic, full"):
         get_profile("huge")
-    from ffcore.engine.config import PRESETS
+    from ffcore.engine.config import TRAINING_PRESETS
 
     for profile in PROFILES.values():
-        assert profile.train_preset in PRESETS and profile.student_preset in PRESETS, profile.name
+        assert profile.train_preset in TRAINING_PRESETS and profile.student_preset in TRAINING_PRESETS, profile.name
         assert len(profile.seeds) >= 2 and profile.bootstrap_resamples >= 100, profile.name
     # the sides of each comparison share one recipe: the synthetic run trains everything alike
     synthetic = get_profile("synthetic")

@@ -17,8 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ffcore.engine import get_preset, train
-from ffcore.engine.config import PRESETS, TrainConfig
+from ffcore.engine import get_preset
+from ffcore.engine.config import TRAINING_PRESETS, TrainConfig
+from ffcore.engine.train import train
 from ffcore.engine.schedules import build_optimizer
 from ffcore.models import create_model
 from ffcore.models.blocks import DropBlock2d
@@ -213,7 +214,7 @@ def test_older_checkpoints_keep_the_recipe_they_ran():
 
 # ------------------------------------------------------------------------------------ precision
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(TRAINING_PRESETS))
 def test_presets_train_in_fp32(name):
     assert get_preset(name).amp is False
 

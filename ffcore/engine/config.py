@@ -136,7 +136,7 @@ FORK_ECA_CBAM = TrainConfig(model="featherface_eca_cbam", optimizer="adam", lr=1
                             decay_all_parameters=True, schedule="cosine_restarts", min_lr=1e-6, epochs=350,
                             batch_size=32, image_size=640, overlap_threshold=0.5, best_metric="loss")
 
-PRESETS: dict[str, TrainConfig] = {
+TRAINING_PRESETS: dict[str, TrainConfig] = {
     "featherface_paper": FEATHERFACE_PAPER,
     "v2_thesis": V2_THESIS,
     "retinaface_paper": RETINAFACE_PAPER,
@@ -147,14 +147,14 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def preset_names() -> list[str]:
-    return sorted(PRESETS)
+    return sorted(TRAINING_PRESETS)
 
 
 def get_preset(name: str, **overrides) -> TrainConfig:
     """A preset with optional overrides (`dataclasses.replace`)."""
-    if name not in PRESETS:
+    if name not in TRAINING_PRESETS:
         raise KeyError(f"unknown training preset {name!r}; presets: {', '.join(preset_names())}")
-    return replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
+    return replace(TRAINING_PRESETS[name], **overrides) if overrides else TRAINING_PRESETS[name]
 
 
 # Fields that may change when a run is resumed; any other difference would make the

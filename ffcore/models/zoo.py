@@ -33,8 +33,8 @@ FEATHERFACE_ECA_CBAM = replace(FEATHERFACE_CBAM_EXACT, backbone_attention="eca_c
 FEATHERFACE_ECA_CBAM_PARALLEL = replace(FEATHERFACE_CBAM_EXACT, backbone_attention="eca_cbam_parallel",
                                         neck_attention="eca_cbam_parallel")
 
-# name -> (preset, one-line description); kept as data so docs and tables can list them.
-PRESETS: dict[str, tuple[DetectorConfig, str]] = {
+# name -> (detector config, one-line description); kept as data so docs and tables can list them.
+DETECTOR_CONFIGS: dict[str, tuple[DetectorConfig, str]] = {
     "retinaface_mnet025": (RETINAFACE_MNET025, "RetinaFace MobileNet-0.25 (Pytorch_Retinaface): FPN, SSH"),
     "featherface_v1": (FEATHERFACE_V1, "FeatherFace V1: CBAM, BiFPN x3, deformable SSH, channel shuffle"),
     "featherface_v2": (FEATHERFACE_V2, "FeatherFace V2: shared CBAM, BiFPN_Light x2 at 32 ch, grouped SSH, "
@@ -90,13 +90,13 @@ PART_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
-def _register_presets() -> None:
-    for name, (preset, description) in PRESETS.items():
-        def builder(_preset=preset, **overrides):
-            return build_detector(_preset, **overrides)
+def _register_configs() -> None:
+    for name, (config, description) in DETECTOR_CONFIGS.items():
+        def builder(_config=config, **overrides):
+            return build_detector(_config, **overrides)
 
         builder.__doc__ = description
         register_model(name, description)(builder)
 
 
-_register_presets()
+_register_configs()
