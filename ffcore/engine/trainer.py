@@ -158,6 +158,48 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass
+class _RunState:
+    """What the phases of one `Trainer.run` share: data, the optimised module and its optimiser, the history."""
+
+    dataset: Any
+    sampler: Any
+    loader: Any
+    steps_per_epoch: int
+    module: nn.Module              # what is optimised (task.module, SyncBatchNorm-converted under DDP)
+    trained: nn.Module             # what the loss calls: `module`, or its DDP wrapper
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    priors: torch.Tensor
+    mix_config: Any
+    start_epoch: int
+    history: list[dict]
+    best_value: float | None
+    wall_start: float
+
+
+@dataclass
+class _EpochRun:
+    """Running sums of one epoch, and why it stopped early if it did."""
+
+    started: float
+    sums: dict[str, float] = field(default_factory=dict)
+    images_seen: int = 0
+    steps_done: int = 0
+    skipped: int = 0
+    failure: dict[str, float] | None = None       # the loss terms when one was not finite
+    unreadable_failure: list | int | None = None  # this rank's records, or the count on other ranks
+    failure_step: int = 0
+
+    @property
+    def stopped(self) -> bool:
+        return self.failure is not None or self.unreadable_failure is not None
+
+    def images_per_second(self) -> float:
+        return self.images_seen / max(time.perf_counter() - self.started, 1e-9)
+
+
 # -------------------------------------------------------------------------------------- trainer
 
 class Trainer:
@@ -290,8 +332,29 @@ class Trainer:
             logger.close()
 
     def _run(self, resume: bool, logger: RunLogger, git: dict) -> TrainResult:
+        run = self._setup(resume, logger)
+        status, message = "completed", ""
+        epochs_completed = run.start_epoch
+        for epoch in range(run.start_epoch, self.config.epochs):
+            epoch_run = self._train_epoch(run, epoch, logger)
+            if epoch_run.stopped:
+                status, message = self._stop_report(epoch, epoch_run)
+                if self.context.is_main:
+                    logger.message(message, level=40)
+                break
+            row = self._epoch_row(run, epoch, epoch_run)
+            run.history.append(row)
+            improved = self._update_best(run, row)
+            epochs_completed = epoch + 1
+            self._checkpoint(run, epoch, row, improved, git, logger)
+            if self._stop_requested(epoch, logger):
+                break
+        return self._result(run, status, message, epochs_completed, logger)
+
+    # -- set-up and resume
+    def _setup(self, resume: bool, logger: RunLogger) -> _RunState:
+        """Data, module, optimiser, scheduler, scaler (restored from last.pt on resume), priors."""
         config, context, device = self.config, self.context, self.device
-        main = context.is_main
         seed_everything(_epoch_seed(config.seed, -1, 0))
         dataset, sampler, loader = self._data()
         steps_per_epoch = len(loader) if config.max_steps_per_epoch is None else min(len(loader),
@@ -316,190 +379,226 @@ class Trainer:
 
         prior_config = getattr(self.task.model, "prior_config", DEFAULT_PRIORS)
         priors = make_priors(config.image_size, config.image_size, prior_config, device=device)
-        mix_config = self._mix_config()
-        if main:
+        if context.is_main:
             logger.message(f"{self.kind}: model {config.model}, {len(dataset)} images, {steps_per_epoch} steps/epoch, "
                            f"epochs {start_epoch}->{config.epochs}, device {device}, world size {context.world_size}, "
                            f"precision {self.precision}")
             if hasattr(dataset, "report") and getattr(dataset.report, "dropped_boxes", 0):
                 logger.message(dataset.report.summary())
+        # a resumed run's wall time continues from the saved history
         wall_start = time.perf_counter() - (history[-1]["wall_time_s"] if history else 0.0)
-        status, message = "completed", ""
-        epochs_completed = start_epoch
+        return _RunState(dataset=dataset, sampler=sampler, loader=loader, steps_per_epoch=steps_per_epoch,
+                         module=module, trained=trained, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                         priors=priors, mix_config=self._mix_config(), start_epoch=start_epoch, history=history,
+                         best_value=best_value, wall_start=wall_start)
 
-        for epoch in range(start_epoch, config.epochs):
-            seed_everything(_epoch_seed(config.seed, epoch, context.rank))
-            dataset.set_epoch(epoch) if hasattr(dataset, "set_epoch") else None
-            if isinstance(sampler, torch.utils.data.DistributedSampler):
-                sampler.set_epoch(epoch)
-            else:
-                sampler.generator.manual_seed(_epoch_seed(config.seed, epoch, 0))
-            mix_rng = np.random.default_rng([config.seed, epoch, context.rank, 7])
-            if hasattr(self.task, "begin_epoch"):
-                self.task.begin_epoch(epoch, config.epochs)
+    # -- one epoch of optimisation
+    def _begin_epoch(self, run: _RunState, epoch: int) -> np.random.Generator:
+        """Re-seed everything from (seed, epoch, rank), so a resumed run draws what an unbroken one would;
+        returns the epoch's MixUp / CutMix generator."""
+        config, context = self.config, self.context
+        seed_everything(_epoch_seed(config.seed, epoch, context.rank))
+        if hasattr(run.dataset, "set_epoch"):
+            run.dataset.set_epoch(epoch)
+        if isinstance(run.sampler, torch.utils.data.DistributedSampler):
+            run.sampler.set_epoch(epoch)
+        else:
+            run.sampler.generator.manual_seed(_epoch_seed(config.seed, epoch, 0))
+        mix_rng = np.random.default_rng([config.seed, epoch, context.rank, 7])
+        if hasattr(self.task, "begin_epoch"):
+            self.task.begin_epoch(epoch, config.epochs)
+        return mix_rng
 
-            epoch_start = time.perf_counter()
-            sums: dict[str, float] = {}
-            images_seen = steps_done = skipped = 0
-            failure = unreadable_failure = None
-            progress = None
-            if main and config.progress:
-                from tqdm.auto import tqdm
+    def _train_epoch(self, run: _RunState, epoch: int, logger: RunLogger) -> _EpochRun:
+        """The optimisation steps of one epoch; stops early (with the reason) on a non-finite loss or an
+        unreadable image that is not to be skipped."""
+        config, context = self.config, self.context
+        mix_rng = self._begin_epoch(run, epoch)
+        outcome = _EpochRun(started=time.perf_counter())
+        progress = None
+        if context.is_main and config.progress:
+            from tqdm.auto import tqdm
 
-                progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                                dynamic_ncols=True)
-            for step, (images, targets, unreadable) in enumerate(loader):
-                if step >= steps_per_epoch:
-                    break
-                if images is None:     # no readable image in this batch: nothing to train on
-                    if config.skip_unreadable_images and not context.enabled:
-                        skipped += self._note_skipped(unreadable, logger)
-                        continue
-                    if context.enabled:   # the other ranks cannot learn of it without a forward pass
-                        from ffcore.data.datasets import UnreadableImageError
+            progress = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                            dynamic_ncols=True)
+        for step, (images, targets, unreadable) in enumerate(run.loader):
+            if step >= run.steps_per_epoch:
+                break
+            if images is None:     # no readable image in this batch: nothing to train on
+                if config.skip_unreadable_images and not context.enabled:
+                    outcome.skipped += self._note_skipped(unreadable, logger)
+                    continue
+                if context.enabled:   # the other ranks cannot learn of it without a forward pass
+                    from ffcore.data.datasets import UnreadableImageError
 
-                        raise UnreadableImageError("no readable image in a batch of rank "
-                                                   f"{context.rank}: " + "; ".join(u.describe() for u in unreadable))
-                    unreadable_failure, failure_step = unreadable, step
-                    break
-                target_weights = None
-                if mix_config is not None:
-                    from ffcore.data.mixing import mix_batch
-
-                    images, targets, target_weights, _, _ = mix_batch(images, targets, mix_config, mix_rng)
-                images = images.to(device, non_blocking=True)
-                targets = [t.to(device, non_blocking=True) for t in targets]
-                if target_weights is not None:
-                    target_weights = [w.to(device, non_blocking=True) for w in target_weights]
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.use_amp):
-                    terms = self.task.loss_terms(trained, images, targets, priors, target_weights=target_weights)
-                total = terms["total"]
-                # the unreadable count rides along with the losses, so every rank takes the same decision
-                values = torch.stack([t.detach().float() for t in terms.values()]
-                                     + [torch.tensor(float(len(unreadable)), device=device)])
-                all_reduce_sum(values, context)
-                unreadable_here = int(values[-1].item())
-                values = values[:-1] / context.world_size
-                if unreadable_here and not config.skip_unreadable_images:
-                    unreadable_failure, failure_step = unreadable or unreadable_here, step
-                    break
-                skipped += self._note_skipped(unreadable, logger) if unreadable_here else 0
-                if not torch.isfinite(values).all():
-                    failure = {name: float(v) for name, v in zip(terms, values)}
-                    failure_step = step
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
-                if config.grad_clip_norm:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                for name, value in zip(terms, values.tolist()):
-                    sums[name] = sums.get(name, 0.0) + value
-                images_seen += images.shape[0] * context.world_size
-                steps_done += 1
-                if main and config.log_every_steps and steps_done % config.log_every_steps == 0:
-                    elapsed = max(time.perf_counter() - epoch_start, 1e-9)
-                    logger.message(f"epoch {epoch + 1} step {steps_done}/{steps_per_epoch}: "
-                                   + ", ".join(f"{k} {v / steps_done:.4g}" for k, v in sums.items())
-                                   + f", {images_seen / elapsed:.2f} images/s")
-                if progress is not None:
-                    elapsed = max(time.perf_counter() - epoch_start, 1e-9)
-                    progress.set_postfix({**{k: f"{v / (step + 1):.3f}" for k, v in sums.items()},
-                                          "img/s": f"{images_seen / elapsed:.1f}"})
-                    progress.update(1)
+                    raise UnreadableImageError("no readable image in a batch of rank "
+                                               f"{context.rank}: " + "; ".join(u.describe() for u in unreadable))
+                outcome.unreadable_failure, outcome.failure_step = unreadable, step
+                break
+            if not self._train_step(run, outcome, step, images, targets, unreadable, mix_rng, logger):
+                break
+            if context.is_main and config.log_every_steps and outcome.steps_done % config.log_every_steps == 0:
+                logger.message(f"epoch {epoch + 1} step {outcome.steps_done}/{run.steps_per_epoch}: "
+                               + ", ".join(f"{k} {v / outcome.steps_done:.4g}" for k, v in outcome.sums.items())
+                               + f", {outcome.images_per_second():.2f} images/s")
             if progress is not None:
-                progress.close()
+                progress.set_postfix({**{k: f"{v / (step + 1):.3f}" for k, v in outcome.sums.items()},
+                                      "img/s": f"{outcome.images_per_second():.1f}"})
+                progress.update(1)
+        if progress is not None:
+            progress.close()
+        return outcome
 
-            if failure is not None or unreadable_failure is not None:
-                last = self.out_dir / LAST_CHECKPOINT
-                kept = (f"the last good checkpoint {last} (epoch {epoch}) was kept" if epoch > 0 and last.exists()
-                        else "no checkpoint had been written yet")
-                if unreadable_failure is not None:
-                    named = ("; ".join(u.describe() for u in unreadable_failure)
-                             if isinstance(unreadable_failure, list)
-                             else f"{unreadable_failure} image(s) on another process (see its log)")
-                    message = (f"unreadable training image at epoch {epoch + 1}, step {failure_step + 1}: {named}; "
-                               f"training stopped, {kept}. Replace the image or remove its annotation, or set "
-                               f"skip_unreadable_images (--skip-unreadable-images) to skip and count such images.")
-                    status = "unreadable_image"
-                else:
-                    message = (f"non-finite loss at epoch {epoch + 1}, step {failure_step + 1}: "
-                               + ", ".join(f"{k}={v}" for k, v in failure.items())
-                               + f"; training stopped, {kept}. Lower the learning rate, set grad_clip_norm, "
-                                 f"or check the data.")
-                    status = "diverged"
-                if main:
-                    logger.message(message, level=40)
-                break
+    def _train_step(self, run: _RunState, outcome: _EpochRun, step: int, images, targets, unreadable,
+                    mix_rng: np.random.Generator, logger: RunLogger) -> bool:
+        """One batch: loss terms (averaged over ranks), then the update unless the epoch must stop.
+        Returns False when it must (recorded in `outcome`)."""
+        config, context, device = self.config, self.context, self.device
+        target_weights = None
+        if run.mix_config is not None:
+            from ffcore.data.mixing import mix_batch
 
-            broadcast_buffers(module, context)
-            epoch_time = time.perf_counter() - epoch_start
-            row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                                   "precision": self.precision}
-            row.update({("loss" if k == "total" else f"loss_{k}"): v / max(1, steps_done) for k, v in sums.items()})
-            row.update({f"ap_{s}": None for s in AP_SETTINGS} if config.val_every > 0 else {})
-            validate_now = config.val_every > 0 and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
-            if validate_now:
-                aps = self._validate(self.task.model) if main else {}
-                aps = broadcast_object(aps, context)
-                row.update({f"ap_{k}": v for k, v in aps.items()})
-            if config.skip_unreadable_images:
-                row["skipped_images"] = int(all_reduce_sum(torch.tensor([float(skipped)], device=device),
-                                                           context)[0].item())
-            row["epoch_time_s"] = epoch_time
-            row["images_per_s"] = images_seen / max(epoch_time, 1e-9)
-            row["wall_time_s"] = time.perf_counter() - wall_start
-            history.append(row)
+            images, targets, target_weights, _, _ = mix_batch(images, targets, run.mix_config, mix_rng)
+        images = images.to(device, non_blocking=True)
+        targets = [t.to(device, non_blocking=True) for t in targets]
+        if target_weights is not None:
+            target_weights = [w.to(device, non_blocking=True) for w in target_weights]
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.use_amp):
+            terms = self.task.loss_terms(run.trained, images, targets, run.priors, target_weights=target_weights)
+        total = terms["total"]
+        # the unreadable count rides along with the losses, so every rank takes the same decision
+        values = torch.stack([t.detach().float() for t in terms.values()]
+                             + [torch.tensor(float(len(unreadable)), device=device)])
+        all_reduce_sum(values, context)
+        unreadable_here = int(values[-1].item())
+        values = values[:-1] / context.world_size
+        if unreadable_here and not config.skip_unreadable_images:
+            outcome.unreadable_failure, outcome.failure_step = unreadable or unreadable_here, step
+            return False
+        outcome.skipped += self._note_skipped(unreadable, logger) if unreadable_here else 0
+        if not torch.isfinite(values).all():
+            outcome.failure = {name: float(v) for name, v in zip(terms, values)}
+            outcome.failure_step = step
+            return False
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(total).backward()
+        if config.grad_clip_norm:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.module.parameters(), config.grad_clip_norm)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        for name, value in zip(terms, values.tolist()):
+            outcome.sums[name] = outcome.sums.get(name, 0.0) + value
+        outcome.images_seen += images.shape[0] * context.world_size
+        outcome.steps_done += 1
+        return True
 
-            improved = False
-            if config.best_metric == "loss":
-                current = row.get("loss")
-                improved = current is not None and (best_value is None or current < best_value)
-            elif row.get(f"ap_{config.best_metric}") is not None:
-                current = row[f"ap_{config.best_metric}"]
-                improved = best_value is None or current > best_value
+    # -- stopping
+    def _stop_report(self, epoch: int, outcome: _EpochRun) -> tuple[str, str]:
+        """(status, message) of a run stopped inside `epoch` by a non-finite loss or an unreadable image."""
+        last = self.out_dir / LAST_CHECKPOINT
+        kept = (f"the last good checkpoint {last} (epoch {epoch}) was kept" if epoch > 0 and last.exists()
+                else "no checkpoint had been written yet")
+        where = f"at epoch {epoch + 1}, step {outcome.failure_step + 1}"
+        if outcome.unreadable_failure is not None:
+            failure = outcome.unreadable_failure
+            named = ("; ".join(u.describe() for u in failure) if isinstance(failure, list)
+                     else f"{failure} image(s) on another process (see its log)")
+            return "unreadable_image", (
+                f"unreadable training image {where}: {named}; training stopped, {kept}. Replace the image or "
+                f"remove its annotation, or set skip_unreadable_images (--skip-unreadable-images) to skip and "
+                f"count such images.")
+        return "diverged", (f"non-finite loss {where}: " + ", ".join(f"{k}={v}" for k, v in outcome.failure.items())
+                            + f"; training stopped, {kept}. Lower the learning rate, set grad_clip_norm, "
+                              f"or check the data.")
+
+    def _stop_requested(self, epoch: int, logger: RunLogger) -> bool:
+        """`stop_after_epoch`: end this invocation after `epoch` (a time-boxed job, resumed later)."""
+        stop_after = self.config.stop_after_epoch
+        if stop_after is None or epoch + 1 < stop_after:
+            return False
+        if self.context.is_main and epoch + 1 < self.config.epochs:
+            logger.message(f"stopping after epoch {epoch + 1} as configured; continue with resume")
+        return True
+
+    # -- validation and the epoch's metrics
+    def _epoch_row(self, run: _RunState, epoch: int, outcome: _EpochRun) -> dict[str, Any]:
+        """The epoch's metrics row: lr, mean losses, AP when validating, skipped images, timings."""
+        config, context = self.config, self.context
+        broadcast_buffers(run.module, context)
+        epoch_time = time.perf_counter() - outcome.started
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"],
+                               "precision": self.precision}
+        row.update({("loss" if k == "total" else f"loss_{k}"): v / max(1, outcome.steps_done)
+                    for k, v in outcome.sums.items()})
+        row.update({f"ap_{s}": None for s in AP_SETTINGS} if config.val_every > 0 else {})
+        validate_now = config.val_every > 0 and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
+        if validate_now:
+            aps = self._validate(self.task.model) if context.is_main else {}
+            aps = broadcast_object(aps, context)
+            row.update({f"ap_{k}": v for k, v in aps.items()})
+        if config.skip_unreadable_images:
+            row["skipped_images"] = int(all_reduce_sum(torch.tensor([float(outcome.skipped)], device=self.device),
+                                                       context)[0].item())
+        row["epoch_time_s"] = epoch_time
+        row["images_per_s"] = outcome.images_seen / max(epoch_time, 1e-9)
+        row["wall_time_s"] = time.perf_counter() - run.wall_start
+        return row
+
+    def _update_best(self, run: _RunState, row: dict[str, Any]) -> bool:
+        """Whether `row` improves on the best value so far (lower loss, or higher AP); updates it if so."""
+        metric = self.config.best_metric
+        if metric == "loss":
+            current = row.get("loss")
+            improved = current is not None and (run.best_value is None or current < run.best_value)
+        elif row.get(f"ap_{metric}") is not None:
+            current = row[f"ap_{metric}"]
+            improved = run.best_value is None or current > run.best_value
+        else:
+            return False
+        if improved:
+            run.best_value = current
+        return improved
+
+    # -- checkpoints and logs
+    def _checkpoint(self, run: _RunState, epoch: int, row: dict[str, Any], improved: bool, git: dict,
+                    logger: RunLogger) -> None:
+        """last.pt (and best.pt when improved), metrics.csv, scalars and the epoch's log line; rank 0 writes."""
+        if self.context.is_main:
+            payload = self._payload(epoch + 1, run.optimizer, run.scheduler, run.scaler, run.history,
+                                    run.best_value, git)
+            save_checkpoint(self.out_dir / LAST_CHECKPOINT, payload)
             if improved:
-                best_value = current
+                save_checkpoint(self.out_dir / BEST_CHECKPOINT, payload)
+            logger.write_history(run.history)
+            logger.scalars({k: v for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))},
+                           epoch + 1, prefix=self.kind)
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "wall_time_s")
+            logger.message(f"epoch {epoch + 1}/{self.config.epochs}: {shown}" + (" (best)" if improved else ""))
+        barrier(self.context)
 
-            epochs_completed = epoch + 1
-            if main:
-                payload = self._payload(epoch + 1, optimizer, scheduler, scaler, history, best_value, git)
-                save_checkpoint(self.out_dir / LAST_CHECKPOINT, payload)
-                if improved:
-                    save_checkpoint(self.out_dir / BEST_CHECKPOINT, payload)
-                logger.write_history(history)
-                logger.scalars({k: v for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))},
-                               epoch + 1, prefix=self.kind)
-                shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
-                                  if isinstance(v, float) and k != "wall_time_s")
-                logger.message(f"epoch {epoch + 1}/{config.epochs}: {shown}" + (" (best)" if improved else ""))
-            barrier(context)
-            if config.stop_after_epoch is not None and epoch + 1 >= config.stop_after_epoch:
-                if main and epoch + 1 < config.epochs:
-                    logger.message(f"stopping after epoch {epoch + 1} as configured; continue with resume")
-                break
-
+    # -- the result
+    def _result(self, run: _RunState, status: str, message: str, epochs_completed: int,
+                logger: RunLogger) -> TrainResult:
         self.task.model.eval()
         final_ap = None
-        for row in reversed(history):
+        for row in reversed(run.history):
             if row.get("ap_easy") is not None:
                 final_ap = {s: row[f"ap_{s}"] for s in AP_SETTINGS if row.get(f"ap_{s}") is not None}
                 break
         last = self.out_dir / LAST_CHECKPOINT
         best = self.out_dir / BEST_CHECKPOINT
-        if main and status == "completed":
-            logger.message(f"finished: {epochs_completed} epochs, best {config.best_metric} {best_value}, "
+        if self.context.is_main and status == "completed":
+            logger.message(f"finished: {epochs_completed} epochs, best {self.config.best_metric} {run.best_value}, "
                            f"checkpoints in {self.out_dir}")
         return TrainResult(out_dir=self.out_dir, last_checkpoint=last if last.exists() else None,
                            best_checkpoint=best if best.exists() else None,
                            metrics_csv=logger.metrics_path if logger.metrics_path.exists() else None,
-                           history=history, final_ap=final_ap, best_value=best_value,
+                           history=run.history, final_ap=final_ap, best_value=run.best_value,
                            epochs_completed=epochs_completed, status=status, message=message,
                            model=self.task.model,
-                           skipped_images=int(sum(row.get("skipped_images", 0) for row in history)))
+                           skipped_images=int(sum(row.get("skipped_images", 0) for row in run.history)))
 
     @staticmethod
     def _note_skipped(unreadable: list, logger: RunLogger) -> int:
