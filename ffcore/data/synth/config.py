@@ -1,0 +1,61 @@
+"""The synthetic dataset's configuration: what is drawn, the difficulty thresholds, the fingerprint
+that names a generated dataset (configuration + generator version)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ffcore.provenance import SYNTHETIC_MARKER
+
+GENERATOR_VERSION = 2
+MANIFEST = SYNTHETIC_MARKER   # provenance reads it: a copied tree stays labelled synthetic
+
+# event folder name -> scene kind
+EVENTS = (("0--Portrait", "portrait"), ("1--Family", "group"), ("2--Meeting", "group"), ("3--Parade", "crowd"),
+          ("4--Street", "street"), ("5--Stadium", "stadium"), ("6--Night", "night"))
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    seed: int = 0
+    train_images: int = 400
+    val_images: int = 100
+    min_long_side: int = 320
+    max_long_side: int = 640
+    min_face: float = 8.0             # smallest face height drawn, pixels
+    max_face: float = 300.0           # largest face height drawn, pixels
+    occlusion_probability: float = 0.2
+    blur_probability: float = 0.15
+    distractors: tuple[int, int] = (3, 10)
+    clutter: tuple[int, int] = (15, 45)
+    jpeg_quality: tuple[int, int] = (70, 95)
+    events: tuple[tuple[str, str], ...] = EVENTS
+    # difficulty rule (ffcore.data.synth.difficulty)
+    hard_min_height: float = 8.0
+    hard_min_visible: float = 0.4
+    medium_min_height: float = 16.0
+    medium_min_visible: float = 0.6
+    easy_min_height: float = 40.0
+    easy_min_visible: float = 0.85
+    invalid_max_visible: float = 0.25
+    hidden_max_visible: float = 0.1      # faces less visible than this are not annotated at all
+    landmark_min_height: float = 12.0
+    landmark_min_visible: float = 0.5
+
+    def __post_init__(self):
+        if self.train_images < 1 or self.val_images < 1:
+            raise ValueError("train_images and val_images must be >= 1")
+        if not 32 <= self.min_long_side <= self.max_long_side:
+            raise ValueError(f"need 32 <= min_long_side <= max_long_side, got {self.min_long_side}, {self.max_long_side}")
+        if not 4 <= self.min_face < self.max_face:
+            raise ValueError(f"need 4 <= min_face < max_face, got {self.min_face}, {self.max_face}")
+
+    def fingerprint(self) -> str:
+        payload = json.dumps({"config": dataclasses.asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+TINY_SYNTH = SynthConfig(train_images=6, val_images=4, min_long_side=160, max_long_side=256)
