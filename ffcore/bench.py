@@ -340,7 +340,7 @@ def run_benchmark(models: Sequence[str | tuple[str, nn.Module]], config: BenchCo
     """
     import pandas as pd
 
-    from ffcore.export import sample_image
+    from ffcore.preprocess import sample_image
 
     weights = weights or {}
     resolved = []
@@ -493,7 +493,8 @@ def time_onnx_interleaved(graphs: dict[str, str | Path], sizes: Sequence[tuple[i
     """
     import pandas as pd
 
-    from ffcore.export import ort_session, sample_batch
+    from ffcore.export import ort_session
+    from ffcore.preprocess import sample_batch
 
     rows = []
     for count in threads:
@@ -538,7 +539,7 @@ def onnx_operator_times(path: str | Path, size: tuple[int, int] = (640, 640), th
     import onnxruntime as ort
     import pandas as pd
 
-    from ffcore.export import sample_batch
+    from ffcore.preprocess import sample_batch
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -390,11 +390,11 @@ class DeployError(RuntimeError):
 
 def max_output_difference(reference: nn.Module, candidate: nn.Module, size: tuple[int, int] = (160, 224),
                           batch: int = 2, with_scale: bool = False):
-    """max |reference - candidate| over loc, conf, landm on the sample input (`ffcore.export.sample_batch`).
+    """max |reference - candidate| over loc, conf, landm on the sample input (`ffcore.preprocess.sample_batch`).
 
     `with_scale`: also return max |reference| (the outputs' magnitude the difference compares with).
     """
-    from ffcore.export import sample_batch
+    from ffcore.preprocess import sample_batch
 
     x = sample_batch(*size, batch=batch)
     with torch.no_grad():

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ffcore.preprocess import sample_batch
+
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("loc", "conf", "landm")
 MIN_OPSET = 19            # first opset with DeformConv
@@ -38,40 +40,6 @@ log = logging.getLogger(__name__)
 
 class ExportError(RuntimeError):
     """An export that failed or whose ONNX model disagrees with PyTorch."""
-
-
-# --------------------------------------------------------------------------------------------
-# Inputs used by the checks: a real photo when the shared folder has one, seeded noise otherwise
-# --------------------------------------------------------------------------------------------
-
-def sample_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A BGR uint8 image of the given size: a shared demo photo resized, or seeded noise.
-
-    A real photo gives the detector realistic activations (and postprocessing realistic
-    candidate counts); the noise fallback keeps everything working without the shared folder.
-    """
-    import cv2
-
-    from ffcore.paths import shared_dir
-
-    photo = shared_dir() / "images" / "crowd.jpg"
-    if photo.is_file():
-        from ffcore.preprocess import read_image
-
-        return cv2.resize(read_image(photo), (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-
-
-def sample_batch(height: int, width: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
-    """float32 [batch, 3, H, W] in the network's input convention (BGR minus mean)."""
-    from ffcore.preprocess import image_to_tensor
-
-    image = image_to_tensor(sample_image(height, width, seed))
-    if batch == 1:
-        return image
-    # Vary the images of a batch so a per-image mix-up in the graph would show in the parity check.
-    flipped = torch.flip(image, dims=[3])
-    return torch.cat([image if i % 2 == 0 else flipped for i in range(batch)], dim=0)
 
 
 # --------------------------------------------------------------------------------------------
