@@ -19,9 +19,11 @@ def preview_grid(root: str | Path | None = None, n: int = 12, columns: int = 4, 
 
     Works on any WIDER-format root; the title says "Synthetic data" only for a tree this
     generator wrote (it has the manifest), unless `title` is given."""
-    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.patches import Rectangle
 
     from ffcore.data.annotations import read_wider_bbx_gt
+    from ffcore.plotting import new_figure
     from ffcore.preprocess import read_image
 
     root = ensure_synthetic_dataset() if root is None else Path(root)
@@ -34,15 +36,17 @@ def preview_grid(root: str | Path | None = None, n: int = 12, columns: int = 4, 
     step = max(1, len(annotations) // max(1, n))
     chosen = annotations[::step][:n]
     rows = math.ceil(len(chosen) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False)
-    for ax in axes.ravel():
+    width = 3.2 * columns
+    fig, axes = new_figure(ncols=columns, nrows=rows, width=width, aspect=2.6 * rows / width)
+    axes = np.asarray(axes).ravel()     # one Axes, or a grid of them
+    for ax in axes:
         ax.axis("off")
-    for ax, annotation in zip(axes.ravel(), chosen):
+    for ax, annotation in zip(axes, chosen):
         image = read_image(images_dir / annotation.path)[:, :, ::-1]
         ax.imshow(image)
         for box, points, has in zip(annotation.boxes, annotation.landmarks, annotation.has_landmarks):
             x1, y1, x2, y2 = box
-            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=0.8,
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=0.8,
                                        edgecolor="#00e676" if has else "#ffa000"))
             if has:
                 ax.scatter(points[0::2], points[1::2], s=3, c=LANDMARK_COLOURS, linewidths=0)
@@ -51,5 +55,4 @@ def preview_grid(root: str | Path | None = None, n: int = 12, columns: int = 4, 
         synthetic = (root / MANIFEST).is_file()
         title = ("Synthetic data (not WIDER FACE)" if synthetic else "WIDER FACE") + ": boxes and five landmarks"
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
