@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ffcore.cli import data, deploy, evaluation, models, training
 from ffcore.cli.common import MODEL_HELP, registered_model
 
 __all__ = ["MODEL_HELP", "build_parser", "main", "registered_model"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ffcore.cli import data, deploy, evaluation, models, training
-
     parser = argparse.ArgumentParser(
         prog="ffcore",
         description="FeatherFace V1/V2 face detection: models, training, distillation, WIDER FACE evaluation.")
