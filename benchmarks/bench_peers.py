@@ -139,7 +139,7 @@ def _percentile(samples_ms: list[float], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ffcore.paths import results_dir, shared_dir
+    from ffcore.paths import REPO_ROOT, shared_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", nargs="+", default=None,
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"median {rows[-1]['median_ms']:8.1f} ms  p10-p90 {rows[-1]['p10_ms']:.1f}-"
                       f"{rows[-1]['p90_ms']:.1f}  {len(found):3d} faces", flush=True)
 
-    out = Path(args.out) if args.out else results_dir() / "peers" / "peer_benchmark.csv"
+    out = Path(args.out) if args.out else REPO_ROOT / "results" / "peers" / "peer_benchmark.csv"  # as study.peers reads it
     out.parent.mkdir(parents=True, exist_ok=True)
     append = args.append and out.is_file()
     with out.open("a" if append else "w", newline="") as handle:

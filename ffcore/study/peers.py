@@ -25,9 +25,11 @@ class PeerBenchmarkMissingError(FileNotFoundError):
 
 
 def default_peer_csv() -> Path:
-    from ffcore.paths import results_dir
+    # The peers run in their own environment, not in a study run, so their CSV is a committed input of
+    # the repository: it stays at results/peers/ even when a study writes its results elsewhere (FFCORE_RESULTS).
+    from ffcore.paths import REPO_ROOT
 
-    return results_dir() / "peers" / "peer_benchmark.csv"
+    return REPO_ROOT / "results" / "peers" / "peer_benchmark.csv"
 
 
 def load_peer_benchmark(path: str | Path | None = None) -> pd.DataFrame:
