@@ -21,11 +21,14 @@ from ffcore.study.architecture import (claims_table, compare_parts_table, effici
                                        shape_compatibility)
 from ffcore.study.benchmarks import benchmark_table, latency_figure, published_comparison_figure
 from ffcore.study.context import DatasetMissingError, Study, open_study
+from ffcore.study.fork_models import (attention_maps_figure, fork_detections_figure, fork_parameter_table,
+                                      fork_training_log_figure, fork_weights_table)
 from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, describe_ap_table, describe_distillation,
                                      describe_real_photo_check, differences_figure, distillation_comparison,
                                      evaluate_run, evaluate_runs, intervals_figure, paired_comparison,
                                      pr_curves_figure, real_photo_check, real_photo_detections_figure,
                                      validation_detections_figure, what_this_shows)
+from ffcore.study.peers import peer_detections_figure, peer_latency_figure, peer_latency_table
 from ffcore.study.summary import artifact_index, summary_table, write_summary
 from ffcore.study.training import (distill_or_load, finetune_pruned_or_load, planned_runs, reference_runs,
                                    run_history, seed_runs_table, train_or_load, training_curves_figure)
@@ -43,5 +46,7 @@ __all__ = [
     "ablation_models", "ablation_variants", "ablation_table", "ablation_figure", "one_part_swaps",
     "v2_variants_table", "pruned_table", "describe_comparison", "describe_pruned",
     "benchmark_table", "latency_figure", "published_comparison_figure",
+    "fork_detections_figure", "fork_training_log_figure", "fork_weights_table", "fork_parameter_table",
+    "attention_maps_figure", "peer_latency_table", "peer_latency_figure", "peer_detections_figure",
     "artifact_index", "summary_table", "write_summary",
 ]
