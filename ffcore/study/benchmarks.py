@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ffcore.study.context import Study
+from ffcore.study.run_profiles import FORK_MODELS
 
 MAIN_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2")
 BENCH_COLUMNS = ("model", "backend", "height", "width", "threads", "forward_median_ms", "forward_p10_ms",
@@ -15,7 +16,7 @@ def _bench_models() -> list[str]:
     from ffcore.models import list_models
 
     registered = list_models()
-    return [m for m in (*MAIN_MODELS, "featherface_v2_ultra", "featherface_v2_vit") if m in registered]
+    return [m for m in (*MAIN_MODELS, "featherface_v2_ultra", "featherface_v2_vit", *FORK_MODELS) if m in registered]
 
 
 def _trained_weights(study: Study, models: list[str]) -> dict[str, str]:

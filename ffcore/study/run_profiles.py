@@ -85,6 +85,9 @@ def _as_tuples(value):
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+# The fork's current models (CBAM-exact, ECA-CBAM sequential and parallel), timed beside V1 and V2.
+FORK_MODELS = ("featherface_cbam_exact", "featherface_eca_cbam", "featherface_eca_cbam_parallel")
+
 SMOKE = RunProfile(
     name="smoke",
     description="tiny synthetic dataset, CPU, a few minutes end to end: checks the pipeline, not the models",
@@ -95,7 +98,7 @@ SMOKE = RunProfile(
     synthetic_train_images=16, synthetic_val_images=6, synthetic_long_side=(192, 320),
     eval_scale="320", eval_limit=None,
     bench_sizes=(320,), bench_repeats=3, bench_backends=("torch",),
-    bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2"),
+    bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2", *FORK_MODELS),
 )
 
 # Every model of the study trains with the `synthetic_cpu` recipe for the same epochs on the same
@@ -115,7 +118,7 @@ SYNTHETIC_PROFILE = RunProfile(
     synthetic_train_images=300, synthetic_val_images=100, synthetic_long_side=(320, 640),
     eval_scale="origin", eval_limit=None, val_every=0,
     bench_sizes=(640,), bench_repeats=10,
-    bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2"),
+    bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2", *FORK_MODELS),
 )
 
 FULL = RunProfile(
