@@ -6,8 +6,9 @@ Three profiles, each a frozen dataclass, chosen by name (`get_profile("smoke")`)
   small image size. Every notebook runs end to end in minutes; the numbers only show
   that the pipeline works and say nothing about the models.
 - `synthetic`: the default run without WIDER FACE or a GPU. A synthetic dataset and a
-  recipe that brings FeatherFace V1 to AP easy >= 85 % on its validation split, every
-  model of the study trained with it (about an hour on a two-core CPU) — still synthetic
+  recipe meant to bring FeatherFace V1 to AP easy >= 85 % on its validation split (not reached yet), every
+  model of the study trained with it (19 trainings; the first measured run took 24 min for V1 alone on a
+  loaded 2-core CPU and did not reach a useful AP, so the recipe is being re-sized) — still synthetic
   data, and labelled so on every artifact.
 - `full`: WIDER FACE from `data/widerface/`, the papers' schedules, a GPU.
 
@@ -110,7 +111,7 @@ SMOKE = RunProfile(
 # hour and a quarter; 400 would take about 90 minutes.
 SYNTHETIC_PROFILE = RunProfile(
     name="synthetic",
-    description="synthetic dataset, every model trained with one CPU recipe (about an hour on a 2-core CPU)",
+    description="synthetic dataset, every model trained with one CPU recipe (several hours on a 2-core CPU as sized now)",
     dataset=SYNTHETIC, device="cpu",
     epochs=8, student_epochs=8,
     image_size=256, batch_size=8,
