@@ -28,7 +28,7 @@ reproduce: $(STAMP)
 smoke: $(STAMP)
 	$(PY) run_all.py --profile smoke
 
-# The committed notebooks hold the synthetic reference run; nbval runs copies without the
+# The committed notebooks hold the outputs of a study run (run_all.py --in-place); nbval runs copies without the
 # injected parameters (so the smoke defaults apply) and checks only the data-free cells.
 test: $(STAMP)
 	$(PY) -m pytest -q tests
