@@ -55,10 +55,29 @@ def test_ablation_rows_are_the_declared_one_part_swaps(study):
     swaps = one_part_swaps()
     assert swaps == [v for v, (base, _) in ONE_PART_SWAPS.items() if base == "featherface_v1"]
     assert not any("pruned" in m for m in ablation_models())      # pruned variants have their own table
-    runs = planned_runs(study)
+    full = open_study("full", data_root=study.data_root, prepare_data=False)
+    runs = planned_runs(full)
     assert len(runs) == len(set(runs))
     assert {"featherface_v2_seed2", "featherface_v2_distilled_seed2", "featherface_v1_pruned20",
             "featherface_v2_pruned20", *swaps} <= set(runs)
+
+
+def test_a_profile_trains_the_rows_it_chooses_and_nothing_else(study, tmp_path):
+    from dataclasses import replace
+
+    from ffcore.study.ablations import one_part_swaps, study_swaps, study_v2_variants
+    from ffcore.study.training import planned_runs, widerface_teacher_runs
+
+    chosen = study.profile.ablation_swaps
+    assert chosen and study_swaps(study) == [s for s in one_part_swaps() if s in chosen]
+    assert study_v2_variants(study) == [] and widerface_teacher_runs(study) == []
+    runs = planned_runs(study)
+    assert set(chosen) <= set(runs) and not set(one_part_swaps()) - set(chosen) & set(runs)
+    assert len(runs) == 1 + 2 * len(study.profile.seeds) + len(chosen) + 2   # + the two pruned fine-tunes
+    bad = open_study(replace(study.profile, ablation_swaps=("featherface_v1_nothing",)), data_root=tmp_path / "d",
+                     prepare_data=False)
+    with pytest.raises(KeyError, match="ablation_swaps names featherface_v1_nothing"):
+        study_swaps(bad)
 
 
 def test_ap_cache_is_keyed_on_the_evaluator_code_and_a_bad_cache_is_an_error(study):

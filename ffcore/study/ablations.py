@@ -34,6 +34,32 @@ def v2_variants() -> list[str]:
     return [m for m in V2_VARIANTS if m in list_models()]
 
 
+def _chosen(declared: list[str], chosen: tuple[str, ...] | None, field: str) -> list[str]:
+    """`declared` narrowed to the profile's choice (None keeps all), in declaration order."""
+    if chosen is None:
+        return declared
+    unknown = sorted(set(chosen) - set(declared))
+    if unknown:
+        raise KeyError(f"profile field {field} names {', '.join(unknown)}, which is not one of "
+                       f"{', '.join(declared) or 'nothing registered'}")
+    return [name for name in declared if name in chosen]
+
+
+def study_swaps(study: Study) -> list[str]:
+    """The one-part swaps of V1 this study trains (the profile's `ablation_swaps`, else all declared)."""
+    return _chosen(one_part_swaps(), study.profile.ablation_swaps, "ablation_swaps")
+
+
+def study_v2_variants(study: Study) -> list[str]:
+    """V2's variants this study trains (the profile's `v2_variants`, else all registered)."""
+    return _chosen(v2_variants(), study.profile.v2_variants, "v2_variants")
+
+
+def _left_out(declared: list[str], trained: list[str]) -> str:
+    missing = [name for name in declared if name not in trained]
+    return f"; not trained in this profile: {', '.join(missing)}" if missing else ""
+
+
 def ablation_models() -> list[str]:
     """V1, its one-part swaps, then V2 and V2's registered variants."""
     return [BASELINE, *one_part_swaps(), "featherface_v2", *v2_variants()]
@@ -81,7 +107,8 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
 
     size = study.profile.flops_size
     aps = ap_frame(study, [reference, *runs]).set_index("run")
-    differences = paired_comparison(study, [(run, reference) for run in runs]).set_index("run")
+    differences = paired_comparison(study, [(run, reference) for run in runs])
+    differences = differences.set_index("run") if runs else differences   # no runs: no columns either
     rows = []
     for run in [reference, *runs]:
         summary = model_summary(run, size)
@@ -122,25 +149,27 @@ def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
 def ablation_table(study: Study) -> pd.DataFrame:
     """V1 and each one-part swap (declared in the zoo), trained with V1's recipe, evaluated on the same
     images: AP with intervals and the paired difference with V1 and its verdict."""
-    swaps = one_part_swaps()
+    swaps = study_swaps(study)
     _train_all(study, [BASELINE, *swaps], owned_here=swaps)
     table = _comparison_rows(study, swaps, BASELINE)
     study.save_table(table, "ablations", checkpoints=[BASELINE, *swaps], test_scale=str(study.profile.eval_scale),
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"One-part swaps of FeatherFace V1 (AP at test scale {study.profile.eval_scale}, 95% "
-                             "bootstrap intervals; differences vs V1 paired on the same images)",
+                             "bootstrap intervals; differences vs V1 paired on the same images"
+                             f"{_left_out(one_part_swaps(), swaps)})",
                      headline=_comparison_headline(table, BASELINE))
     return table
 
 
 def v2_variants_table(study: Study) -> pd.DataFrame:
     """V2's registered variants, trained with V2's recipe, against V2 (paired differences)."""
-    variants = v2_variants()
+    variants = study_v2_variants(study)
     _train_all(study, ["featherface_v2", *variants], owned_here=variants)
     table = _comparison_rows(study, variants, "featherface_v2")
     study.save_table(table, "v2_variants", checkpoints=["featherface_v2", *variants],
                      resamples=study.profile.bootstrap_resamples,
-                     caption="V2 and its variants (same recipe as V2), differences vs V2 paired on the same images",
+                     caption="V2 and its variants (same recipe as V2), differences vs V2 paired on the same images"
+                             f"{_left_out(v2_variants(), variants)}",
                      headline=_comparison_headline(table, "featherface_v2"))
     return table
 
@@ -191,6 +220,10 @@ def describe_comparison(study: Study, name: str):
              f"{row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}], "
              f"{row['hard verdict']}" for _, row in others.iterrows()]
     inside = int((others["hard verdict"] == "inside the noise").sum())
+    if others.empty:
+        return markdown(f"**What this shows.** Only {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
+                        f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]): this profile trains "
+                        "none of the variants this table compares (see the table's caption).")
     return markdown(f"**What this shows.** Against {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
             f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]):\n\n- " + "\n- ".join(lines)
             + f"\n\n{inside} of {len(others)} differences in hard AP are inside the noise of this validation set "

@@ -284,6 +284,25 @@ def distill_or_load(study: Study, teacher: str | None = None, student: str | Non
     return _save_run_table(study, run, status)
 
 
+def widerface_teacher_table(study: Study) -> pd.DataFrame:
+    """Distil V2 from each WIDER FACE-trained teacher the profile chooses (`widerface_teachers`),
+    or reuse the checkpoints: one row per run. A profile that chooses none gets an empty table
+    that says so, rather than a training the time budget has no room for."""
+    runs = widerface_teacher_runs(study)
+    if not runs:
+        chosen = study.profile.widerface_teachers
+        why = ("the profile's widerface_teachers is empty" if chosen is not None
+               else "no WIDER FACE-trained teacher's model and weights are available")
+        return pd.DataFrame([{"run": "none", "status": f"not trained: {why}"}])
+    return pd.concat([distill_or_load(study, run=run) for run in runs], ignore_index=True)
+
+
+def distillation_runs(study: Study) -> list[str]:
+    """V2 alone, V2 distilled from the profile's teacher (seed 0), then from each WIDER FACE teacher trained."""
+    student = study.profile.student
+    return [student, student + DISTILLED_SUFFIX, *widerface_teacher_runs(study)]
+
+
 def finetune_pruned_or_load(study: Study, variant: str, force: bool | None = None) -> pd.DataFrame:
     """Prune the trained parent of `variant` (L1, `ffcore.pruning`), keep that model as
     `<variant>_not_finetuned`, then fine-tune it for the profile's `finetune_epochs` with the
@@ -378,23 +397,27 @@ def widerface_teacher_runs(study: Study) -> list[str]:
     from ffcore.models import list_models
     from ffcore.paths import shared_dir
 
+    chosen = study.profile.widerface_teachers
+    unknown = sorted(set(chosen or ()) - set(WIDERFACE_TEACHERS))
+    if unknown:
+        raise KeyError(f"profile field widerface_teachers names {', '.join(unknown)}; "
+                       f"teachers: {', '.join(WIDERFACE_TEACHERS)}")
     return [study.profile.student + DISTILLED_SUFFIX + "_" + tag for tag, teacher in WIDERFACE_TEACHERS.items()
-            if teacher.model in list_models() and shared_dir().joinpath(*teacher.shared_weights).is_file()]
+            if (chosen is None or tag in chosen)
+            and teacher.model in list_models() and shared_dir().joinpath(*teacher.shared_weights).is_file()]
 
 
 def planned_runs(study: Study) -> list[str]:
     """Every training of a whole run of the five notebooks, in the order they happen."""
-    from ffcore.models import list_models
-    from ffcore.models.zoo import ONE_PART_SWAPS
+    from ffcore.study.ablations import study_swaps, study_v2_variants
 
     p = study.profile
-    registered = set(list_models())
     runs = [p.teacher]
     runs += [seeded_run(p.student, seed) for seed in p.seeds]
     runs += [seeded_run(p.student + DISTILLED_SUFFIX, seed) for seed in p.seeds]
     runs += widerface_teacher_runs(study)
-    runs += [v for v, (base, _) in ONE_PART_SWAPS.items() if base == p.teacher and v in registered]
-    runs += [v for v in V2_VARIANTS if v in registered]
+    runs += study_swaps(study)
+    runs += study_v2_variants(study)
     runs += study_pruned_variants(study)
     return runs
 
