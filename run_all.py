@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the five study notebooks in order with papermill and print what each took.
 
-    python run_all.py                       # full with WIDER FACE + CUDA, else synthetic (several hours on a 2-core CPU)
+    python run_all.py                       # full with WIDER FACE + CUDA, else synthetic (about 80 minutes on a 2-core CPU)
     python run_all.py --profile smoke       # tiny synthetic set, a few minutes: checks the pipeline
     python run_all.py --profile full --data data/widerface --device cuda
     python run_all.py --only 03 --force     # one notebook, retraining what it trains
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "run profile and write their tables, figures and summary.")
     parser.add_argument("--profile", default=None, choices=("smoke", "synthetic", "full"),
                         help="full: WIDER FACE from data/widerface, the papers' schedules, GPU; synthetic: every "
-                             "model trained on generated data with one CPU recipe (several hours on 2 cores as sized now); "
+                             "model trained on generated data with one CPU recipe (about 80 minutes on 2 cores); "
                              "smoke: tiny synthetic set, minutes, checks the pipeline only. Default: full when "
                              "data/widerface is complete and CUDA is available, otherwise synthetic")
     parser.add_argument("--data", default=None,

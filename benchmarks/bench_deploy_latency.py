@@ -1,17 +1,23 @@
 """FeatherFace V2 vs RetinaFace in ONNX Runtime, as `ffcore export` writes them: one command.
 
     .venv/bin/python benchmarks/bench_deploy_latency.py [--launches 6] [--rounds 30]
-        [--sizes 640x640 480x640] [--threads 1 2] [--out results/deploy_latency.csv]
+        [--sizes 640x640 480x640] [--threads 1 2] [--out-dir results/deploy] [--no-ladder]
 
-Exports RetinaFace-MobileNet-0.25 (deploy graph), FeatherFace V2 (deploy graph) and V2's
-literal graph (`--literal`) once, then starts `--launches` separate Python processes. Each
-process builds fresh ONNX Runtime sessions and times all graphs in interleaved rounds
-(`ffcore.bench.time_onnx_interleaved`, batch 1) at every size and thread count, recording
-the 1-minute load average before and after. Latency on a shared CPU moves from launch to
-launch by more than the difference between the models, so the script reports the
-distribution over launches -- min / median / max of each launch's median, and of the
-V2 / RetinaFace ratio measured within the same rounds -- never one median. Run it on an
-idle machine for the thesis figures; the CSV keeps every launch.
+1. Exports RetinaFace-MobileNet-0.25 (deploy graph), FeatherFace V2 (deploy graph) and V2's
+   literal graph (`--literal`) once, then starts `--launches` separate Python processes. Each
+   process builds fresh ONNX Runtime sessions and times all graphs in interleaved rounds
+   (`ffcore.bench.time_onnx_interleaved`, batch 1) at every size and thread count, recording
+   the 1-minute load average before and after. Latency on a shared CPU moves from launch to
+   launch by more than the difference between the models, so the script reports the
+   distribution over launches -- min / median / max of each launch's median, and of the
+   V2 / RetinaFace ratio measured within the same rounds -- never one median.
+2. Unless `--no-ladder`: the deploy ladder (`ffcore.bench.export_deploy_ladder`: each exact
+   rewrite added in turn) of both models timed interleaved at 640x640, and ONNX Runtime's
+   per-operator profile of both deploy graphs at 640x640, 1 thread.
+
+Writes `deploy_latency.csv` (every launch), `deploy_ladder.csv` and `operator_profile.csv` to
+`--out-dir`; notebook 05 reads them from results/deploy/ (`ffcore.study.deploy`). Run it on an
+idle machine: the load average is kept beside every figure and the notebook flags a loaded run.
 """
 
 from __future__ import annotations
@@ -107,7 +113,7 @@ def main(argv: list[str]) -> int:
     rounds = _option(argv, "--rounds", "30")
     sizes = _option(argv, "--sizes", ["640x640", "480x640"], many=True)
     threads = _option(argv, "--threads", ["1", "2"], many=True)
-    out = _option(argv, "--out", None)
+    out_dir = Path(_option(argv, "--out-dir", "results/deploy"))
     with tempfile.TemporaryDirectory(prefix="ffcore_deploy_bench_") as tmp:
         print("exporting the graphs ...", file=sys.stderr)
         graphs = export_graphs(Path(tmp))
@@ -130,11 +136,42 @@ def main(argv: list[str]) -> int:
           f"{'  (loaded machine: rerun on an idle one)' if table.loadavg_before.max() > 0.5 else ''}")
     print(latency.to_string(index=False, float_format="%.2f"))
     print(ratios.to_string(index=False, float_format="%.3f"))
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out, index=False)
-        print(f"per-launch rows written to {out}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / "deploy_latency.csv", index=False)
+    print(f"per-launch rows written to {out_dir / 'deploy_latency.csv'}")
+    if "--no-ladder" not in argv:
+        ladder, profile = deploy_ladder(int(rounds))
+        print(ladder.to_string(index=False, float_format="%.2f"))
+        ladder.to_csv(out_dir / "deploy_ladder.csv", index=False)
+        profile.to_csv(out_dir / "operator_profile.csv", index=False)
+        print(f"ladder and operator profile written to {out_dir}")
     return 0
+
+
+def deploy_ladder(rounds: int):
+    """Both models' ladders timed interleaved at 640x640 (1 and 2 threads), and their deploy graphs' profile."""
+    import tempfile
+
+    import torch
+
+    from ffcore.bench import deploy_operator_profile, export_deploy_ladder, time_deploy_ladder
+    from ffcore.eval.detect import DEFAULT_WEIGHTS
+    from ffcore.models import create_model, load_pretrained
+    from ffcore.paths import shared_dir
+
+    torch.set_num_threads(1)
+    models = {}
+    for name in (RETINAFACE, V2):
+        weights = shared_dir().joinpath(*DEFAULT_WEIGHTS[name]) if name in DEFAULT_WEIGHTS else None
+        models[name] = (load_pretrained(name, str(weights)) if weights is not None and weights.is_file()
+                        else create_model(name)).eval()
+    with tempfile.TemporaryDirectory(prefix="ffcore_deploy_ladder_") as tmp:
+        print("exporting the deploy ladders ...", file=sys.stderr)
+        graphs = export_deploy_ladder(models, tmp)
+        print(f"timing {len(graphs)} graphs interleaved ...", file=sys.stderr)
+        ladder = time_deploy_ladder(graphs, size=(640, 640), threads=(1, 2), rounds=rounds)
+        profile = deploy_operator_profile(graphs, size=(640, 640), threads=1, runs=10)
+    return ladder, profile
 
 
 if __name__ == "__main__":

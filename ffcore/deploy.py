@@ -19,7 +19,7 @@ Each step is a transformation whose output equals the trained model's up to floa
   whose weight is zero off the diagonal blocks (`densify_grouped_convs`).
 
 `deploy_model(model)` applies all of them to a copy; `DeploySteps` switches each one, so
-the latency effect of every step can be measured (`ffcore.study.deploy`).
+the latency effect of every step can be measured (`ffcore.bench.export_deploy_ladder`, notebook 05).
 """
 
 from __future__ import annotations

@@ -18,7 +18,10 @@ from ffcore.boxes import decode, decode_landmarks
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """The references' test-time settings (Pytorch_Retinaface / FeatherFace `test_widerface.py`)."""
+    """Decode and NMS settings. Threshold 0.02 and NMS IoU 0.4 are the released test scripts'
+    (Pytorch_Retinaface / FeatherFace `test_widerface.py`). Those scripts parse the caps 5000 (before
+    NMS) and 750 (after) but never apply them; the thesis fork's script does. WIDER FACE prediction
+    therefore replaces these caps through `ffcore.eval.inference.DETECTION_CAPS` ("none" by default)."""
 
     score_threshold: float = 0.02
     pre_nms_top_k: int = 5000

@@ -17,12 +17,7 @@ from ffcore.complexity import (count_flops, explain_thop_difference, parameter_t
                                thop_profile)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def row(table, part):

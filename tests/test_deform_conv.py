@@ -12,12 +12,7 @@ from ffcore.models.context import (DEFORM_IMPLEMENTATIONS, ModulatedDeformConv2d
 from ffcore.paths import shared_dir
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_case(batch, channels, out_channels, height, width, offset_scale, seed, stride=1, padding=1, dilation=1):

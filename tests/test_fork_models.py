@@ -14,6 +14,7 @@ import torch
 from ffcore.models import create_model, list_models, load_pretrained
 from ffcore.models.attention import ECA, ECACBAM, ECACBAMParallel, SAM, eca_kernel_size
 from ffcore.paths import shared_dir
+from support import n_params, vectors
 
 SHARED = shared_dir()
 REFERENCE = SHARED / "reference"
@@ -29,20 +30,7 @@ needs_vectors = pytest.mark.skipif(not (REFERENCE / "featherface_eca_cbam_vector
 needs_weights = pytest.mark.skipif(not TRAINED_WEIGHTS.is_file(), reason="fork's trained weights not available")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def vectors(name: str) -> dict:
-    return torch.load(REFERENCE / f"{name}_vectors.pt", weights_only=True)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def max_abs_diff(first, second) -> float:

@@ -16,6 +16,7 @@ from ffcore.models import UnknownModelError, create_model, list_models, load_pre
 from ffcore.models.blocks import channel_shuffle, tf_same_pad
 from ffcore.models.loading import strip_wrapper_prefixes
 from ffcore.paths import shared_dir
+from support import n_params, vectors
 
 REFERENCE = shared_dir() / "reference"
 REFERENCE_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2")
@@ -23,21 +24,7 @@ needs_reference = pytest.mark.skipif(not (REFERENCE / "featherface_v1_vectors.pt
                                      reason="reference vectors not available")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Intra-op threads only slow small CPU convolutions down on a shared machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def vectors(name: str) -> dict:
-    return torch.load(REFERENCE / f"{name}_vectors.pt", weights_only=True)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def max_abs_errors(model, reference: dict) -> list[float]:

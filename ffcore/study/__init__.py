@@ -28,6 +28,8 @@ from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, des
                                      evaluate_run, evaluate_runs, intervals_figure, paired_comparison,
                                      pr_curves_figure, real_photo_check, real_photo_detections_figure,
                                      validation_detections_figure, what_this_shows)
+from ffcore.study.deploy import (deploy_ladder_table, deploy_latency_table, describe_deployment,
+                                 operator_profile_table)
 from ffcore.study.peers import peer_detections_figure, peer_latency_figure, peer_latency_table
 from ffcore.study.summary import artifact_index, summary_table, write_summary
 from ffcore.study.training import (distill_or_load, distillation_runs, finetune_pruned_or_load, planned_runs,
@@ -49,6 +51,7 @@ __all__ = [
     "v2_variants_table", "pruned_table", "describe_comparison", "describe_pruned",
     "benchmark_table", "latency_figure", "published_comparison_figure",
     "fork_detections_figure", "fork_training_log_figure", "fork_weights_table", "fork_parameter_table",
-    "attention_maps_figure", "peer_latency_table", "peer_latency_figure", "peer_detections_figure",
+    "attention_maps_figure", "deploy_latency_table", "deploy_ladder_table", "operator_profile_table",
+    "describe_deployment", "peer_latency_table", "peer_latency_figure", "peer_detections_figure",
     "artifact_index", "summary_table", "write_summary",
 ]

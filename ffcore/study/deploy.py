@@ -1,12 +1,11 @@
-"""Notebook 05, deployment: the deploy graph step by step, and where ONNX Runtime spends the time.
+"""Notebook 05, deployment: V2's exported graph against RetinaFace's in ONNX Runtime.
 
-`deploy_steps_table` exports each model once per step of `ffcore.deploy.DeploySteps` (literal
-graph, then each exact rewrite added in turn) and times all those graphs interleaved in ONNX
-Runtime; `operator_profile_table` splits one forward pass of each model's exported graph into
-kernel time per operator type and the time between kernels (from ONNX Runtime's profiler).
-Together they say whether V2's graph is faster than RetinaFace's on this CPU, and why not
-when it is not. Timings depend on the machine and its load: the load average is recorded
-beside every figure.
+ONNX Runtime timings belong to one machine at one load, not to a study run, so
+`benchmarks/bench_deploy_latency.py` measures them (several process launches, interleaved
+rounds, the load average kept beside every figure) and writes results/deploy/*.csv, committed
+with the repository like the peers' CSV. These functions only read and check those files and
+save the notebook's tables; they time nothing. The inputs are random tensors and the timings do
+not depend on any dataset, so the tables carry no data stamp.
 """
 
 from __future__ import annotations
@@ -17,95 +16,159 @@ import pandas as pd
 
 from ffcore.study.context import Study
 
-DEPLOY_MODELS = ("retinaface_mnet025", "featherface_v2")
+BENCH_COMMAND = ".venv/bin/python benchmarks/bench_deploy_latency.py"
+RETINAFACE = "retinaface_mnet025"
+V2 = "featherface_v2"
+# A 1-minute load average above this while timing means other work shared the CPU: flagged.
+IDLE_LOAD = 0.5
+FILES = {   # file -> columns the readers need
+    "deploy_latency.csv": ("launch", "graph", "height", "width", "threads", "median_ms", "loadavg_before",
+                           "loadavg_after"),
+    "deploy_ladder.csv": ("model", "step", "nodes", "threads", "median_ms", "p10_ms", "p90_ms", "vs_reference",
+                          "loadavg_before"),
+    "operator_profile.csv": ("model", "operator", "nodes", "kernel_ms", "share", "threads", "loadavg"),
+}
 
 
-def _load(study: Study, name: str):
-    from ffcore.models import create_model, load_pretrained
-    from ffcore.study.benchmarks import _trained_weights
-
-    weights = _trained_weights(study, [name])
-    return load_pretrained(name, weights[name]) if name in weights else create_model(name)
+class DeployBenchmarkMissingError(FileNotFoundError):
+    """A deploy benchmark CSV is not there; the message gives the command that writes it."""
 
 
-def deploy_graphs(study: Study, models: tuple[str, ...] = DEPLOY_MODELS) -> dict[tuple[str, str], Path]:
-    """ONNX files of each model at every step of the deploy ladder: {(model, step): path}.
+def deploy_dir() -> Path:
+    # Committed inputs of the repository: they stay at results/deploy/ even when a study writes
+    # its results elsewhere (FFCORE_RESULTS), as the peers' CSV does.
+    from ffcore.paths import REPO_ROOT
 
-    Exported once into the study's cache (the file name carries the step); each export runs
-    the parity check against the trained model (1e-4) and the deploy rewrite its own (1e-5).
-    """
-    from ffcore.deploy import DeploySteps, deploy_model
-    from ffcore.export import export_onnx
-
-    graphs = {}
-    out_dir = study.cache_dir / "deploy"
-    for name in models:
-        model = None
-        for step, steps in DeploySteps().cumulative():
-            path = out_dir / f"{name}__{step.replace('+ ', '').replace(' ', '_')}.onnx"
-            if not path.is_file():
-                model = model if model is not None else _load(study, name)
-                # The ladder's graphs are exported "literally" from the rewritten copy.
-                export_onnx(deploy_model(model, steps), path, deploy=False, parity_sizes=((320, 320),))
-            graphs[(name, step)] = path
-    return graphs
+    return REPO_ROOT / "results" / "deploy"
 
 
-def deploy_steps_table(study: Study, models: tuple[str, ...] = DEPLOY_MODELS, size: tuple[int, int] = (640, 640),
-                       threads: tuple[int, ...] = (1, 2), rounds: int | None = None) -> pd.DataFrame:
-    """Latency of every step of the deploy ladder for each model, all graphs timed interleaved.
-
-    Columns: model, step, nodes (ONNX nodes in the file), median/p10/p90 ms per thread count,
-    and the ratio to RetinaFace's deploy graph in the same rounds.
-    """
-    from ffcore.bench import time_onnx_interleaved
-    from ffcore.export import onnx_operators
-
-    graphs = deploy_graphs(study, models)
-    rounds = rounds or max(10, study.profile.bench_repeats)
-    timed = time_onnx_interleaved({f"{m}|{s}": p for (m, s), p in graphs.items()}, sizes=(size,),
-                                  threads=threads, rounds=rounds)
-    timed[["model", "step"]] = timed["graph"].str.split("|", expand=True)
-    timed["nodes"] = [sum(onnx_operators(graphs[(m, s)]).values()) for m, s in zip(timed.model, timed.step)]
-    final = timed["step"] == timed.groupby(["model", "threads"])["step"].transform("last")
-    reference = timed[final & (timed.model == "retinaface_mnet025")].set_index("threads")["median_ms"]
-    if not reference.empty:
-        timed["vs_retinaface_deploy"] = timed["median_ms"] / timed["threads"].map(reference)
-    table = timed.drop(columns=["graph"])
-    front = ["model", "step", "nodes", "threads", "median_ms", "p10_ms", "p90_ms"]
-    table = table[front + [c for c in table.columns if c not in front]].round(3)
-    last = table[table.step == table.groupby(["model", "threads"])["step"].transform("last")]
-    headline = "; ".join(f"{r.model} {r.median_ms:.1f} ms ({r.threads} thr)" for r in last.itertuples())
-    study.save_table(table, "deploy_steps",
-                     caption=f"ONNX Runtime latency of each deploy rewrite, {size[0]}x{size[1]}, batch 1, "
-                             f"{rounds} interleaved rounds (this machine, load average recorded)",
-                     headline=f"deploy graphs: {headline}", machine="this machine's CPU")
+def read_deploy_csv(name: str, folder: str | Path | None = None) -> pd.DataFrame:
+    """One of the benchmark's CSVs (a key of FILES), checked for its columns and rows."""
+    path = Path(folder or deploy_dir()) / name
+    if not path.is_file():
+        raise DeployBenchmarkMissingError(f"no deploy benchmark at {path}: create it with `{BENCH_COMMAND}` "
+                                          "on an idle machine")
+    table = pd.read_csv(path)
+    missing = [c for c in FILES[name] if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: columns {missing} are missing; it was not written by {BENCH_COMMAND} (rerun it)")
+    if table.empty:
+        raise ValueError(f"{path} has a header but no rows; rerun `{BENCH_COMMAND}`")
     return table
 
 
-def operator_profile_table(study: Study, models: tuple[str, ...] = DEPLOY_MODELS, size: tuple[int, int] = (640, 640),
-                           threads: int = 1, runs: int = 10) -> pd.DataFrame:
-    """Per-operator ONNX Runtime profile of each model's deploy graph: kernel ms per operator type,
-    plus a row "(between kernels)" with the wall time not spent in any kernel."""
-    from ffcore.bench import onnx_operator_times
+def _load_note(values: pd.Series) -> str:
+    low, high = float(values.min()), float(values.max())
+    flag = "" if high <= IDLE_LOAD else f" (above {IDLE_LOAD}: the machine was not idle)"
+    return f"{low:.2f}-{high:.2f}{flag}"
 
-    graphs = deploy_graphs(study, models)
+
+def deploy_latency_summary(launches: pd.DataFrame) -> pd.DataFrame:
+    """Per size and thread count: each graph's median over launches of its launch median, and the
+    V2 / RetinaFace ratio taken launch by launch (min / median / max, launches V2 was not slower)."""
+    keys = ["height", "width", "threads"]
+    wide = launches.pivot_table(index=["launch", *keys], columns="graph", values="median_ms").reset_index()
+    if RETINAFACE not in wide or V2 not in wide:
+        raise ValueError(f"the deploy latency CSV needs rows for {RETINAFACE} and {V2}; it has "
+                         f"{', '.join(sorted(set(launches['graph'])))}")
     rows = []
-    for name in models:
-        final = [path for (m, _), path in graphs.items() if m == name][-1]
-        table, totals = onnx_operator_times(final, size, threads=threads, runs=runs)
-        table.insert(0, "model", name)
-        rows.append(table)
-        rows.append(pd.DataFrame([{"model": name, "operator": "(between kernels)", "nodes": totals["nodes"],
-                                   "kernel_ms": totals["overhead_ms"], "share": float("nan")},
-                                  {"model": name, "operator": "(wall time per run)", "nodes": totals["nodes"],
-                                   "kernel_ms": totals["wall_ms"], "share": float("nan")}]))
-    table = pd.concat(rows, ignore_index=True).round(4)
-    walls = table[table.operator == "(wall time per run)"].set_index("model")["kernel_ms"]
-    kernels = table[~table.operator.str.startswith("(")].groupby("model")["kernel_ms"].sum()
-    headline = "; ".join(f"{m}: wall {walls[m]:.1f} ms, kernels {kernels[m]:.1f} ms" for m in models)
-    study.save_table(table, "deploy_operator_profile",
-                     caption=f"Where the time goes: ONNX Runtime kernel time per operator type, {size[0]}x{size[1]}, "
-                             f"{threads} thread(s), mean of {runs} profiled runs (this machine)",
-                     headline=headline, machine="this machine's CPU", threads=threads)
+    for key, group in wide.groupby(keys):
+        ratio = group[V2] / group[RETINAFACE]
+        row = {"size": f"{key[0]}x{key[1]}", "threads": int(key[2]), "launches": len(group),
+               "RetinaFace ms": group[RETINAFACE].median(), "V2 deploy ms": group[V2].median()}
+        if f"{V2}_literal" in group:
+            row["V2 literal ms"] = group[f"{V2}_literal"].median()
+        row.update({"V2/RetinaFace min": ratio.min(), "V2/RetinaFace median": ratio.median(),
+                    "V2/RetinaFace max": ratio.max(), "launches V2 not slower": int((ratio <= 1.0).sum())})
+        rows.append(row)
+    return pd.DataFrame(rows).round(3)
+
+
+def deploy_latency_table(study: Study, folder: str | Path | None = None) -> pd.DataFrame:
+    """V2's deploy graph (and its literal graph) against RetinaFace's, ONNX Runtime FP32, batch 1:
+    the distribution over separate process launches."""
+    launches = read_deploy_csv("deploy_latency.csv", folder)
+    summary = deploy_latency_summary(launches)
+    not_slower, cells = int(summary["launches V2 not slower"].sum()), int(summary["launches"].sum())
+    study.save_table(summary, "deploy_latency", data_free=True, load_average=_load_note(launches["loadavg_before"]),
+                     source="results/deploy/deploy_latency.csv",
+                     caption=f"ONNX Runtime FP32 forward latency, batch 1, {launches['launch'].nunique()} process "
+                             f"launches of {int(launches['rounds'].max()) if 'rounds' in launches else '?'} "
+                             f"interleaved rounds (load average {_load_note(launches['loadavg_before'])})",
+                     headline=f"V2 deploy graph not slower than RetinaFace in {not_slower} of {cells} "
+                              f"launch x setting cells; median ratio "
+                              f"{summary['V2/RetinaFace median'].min():.2f}-{summary['V2/RetinaFace median'].max():.2f}")
+    return summary
+
+
+def deploy_ladder_table(study: Study, folder: str | Path | None = None) -> pd.DataFrame:
+    """Each exact rewrite of the deploy graph added in turn, every graph timed in the same rounds:
+    what each step is worth, against RetinaFace's deploy graph (`vs_reference`)."""
+    ladder = read_deploy_csv("deploy_ladder.csv", folder)
+    table = ladder[[c for c in ("model", "step", "nodes", "threads", "median_ms", "p10_ms", "p90_ms", "vs_reference")
+                    if c in ladder]]
+    last = table[table["step"] == table.groupby(["model", "threads"])["step"].transform("last")]
+    study.save_table(table, "deploy_ladder", data_free=True, load_average=_load_note(ladder["loadavg_before"]),
+                     source="results/deploy/deploy_ladder.csv",
+                     caption="Deploy ladder at 640x640, batch 1: the literal graph, then each exact rewrite added "
+                             f"(load average {_load_note(ladder['loadavg_before'])})",
+                     headline="; ".join(f"{r.model} all steps {r.median_ms:.1f} ms ({r.threads} thr)"
+                                        for r in last.itertuples()))
     return table
+
+
+def operator_profile_table(study: Study, folder: str | Path | None = None) -> pd.DataFrame:
+    """Where ONNX Runtime spends each deploy graph's time: kernel ms per operator type (the eight
+    largest, the rest summed), the time between kernels and the wall time of a run."""
+    profile = read_deploy_csv("operator_profile.csv", folder)
+    rows = []
+    for model, group in profile.groupby("model", sort=False):
+        kernels = group[~group["operator"].str.startswith("(")].sort_values("kernel_ms", ascending=False)
+        top, rest = kernels.head(8), kernels.iloc[8:]
+        rows.append(top[["model", "operator", "nodes", "kernel_ms", "share"]])
+        if len(rest):
+            rows.append(pd.DataFrame([{"model": model, "operator": f"({len(rest)} other operator types)",
+                                       "nodes": int(rest["nodes"].sum()), "kernel_ms": rest["kernel_ms"].sum(),
+                                       "share": rest["share"].sum()}]))
+        rows.append(group[group["operator"].str.startswith("(")][["model", "operator", "nodes", "kernel_ms"]])
+    table = pd.concat(rows, ignore_index=True).round(3)
+    walls = profile[profile["operator"] == "(wall time per run)"].set_index("model")["kernel_ms"]
+    study.save_table(table, "deploy_operator_profile", data_free=True, load_average=_load_note(profile["loadavg"]),
+                     source="results/deploy/operator_profile.csv",
+                     caption=f"ONNX Runtime kernel time per operator type, deploy graphs, 640x640, "
+                             f"{int(profile['threads'].iloc[0])} thread(s) (load average {_load_note(profile['loadavg'])})",
+                     headline="; ".join(f"{m} wall {ms:.1f} ms" for m, ms in walls.items()))
+    return table
+
+
+def describe_deployment(study: Study, folder: str | Path | None = None):
+    """"What this shows" for the deployment tables: the verdict on V2 vs RetinaFace, from the CSVs."""
+    from ffcore.study.evaluation import markdown
+
+    launches = read_deploy_csv("deploy_latency.csv", folder)
+    summary = deploy_latency_summary(launches)
+    profile = read_deploy_csv("operator_profile.csv", folder)
+    not_slower, cells = int(summary["launches V2 not slower"].sum()), int(summary["launches"].sum())
+    lines = [f"{r['size']}, {r['threads']} thread(s): V2 / RetinaFace {r['V2/RetinaFace median']:.2f} "
+             f"(launches {r['V2/RetinaFace min']:.2f}-{r['V2/RetinaFace max']:.2f}; RetinaFace "
+             f"{r['RetinaFace ms']:.1f} ms, V2 {r['V2 deploy ms']:.1f} ms)" for _, r in summary.iterrows()]
+    if not_slower == cells:
+        verdict = "V2's deploy graph was not slower than RetinaFace's in any launch at any setting."
+    elif not_slower == 0:
+        verdict = "V2's deploy graph was slower than RetinaFace's in every launch at every setting."
+    else:
+        verdict = (f"V2's deploy graph was not slower in {not_slower} of {cells} launch x setting cells: "
+                   "the two are within this machine's launch-to-launch spread.")
+    where = []
+    for model, group in profile.groupby("model", sort=False):
+        kernels = group[~group["operator"].str.startswith("(")]
+        conv = float(kernels.loc[kernels["operator"].str.contains("Conv"), "kernel_ms"].sum())
+        between = float(group.loc[group["operator"] == "(between kernels)", "kernel_ms"].iloc[0])
+        wall = float(group.loc[group["operator"] == "(wall time per run)", "kernel_ms"].iloc[0])
+        where.append(f"{model}: {int(kernels['nodes'].sum())} nodes, wall {wall:.1f} ms, convolutions {conv:.1f} ms, "
+                     f"other kernels {float(kernels['kernel_ms'].sum()) - conv:.1f} ms, between kernels {between:.1f} ms")
+    load = _load_note(launches["loadavg_before"])
+    return markdown("**What this shows.** " + verdict + "\n\n- " + "\n- ".join(lines)
+                    + "\n\nWhere the time goes (1 thread):\n\n- " + "\n- ".join(where)
+                    + f"\n\nLoad average while timing: {load}. Measured by `{BENCH_COMMAND}`; "
+                      "rerun it to refresh these figures on another machine.")
