@@ -7,7 +7,7 @@ Three profiles, each a frozen dataclass, chosen by name (`get_profile("smoke")`)
   that the pipeline works and say nothing about the models.
 - `synthetic`: the default run without WIDER FACE or a GPU. A synthetic dataset and one CPU
   recipe for every model (FeatherFace V1 aimed at AP easy >= 85 %, medium >= 65 % on the
-  synthetic validation split), 12 trainings sized to finish inside 90 minutes on a 2-core CPU —
+  synthetic validation split), 11 trainings sized to finish inside 90 minutes on a 2-core CPU —
   still synthetic data, and labelled so on every artifact.
 - `full`: WIDER FACE from `data/widerface/`, the papers' schedules, a GPU.
 
