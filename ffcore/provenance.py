@@ -19,6 +19,7 @@ from ffcore.paths import REPO_ROOT
 SYNTHETIC = "synthetic"
 WIDERFACE = "widerface"
 NO_DATA = "none"          # computed from the architecture alone (parameters, FLOPs, shapes)
+REAL_PHOTOS = "real photos"   # the shared real photographs (no annotations): detections, attention, peers
 # Written by the synthetic generator at the root of every tree it makes: a tree carrying it is
 # synthetic wherever it is copied (data/widerface included).
 SYNTHETIC_MARKER = "synth_manifest.json"
@@ -45,7 +46,8 @@ def git_state(root: Path = REPO_ROOT) -> dict:
 
 @dataclass
 class Provenance:
-    """Where an artifact came from. `dataset` is "synthetic", "widerface" or "none" (no data involved)."""
+    """Where an artifact came from. `dataset` is "synthetic", "widerface", "real photos" (the shared
+    photographs, no annotations) or "none" (no data involved)."""
 
     profile: str
     dataset: str
@@ -64,7 +66,8 @@ class Provenance:
         """The line printed on the artifact itself."""
         if not self.uses_data:
             return "no data: computed from the architecture"
-        data = "SYNTHETIC DATA (not WIDER FACE)" if self.is_synthetic else "WIDER FACE"
+        data = {SYNTHETIC: "SYNTHETIC DATA (not WIDER FACE)",
+                REAL_PHOTOS: "REAL PHOTOS (unannotated; not a WIDER FACE evaluation)"}.get(self.dataset, "WIDER FACE")
         return f"{data} | profile {self.profile}"
 
     def record(self, artifact: str, headline: str | None = None) -> dict:

@@ -149,6 +149,15 @@ def test_tables_and_figures_carry_provenance(tmp_path):
     plt.close(fig)
 
 
+def test_each_kind_of_data_has_its_own_label():
+    from ffcore.provenance import NO_DATA, REAL_PHOTOS, SYNTHETIC, WIDERFACE, Provenance
+
+    labels = {kind: Provenance(profile="synthetic", dataset=kind).label() for kind in (SYNTHETIC, WIDERFACE, REAL_PHOTOS)}
+    assert labels[SYNTHETIC].startswith("SYNTHETIC DATA") and labels[WIDERFACE].startswith("WIDER FACE")
+    assert labels[REAL_PHOTOS].startswith("REAL PHOTOS") and "not a WIDER FACE evaluation" in labels[REAL_PHOTOS]
+    assert Provenance(profile="smoke", dataset=NO_DATA).label().startswith("no data")
+
+
 def test_cli_help_lists_every_command(capsys):
     from ffcore.cli import main
 

@@ -449,7 +449,7 @@ def real_photo_detections_figure(study: Study, image_name: str = "crowd.jpg", na
     from ffcore.paths import shared_dir
     from ffcore.plotting import new_figure
     from ffcore.preprocess import read_image
-    from ffcore.provenance import WIDERFACE, Provenance, write_figure
+    from ffcore.provenance import REAL_PHOTOS, Provenance, write_figure
 
     weights = shared_dir().joinpath(*DEFAULT_WEIGHTS["retinaface_mnet025"])
     image_path = shared_dir() / "images" / image_name
@@ -464,8 +464,8 @@ def real_photo_detections_figure(study: Study, image_name: str = "crowd.jpg", na
     fig, ax = new_figure(aspect=image.shape[0] / image.shape[1])
     _draw(ax, image, detections, None, f"RetinaFace-MobileNet-0.25 (trained on WIDER FACE): "
                                        f"{len(detections)} faces >= {DETECTION_THRESHOLD} on {image_name}")
-    # Real photo and real weights: provenance says WIDER FACE-trained, not the profile's synthetic data.
-    provenance = Provenance(profile=study.profile.name, dataset=WIDERFACE,
+    # Real photo and real weights: provenance says real photos, not the profile's synthetic data.
+    provenance = Provenance(profile=study.profile.name, dataset=REAL_PHOTOS,
                             checkpoints={weights.name: file_sha256(weights)},
                             notes={"image": image_name, "threshold": DETECTION_THRESHOLD,
                                    "weights": "shared RetinaFace-MobileNet-0.25 trained on WIDER FACE"})
@@ -552,9 +552,9 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
     checkpoints = {**{r: study.used_checkpoints.get(r, "") for r in runs},
                    **{r: study.used_checkpoints.get(r, "") for r in references}}
     # real photos: the numbers are about real data whatever the profile's training data was
-    from ffcore.provenance import WIDERFACE, Provenance, write_table
+    from ffcore.provenance import REAL_PHOTOS, Provenance, write_table
 
-    provenance = Provenance(profile=study.profile.name, dataset=WIDERFACE, checkpoints=checkpoints,
+    provenance = Provenance(profile=study.profile.name, dataset=REAL_PHOTOS, checkpoints=checkpoints,
                             notes={"images": sorted(images), "threshold": DETECTION_THRESHOLD, "test_scale": scale,
                                    "models trained on": study.dataset,
                                    "reference": "detections of the WIDER FACE-trained detectors, not annotations"})

@@ -53,10 +53,11 @@ def load_fork_detector(device: str = "cpu"):
 
 def _weights_provenance(study: Study, **notes):
     from ffcore.checkpoint import file_sha256
-    from ffcore.provenance import WIDERFACE, Provenance
+    from ffcore.provenance import REAL_PHOTOS, Provenance
 
+    # used for the real photos only (detections, attention masks): the weights were trained on WIDER FACE
     path = fork_weights_path()
-    return Provenance(profile=study.profile.name, dataset=WIDERFACE, checkpoints={path.name: file_sha256(path)},
+    return Provenance(profile=study.profile.name, dataset=REAL_PHOTOS, checkpoints={path.name: file_sha256(path)},
                       notes={"weights": "the fork's ECA-CBAM trained on WIDER FACE (f023145)", **notes})
 
 

@@ -68,11 +68,11 @@ def peer_latency_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _provenance(study: Study, table: pd.DataFrame, **notes):
-    from ffcore.provenance import WIDERFACE, Provenance
+    from ffcore.provenance import REAL_PHOTOS, Provenance
 
     # Real photos and real trained detectors (ours on WIDER FACE; peers ship their own weights),
     # whatever the profile: the artifact says so rather than inheriting the profile's dataset.
-    return Provenance(profile=study.profile.name, dataset=WIDERFACE,
+    return Provenance(profile=study.profile.name, dataset=REAL_PHOTOS,
                       notes={"images": sorted(set(table["image"])), "launches": sorted(set(table["run_id"])),
                              "threads": sorted(set(table["threads"].astype(int))),
                              "source": "benchmarks/bench_peers.py in .venv-peers", **notes})
