@@ -111,7 +111,7 @@ def stamp_figure(fig, provenance: Provenance) -> None:
 
 
 def write_figure(fig, out_dir: str | Path, name: str, provenance: Provenance,
-                 headline: str | None = None, dpi: int = 200) -> dict[str, Path]:
+                 headline: str | None = None, dpi: int = 150) -> dict[str, Path]:
     """Save a matplotlib figure as PDF and PNG, stamped with its provenance, plus a sidecar JSON."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -229,7 +229,37 @@ def describe_comparison(study: Study, name: str):
             + f"\n\n{inside} of {len(others)} differences in hard AP are inside the noise of this validation set "
               "(their paired interval contains 0): "
             + ("none of the swaps has a measured effect here." if inside == len(others) else
-               "only the others are measured effects of the change."))
+               "every difference exceeds this validation set's noise." if inside == 0 else
+               "only the others exceed this validation set's noise.")
+            + _seed_noise_note(study, others))
+
+
+def _seed_noise_note(study: Study, others: pd.DataFrame) -> str:
+    """The training-seed noise the image-level intervals leave out, from notebook 03's repeated runs."""
+    path = study.tables_dir / "distillation_comparison.csv"
+    if not path.is_file() or others.empty:
+        return ""
+    seeds = pd.read_csv(path, comment="#")
+    summary = seeds[seeds["seed"] == -1]
+    if summary.empty:
+        return ""
+    # "sd 1.46; alone 32.6 ± 1.2, distilled 36.3 ± 2.5": the sd of each side's hard AP over seeds
+    import re
+
+    spreads = [float(v) for v in re.findall(r"± ([0-9.]+)", str(summary["hard verdict"].iloc[0]))]
+    if not spreads:
+        return ""
+    largest = max(abs(float(v)) for v in others["dhard AP pts"])
+    # two independent runs differ by sqrt(2) x the per-run standard deviation
+    spread = 2 ** 0.5 * max(spreads)
+    reading = (f"every difference here ({largest:.1f} points at most) is within twice that, so it may come from the "
+               "training seed as much as from the part swapped: repeat the rows over seeds before reading them as "
+               "effects of the architecture." if largest <= 2 * spread else
+               f"the largest difference here ({largest:.1f} points) exceeds twice that.")
+    return (f"\n\nThese intervals resample the validation images only: each model here is one training run. "
+            f"Over the {len(seeds) - 1} training seeds of notebook 03, V2's hard AP had a standard deviation of "
+            f"{min(spreads):.1f}-{max(spreads):.1f} points, so two single runs differ by about {spread:.1f} points "
+            f"from the seed alone; " + reading)
 
 
 def describe_pruned(study: Study, name: str = "pruned"):

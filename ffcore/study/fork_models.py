@@ -87,7 +87,7 @@ def fork_parameter_table(study: Study) -> pd.DataFrame:
                      f"GFLOPs_{study.profile.flops_size}": round(summary["gflops"], 3), "note": notes[name]})
     table = pd.DataFrame(rows)
     by_name = table.set_index("model")
-    study.save_table(table, "params_fork_models",
+    study.save_table(table, "params_fork_models", data_free=True,
                      caption="The fork's 52-channel models beside the released V1: true and thop parameter counts",
                      headline=f"V1 thop {by_name.loc['featherface_v1', 'thop_parameters']:,} vs fork CBAM baseline "
                               f"true {by_name.loc['featherface_cbam_exact', 'parameters']:,}: both '0.49M'")
