@@ -327,18 +327,20 @@ def check_parity(model: nn.Module, onnx_path: str | Path,
 # INT8 static quantisation
 # --------------------------------------------------------------------------------------------
 
-def calibration_images(root: str | Path, count: int = 32, split: str = "val") -> list[Path]:
+def calibration_images(root: str | Path, count: int = 32, split: str | None = None) -> list[Path]:
     """The first `count` images (sorted) of a WIDER-format tree: `<root>/WIDER_<split>/images/**/*.jpg`.
 
-    Falls back to any `*.jpg` under `root` when it is not a WIDER-format root.
+    By default the training split, then the validation split when there is no training split:
+    calibrating on the images an INT8 model is then evaluated on would flatter it. Falls back to
+    any `*.jpg` under `root` when it is not a WIDER-format root.
     """
     root = Path(root)
-    images_dir = root / f"WIDER_{split}" / "images"
-    search = images_dir if images_dir.is_dir() else root
+    splits = (split,) if split is not None else ("train", "val")
+    search = next((root / f"WIDER_{s}" / "images" for s in splits if (root / f"WIDER_{s}" / "images").is_dir()), root)
     images = sorted(search.rglob("*.jpg"))
     if not images:
         raise FileNotFoundError(f"no calibration images (*.jpg) under {search}: pass a WIDER-format dataset root "
-                                f"(with WIDER_{split}/images) or write the synthetic one with `ffcore synth`")
+                                f"(with WIDER_train/images) or write the synthetic one with `ffcore synth`")
     return images[:count]
 
 

@@ -262,3 +262,19 @@ def test_int8_keeps_the_first_convolution_and_the_heads_in_float(v2_export, tmp_
     producers = {out: node.op_type for node in int8.node for out in node.output}
     # the outputs come from float operators, not from a DequantizeLinear
     assert all(producers[o.name] != "DequantizeLinear" for o in int8.output)
+
+
+def test_int8_calibrates_on_training_images_not_on_the_evaluated_ones(tmp_path):
+    import numpy as np
+    import cv2
+
+    for split in ("train", "val"):
+        folder = tmp_path / f"WIDER_{split}" / "images" / "0--Event"
+        folder.mkdir(parents=True)
+        cv2.imwrite(str(folder / f"{split}_0.jpg"), np.zeros((8, 8, 3), np.uint8))
+    assert [p.name for p in calibration_images(tmp_path)] == ["train_0.jpg"]
+    assert [p.name for p in calibration_images(tmp_path, split="val")] == ["val_0.jpg"]
+    (tmp_path / "WIDER_train" / "images" / "0--Event" / "train_0.jpg").unlink()
+    (tmp_path / "WIDER_train" / "images" / "0--Event").rmdir()
+    (tmp_path / "WIDER_train" / "images").rmdir()
+    assert [p.name for p in calibration_images(tmp_path)] == ["val_0.jpg"]   # no training split: validation

@@ -23,7 +23,7 @@ def add_export(sub) -> None:
                    help="input sizes of the parity check, N or HxW (default 640 480x640)")
     p.add_argument("--int8", action="store_true", help="also write a statically quantised INT8 model (<out>_int8.onnx)")
     p.add_argument("--calib-data", default=None,
-                   help="WIDER-format dataset root for INT8 calibration images (default: the synthetic dataset)")
+                   help="WIDER-format dataset root for INT8 calibration images, taken from its training split (default: the synthetic dataset)")
     p.add_argument("--calib-count", type=int, default=32, help="number of calibration images (default 32)")
     p.add_argument("--ap", action="store_true", help="with --int8: report the AP change on the calibration "
                                                       "dataset's validation split")
