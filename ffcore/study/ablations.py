@@ -34,25 +34,14 @@ def v2_variants() -> list[str]:
     return [m for m in V2_VARIANTS if m in list_models()]
 
 
-def _chosen(declared: list[str], chosen: tuple[str, ...] | None, field: str) -> list[str]:
-    """`declared` narrowed to the profile's choice (None keeps all), in declaration order."""
-    if chosen is None:
-        return declared
-    unknown = sorted(set(chosen) - set(declared))
-    if unknown:
-        raise KeyError(f"profile field {field} names {', '.join(unknown)}, which is not one of "
-                       f"{', '.join(declared) or 'nothing registered'}")
-    return [name for name in declared if name in chosen]
-
-
 def study_swaps(study: Study) -> list[str]:
     """The one-part swaps of V1 this study trains (the profile's `ablation_swaps`, else all declared)."""
-    return _chosen(one_part_swaps(), study.profile.ablation_swaps, "ablation_swaps")
+    return study.profile.chosen("ablation_swaps", one_part_swaps())
 
 
 def study_v2_variants(study: Study) -> list[str]:
     """V2's variants this study trains (the profile's `v2_variants`, else all registered)."""
-    return _chosen(v2_variants(), study.profile.v2_variants, "v2_variants")
+    return study.profile.chosen("v2_variants", v2_variants())
 
 
 def _left_out(declared: list[str], trained: list[str]) -> str:

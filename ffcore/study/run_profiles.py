@@ -66,6 +66,18 @@ class RunProfile:
     def is_synthetic(self) -> bool:
         return self.dataset == SYNTHETIC
 
+    def chosen(self, field: str, declared: list[str]) -> list[str]:
+        """`declared` narrowed to this profile's choice in `field` (None keeps all), in declaration order;
+        a name the choice holds that is not declared is an error naming the field."""
+        choice = getattr(self, field)
+        if choice is None:
+            return list(declared)
+        unknown = sorted(set(choice) - set(declared))
+        if unknown:
+            raise KeyError(f"profile field {field} names {', '.join(unknown)}, which is not one of "
+                           f"{', '.join(declared) or 'nothing registered'}")
+        return [name for name in declared if name in choice]
+
     def with_overrides(self, epochs: int | None = None, image_size: int | None = None,
                        fields: dict | None = None) -> "RunProfile":
         """The profile with a notebook's `epochs` / `image_size` parameters applied (None keeps the preset),

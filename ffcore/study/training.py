@@ -397,14 +397,10 @@ def widerface_teacher_runs(study: Study) -> list[str]:
     from ffcore.models import list_models
     from ffcore.paths import shared_dir
 
-    chosen = study.profile.widerface_teachers
-    unknown = sorted(set(chosen or ()) - set(WIDERFACE_TEACHERS))
-    if unknown:
-        raise KeyError(f"profile field widerface_teachers names {', '.join(unknown)}; "
-                       f"teachers: {', '.join(WIDERFACE_TEACHERS)}")
-    return [study.profile.student + DISTILLED_SUFFIX + "_" + tag for tag, teacher in WIDERFACE_TEACHERS.items()
-            if (chosen is None or tag in chosen)
-            and teacher.model in list_models() and shared_dir().joinpath(*teacher.shared_weights).is_file()]
+    chosen = study.profile.chosen("widerface_teachers", list(WIDERFACE_TEACHERS))
+    return [study.profile.student + DISTILLED_SUFFIX + "_" + tag for tag in chosen
+            if WIDERFACE_TEACHERS[tag].model in list_models()
+            and shared_dir().joinpath(*WIDERFACE_TEACHERS[tag].shared_weights).is_file()]
 
 
 def planned_runs(study: Study) -> list[str]:
