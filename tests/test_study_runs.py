@@ -27,24 +27,24 @@ def test_run_names_say_model_seed_and_teacher(study):
                        ("featherface_v2_pruned20_not_finetuned", "featherface_v2_pruned20"),
                        ("featherface_eca_cbam_widerface", "featherface_eca_cbam"),
                        ("featherface_v1_ssh_grouped", "featherface_v1_ssh_grouped")):
-        assert model_of_run(study, run) == model, run
-    assert teacher_of_run(study, "featherface_v2_distilled_seed2").model == "featherface_v1"
-    real = teacher_of_run(study, "featherface_v2_distilled_eca_cbam_widerface")
+        assert model_of_run(run) == model, run
+    assert teacher_of_run(study.profile, "featherface_v2_distilled_seed2").model == "featherface_v1"
+    real = teacher_of_run(study.profile, "featherface_v2_distilled_eca_cbam_widerface")
     assert real.model == "featherface_eca_cbam" and real.shared_weights is not None
-    assert teacher_of_run(study, "featherface_v2_seed1") is None
+    assert teacher_of_run(study.profile, "featherface_v2_seed1") is None
     with pytest.raises(KeyError, match="unknown teacher"):
-        teacher_of_run(study, "featherface_v2_distilled_nobody")
+        teacher_of_run(study.profile, "featherface_v2_distilled_nobody")
 
 
 def test_each_comparison_shares_one_recipe(study):
     from ffcore.study.training import recipe
 
-    v1 = recipe(study, "featherface_v1")
-    assert all(recipe(study, m) == v1 for m in ("featherface_v1_ssh_grouped", "featherface_v1_eca_cbam"))
+    v1 = recipe(study.profile, "featherface_v1")
+    assert all(recipe(study.profile, m) == v1 for m in ("featherface_v1_ssh_grouped", "featherface_v1_eca_cbam"))
     # V2 alone, V2 distilled (same model) and V2's variants
-    assert recipe(study, "featherface_v2") == recipe(study, "featherface_v2_vit")
+    assert recipe(study.profile, "featherface_v2") == recipe(study.profile, "featherface_v2_vit")
     full = open_study("full", data_root=study.data_root, prepare_data=False)
-    assert recipe(full, "featherface_v2") == ("v2_thesis", 400) and recipe(full, "featherface_v1")[0] == "featherface_paper"
+    assert recipe(full.profile, "featherface_v2") == ("v2_thesis", 400) and recipe(full.profile, "featherface_v1")[0] == "featherface_paper"
 
 
 def test_ablation_rows_are_the_declared_one_part_swaps(study):
@@ -56,7 +56,7 @@ def test_ablation_rows_are_the_declared_one_part_swaps(study):
     assert swaps == [v for v, (base, _) in ONE_PART_SWAPS.items() if base == "featherface_v1"]
     assert not any("pruned" in m for m in ablation_models())      # pruned variants have their own table
     full = open_study("full", data_root=study.data_root, prepare_data=False)
-    runs = planned_runs(full)
+    runs = planned_runs(full.profile)
     assert len(runs) == len(set(runs))
     assert {"featherface_v2_seed2", "featherface_v2_distilled_seed2", "featherface_v1_pruned20",
             "featherface_v2_pruned20", *swaps} <= set(runs)
@@ -69,15 +69,15 @@ def test_a_profile_trains_the_rows_it_chooses_and_nothing_else(study, tmp_path):
     from ffcore.study.training import planned_runs, widerface_teacher_runs
 
     chosen = study.profile.ablation_swaps
-    assert chosen and study_swaps(study) == [s for s in one_part_swaps() if s in chosen]
-    assert study_v2_variants(study) == [] and widerface_teacher_runs(study) == []
-    runs = planned_runs(study)
+    assert chosen and study_swaps(study.profile) == [s for s in one_part_swaps() if s in chosen]
+    assert study_v2_variants(study.profile) == [] and widerface_teacher_runs(study.profile) == []
+    runs = planned_runs(study.profile)
     assert set(chosen) <= set(runs) and not set(one_part_swaps()) - set(chosen) & set(runs)
     assert len(runs) == 1 + 2 * len(study.profile.seeds) + len(chosen) + 2   # + the two pruned fine-tunes
     bad = open_study(replace(study.profile, ablation_swaps=("featherface_v1_nothing",)), data_root=tmp_path / "d",
                      prepare_data=False)
     with pytest.raises(KeyError, match="ablation_swaps names featherface_v1_nothing"):
-        study_swaps(bad)
+        study_swaps(bad.profile)
 
 
 def test_ap_cache_is_keyed_on_the_evaluator_code_and_a_bad_cache_is_an_error(study):

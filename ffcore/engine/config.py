@@ -25,6 +25,8 @@ class TrainConfig:
     image_size: int = 640
     batch_size: int = 32
     workers: int = 4
+    persistent_workers: bool = True             # keep loader processes between epochs (workers > 0)
+    prefetch_factor: int = 2                    # batches each loader process prepares ahead (workers > 0)
     mixup_prob: float = 0.0                     # share of samples mixed with MixUp (faces weighted by lam)
     mixup_alpha: float = 0.2
     cutmix_prob: float = 0.0                    # share of samples mixed with CutMix (ffcore.data.mixing)
@@ -51,7 +53,11 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None                   # None: cuda when available, else cpu
     amp: bool = False                           # mixed precision (float16 autocast, CUDA only); the originals train in FP32
+    amp_dtype: str = "float16"                  # autocast type when amp: float16 (CUDA) | bfloat16 (CUDA or CPU)
+    channels_last: bool = False                 # NHWC memory format for the model and its inputs (faster convs on GPUs)
     sync_batchnorm: bool = False                # DDP only
+    dist_timeout_minutes: float = 30.0          # DDP: a collective that waits longer than this fails the run
+    allow_world_size_change: bool = False       # resume under another process count (changes global batch and schedule)
     # validation (WIDER FACE protocol on the val tree)
     val_every: int = 0                          # epochs between validations; 0: never
     val_scale: str | int = "origin"             # origin | vga | <long side in pixels>
@@ -161,7 +167,8 @@ def get_preset(name: str, **overrides) -> TrainConfig:
 # continued run a different recipe (e.g. the OneCycle length depends on `epochs`).
 RESUMABLE_CHANGES = frozenset({"out_dir", "device", "workers", "progress", "tensorboard", "val_every",
                                "val_scale", "val_root", "data_root", "amp", "pretrained_backbone", "log_every_steps",
-                               "stop_after_epoch", "skip_unreadable_images"})
+                               "stop_after_epoch", "skip_unreadable_images", "persistent_workers", "prefetch_factor",
+                               "dist_timeout_minutes", "allow_world_size_change", "amp_dtype", "channels_last"})
 
 
 def recipe_differences(saved: TrainConfig, requested: TrainConfig) -> dict[str, tuple[Any, Any]]:

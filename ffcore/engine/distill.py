@@ -45,7 +45,7 @@ from torch import nn
 
 from ffcore.engine.config import TrainConfig
 from ffcore.engine.distributed import setup_distributed, teardown_distributed
-from ffcore.engine.train import build_model, multibox_loss_for
+from ffcore.engine.train import build_model, initialisation, multibox_loss_for
 from ffcore.engine.trainer import Trainer, TrainResult
 from ffcore.losses import MultiBoxLoss
 
@@ -215,13 +215,15 @@ def load_teacher(config: DistillConfig) -> nn.Module:
 
 def distill(config: TrainConfig, distillation: DistillConfig, *, resume: bool = False) -> TrainResult:
     """Train `config.model` (the student) from the frozen teacher of `distillation`; see the module docstring."""
-    context = setup_distributed(config.device)
+    context = setup_distributed(config.device, config.dist_timeout_minutes)
     try:
         teacher = load_teacher(distillation)
         student = build_model(config.model, config.model_overrides, config.pretrained_backbone, config.seed,
                               load_backbone=not resume)
         task = DistillationTask(student, teacher, multibox_loss_for(student, config), distillation)
         teacher_fields = {"distill_config": distillation.to_dict(), "teacher_name": distillation.teacher}
+        if not resume:   # on resume the start is last.pt's (the trainer carries it over)
+            teacher_fields["initialisation"] = initialisation(config)
         if distillation.teacher_weights and Path(distillation.teacher_weights).is_file():
             from ffcore.checkpoint import file_sha256
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -39,8 +40,10 @@ def resolve_device(requested: str | None) -> torch.device:
     return device
 
 
-def setup_distributed(requested_device: str | None) -> DistributedContext:
-    """Join the process group described by torchrun's environment, or return a single-process context."""
+def setup_distributed(requested_device: str | None, timeout_minutes: float = 30.0) -> DistributedContext:
+    """Join the process group described by torchrun's environment, or return a single-process context.
+    A collective that waits more than `timeout_minutes` (a rank that died or hangs) fails the run
+    instead of blocking the others for the backend's default of hours."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(requested_device)
     if world_size <= 1:
@@ -53,7 +56,7 @@ def setup_distributed(requested_device: str | None) -> DistributedContext:
     initialised_here = False
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                rank=rank, world_size=world_size)
+                                rank=rank, world_size=world_size, timeout=timedelta(minutes=timeout_minutes))
         initialised_here = True
     return DistributedContext(rank, world_size, local_rank, device, initialised_here)
 
@@ -94,3 +97,12 @@ def broadcast_object(value, context: DistributedContext):
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def all_gather_objects(value, context: DistributedContext) -> list:
+    """Every rank's `value`, in rank order (a one-element list without DDP)."""
+    if not context.enabled:
+        return [value]
+    gathered = [None] * context.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered

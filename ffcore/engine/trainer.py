@@ -31,8 +31,8 @@ from torch import nn
 from ffcore.anchors import DEFAULT_PRIORS, make_priors
 from ffcore.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint
 from ffcore.engine.config import TrainConfig, recipe_differences
-from ffcore.engine.distributed import (DistributedContext, all_reduce_sum, barrier, broadcast_buffers,
-                                       broadcast_object)
+from ffcore.engine.distributed import (DistributedContext, all_gather_objects, all_reduce_sum, barrier,
+                                       broadcast_buffers, broadcast_object)
 from ffcore.engine.run_log import RunLogger
 from ffcore.engine.schedules import build_optimizer, build_scheduler
 
@@ -262,16 +262,23 @@ class Trainer:
 
     # -- validation
     def _validate(self, model: nn.Module) -> dict[str, float]:
-        from ffcore.eval.predict import evaluate_model
+        """AP on the validation tree. Under DDP every rank predicts its shard of the images and rank 0
+        evaluates the union (the same files and protocol as one process); call on every rank."""
+        from ffcore.eval.sharded import evaluate_shards, predict_shard
 
         root = self._val_root()
         was_training = model.training
         model.eval()
         try:
-            result = evaluate_model(model, root, scale=self.config.val_scale, device=self.device,
-                                    progress=self.config.progress)
+            with torch.no_grad():
+                shard = predict_shard(model, root, self.context.rank, self.context.world_size,
+                                      scale=self.config.val_scale, device=self.device)
         finally:
             model.train(was_training)
+        shards = all_gather_objects(shard, self.context)
+        if not self.context.is_main:
+            return {}
+        result = evaluate_shards(shards, root)
         return {setting: float(result.ap[setting]) for setting in AP_SETTINGS if setting in result.ap}
 
     # -- checkpoints
@@ -310,8 +317,17 @@ class Trainer:
             listed = ", ".join(f"{k}: saved {a!r} vs requested {b!r}" for k, (a, b) in diffs.items())
             raise CheckpointError(f"cannot resume {path}: the recipe differs ({listed}). Resume with the saved "
                                   f"settings or start a new run in another folder.")
+        saved_world = int(payload.get("world_size", 1))
+        if saved_world != self.context.world_size and not self.config.allow_world_size_change:
+            raise CheckpointError(
+                f"cannot resume {path}: it was trained by {saved_world} process(es) and this launch has "
+                f"{self.context.world_size}; the global batch (batch_size x processes) and the schedule's steps per "
+                f"epoch would change. Launch with --nproc_per_node={saved_world}, or accept the change with "
+                f"allow_world_size_change (--allow-world-size-change), which the run's log records.")
         self.task.model.load_state_dict(payload["state_dict"])
         self.task.load_extra_state(payload)
+        if payload.get("initialisation"):
+            self.checkpoint_fields.setdefault("initialisation", payload["initialisation"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         scaler.load_state_dict(payload["scaler"])
@@ -372,7 +388,8 @@ class Trainer:
         start_epoch, history, best_value = 0, [], None
         if resume:
             start_epoch, history, best_value = self._resume(optimizer, scheduler, scaler)
-            logger.message(f"resumed from {self.out_dir / LAST_CHECKPOINT} after epoch {start_epoch}")
+            logger.message(f"resumed from {self.out_dir / LAST_CHECKPOINT} after epoch {start_epoch}, "
+                           f"world size {context.world_size}")
         module.train()
         trained = nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None) if context.enabled else module
@@ -535,8 +552,7 @@ class Trainer:
         row.update({f"ap_{s}": None for s in AP_SETTINGS} if config.val_every > 0 else {})
         validate_now = config.val_every > 0 and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
         if validate_now:
-            aps = self._validate(self.task.model) if context.is_main else {}
-            aps = broadcast_object(aps, context)
+            aps = broadcast_object(self._validate(self.task.model), context)
             row.update({f"ap_{k}": v for k, v in aps.items()})
         if config.skip_unreadable_images:
             row["skipped_images"] = int(all_reduce_sum(torch.tensor([float(outcome.skipped)], device=self.device),

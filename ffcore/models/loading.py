@@ -343,19 +343,31 @@ def has_imagenet_backbone(model: nn.Module) -> bool:
     return isinstance(getattr(model, "backbone", None), MobileNetV1x025)
 
 
+def require_imagenet_backbone() -> Path:
+    """The ImageNet MobileNet-0.25 file, or an error naming every place it was looked for.
+
+    The one check of the file's presence: training with `pretrained_backbone=True` without it stops
+    here instead of starting from random weights while recording a pretrained start."""
+    from ffcore.paths import IMAGENET_BACKBONE_FILE, find_imagenet_backbone, shared_dir, weights_dir
+
+    path = find_imagenet_backbone()
+    if path is None:
+        raise CheckpointError(
+            f"ImageNet backbone {IMAGENET_BACKBONE_FILE} not found: looked for {weights_dir() / IMAGENET_BACKBONE_FILE} "
+            f"and {shared_dir() / 'weights' / IMAGENET_BACKBONE_FILE}. Put the file there (or set FFCORE_SHARED), pass "
+            f"pretrained_backbone=<path> (--pretrained-backbone PATH), or start from random weights on purpose with "
+            f"pretrained_backbone=False (--random-init), which the run records.")
+    return path
+
+
 def load_imagenet_backbone(model: nn.Module, path: str | Path | None = None) -> nn.Module:
     """Initialise `model.backbone` (MobileNet-0.25) from the ImageNet-pretrained file.
 
     The file holds {'state_dict': {'module.stage1.0.0.weight', ..., 'module.fc.*'}}; the
     classifier is dropped.
     """
-    from ffcore.paths import find_imagenet_backbone, IMAGENET_BACKBONE_FILE
-
     if path is None:
-        path = find_imagenet_backbone()
-        if path is None:
-            raise CheckpointError(f"ImageNet backbone {IMAGENET_BACKBONE_FILE} not found in weights/ or the shared "
-                                  f"folder (set FFCORE_SHARED, or pass pretrained_backbone=<path>)")
+        path = require_imagenet_backbone()
     if not has_imagenet_backbone(model):
         raise CheckpointError(f"model {getattr(model, 'name', type(model).__name__)!r} has no MobileNet-0.25 "
                               f"backbone for the ImageNet weights to initialise")

@@ -13,35 +13,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ffcore.study.context import Study
-
-BASELINE = "featherface_v1"
+from ffcore.study.plan import BASELINE, one_part_swaps, study_swaps, study_v2_variants, v2_variants  # noqa: F401
 SETTINGS = ("easy", "medium", "hard")
-
-
-def one_part_swaps(base: str = BASELINE) -> list[str]:
-    """Registered variants declared as one-part swaps of `base`, in declaration order."""
-    from ffcore.models import list_models
-    from ffcore.models.zoo import ONE_PART_SWAPS
-
-    registered = set(list_models())
-    return [variant for variant, (parent, _) in ONE_PART_SWAPS.items() if parent == base and variant in registered]
-
-
-def v2_variants() -> list[str]:
-    from ffcore.models import list_models
-    from ffcore.study.training import V2_VARIANTS
-
-    return [m for m in V2_VARIANTS if m in list_models()]
-
-
-def study_swaps(study: Study) -> list[str]:
-    """The one-part swaps of V1 this study trains (the profile's `ablation_swaps`, else all declared)."""
-    return study.profile.chosen("ablation_swaps", one_part_swaps())
-
-
-def study_v2_variants(study: Study) -> list[str]:
-    """V2's variants this study trains (the profile's `v2_variants`, else all registered)."""
-    return study.profile.chosen("v2_variants", v2_variants())
 
 
 def _left_out(declared: list[str], trained: list[str]) -> str:
@@ -138,7 +111,7 @@ def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
 def ablation_table(study: Study) -> pd.DataFrame:
     """V1 and each one-part swap (declared in the zoo), trained with V1's recipe, evaluated on the same
     images: AP with intervals and the paired difference with V1 and its verdict."""
-    swaps = study_swaps(study)
+    swaps = study_swaps(study.profile)
     _train_all(study, [BASELINE, *swaps], owned_here=swaps)
     table = _comparison_rows(study, swaps, BASELINE)
     study.save_table(table, "ablations", checkpoints=[BASELINE, *swaps], test_scale=str(study.profile.eval_scale),
@@ -152,7 +125,7 @@ def ablation_table(study: Study) -> pd.DataFrame:
 
 def v2_variants_table(study: Study) -> pd.DataFrame:
     """V2's registered variants, trained with V2's recipe, against V2 (paired differences)."""
-    variants = study_v2_variants(study)
+    variants = study_v2_variants(study.profile)
     _train_all(study, ["featherface_v2", *variants], owned_here=variants)
     table = _comparison_rows(study, variants, "featherface_v2")
     study.save_table(table, "v2_variants", checkpoints=["featherface_v2", *variants],
@@ -171,7 +144,7 @@ def pruned_table(study: Study) -> pd.DataFrame:
     from ffcore.study.training import NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent, study_pruned_variants
 
     rows = []
-    variants = study_pruned_variants(study)
+    variants = study_pruned_variants(study.profile)
     for variant in variants:
         finetune_pruned_or_load(study, variant)
         parent, before = pruned_parent(variant), variant + NOT_FINETUNED_SUFFIX

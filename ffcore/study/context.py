@@ -13,64 +13,14 @@ Layout for profile `<p>`::
 
 from __future__ import annotations
 
-import contextlib
-import json
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 from ffcore.paths import default_synthetic_root, default_widerface_root, figures_dir, results_dir
-from ffcore.study.run_profiles import RunProfile, get_profile
 from ffcore.provenance import Provenance
-
-
-class DatasetMissingError(FileNotFoundError):
-    """The profile's dataset is not where it should be; the message says what to do."""
-
-
-class TrainingProgress:
-    """One line per training of the whole run, with a rough ETA, on the console that launched it.
-
-    Notebooks run in separate kernels, so what has been trained is read from the checkpoints
-    on disk and finished trainings' wall times from results/<profile>/progress.json; the ETA
-    is (trainings left) x (mean wall time of the trainings finished so far)."""
-
-    def __init__(self, study: "Study"):
-        self.study = study
-        self.path = study.results_root / "progress.json"
-
-    def _times(self) -> dict[str, float]:
-        if not self.path.is_file():
-            return {}
-        return json.loads(self.path.read_text())   # our own file: a torn one is a bug worth seeing
-
-    def _say(self, line: str) -> None:
-        print(line, flush=True)
-        if sys.__stderr__ is not None and sys.__stderr__ is not sys.stderr:
-            # the kernel's own stderr is the terminal of run_all.py
-            print(line, file=sys.__stderr__, flush=True)
-
-    @contextlib.contextmanager
-    def step(self, run: str, epochs: int) -> Iterator[None]:
-        from ffcore.study.training import planned_runs
-
-        planned = planned_runs(self.study)
-        missing = [r for r in planned if not self.study.checkpoint_path(r).is_file() and r != run]
-        times = self._times()
-        mean = sum(times.values()) / len(times) if times else None
-        eta = f"ETA of the {len(missing)} other trainings left ~{len(missing) * mean / 60:.0f} min" if mean \
-            else f"{len(missing)} other trainings left"
-        done = len(planned) - len(missing) - (run in planned)
-        self._say(f"[{time.strftime('%H:%M:%S')}] training {run} ({epochs} epochs); "
-                  f"{done}/{len(planned)} trainings of the run done; {eta}")
-        start = time.perf_counter()
-        yield
-        times[run] = round(time.perf_counter() - start, 1)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(times, indent=1) + "\n")
-        self._say(f"[{time.strftime('%H:%M:%S')}] {run} done in {times[run] / 60:.1f} min")
+from ffcore.study.datasets import DatasetMissingError, prepare_dataset  # noqa: F401  (re-exported)
+from ffcore.study.run_profiles import RunProfile, get_profile
 
 
 @dataclass
@@ -120,10 +70,6 @@ class Study:
         from ffcore.provenance import dataset_of
 
         return dataset_of(self.data_root, self.profile.dataset)
-
-    @property
-    def progress(self) -> TrainingProgress:
-        return TrainingProgress(self)
 
     # --- provenance ------------------------------------------------------------------
     def provenance(self, checkpoints: Iterable[str] | Mapping[str, str] = (), **notes) -> Provenance:
@@ -195,9 +141,7 @@ def open_study(profile: str | RunProfile = "smoke", data_root: str | Path | None
     root = Path(data_root).expanduser().resolve() if data_root else default_data_root(run_profile)
     study = Study(profile=run_profile, data_root=root, device=device or run_profile.device, force=bool(force))
     if prepare_data:
-        from ffcore.study.datasets import prepare_dataset
-
-        prepare_dataset(study)
+        prepare_dataset(run_profile, root)
     _configure_display()
     return study
 

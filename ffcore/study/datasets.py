@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ffcore.study.run_profiles import RunProfile
-from ffcore.study.context import DatasetMissingError, Study
+
+
+class DatasetMissingError(FileNotFoundError):
+    """The profile's dataset is not where it should be; the message says what to do."""
 
 WIDERFACE_HELP = ("Put WIDER FACE under data/widerface/ as described in data/README.md (training images with "
                   "RetinaFace's label.txt, WIDER_val/images and the evaluation .mat files), or pass "
@@ -33,16 +36,15 @@ def check_dataset(profile: RunProfile, data_root: Path) -> None:
         raise DatasetMissingError(f"WIDER FACE at {data_root} is incomplete.\n{exc}\n{WIDERFACE_HELP}") from exc
 
 
-def prepare_dataset(study: Study) -> Path:
-    """Make sure the study's dataset is usable: generate the synthetic one if absent."""
-    profile = study.profile
+def prepare_dataset(profile: RunProfile, data_root: Path) -> Path:
+    """Make sure the profile's dataset at `data_root` is usable: generate the synthetic one if absent."""
     if profile.is_synthetic:
         from ffcore.data.synth import SynthConfig, ensure_synthetic_dataset
 
         low, high = profile.synthetic_long_side
         config = SynthConfig(train_images=profile.synthetic_train_images, val_images=profile.synthetic_val_images,
                              seed=profile.seed, min_long_side=low, max_long_side=high)
-        ensure_synthetic_dataset(study.data_root, config)
+        ensure_synthetic_dataset(data_root, config)
     else:
-        check_dataset(profile, study.data_root)
-    return study.data_root
+        check_dataset(profile, data_root)
+    return data_root

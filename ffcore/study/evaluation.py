@@ -25,7 +25,7 @@ def load_run_model(study: Study, run: str):
     from ffcore.models import load_pretrained
 
     checkpoint = ensure_checkpoint(study, run)
-    return load_pretrained(model_of_run(study, run), checkpoint).to(study.device).eval()
+    return load_pretrained(model_of_run(run), checkpoint).to(study.device).eval()
 
 
 # The modules whose code decides an AP: a change to any of them invalidates every cached result.
@@ -102,8 +102,8 @@ def ap_frame(study: Study, runs: list[str]) -> pd.DataFrame:
     for run in runs:
         result = evaluate_run(study, run)
         intervals = _intervals(study, run)
-        summary = model_summary(model_of_run(study, run), study.profile.flops_size)
-        row = {"run": run, "trained on": trained_on(study, run), "parameters": summary["parameters"]}
+        summary = model_summary(model_of_run(run), study.profile.flops_size)
+        row = {"run": run, "trained on": trained_on(study.profile, study.dataset, run), "parameters": summary["parameters"]}
         for s in SETTINGS:
             interval = intervals[s].scaled(100)
             row[f"AP {s} %"] = round(interval.estimate, 2)
@@ -211,7 +211,7 @@ def distillation_comparison(study: Study, name: str = "distillation_comparison")
 
     student = study.profile.student
     pairs = [(seeded_run(student + DISTILLED_SUFFIX, seed), seeded_run(student, seed)) for seed in study.profile.seeds]
-    pairs += [(run, student) for run in widerface_teacher_runs(study)]
+    pairs += [(run, student) for run in widerface_teacher_runs(study.profile)]
     table = paired_comparison(study, pairs)
     table.insert(2, "seed", [int(_seed_of(run)) for run, _ in pairs])
     seeded = table.iloc[:len(study.profile.seeds)]
@@ -251,7 +251,7 @@ def describe_distillation(study: Study, name: str = "distillation_comparison"):
 
     table = _read_table(study, name)
     compared = table[table["seed"] >= 0]
-    from_study_teacher = compared[[teacher_of_run(study, run).shared_weights is None for run in compared["run"]]]
+    from_study_teacher = compared[[teacher_of_run(study.profile, run).shared_weights is None for run in compared["run"]]]
     from_real_teacher = compared.drop(from_study_teacher.index)
     summary = table[table["seed"] < 0].iloc[0]
     parts = []
@@ -303,10 +303,10 @@ def run_label(study: Study, run: str) -> str:
     from ffcore.study.training import REFERENCE_RUNS, split_seed, teacher_of_run
 
     if run in REFERENCE_RUNS:
-        return f"{pretty_name(model_of_run(study, run))} (trained on WIDER FACE)"
+        return f"{pretty_name(model_of_run(run))} (trained on WIDER FACE)"
     base, seed = split_seed(run)
-    teacher = teacher_of_run(study, run)
-    label = pretty_name(model_of_run(study, run))
+    teacher = teacher_of_run(study.profile, run)
+    label = pretty_name(model_of_run(run))
     if teacher is not None:
         label += f" distilled from {pretty_name(teacher.model)}" + (" (WIDER FACE)" if teacher.shared_weights else "")
     return label + (f", seed {seed}" if seed else "")
@@ -516,7 +516,7 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
     from ffcore.study.training import planned_runs, reference_runs, trained_on
 
     if runs is None:
-        runs = [run for run in planned_runs(study) if study.checkpoint_path(run).is_file()]
+        runs = [run for run in planned_runs(study.profile) if study.checkpoint_path(run).is_file()]
 
     photos = sorted((shared_dir() / "images").glob("*.jpg"))
     references = reference_runs()
@@ -542,7 +542,7 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
             for ref in references:
                 faces = reference_faces[(ref, image)]
                 matched = _greedy_matches(found, faces)
-                rows.append({"run": run, "trained on": trained_on(study, run), "image": image, "reference": ref,
+                rows.append({"run": run, "trained on": trained_on(study.profile, study.dataset, run), "image": image, "reference": ref,
                              "reference faces": len(faces), f"detections >= {DETECTION_THRESHOLD}": len(found),
                              "matched": matched,
                              "recall %": round(100 * matched / len(faces), 1) if len(faces) else float("nan"),

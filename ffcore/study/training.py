@@ -1,146 +1,111 @@
-"""Training, distillation and fine-tuning runs of a study, reused from disk unless `force`.
+"""Training, distillation and fine-tuning runs of a study: trained once, resumed when interrupted,
+reused only when complete.
 
-A run lives in results/<profile>/checkpoints/<run>/ (best.pt, last.pt, metrics.csv,
-train.log). Run names say what was trained:
+The catalogue (which runs a profile has, their names, recipes and dependencies) is
+`ffcore.study.plan`; where each run stands (its completion record, fingerprint and lock) is
+`ffcore.study.run_state`. This module executes a run:
 
-    featherface_v1, featherface_v1_ssh_grouped, ...     a registered model, seed 0
-    featherface_v2_seed1                                the same recipe with training seed 1
-    featherface_v2_distilled[_seed1]                    distilled from the profile's teacher (V1)
-    featherface_v2_distilled_eca_cbam_widerface         distilled from the WIDER FACE-trained ECA-CBAM
-    featherface_v2_pruned20                             pruned from the trained parent, then fine-tuned
-    featherface_v2_pruned20_not_finetuned               pruned from the trained parent only
+- done (the record says complete, with the profile's fingerprint): reused;
+- partial (last.pt holds k of N epochs): resumed from last.pt, bit-exact;
+- missing, or `force`: trained from scratch;
+- stale (complete, trained with another configuration): an error naming the fields, unless
+  `force` retrains it. Never reused silently.
 
-V1 and its one-part swaps train with the profile's `train_preset` for `epochs`; V2 alone,
-V2 distilled (every teacher) and the V2 variants with `student_preset` for
-`student_epochs`, so each comparison changes only the factor it studies.
+One process owns a run at a time (`run_state.RunLock`); another one waits for it, or skips it
+(`ffcore study train` workers). The training tables say, per run, whether it was trained,
+resumed (from which epoch) or reused.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, replace
+import contextlib
+import json
+import sys
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
 from ffcore.study.context import Study
+from ffcore.study.plan import (DISTILLED_SUFFIX, NOT_FINETUNED_SUFFIX, REFERENCE_RUNS, V2_VARIANTS,  # noqa: F401
+                               WIDERFACE_TEACHERS, PlannedRun, Teacher, model_of_run, planned_run, planned_runs,
+                               pruned_parent, recipe, reference_runs, seeded_run, split_seed, study_plan,
+                               study_pruned_variants, teacher_of_run, trained_on, widerface_teacher_runs)
+from ffcore.study.run_state import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
+                                    how_trained, locked, read_record, run_state, start_record)
 
-DISTILLED_SUFFIX = "_distilled"
-NOT_FINETUNED_SUFFIX = "_not_finetuned"
-_SEED = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
-_RUN_FILES = ("best.pt", "last.pt", "metrics.csv")
-# V2's registered variants train with the student recipe (compared with V2, not with V1).
-V2_VARIANTS = ("featherface_v2_ultra", "featherface_v2_vit")
-
-
-@dataclass(frozen=True)
-class Teacher:
-    """A distillation teacher: a registered model and where its weights come from."""
-
-    model: str
-    label: str
-    shared_weights: tuple[str, ...] | None = None   # path inside the shared folder; None: trained in the study
-
-    def weights(self, study: Study) -> Path:
-        if self.shared_weights is None:
-            return ensure_checkpoint(study, self.model)
-        from ffcore.paths import shared_dir
-
-        path = shared_dir().joinpath(*self.shared_weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"teacher weights {path} not found (the shared folder's trained "
-                                    f"{self.model}); the distillation from it cannot run")
-        return path
+# what a clean retraining removes from a run folder (the lock stays: it is ours)
+_RUN_FILES = ("run.json", "best.pt", "last.pt", "metrics.csv", "train.log")
 
 
-# suffix after `_distilled_` -> teacher; the profile's teacher (no suffix) is trained in notebook 01
-WIDERFACE_TEACHERS: dict[str, Teacher] = {
-    "eca_cbam_widerface": Teacher("featherface_eca_cbam", "ECA-CBAM FeatherFace trained on WIDER FACE",
-                                  ("weights", "featherface_eca_cbam_widerface.pth")),
-}
+class TrainingProgress:
+    """One line per training of the whole run, with a rough ETA, on the console that launched it.
+
+    Notebooks run in separate kernels, so what has been trained is read from the run records on
+    disk and finished trainings' wall times from results/<profile>/progress.json; the ETA is
+    (trainings left) x (mean wall time of the trainings finished so far)."""
+
+    def __init__(self, study: Study):
+        self.study = study
+        self.path = study.results_root / "progress.json"
+
+    def _times(self) -> dict[str, float]:
+        if not self.path.is_file():
+            return {}
+        return json.loads(self.path.read_text())   # our own file: a torn one is a bug worth seeing
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+        if sys.__stderr__ is not None and sys.__stderr__ is not sys.stderr:
+            # the kernel's own stderr is the terminal of run_all.py
+            print(line, file=sys.__stderr__, flush=True)
+
+    @contextlib.contextmanager
+    def step(self, run: str, epochs: int, action: str = "training") -> Iterator[None]:
+        planned = planned_runs(self.study.profile)
+        missing = [r for r in planned if r != run and not _is_complete(self.study, r)]
+        times = self._times()
+        mean = sum(times.values()) / len(times) if times else None
+        eta = f"ETA of the {len(missing)} other trainings left ~{len(missing) * mean / 60:.0f} min" if mean \
+            else f"{len(missing)} other trainings left"
+        done = len(planned) - len(missing) - (run in planned)
+        self.say(f"[{time.strftime('%H:%M:%S')}] {action} {run} ({epochs} epochs); "
+                 f"{done}/{len(planned)} trainings of the run done; {eta}")
+        start = time.perf_counter()
+        yield
+        times[run] = round(time.perf_counter() - start, 1)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{id(self)}.tmp")
+        tmp.write_text(json.dumps(times, indent=1) + "\n")
+        tmp.replace(self.path)   # several workers write it: never a torn file
+        self.say(f"[{time.strftime('%H:%M:%S')}] {run} done in {times[run] / 60:.1f} min")
 
 
-# Real detectors evaluated beside the study's runs: run name -> (model, weights in the shared folder).
-REFERENCE_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "retinaface_mnet025_widerface": ("retinaface_mnet025", ("weights", "retinaface_mnet025_widerface.pth")),
-    "featherface_eca_cbam_widerface": ("featherface_eca_cbam", ("weights", "featherface_eca_cbam_widerface.pth")),
-}
-TRAINED_ON_WIDERFACE = "WIDER FACE (shared weights)"
+def _is_complete(study: Study, run: str) -> bool:
+    record = read_record(study.run_dir(run))
+    return bool(record and record.get("complete"))
 
 
-def reference_runs() -> list[str]:
-    """The WIDER FACE-trained reference detectors whose model is registered and whose weights exist."""
-    from ffcore.models import list_models
-    from ffcore.paths import shared_dir
+# ------------------------------------------------------------------------------- configs
 
-    return [run for run, (model, weights) in REFERENCE_RUNS.items()
-            if model in list_models() and shared_dir().joinpath(*weights).is_file()]
-
-
-def trained_on(study: Study, run: str) -> str:
-    """What a run's weights were trained on, for table columns and legends."""
-    return TRAINED_ON_WIDERFACE if run in REFERENCE_RUNS else f"{study.dataset} ({study.profile.name} profile)"
-
-
-def seeded_run(run: str, seed: int) -> str:
-    """The run name for a training seed (seed 0 keeps the plain name)."""
-    return run if seed == 0 else f"{run}_seed{seed}"
-
-
-def split_seed(run: str) -> tuple[str, int]:
-    match = _SEED.match(run)
-    return (match["base"], int(match["seed"])) if match else (run, 0)
-
-
-def model_of_run(study: Study | None, run: str) -> str:
-    """Registry name of the model a run trains (`featherface_v2_distilled_seed1` -> `featherface_v2`)."""
-    if run in REFERENCE_RUNS:
-        return REFERENCE_RUNS[run][0]
-    base, _ = split_seed(run)
-    base = base.removesuffix(NOT_FINETUNED_SUFFIX)
-    return base.split(DISTILLED_SUFFIX)[0] if DISTILLED_SUFFIX in base else base
-
-
-def teacher_of_run(study: Study, run: str) -> Teacher | None:
-    """The teacher of a distilled run (None for a supervised run)."""
-    base, _ = split_seed(run)
-    if DISTILLED_SUFFIX not in base:
-        return None
-    tag = base.split(DISTILLED_SUFFIX, 1)[1].removeprefix("_")
-    if not tag:
-        return Teacher(study.profile.teacher, f"{study.profile.teacher} trained in this study")
-    if tag not in WIDERFACE_TEACHERS:
-        raise KeyError(f"run {run!r}: unknown teacher {tag!r}; known: {', '.join(WIDERFACE_TEACHERS)}")
-    return WIDERFACE_TEACHERS[tag]
-
-
-def pruned_parent(model: str) -> str | None:
-    """The model a registered pruned variant is cut from (None when `model` is not one)."""
-    from ffcore.pruning import DEFAULT_RATIO, PRUNABLE_BASES
-
-    parents = {f"{base}_pruned{round(DEFAULT_RATIO * 100)}": base for base in PRUNABLE_BASES}
-    return parents.get(model)
-
-
-def recipe(study: Study, model: str) -> tuple[str, int]:
-    """(training preset, epochs) of a model in this study: the student recipe for V2 and its variants."""
-    p = study.profile
-    if model == p.student or model in V2_VARIANTS:
-        return p.student_preset, p.student_epochs
-    return p.train_preset, p.epochs
-
-
-def _train_config(study: Study, run: str, preset: str, epochs: int):
+def _train_config(study: Study, job: PlannedRun):
     from ffcore.engine.config import get_preset
+    from ffcore.models import create_model
+    from ffcore.models.loading import has_imagenet_backbone
 
     p = study.profile
-    config = get_preset(preset, model=model_of_run(study, run), data_root=str(study.data_root),
-                        out_dir=str(study.run_dir(run)), epochs=epochs, image_size=p.image_size,
-                        batch_size=p.batch_size, device=study.device, seed=p.seed + split_seed(run)[1],
+    config = get_preset(job.preset, model=job.model, data_root=str(study.data_root),
+                        out_dir=str(study.run_dir(job.name)), epochs=job.epochs, image_size=p.image_size,
+                        batch_size=p.batch_size, device=study.device, seed=job.seed,
                         workers=p.workers, progress=False, tensorboard=False,
                         max_steps_per_epoch=p.max_steps_per_epoch)
-    if not _has_imagenet_backbone(config.model):
-        # e.g. the ViT variant: no ImageNet file fits its backbone, it trains from scratch
+    if job.kind == "prune":
+        # fine-tuning starts from the pruned parent's weights, at a tenth of the parent's learning rate
+        config = replace(config, lr=config.lr / 10, pretrained_backbone=False)
+    elif not has_imagenet_backbone(create_model(job.model)):
+        # e.g. the ViT variant: no ImageNet file fits its backbone; a deliberate random start, recorded
         config = replace(config, pretrained_backbone=False)
     if p.val_every is not None:
         config = replace(config, val_every=p.val_every)
@@ -150,36 +115,158 @@ def _train_config(study: Study, run: str, preset: str, epochs: int):
     return config
 
 
-def _has_imagenet_backbone(model_name: str) -> bool:
-    """Whether the model's backbone is the MobileNet-0.25 that the ImageNet file initialises."""
-    from ffcore.models import create_model
-    from ffcore.models.backbone import BACKBONES
+def _distill_config(study: Study, job: PlannedRun):
+    from ffcore.engine.distill import DistillConfig
 
-    return type(getattr(create_model(model_name), "backbone", None)) in tuple(BACKBONES.values())
+    return DistillConfig(teacher=job.teacher.model, teacher_weights=str(_teacher_weights(study, job.teacher)))
 
 
-def _clear_run(study: Study, run: str) -> None:
-    """Remove a previous run's checkpoints and metrics before retraining (force), so nothing stale survives."""
-    for name in _RUN_FILES:
-        path = study.run_dir(run) / name
-        if path.exists():
-            path.unlink()
-
-
-def _record(study: Study, run: str) -> Path:
-    from ffcore.checkpoint import file_sha256
-
-    path = study.checkpoint_path(run)
-    study.used_checkpoints[run] = file_sha256(path)
+def _teacher_weights(study: Study, teacher: Teacher) -> Path:
+    if teacher.run is not None:
+        return study.checkpoint_path(teacher.run)
+    path = teacher.shared_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher weights {path} not found (the shared folder's trained "
+                                f"{teacher.model}); the distillation from it cannot run")
     return path
 
 
-def _needs_training(study: Study, run: str, force: bool) -> bool:
-    return force or not study.checkpoint_path(run).is_file()
+def _dependency_hash(study: Study, job: PlannedRun) -> dict[str, str] | None:
+    """The teacher's or parent's checkpoint hash for the fingerprint; None while a study dependency is
+    not complete (the fingerprint is then unknown)."""
+    from ffcore.checkpoint import file_sha256
+
+    if job.kind == "distill":
+        if job.teacher.run is None:
+            return {"teacher": file_sha256(_teacher_weights(study, job.teacher))}
+        record = read_record(study.run_dir(job.teacher.run))
+        return {"teacher": record["best_sha256"]} if record and record.get("complete") else None
+    if job.kind == "prune":
+        record = read_record(study.run_dir(job.parent))
+        return {"parent": record["best_sha256"]} if record and record.get("complete") else None
+    return {}
+
+
+def expected_fingerprint(study: Study, job: PlannedRun) -> dict | None:
+    """The fingerprint the profile asks of `job` now (None while a dependency is unfinished)."""
+    dependency = _dependency_hash(study, job)
+    if dependency is None:
+        return None
+    distillation = _distill_config(study, job) if job.kind == "distill" else None
+    return fingerprint(job.kind, _train_config(study, job), study.data_root, distillation,
+                       teacher=dependency.get("teacher"), parent=dependency.get("parent"))
+
+
+def job_state(study: Study, job: PlannedRun) -> RunState:
+    """Where `job` stands against the profile (a pruned job is done only with its companion)."""
+    expected = expected_fingerprint(study, job)
+    state = run_state(study.run_dir(job.name), job.name, job.epochs, expected)
+    for companion in job.companions:
+        if state.done and not _is_complete(study, companion):
+            state.state = "partial"
+    return state
+
+
+# ------------------------------------------------------------------------------ execution
+
+def ensure_run(study: Study, run: str, force: bool = False, wait: bool = True) -> str:
+    """Make `run` complete; returns what happened: "trained", "resumed from epoch k" or "reused".
+
+    Its dependencies (teacher, pruned parent) are completed first, never forced. A stale run is
+    an error naming the fields that differ, unless `force`. Another process training the run is
+    waited for (`wait`) or reported (`run_state.RunLockedError`)."""
+    job = planned_run(study.profile, run)
+    for dependency in job.depends_on:
+        ensure_run(study, dependency, force=False, wait=True)
+    state = job_state(study, job)
+    if state.state == "stale" and not force:
+        raise StaleRunError(f"run {job.name} is stale: {describe_differences(state.differences)}. "
+                            f"Retrain it with --force (run_all.py --force, ffcore study train --force {job.name}); "
+                            f"its checkpoints are never reused with another configuration.")
+    if state.done and not force:
+        return "reused"
+    run_dir = study.run_dir(job.name)
+    tracker = TrainingProgress(study)
+    with locked(run_dir, wait=wait, say=tracker.say):
+        state = job_state(study, job)   # another process may have finished it while we waited
+        if state.done and not force:
+            return "reused"
+        resume_from = 0 if force or state.state != "partial" else state.finished_epochs
+        if resume_from == 0 or _must_restart(study, job):
+            _clear_run(study, job)
+            resume_from = 0
+        expected = expected_fingerprint(study, job)
+        record = start_record(run_dir, expected, job.epochs, "resumed" if resume_from else "trained", resume_from,
+                              read_record(run_dir))
+        action = f"resuming from epoch {resume_from}" if resume_from else "training"
+        with tracker.step(job.name, job.epochs, action=action):
+            result = _execute(study, job, resume=bool(resume_from))
+        result.raise_for_status()
+        wall = float(result.history[-1]["wall_time_s"]) if result.history else None
+        record = finish_record(run_dir, record, result.epochs_completed, wall,
+                               extra={"git_commit": _git_commit()})
+        if not record["complete"]:
+            return f"partial {result.epochs_completed}/{job.epochs} (stopped as configured)"
+        return f"resumed from epoch {resume_from}" if resume_from else "trained"
+
+
+def _git_commit() -> str | None:
+    from ffcore.provenance import git_state
+
+    return git_state().get("commit")
+
+
+def _must_restart(study: Study, job: PlannedRun) -> bool:
+    """A pruned job resumes only when its cut model (the companion) is on disk."""
+    return any(not study.checkpoint_path(companion).is_file() for companion in job.companions)
+
+
+def _clear_run(study: Study, job: PlannedRun) -> None:
+    """Remove a previous attempt's files before training from scratch, so nothing stale survives."""
+    for run in (job.name, *job.companions):
+        for name in _RUN_FILES:
+            path = study.run_dir(run) / name
+            if path.exists():
+                path.unlink()
+
+
+def _execute(study: Study, job: PlannedRun, resume: bool):
+    from ffcore.engine.distill import distill
+    from ffcore.engine.train import train
+
+    config = _train_config(study, job)
+    if job.kind == "train":
+        return train(config, resume=resume)
+    if job.kind == "distill":
+        return distill(config, _distill_config(study, job), resume=resume)
+    return train(config, resume=resume, model=_pruned_model(study, job, keep_cut=not resume), kind="finetune")
+
+
+def _pruned_model(study: Study, job: PlannedRun, keep_cut: bool):
+    """The parent cut by L1 pruning (`ffcore.pruning`); on a fresh start also kept as `<run>_not_finetuned`."""
+    from ffcore.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+    from ffcore.models import load_pretrained
+    from ffcore.pruning import DEFAULT_RATIO, prune_context
+
+    parent_checkpoint = study.checkpoint_path(job.parent)
+    pruned = prune_context(load_pretrained(job.parent, parent_checkpoint), DEFAULT_RATIO)
+    pruned.name = job.model
+    if keep_cut:
+        (companion,) = job.companions
+        study.run_dir(companion).mkdir(parents=True, exist_ok=True)
+        save_checkpoint(study.checkpoint_path(companion),
+                        {"format": CHECKPOINT_FORMAT, "model_name": job.model,
+                         "model_overrides": dict(getattr(pruned, "overrides", {})), "state_dict": pruned.state_dict(),
+                         "kind": "pruned", "epoch": 0, "parent": job.parent,
+                         "parent_checkpoint": str(parent_checkpoint), "git_commit": _git_commit()})
+        record = start_record(study.run_dir(companion), {**expected_fingerprint(study, job), "kind": "prune_cut"}, 0,
+                              "trained", 0, None)
+        finish_record(study.run_dir(companion), record, 0, 0.0)
+    return pruned.train()
 
 
 def ensure_checkpoint(study: Study, run: str) -> Path:
-    """The run's best.pt, training (distilling, pruning) it first when it does not exist. Never retrains.
+    """The best.pt of a complete run, training or resuming it first when needed (never forced).
     A reference run's checkpoint is its shared WIDER FACE weights file."""
     if run in REFERENCE_RUNS:
         from ffcore.checkpoint import file_sha256
@@ -190,14 +277,16 @@ def ensure_checkpoint(study: Study, run: str) -> Path:
             raise FileNotFoundError(f"{run}: the shared weights {path} are missing")
         study.used_checkpoints[run] = file_sha256(path)
         return path
-    if not study.checkpoint_path(run).is_file():
-        if teacher_of_run(study, run) is not None:
-            distill_or_load(study, run=run, force=False)
-        elif pruned_parent(model_of_run(study, run)) is not None:
-            finetune_pruned_or_load(study, model_of_run(study, run), force=False)
-        else:
-            train_or_load(study, run, force=False)
+    ensure_run(study, run, force=False)
     return _record(study, run)
+
+
+def _record(study: Study, run: str) -> Path:
+    from ffcore.checkpoint import file_sha256
+
+    path = study.checkpoint_path(run)
+    study.used_checkpoints[run] = file_sha256(path)
+    return path
 
 
 def run_history(study: Study, run: str) -> pd.DataFrame:
@@ -209,86 +298,72 @@ def run_history(study: Study, run: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def _run_row(study: Study, run: str, status: str) -> dict:
+def _status(action: str, record: dict | None) -> str:
+    """"trained", "resumed from epoch k", or "reused (trained | resumed from epoch k)"."""
+    return f"reused ({how_trained(record)})" if action == "reused" else action
+
+
+def _run_row(study: Study, run: str, action: str) -> dict:
     from ffcore.checkpoint import load_checkpoint_file
 
     payload = load_checkpoint_file(study.checkpoint_path(run))
+    record = read_record(study.run_dir(run)) or {}
     history = run_history(study, run) if (study.run_dir(run) / "metrics.csv").is_file() else pd.DataFrame()
     best = payload.get("best_metric") or {}
     task = "loss_task" if "loss_task" in history else "loss"   # distillation logs its task loss apart
-    row = {"run": run, "model": payload.get("model_name", model_of_run(study, run)), "status": status,
-           "kind": payload.get("kind", "train"), "best epoch": payload.get("epoch"),
-           "epochs run": int(history["epoch"].max()) if "epoch" in history else None,
+    row = {"run": run, "model": payload.get("model_name", model_of_run(run)), "status": _status(action, record),
+           "kind": payload.get("kind", "train"), "planned epochs": record.get("planned_epochs"),
+           "epochs run": int(history["epoch"].max()) if "epoch" in history else 0,
+           "best epoch": payload.get("epoch"),
            "final task loss": round(float(history[task].iloc[-1]), 4) if task in history else None,
            "best metric": f"{best.get('name')} = {best.get('value'):.4g}" if best.get("value") is not None else "",
            "train time s": round(float(history["wall_time_s"].iloc[-1]), 1) if "wall_time_s" in history else None,
+           "trained at commit": (payload.get("git_commit") or "")[:10] + ("+dirty" if payload.get("git_dirty") else ""),
            "checkpoint": study.used_checkpoints.get(run, "")}
     if payload.get("teacher_name"):
         row["teacher"] = f"{payload['teacher_name']}@{payload.get('teacher_sha256', '?')}"
     return row
 
 
-def _save_run_table(study: Study, run: str, status: str) -> pd.DataFrame:
-    table = pd.DataFrame([_run_row(study, run, status)])
+def _save_run_table(study: Study, run: str, action: str) -> pd.DataFrame:
+    table = pd.DataFrame([_run_row(study, run, action)])
     row = table.iloc[0]
-    study.save_table(table, f"training_{run}", caption=f"Training run {run}", checkpoints=[run],
-                     headline=f"{run}: {row['epochs run']} epochs, final training task loss {row['final task loss']}")
+    study.save_table(table, f"training_{run}", caption=f"Training run {run}: {row['status']}", checkpoints=[run],
+                     headline=f"{run}: {row['epochs run']} of {row['planned epochs']} epochs ({row['status']}), "
+                              f"final training task loss {row['final task loss']}")
     return table
 
 
 def train_or_load(study: Study, run: str, force: bool | None = None) -> pd.DataFrame:
-    """Train a registered model with its recipe in the profile (`recipe`), or reuse
-    results/<profile>/checkpoints/<run>/best.pt. `<model>_seed<N>` trains with seed N."""
-    from ffcore.engine.train import train
-
+    """Train a registered model with its recipe in the profile (`plan.recipe`), resume it when a
+    previous attempt stopped, or reuse it when complete. `<model>_seed<N>` trains with seed N."""
     force = study.force if force is None else force
-    status = "loaded (checkpoint exists)"
-    if _needs_training(study, run, force):
-        _clear_run(study, run)
-        preset, epochs = recipe(study, model_of_run(study, run))
-        with study.progress.step(run, epochs):
-            train(_train_config(study, run, preset, epochs)).raise_for_status()
-        status = "trained"
+    action = ensure_run(study, run, force=force)
     _record(study, run)
-    return _save_run_table(study, run, status)
+    return _save_run_table(study, run, action)
 
 
 def distill_or_load(study: Study, teacher: str | None = None, student: str | None = None,
                     force: bool | None = None, seed: int = 0, run: str | None = None) -> pd.DataFrame:
-    """Distil a teacher into the student with the student recipe (the one V2 alone trains with), or reuse
-    the checkpoint. Default: the profile's teacher, trained first if missing. `run` names another
+    """Distil a teacher into the student with the student recipe (the one V2 alone trains with), resume
+    or reuse it. Default: the profile's teacher, trained first if missing. `run` names another
     teacher (`featherface_v2_distilled_eca_cbam_widerface`) and/or a seed (`..._seed1`)."""
-    from ffcore.engine.distill import DistillConfig, distill
-
     if run is None:
         student = student or study.profile.student
         if teacher not in (None, study.profile.teacher):
             raise ValueError(f"teacher {teacher!r}: name a teacher other than the profile's through run="
                              f"'{student}{DISTILLED_SUFFIX}_<tag>' with a tag of {', '.join(WIDERFACE_TEACHERS)}")
         run = seeded_run(student + DISTILLED_SUFFIX, seed)
-    source = teacher_of_run(study, run)
-    if source is None:
+    if teacher_of_run(study.profile, run) is None:
         raise ValueError(f"run {run!r} is not a distillation run (no {DISTILLED_SUFFIX!r} in its name)")
-    force = study.force if force is None else force
-    status = "loaded (checkpoint exists)"
-    if _needs_training(study, run, force):
-        teacher_weights = source.weights(study)   # a study teacher is reused, never retrained here
-        _clear_run(study, run)
-        preset, epochs = recipe(study, model_of_run(study, run))
-        config = _train_config(study, run, preset, epochs)
-        with study.progress.step(run, epochs):
-            distill(config, DistillConfig(teacher=source.model, teacher_weights=str(teacher_weights))
-                    ).raise_for_status()
-        status = "distilled"
-    _record(study, run)
-    return _save_run_table(study, run, status)
+    return train_or_load(study, run, force=force)
 
 
 def widerface_teacher_table(study: Study) -> pd.DataFrame:
     """Distil V2 from each WIDER FACE-trained teacher the profile chooses (`widerface_teachers`),
     or reuse the checkpoints: one row per run. A profile that chooses none gets an empty table
     that says so, rather than a training the time budget has no room for."""
-    runs = widerface_teacher_runs(study)
+    runs = widerface_teacher_runs(study.profile)
     if not runs:
         chosen = study.profile.widerface_teachers
         why = ("the profile's widerface_teachers is empty" if chosen is not None
@@ -300,51 +375,45 @@ def widerface_teacher_table(study: Study) -> pd.DataFrame:
 def distillation_runs(study: Study) -> list[str]:
     """V2 alone, V2 distilled from the profile's teacher (seed 0), then from each WIDER FACE teacher trained."""
     student = study.profile.student
-    return [student, student + DISTILLED_SUFFIX, *widerface_teacher_runs(study)]
+    return [student, student + DISTILLED_SUFFIX, *widerface_teacher_runs(study.profile)]
 
 
 def finetune_pruned_or_load(study: Study, variant: str, force: bool | None = None) -> pd.DataFrame:
     """Prune the trained parent of `variant` (L1, `ffcore.pruning`), keep that model as
     `<variant>_not_finetuned`, then fine-tune it for the profile's `finetune_epochs` with the
-    parent's recipe at a tenth of its learning rate. Reuses both checkpoints unless `force`."""
-    from ffcore.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-    from ffcore.engine.distributed import setup_distributed, teardown_distributed
-    from ffcore.engine.train import DetectionTask, multibox_loss_for
-    from ffcore.engine.trainer import Trainer
-    from ffcore.models import load_pretrained
-    from ffcore.pruning import DEFAULT_RATIO, prune_context
-
-    parent = pruned_parent(variant)
-    if parent is None:
+    parent's recipe at a tenth of its learning rate. Resumes or reuses like every run."""
+    if pruned_parent(variant) is None:
         raise ValueError(f"{variant!r} is not a registered pruned variant")
     force = study.force if force is None else force
-    before = variant + NOT_FINETUNED_SUFFIX
-    status = "loaded (checkpoint exists)"
-    if _needs_training(study, variant, force) or _needs_training(study, before, force):
-        parent_checkpoint = ensure_checkpoint(study, parent)
-        pruned = prune_context(load_pretrained(parent, parent_checkpoint), DEFAULT_RATIO)
-        pruned.name = variant
-        for run in (before, variant):
-            _clear_run(study, run)
-        study.run_dir(before).mkdir(parents=True, exist_ok=True)
-        save_checkpoint(study.checkpoint_path(before),
-                        {"format": CHECKPOINT_FORMAT, "model_name": variant,
-                         "model_overrides": dict(getattr(pruned, "overrides", {})), "state_dict": pruned.state_dict(),
-                         "kind": "pruned", "epoch": 0, "parent": parent, "parent_checkpoint": str(parent_checkpoint)})
-        preset, _ = recipe(study, parent)
-        config = _train_config(study, variant, preset, study.profile.finetune_epochs)
-        config = replace(config, lr=config.lr / 10, pretrained_backbone=False)
-        context = setup_distributed(config.device)
-        try:
-            with study.progress.step(variant, config.epochs):
-                Trainer(config, DetectionTask(pruned.train(), multibox_loss_for(pruned, config)), context,
-                        kind="finetune").run().raise_for_status()
-        finally:
-            teardown_distributed(context)
-        status = "pruned and fine-tuned"
-    _record(study, before)
+    action = ensure_run(study, variant, force=force)
+    _record(study, variant + NOT_FINETUNED_SUFFIX)
     _record(study, variant)
-    return _save_run_table(study, variant, status)
+    return _save_run_table(study, variant, action)
+
+
+def seed_runs_table(study: Study) -> pd.DataFrame:
+    """V2 alone and V2 distilled from the profile's teacher for every training seed of the profile
+    (trained or loaded), one row per run: the central comparison's repetitions."""
+    student = study.profile.student
+    tables = []
+    for seed in study.profile.seeds:
+        tables.append(train_or_load(study, seeded_run(student, seed)))
+        tables.append(distill_or_load(study, seed=seed))
+    return pd.concat(tables, ignore_index=True)
+
+
+def run_states_table(study: Study, only: list[str] | None = None) -> pd.DataFrame:
+    """Every job of the profile's plan with its state (done, partial k/N, missing, stale), how it was
+    trained, its checkpoint and wall time. Reads the run folders only; trains nothing."""
+    rows = []
+    for job in study_plan(study.profile, only):
+        state = job_state(study, job)
+        rows.append({"run": job.name, "kind": job.kind, "depends on": ", ".join(job.depends_on),
+                     "state": state.label(), "epochs": f"{state.finished_epochs}/{job.epochs}",
+                     "how": how_trained(state.record) if state.record else "",
+                     "wall time min": round(state.wall_time_s / 60, 1) if state.wall_time_s else None,
+                     "checkpoint": str(state.checkpoint.relative_to(study.results_root)) if state.checkpoint else ""})
+    return pd.DataFrame(rows)
 
 
 def training_curves_figure(study: Study, runs: list[str], name: str = "training_curves"):
@@ -384,46 +453,3 @@ def training_curves_figure(study: Study, runs: list[str], name: str = "training_
                              headline="final training task loss " + ", ".join(f"{r} {v:.3f}" for r, v in final.items()))
 
 
-def study_pruned_variants(study: Study) -> list[str]:
-    """Registered pruned variants whose parent this study trains (V1, V2)."""
-    from ffcore.models import list_models
-
-    trained = {study.profile.teacher, study.profile.student}
-    return [m for m in list_models() if pruned_parent(m) in trained]
-
-
-def widerface_teacher_runs(study: Study) -> list[str]:
-    """Distillation runs from the WIDER FACE-trained teachers whose model and weights are available."""
-    from ffcore.models import list_models
-    from ffcore.paths import shared_dir
-
-    chosen = study.profile.chosen("widerface_teachers", list(WIDERFACE_TEACHERS))
-    return [study.profile.student + DISTILLED_SUFFIX + "_" + tag for tag in chosen
-            if WIDERFACE_TEACHERS[tag].model in list_models()
-            and shared_dir().joinpath(*WIDERFACE_TEACHERS[tag].shared_weights).is_file()]
-
-
-def planned_runs(study: Study) -> list[str]:
-    """Every training of a whole run of the five notebooks, in the order they happen."""
-    from ffcore.study.ablations import study_swaps, study_v2_variants
-
-    p = study.profile
-    runs = [p.teacher]
-    runs += [seeded_run(p.student, seed) for seed in p.seeds]
-    runs += [seeded_run(p.student + DISTILLED_SUFFIX, seed) for seed in p.seeds]
-    runs += widerface_teacher_runs(study)
-    runs += study_swaps(study)
-    runs += study_v2_variants(study)
-    runs += study_pruned_variants(study)
-    return runs
-
-
-def seed_runs_table(study: Study) -> pd.DataFrame:
-    """V2 alone and V2 distilled from the profile's teacher for every training seed of the profile
-    (trained or loaded), one row per run: the central comparison's repetitions."""
-    student = study.profile.student
-    tables = []
-    for seed in study.profile.seeds:
-        tables.append(train_or_load(study, seeded_run(student, seed)))
-        tables.append(distill_or_load(study, seed=seed))
-    return pd.concat(tables, ignore_index=True)

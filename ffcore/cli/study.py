@@ -1,0 +1,168 @@
+"""`ffcore study plan | status | train | submit`: a profile's trainings as jobs.
+
+    ffcore study plan --profile full                       # the runs and what each waits for
+    ffcore study status --profile synthetic                # done, partial k/N, missing or stale, per run
+    ffcore study train --profile synthetic --workers 2     # every run, two processes side by side
+    ffcore study train --profile full featherface_v1       # one run (and what it depends on)
+    ffcore study submit --profile full --partition gpu --gpus-per-job 1 --time-limit 1440 --max-concurrent 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+PROFILE_NAMES = ("smoke", "synthetic", "full")   # ffcore.study.run_profiles.PROFILES (a test keeps them equal)
+
+
+def _study_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", required=True, choices=PROFILE_NAMES,
+                   help="the run profile (ffcore/study/run_profiles.py)")
+    p.add_argument("--data", default=None, help="dataset root (default: the profile's)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="training device (default: the profile's)")
+    p.add_argument("--epochs", type=int, default=None, help="override every training length of the profile")
+    p.add_argument("--image-size", type=int, default=None, help="override the profile's training image size")
+    p.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a profile field, VALUE a Python literal (repeatable)")
+
+
+def add_study(sub) -> None:
+    p = sub.add_parser("study", help="a profile's trainings as jobs: plan, status, train, submit",
+                       description="The trainings of a study profile as resumable jobs. A run is done only when "
+                                   "its completion record says so; an interrupted run resumes from its last.pt; a "
+                                   "run trained with another configuration is stale and retrained only with --force.")
+    actions = p.add_subparsers(dest="action", metavar="<action>")
+    actions.required = True
+
+    plan = actions.add_parser("plan", help="print the runs with their dependencies",
+                              description="Print every run of the profile in dependency order: a distilled run "
+                                          "depends on its teacher, a pruned run on its parent.")
+    _study_options(plan)
+    plan.set_defaults(handler=plan_command)
+
+    status = actions.add_parser("status", help="print each run's state, checkpoint and wall time",
+                                description="Print each run's state (done, partial k/N, missing, stale with the "
+                                            "fields that differ, running with its owner), how it was trained, its "
+                                            "checkpoint and wall time. Trains nothing.")
+    _study_options(status)
+    status.set_defaults(handler=status_command)
+
+    train = actions.add_parser("train", help="train the given runs, or all, respecting dependencies",
+                               description="Bring the given runs (and what they depend on), or every run of the "
+                                           "profile, to complete: train, resume from last.pt, or reuse. Several "
+                                           "processes (--workers, or several invocations) share the plan through "
+                                           "per-run locks.")
+    _study_options(train)
+    train.add_argument("runs", nargs="*", help="run names (default: every run of the plan)")
+    train.add_argument("--workers", type=int, default=1,
+                       help="processes training side by side (default 1); each gets cores / workers threads")
+    train.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
+    train.add_argument("--force", action="store_true", help="retrain the named runs (all without names) from scratch")
+    train.set_defaults(handler=train_command)
+
+    submit = actions.add_parser("submit", help="submit every run as a SLURM job through submitit",
+                                description="Submit every run that is not done as a submitit job. Each dependency "
+                                            "level of the plan is a job array that starts after the levels it "
+                                            "depends on succeeded; a preempted or timed-out job is requeued and "
+                                            "resumes from its last.pt.")
+    _study_options(submit)
+    submit.add_argument("runs", nargs="*", help="run names (default: every run of the plan)")
+    submit.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"),
+                        help="submitit's executor (default: slurm where sbatch exists, else local processes)")
+    submit.add_argument("--partition", default=None, help="SLURM partition")
+    submit.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per job (default 1)")
+    submit.add_argument("--cpus-per-job", type=int, default=8, help="CPU cores per job (default 8)")
+    submit.add_argument("--time-limit", type=int, default=24 * 60, metavar="MINUTES",
+                        help="time limit per job in minutes (default 1440); a job that reaches it is requeued")
+    submit.add_argument("--max-concurrent", type=int, default=8,
+                        help="jobs of one dependency level running at once (default 8)")
+    submit.add_argument("--folder", default=None, help="submitit's logs (default results/<profile>/submitit)")
+    submit.add_argument("--force", action="store_true", help="retrain the named runs (all without names)")
+    submit.set_defaults(handler=submit_command)
+
+
+def _arguments(profile, data, device, epochs, image_size, override):
+    from ffcore.study.jobs import StudyArguments
+
+    return StudyArguments(profile=profile, data_root=data, device=device, epochs=epochs, image_size=image_size,
+                          overrides=parse_overrides(override))
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """{"field": literal} from FIELD=VALUE strings (VALUE a Python literal; a bare word stays a string)."""
+    import ast
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"ffcore study: --override {item!r} is not FIELD=VALUE")
+        try:
+            overrides[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key.strip()] = value
+    return overrides
+
+
+def _print_table(table) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+        print(table.to_string(index=False))
+
+
+def plan_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=()) -> int:
+    from ffcore.study.plan import study_plan
+
+    study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
+    plan = study_plan(study.profile)
+    print(f"profile {profile}: {len(plan)} runs, {sum(job.epochs for job in plan)} epochs in all")
+    for index, job in enumerate(plan, 1):
+        print(f"{index:3d}. {job.describe()}")
+    return 0
+
+
+def status_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=()) -> int:
+    from ffcore.study.training import run_states_table
+
+    study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
+    table = run_states_table(study)
+    _print_table(table)
+    counts = table["state"].str.split(" ").str[0].str.rstrip(",").value_counts()
+    print("; ".join(f"{state} {count}" for state, count in counts.items()))
+    return 0
+
+
+def train_command(action, profile, runs=(), workers=1, threads=None, force=False, data=None, device=None,
+                  epochs=None, image_size=None, override=()) -> int:
+    from ffcore.study.run_state import StaleRunError
+    from ffcore.study.jobs import start_workers, train_plan
+
+    arguments = _arguments(profile, data, device, epochs, image_size, override)
+    if workers > 1:
+        return start_workers(arguments, workers, list(runs) or None, force=force, threads=threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    study = arguments.open(prepare_data=True)
+    try:
+        train_plan(study, list(runs) or None, force=force)
+    except (StaleRunError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def submit_command(action, profile, runs=(), cluster=None, partition=None, gpus_per_job=1, cpus_per_job=8,
+                   time_limit=24 * 60, max_concurrent=8, folder=None, force=False, data=None, device=None,
+                   epochs=None, image_size=None, override=()) -> int:
+    from ffcore.study.jobs import ClusterOptions, submit_plan
+
+    options = ClusterOptions(cluster=cluster, partition=partition, gpus_per_job=gpus_per_job,
+                             cpus_per_job=cpus_per_job, time_limit_min=time_limit, max_concurrent=max_concurrent,
+                             folder=folder)
+    jobs = submit_plan(_arguments(profile, data, device, epochs, image_size, override), options,
+                       list(runs) or None, force=force)
+    print(f"{len(jobs)} job(s) submitted; follow them with `ffcore study status --profile {profile}`")
+    return 0

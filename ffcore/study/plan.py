@@ -1,0 +1,274 @@
+"""The run catalogue of a study: which trainings a profile has, how each is named, what it needs.
+
+A run lives in results/<profile>/checkpoints/<run>/ and its name says what was trained:
+
+    featherface_v1, featherface_v1_ssh_grouped, ...     a registered model, seed 0
+    featherface_v2_seed1                                the same recipe with training seed 1
+    featherface_v2_distilled[_seed1]                    distilled from the profile's teacher (V1)
+    featherface_v2_distilled_eca_cbam_widerface         distilled from the WIDER FACE-trained ECA-CBAM
+    featherface_v2_pruned20                             pruned from the trained parent, then fine-tuned
+    featherface_v2_pruned20_not_finetuned               pruned from the trained parent only (made by the
+                                                        same job as featherface_v2_pruned20)
+
+V1 and its one-part swaps train with the profile's `train_preset` for `epochs`; V2 alone,
+V2 distilled (every teacher) and the V2 variants with `student_preset` for
+`student_epochs`, so each comparison changes only the factor it studies.
+
+This module only names and orders runs (`study_plan`); nothing here trains or reads a
+checkpoint. It sits below the modules that train (`ffcore.study.training`) and report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ffcore.study.run_profiles import RunProfile
+
+DISTILLED_SUFFIX = "_distilled"
+NOT_FINETUNED_SUFFIX = "_not_finetuned"
+_SEED = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
+BASELINE = "featherface_v1"
+# V2's registered variants train with the student recipe (compared with V2, not with V1).
+V2_VARIANTS = ("featherface_v2_ultra", "featherface_v2_vit")
+TRAINED_ON_WIDERFACE = "WIDER FACE (shared weights)"
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A distillation teacher: a registered model and where its weights come from."""
+
+    model: str
+    label: str
+    shared_weights: tuple[str, ...] | None = None   # path inside the shared folder; None: trained in the study
+    run: str | None = None                          # the study run that trains it (shared_weights is None)
+
+    def shared_path(self) -> Path | None:
+        from ffcore.paths import shared_dir
+
+        return None if self.shared_weights is None else shared_dir().joinpath(*self.shared_weights)
+
+
+# suffix after `_distilled_` -> teacher; the profile's teacher (no suffix) is trained in notebook 01
+WIDERFACE_TEACHERS: dict[str, Teacher] = {
+    "eca_cbam_widerface": Teacher("featherface_eca_cbam", "ECA-CBAM FeatherFace trained on WIDER FACE",
+                                  ("weights", "featherface_eca_cbam_widerface.pth")),
+}
+
+# Real detectors evaluated beside the study's runs: run name -> (model, weights in the shared folder).
+REFERENCE_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "retinaface_mnet025_widerface": ("retinaface_mnet025", ("weights", "retinaface_mnet025_widerface.pth")),
+    "featherface_eca_cbam_widerface": ("featherface_eca_cbam", ("weights", "featherface_eca_cbam_widerface.pth")),
+}
+
+
+# ------------------------------------------------------------------------------------ names
+
+def seeded_run(run: str, seed: int) -> str:
+    """The run name for a training seed (seed 0 keeps the plain name)."""
+    return run if seed == 0 else f"{run}_seed{seed}"
+
+
+def split_seed(run: str) -> tuple[str, int]:
+    match = _SEED.match(run)
+    return (match["base"], int(match["seed"])) if match else (run, 0)
+
+
+def model_of_run(run: str) -> str:
+    """Registry name of the model a run trains (`featherface_v2_distilled_seed1` -> `featherface_v2`)."""
+    if run in REFERENCE_RUNS:
+        return REFERENCE_RUNS[run][0]
+    base, _ = split_seed(run)
+    base = base.removesuffix(NOT_FINETUNED_SUFFIX)
+    return base.split(DISTILLED_SUFFIX)[0] if DISTILLED_SUFFIX in base else base
+
+
+def teacher_of_run(profile: RunProfile, run: str) -> Teacher | None:
+    """The teacher of a distilled run (None for a supervised run)."""
+    base, _ = split_seed(run)
+    if DISTILLED_SUFFIX not in base:
+        return None
+    tag = base.split(DISTILLED_SUFFIX, 1)[1].removeprefix("_")
+    if not tag:
+        return Teacher(profile.teacher, f"{profile.teacher} trained in this study", run=profile.teacher)
+    if tag not in WIDERFACE_TEACHERS:
+        raise KeyError(f"run {run!r}: unknown teacher {tag!r}; known: {', '.join(WIDERFACE_TEACHERS)}")
+    return WIDERFACE_TEACHERS[tag]
+
+
+def pruned_parent(model: str) -> str | None:
+    """The model a registered pruned variant is cut from (None when `model` is not one)."""
+    from ffcore.pruning import DEFAULT_RATIO, PRUNABLE_BASES
+
+    parents = {f"{base}_pruned{round(DEFAULT_RATIO * 100)}": base for base in PRUNABLE_BASES}
+    return parents.get(model)
+
+
+def recipe(profile: RunProfile, model: str) -> tuple[str, int]:
+    """(training preset, epochs) of a model in this study: the student recipe for V2 and its variants."""
+    if model == profile.student or model in V2_VARIANTS:
+        return profile.student_preset, profile.student_epochs
+    return profile.train_preset, profile.epochs
+
+
+def trained_on(profile: RunProfile, dataset: str, run: str) -> str:
+    """What a run's weights were trained on, for table columns and legends."""
+    return TRAINED_ON_WIDERFACE if run in REFERENCE_RUNS else f"{dataset} ({profile.name} profile)"
+
+
+# ------------------------------------------------------------------------ what a profile trains
+
+def one_part_swaps(base: str = BASELINE) -> list[str]:
+    """Registered variants declared as one-part swaps of `base`, in declaration order."""
+    from ffcore.models import list_models
+    from ffcore.models.zoo import ONE_PART_SWAPS
+
+    registered = set(list_models())
+    return [variant for variant, (parent, _) in ONE_PART_SWAPS.items() if parent == base and variant in registered]
+
+
+def v2_variants() -> list[str]:
+    from ffcore.models import list_models
+
+    return [m for m in V2_VARIANTS if m in list_models()]
+
+
+def study_swaps(profile: RunProfile) -> list[str]:
+    """The one-part swaps of V1 this study trains (the profile's `ablation_swaps`, else all declared)."""
+    return profile.chosen("ablation_swaps", one_part_swaps())
+
+
+def study_v2_variants(profile: RunProfile) -> list[str]:
+    """V2's variants this study trains (the profile's `v2_variants`, else all registered)."""
+    return profile.chosen("v2_variants", v2_variants())
+
+
+def study_pruned_variants(profile: RunProfile) -> list[str]:
+    """Registered pruned variants whose parent this study trains (V1, V2)."""
+    from ffcore.models import list_models
+
+    trained = {profile.teacher, profile.student}
+    return [m for m in list_models() if pruned_parent(m) in trained]
+
+
+def widerface_teacher_runs(profile: RunProfile) -> list[str]:
+    """Distillation runs from the WIDER FACE-trained teachers whose model and weights are available."""
+    from ffcore.models import list_models
+
+    chosen = profile.chosen("widerface_teachers", list(WIDERFACE_TEACHERS))
+    return [profile.student + DISTILLED_SUFFIX + "_" + tag for tag in chosen
+            if WIDERFACE_TEACHERS[tag].model in list_models() and WIDERFACE_TEACHERS[tag].shared_path().is_file()]
+
+
+def reference_runs() -> list[str]:
+    """The WIDER FACE-trained reference detectors whose model is registered and whose weights exist."""
+    from ffcore.models import list_models
+    from ffcore.paths import shared_dir
+
+    return [run for run, (model, weights) in REFERENCE_RUNS.items()
+            if model in list_models() and shared_dir().joinpath(*weights).is_file()]
+
+
+# ------------------------------------------------------------------------------------- the plan
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training job of a study: what it trains, with which recipe, after which other runs."""
+
+    name: str
+    kind: str                          # "train" | "distill" | "prune" (prune, keep the cut model, fine-tune)
+    model: str
+    preset: str
+    epochs: int
+    seed: int                          # training seed (profile seed + the run's seed index)
+    depends_on: tuple[str, ...] = ()   # runs that must be complete first (the teacher, the pruned parent)
+    teacher: Teacher | None = None
+    parent: str | None = None          # pruned runs: the trained parent run
+
+    @property
+    def companions(self) -> tuple[str, ...]:
+        """Other run folders this job writes (a pruned job keeps the model before fine-tuning)."""
+        return (self.name + NOT_FINETUNED_SUFFIX,) if self.kind == "prune" else ()
+
+    def describe(self) -> str:
+        after = f" after {', '.join(self.depends_on)}" if self.depends_on else ""
+        what = {"train": "train", "distill": f"distil from {self.teacher.label if self.teacher else '?'}",
+                "prune": f"prune {self.parent} and fine-tune"}[self.kind]
+        return f"{self.name}: {what}, {self.preset} x {self.epochs} epochs, seed {self.seed}{after}"
+
+
+def planned_run(profile: RunProfile, run: str) -> PlannedRun:
+    """The job that produces `run` (a `_not_finetuned` name maps to its pruned job)."""
+    if run.endswith(NOT_FINETUNED_SUFFIX):
+        return planned_run(profile, run.removesuffix(NOT_FINETUNED_SUFFIX))
+    if run in REFERENCE_RUNS:
+        raise KeyError(f"{run!r} is a reference detector with shared weights; it is not trained")
+    model = model_of_run(run)
+    seed = profile.seed + split_seed(run)[1]
+    parent = pruned_parent(model)
+    if parent is not None:
+        preset, _ = recipe(profile, parent)
+        return PlannedRun(run, "prune", model, preset, profile.finetune_epochs, seed, depends_on=(parent,),
+                          parent=parent)
+    preset, epochs = recipe(profile, model)
+    teacher = teacher_of_run(profile, run)
+    if teacher is not None:
+        return PlannedRun(run, "distill", model, preset, epochs, seed,
+                          depends_on=(teacher.run,) if teacher.run else (), teacher=teacher)
+    return PlannedRun(run, "train", model, preset, epochs, seed)
+
+
+def planned_runs(profile: RunProfile) -> list[str]:
+    """Every training of a whole run of the five notebooks, in the order the notebooks need them."""
+    runs = [profile.teacher]
+    runs += [seeded_run(profile.student, seed) for seed in profile.seeds]
+    runs += [seeded_run(profile.student + DISTILLED_SUFFIX, seed) for seed in profile.seeds]
+    runs += widerface_teacher_runs(profile)
+    runs += study_swaps(profile)
+    runs += study_v2_variants(profile)
+    runs += study_pruned_variants(profile)
+    return runs
+
+
+def study_plan(profile: RunProfile, only: list[str] | None = None) -> list[PlannedRun]:
+    """The profile's jobs in dependency order (a run comes after what it depends on). `only` narrows
+    the plan to those runs (names checked against the plan) and whatever they depend on."""
+    jobs = {run: planned_run(profile, run) for run in planned_runs(profile)}
+    if only:
+        unknown = [run for run in only if run.removesuffix(NOT_FINETUNED_SUFFIX) not in jobs]
+        if unknown:
+            raise KeyError(f"run(s) {', '.join(unknown)} are not in profile {profile.name!r}'s plan; "
+                           f"its runs: {', '.join(jobs)}")
+        wanted: set[str] = set()
+        stack = [run.removesuffix(NOT_FINETUNED_SUFFIX) for run in only]
+        while stack:
+            run = stack.pop()
+            if run not in wanted:
+                wanted.add(run)
+                stack.extend(jobs[run].depends_on)
+        jobs = {run: job for run, job in jobs.items() if run in wanted}
+    return _dependency_order(jobs)
+
+
+def _dependency_order(jobs: dict[str, PlannedRun]) -> list[PlannedRun]:
+    ordered: list[PlannedRun] = []
+    placed: set[str] = set()
+    pending = list(jobs.values())
+    while pending:
+        ready = [job for job in pending if all(dep in placed or dep not in jobs for dep in job.depends_on)]
+        if not ready:
+            raise ValueError("the plan's dependencies form a cycle: " + ", ".join(j.name for j in pending))
+        for job in ready:
+            ordered.append(job)
+            placed.add(job.name)
+        pending = [job for job in pending if job.name not in placed]
+    return ordered
+
+
+def dependency_depths(plan: list[PlannedRun]) -> dict[str, int]:
+    """0 for a run that needs no other run of the plan, else 1 + the deepest of its dependencies."""
+    depth: dict[str, int] = {}
+    for job in plan:   # dependency order: dependencies come first
+        depth[job.name] = 1 + max((depth[d] for d in job.depends_on if d in depth), default=-1)
+    return depth

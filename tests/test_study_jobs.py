@@ -1,0 +1,263 @@
+"""A study's trainings as jobs: the plan and its dependencies, completion records (done only when
+complete), exact resume of an interrupted run, stale runs named by field, one owner per run,
+local worker processes and submitit's local executor, honest starts, DDP resume and validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from ffcore.checkpoint import CheckpointError, load_checkpoint_file
+
+# the smoke profile shrunk to seconds per training on one thread
+TINY = {"image_size": 64, "batch_size": 4, "max_steps_per_epoch": 1, "epochs": 2, "student_epochs": 2,
+        "finetune_epochs": 1, "seeds": (0,)}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    from ffcore.study.datasets import prepare_dataset
+    from ffcore.study.run_profiles import get_profile
+
+    root = tmp_path_factory.mktemp("smoke_data") / "smoke"
+    return prepare_dataset(get_profile("smoke"), root)
+
+
+@pytest.fixture()
+def results(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("FFCORE_FIGURES", str(tmp_path / "figures"))
+    return tmp_path / "results"
+
+
+def tiny_study(data_root: Path, **changes):
+    from ffcore.study.context import open_study
+
+    return open_study("smoke", data_root=data_root, overrides={**TINY, **changes}, prepare_data=False)
+
+
+# ------------------------------------------------------------------------------------ the plan
+
+def test_plan_orders_runs_after_their_teacher_and_parent():
+    from ffcore.study.plan import dependency_depths, study_plan
+    from ffcore.study.run_profiles import get_profile
+
+    full = get_profile("full")
+    plan = study_plan(full)
+    position = {job.name: i for i, job in enumerate(plan)}
+    by_name = {job.name: job for job in plan}
+    assert len(plan) == len(position) == 19
+    assert by_name["featherface_v2_distilled_seed1"].depends_on == ("featherface_v1",)
+    assert by_name["featherface_v2_pruned20"].depends_on == ("featherface_v2",)
+    assert by_name["featherface_v2_distilled_eca_cbam_widerface"].depends_on == ()   # shared weights, not a run
+    for job in plan:
+        assert all(position[dep] < position[job.name] for dep in job.depends_on), job.name
+    depths = dependency_depths(plan)
+    assert depths["featherface_v1"] == 0 and depths["featherface_v2_distilled"] == 1
+    narrowed = [job.name for job in study_plan(full, ["featherface_v1_pruned20"])]
+    assert narrowed == ["featherface_v1", "featherface_v1_pruned20"]
+    with pytest.raises(KeyError, match="not in profile 'full'"):
+        study_plan(full, ["featherface_v9"])
+
+
+# ------------------------------------------------------------------- completion, resume, staleness
+
+def _interrupt_after(monkeypatch, epochs: int) -> None:
+    """Make the next training stop after `epochs` epochs, as a killed process would leave it."""
+    import ffcore.study.training as training
+
+    original = training._train_config
+    monkeypatch.setattr(training, "_train_config",
+                        lambda study, job: replace(original(study, job), stop_after_epoch=epochs))
+
+
+def test_an_interrupted_run_is_partial_then_resumes_to_the_uninterrupted_weights(data_root, results, monkeypatch):
+    from ffcore.study.training import ensure_run, job_state, run_states_table, train_or_load
+    from ffcore.study.plan import planned_run
+
+    straight = tiny_study(data_root, epochs=3)
+    assert ensure_run(straight, "featherface_v1") == "trained"
+    reference = load_checkpoint_file(straight.run_dir("featherface_v1") / "last.pt")["state_dict"]
+
+    monkeypatch.setenv("FFCORE_RESULTS", str(results.parent / "interrupted"))
+    study = tiny_study(data_root, epochs=3)
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 1)
+        assert ensure_run(study, "featherface_v1").startswith("partial 1/3")
+    # best.pt exists after the first epoch: existence is not completion
+    assert study.checkpoint_path("featherface_v1").is_file()
+    state = job_state(study, planned_run(study.profile, "featherface_v1"))
+    assert state.state == "partial" and state.label() == "partial 1/3"
+    assert "partial 1/3" in run_states_table(study, ["featherface_v1"])["state"].iloc[0]
+
+    table = train_or_load(study, "featherface_v1")
+    assert table["status"].iloc[0] == "resumed from epoch 1"
+    assert table["epochs run"].iloc[0] == 3 and table["planned epochs"].iloc[0] == 3
+    resumed = load_checkpoint_file(study.run_dir("featherface_v1") / "last.pt")["state_dict"]
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference), "resume differs from one straight run"
+    record = json.loads((study.run_dir("featherface_v1") / "run.json").read_text())
+    assert record["complete"] and record["finished_epochs"] == 3
+    assert [s["action"] for s in record["sessions"]] == ["trained", "resumed"]
+    again = train_or_load(study, "featherface_v1")
+    assert again["status"].iloc[0] == "reused (resumed from epoch 1)"
+
+
+def test_a_complete_run_with_another_configuration_is_stale_and_retrained_only_with_force(data_root, results):
+    from ffcore.study.run_state import StaleRunError
+    from ffcore.study.training import ensure_run, run_states_table
+
+    ensure_run(tiny_study(data_root), "featherface_v2")
+    longer = tiny_study(data_root, student_epochs=3)
+    states = run_states_table(longer, ["featherface_v2"])
+    assert states["state"].iloc[0] == "stale (train.epochs)"
+    with pytest.raises(StaleRunError, match=r"train.epochs: trained with 2, profile asks 3.*--force"):
+        ensure_run(longer, "featherface_v2")
+    assert ensure_run(longer, "featherface_v2", force=True) == "trained"
+    assert run_states_table(longer, ["featherface_v2"])["state"].iloc[0] == "done"
+
+
+def test_a_retrained_teacher_makes_its_students_stale(data_root, results):
+    from ffcore.study.training import ensure_run, run_states_table
+
+    study = tiny_study(data_root)
+    ensure_run(study, "featherface_v2_distilled")        # trains the teacher first
+    assert set(run_states_table(study, ["featherface_v2_distilled"])["state"]) == {"done"}
+    ensure_run(study, "featherface_v1", force=True)
+    # a retrained teacher with the same seed gives the same weights: force a different one
+    record_path = study.run_dir("featherface_v1") / "run.json"
+    record = json.loads(record_path.read_text())
+    record["best_sha256"] = "0" * 12
+    record_path.write_text(json.dumps(record))
+    state = run_states_table(study, ["featherface_v2_distilled"]).set_index("run")["state"]
+    assert state["featherface_v2_distilled"] == "stale (teacher_checkpoint)"
+
+
+# --------------------------------------------------------------------------------------- locks
+
+def test_one_owner_per_run_and_a_dead_owner_is_taken_over(tmp_path):
+    from ffcore.study.run_state import RunLock, RunLockedError
+
+    first = RunLock(tmp_path)
+    assert first.try_acquire() is None
+    holder = RunLock(tmp_path).try_acquire()
+    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+    with pytest.raises(RunLockedError, match=f"process {os.getpid()} on host {socket.gethostname()}"):
+        RunLock(tmp_path).acquire(wait=False)
+    first.release()
+    assert not (tmp_path / "lock.json").exists()
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "lock.json").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout),
+                                                    "started": "earlier"}))
+    taker = RunLock(tmp_path)
+    assert taker.try_acquire() is None and taker.took_over["pid"] == int(dead.stdout)
+    taker.release()
+
+
+def test_two_worker_processes_share_the_plan_without_training_a_run_twice(data_root, results):
+    from ffcore.study.jobs import StudyArguments, start_workers
+    from ffcore.study.run_state import read_record
+
+    arguments = StudyArguments("smoke", data_root=str(data_root), overrides=TINY)
+    runs = ["featherface_v2_distilled", "featherface_v2"]
+    lines: list[str] = []
+    assert start_workers(arguments, 2, runs, threads=1, say=lines.append) == 0
+    study = tiny_study(data_root)
+    for run in ("featherface_v1", "featherface_v2", "featherface_v2_distilled"):
+        record = read_record(study.run_dir(run))
+        assert record["complete"] and len(record["sessions"]) == 1, run   # trained once, by one worker
+    trained = [line for line in lines if line.endswith(": trained")]
+    assert len(trained) == 3 and {line.split("] ")[0] for line in lines if "]" in line} >= {"[worker 1", "[worker 2"}
+
+
+def test_submitit_local_executor_runs_a_plan_with_one_dependency(data_root, results):
+    from ffcore.study.jobs import ClusterOptions, StudyArguments, submit_plan
+    from ffcore.study.run_state import read_record
+
+    arguments = StudyArguments("smoke", data_root=str(data_root), overrides=TINY)
+    jobs = submit_plan(arguments, ClusterOptions(cluster="local", time_limit_min=10, gpus_per_job=0,
+                                                 folder=str(results / "submitit")),
+                       runs=["featherface_v2_distilled"], say=lambda line: None)
+    assert len(jobs) == 2
+    outcomes = [job.result() for job in jobs]     # raises with the job's traceback if one failed
+    assert outcomes == ["trained", "trained"]
+    study = tiny_study(data_root)
+    teacher = read_record(study.run_dir("featherface_v1"))
+    student = read_record(study.run_dir("featherface_v2_distilled"))
+    assert teacher["complete"] and student["complete"]
+    assert student["fingerprint"]["teacher_checkpoint"] == teacher["best_sha256"]
+    # the dependent job waited for its teacher
+    assert student["sessions"][0]["started"] >= teacher["sessions"][0]["ended"]
+
+
+def test_study_status_command_prints_every_run_state(data_root, results):
+    env = {**os.environ, "FFCORE_RESULTS": str(results)}
+    out = subprocess.run([sys.executable, "-m", "ffcore", "study", "status", "--profile", "smoke", "--data",
+                          str(data_root)], capture_output=True, text=True, env=env, check=True).stdout
+    assert "featherface_v2_distilled" in out and "missing" in out
+    plan = subprocess.run([sys.executable, "-m", "ffcore", "study", "plan", "--profile", "synthetic"],
+                          capture_output=True, text=True, env=env, check=True).stdout
+    assert "featherface_v2_distilled: distil from featherface_v1" in plan and "after featherface_v1" in plan
+
+
+def test_profile_names_of_the_command_line_are_the_profiles():
+    from ffcore.cli.study import PROFILE_NAMES
+    from ffcore.study.run_profiles import PROFILES
+
+    assert set(PROFILE_NAMES) == set(PROFILES)
+
+
+# --------------------------------------------------------------------------------- honest starts
+
+def test_a_missing_imagenet_file_stops_training_and_names_the_file(tmp_path, monkeypatch):
+    import ffcore.paths
+    from ffcore.engine.train import build_model, initialisation
+    from ffcore.engine.config import get_preset
+
+    monkeypatch.setattr(ffcore.paths, "find_imagenet_backbone", lambda: None)
+    with pytest.raises(CheckpointError, match="mobilenetV1X0.25_pretrain.tar not found.*random-init"):
+        build_model("featherface_v1", {}, True, seed=0)
+    model = build_model("featherface_v1", {}, False, seed=0)        # a deliberate random start
+    assert model is not None
+    assert initialisation(get_preset("smoke", model="featherface_v1", pretrained_backbone=False)).startswith("random")
+
+
+# --------------------------------------------------------------------------------- DDP pieces
+
+def test_resume_refuses_another_world_size_unless_allowed(data_root, tmp_path):
+    from ffcore.checkpoint import save_checkpoint
+    from ffcore.engine.config import get_preset
+    from ffcore.engine.train import train
+
+    config = get_preset("smoke", data_root=str(data_root), out_dir=str(tmp_path / "run"), image_size=64, epochs=2,
+                        max_steps_per_epoch=1, stop_after_epoch=1)
+    train(config)
+    last = tmp_path / "run" / "last.pt"
+    payload = load_checkpoint_file(last)
+    save_checkpoint(last, {**payload, "world_size": 4})
+    with pytest.raises(CheckpointError, match="trained by 4 process.*allow-world-size-change"):
+        train(replace(config, stop_after_epoch=None), resume=True)
+    result = train(replace(config, stop_after_epoch=None, allow_world_size_change=True), resume=True)
+    assert result.epochs_completed == 2
+
+
+def test_sharded_validation_gives_the_single_process_ap(data_root):
+    from ffcore.eval.predict import evaluate_model
+    from ffcore.eval.sharded import evaluate_shards, predict_shard
+    from ffcore.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("featherface_v2").eval()
+    whole = evaluate_model(model, data_root, scale=128, progress=False)
+    shards = [predict_shard(model, data_root, rank, 3, scale=128) for rank in range(3)]
+    assert sum(len(s) for s in shards) == len({(e, n) for s in shards for e, n, _ in s})
+    split = evaluate_shards(shards, data_root)
+    assert split.ap == whole.ap
