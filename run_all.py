@@ -6,11 +6,18 @@
     python run_all.py --profile full --data data/widerface --device cuda
     python run_all.py --only 03 --force     # one notebook, retraining what it trains
     python run_all.py --profile synthetic --in-place   # refresh the committed notebooks
+    python run_all.py --profile full --launcher slurm --partition gpu   # the trainings as SLURM jobs
+
+First the profile's trainings run as jobs (`--workers N` processes side by side, see
+`ffcore study train`), then the notebooks, which only load what was trained. A run is reused
+only when its completion record says it finished with the profile's configuration; an
+interrupted run resumes from its last.pt; a run trained with another configuration stops
+the script (stale) until --force retrains it. `ffcore study status --profile P` shows where
+every run stands.
 
 Executed notebooks go to results/<profile>/notebooks/; tables to results/<profile>/tables/,
 figures to thesis_figures/<profile>/, and results/<profile>/summary.md lists them all.
-Trained checkpoints (results/<profile>/checkpoints/<model>/best.pt) are reused unless
---force. On a failing cell the script exits non-zero naming the notebook and the cell.
+On a failing cell the script exits non-zero naming the notebook and the cell.
 """
 
 from __future__ import annotations
@@ -44,7 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", default=None, metavar="NN",
                         help="run only these notebooks, by number or name prefix (e.g. --only 03 05)")
     parser.add_argument("--force", action="store_true",
-                        help="retrain even when a checkpoint exists under results/<profile>/checkpoints/")
+                        help="retrain the profile's runs from scratch even when they are complete (with --only: the "
+                             "runs those notebooks own)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="train the plan's runs in N processes side by side (cores / N threads each) before the "
+                             "notebooks; 0: the notebooks train one run after another themselves. Default: the "
+                             "profile's train_workers")
+    parser.add_argument("--launcher", default="local", choices=("local", "slurm"),
+                        help="local: train here (--workers); slurm: submit every run as a SLURM job through "
+                             "submitit and exit; run this script again with --workers 0 once the jobs are done")
+    parser.add_argument("--partition", default=None, help="SLURM partition (--launcher slurm)")
+    parser.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per SLURM job (default 1)")
+    parser.add_argument("--time-limit", type=int, default=24 * 60, metavar="MINUTES",
+                        help="time limit per SLURM job (default 1440); a job that reaches it is requeued and resumes")
+    parser.add_argument("--max-concurrent", type=int, default=8,
+                        help="SLURM jobs of one dependency level running at once (default 8)")
     parser.add_argument("--epochs", type=int, default=None, help="override every training length of the profile")
     parser.add_argument("--image-size", type=int, default=None, help="override the profile's training image size")
     parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
@@ -170,6 +191,27 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     params = notebook_parameters(args)
+    from ffcore.study.jobs import StudyArguments
+
+    arguments = StudyArguments(profile.name, data_root=str(data_root) if args.data else None, device=args.device,
+                               epochs=args.epochs, image_size=args.image_size,
+                               overrides=parse_overrides(args.override) if args.override else {})
+    if args.launcher == "slurm":
+        return submit_trainings(arguments, args)
+    workers = profile.train_workers if args.workers is None else args.workers
+    if workers > 0 and args.only is None:
+        print(f"training the plan of profile {profile.name!r} before the notebooks "
+              f"(`ffcore study status --profile {profile.name}` shows where each run stands)", flush=True)
+        start = time.perf_counter()
+        from ffcore.study.jobs import start_workers
+
+        code = start_workers(arguments, workers, force=args.force)
+        training_time = time.perf_counter() - start
+        print(f"trainings done in {training_time / 60:.1f} min", flush=True)
+        if code:
+            print(f"run_all.py: a training worker failed (exit code {code}); see its lines above", file=sys.stderr)
+            return 1
+        params["force"] = False        # retrained above, once: the notebooks now load
     from ffcore.paths import results_dir
 
     out_dir = NOTEBOOK_DIR if args.in_place else results_dir() / profile.name / "notebooks"
@@ -205,6 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     summary_path = write_summary(profile.name, wall_times=timings if names == list(NOTEBOOKS) else None)
     _print_summary(timings, time.perf_counter() - total_start)
     print(f"summary: {summary_path}", flush=True)
+    return 0
+
+
+def submit_trainings(arguments, args: argparse.Namespace) -> int:
+    """`--launcher slurm`: every run of the plan as a submitit job; the notebooks run afterwards."""
+    from ffcore.study.jobs import ClusterOptions, submit_plan
+
+    options = ClusterOptions(cluster="slurm", partition=args.partition, gpus_per_job=args.gpus_per_job,
+                             time_limit_min=args.time_limit, max_concurrent=args.max_concurrent)
+    jobs = submit_plan(arguments, options, force=args.force)
+    print(f"{len(jobs)} training job(s) submitted. Follow them with `ffcore study status --profile {arguments.profile}`; "
+          f"when every run is done, run `python run_all.py --profile {arguments.profile} --workers 0` for the notebooks.")
     return 0
 
 

@@ -38,6 +38,13 @@ def add_study(sub) -> None:
                               description="Print every run of the profile in dependency order: a distilled run "
                                           "depends on its teacher, a pruned run on its parent.")
     _study_options(plan)
+    plan.add_argument("--images-per-second", type=float, default=None, metavar="RATE",
+                      help="also estimate each run's training time as epochs x training images / RATE (e.g. 207, "
+                           "the rate the fork's ECA-CBAM trained at on one GPU, or your own from "
+                           "benchmarks/bench_gpu_throughput.py)")
+    plan.add_argument("--train-images", type=int, default=None,
+                      help="training images per epoch for the estimate (default: counted in the profile's dataset "
+                           "when it is there, else WIDER FACE's 12,880)")
     plan.set_defaults(handler=plan_command)
 
     status = actions.add_parser("status", help="print each run's state, checkpoint and wall time",
@@ -111,15 +118,43 @@ def _print_table(table) -> None:
         print(table.to_string(index=False))
 
 
-def plan_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=()) -> int:
+def plan_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=(),
+                 images_per_second=None, train_images=None) -> int:
     from ffcore.study.plan import study_plan
 
     study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
     plan = study_plan(study.profile)
     print(f"profile {profile}: {len(plan)} runs, {sum(job.epochs for job in plan)} epochs in all")
+    if images_per_second:
+        train_images = train_images or _training_images(study)
+        hours = {job.name: job.epochs * train_images / images_per_second / 3600 for job in plan}
+        print(f"estimated at {images_per_second:g} images/s on {train_images} training images per epoch: "
+              f"{sum(hours.values()):.1f} hours of training in all ({sum(hours.values()) / 24:.1f} device-days)")
     for index, job in enumerate(plan, 1):
-        print(f"{index:3d}. {job.describe()}")
+        estimate = f"  ~{hours[job.name]:.1f} h" if images_per_second else ""
+        print(f"{index:3d}. {job.describe()}{estimate}")
     return 0
+
+
+WIDERFACE_TRAIN_IMAGES = 12880   # the official WIDER FACE training split
+
+
+def _training_images(study) -> int:
+    """Training images seen per epoch: the profile's generated set, the dataset's training split, or
+    WIDER FACE's official count when the data is not there; capped by max_steps_per_epoch."""
+    from ffcore.data.layout import LayoutError, WiderFaceLayout
+
+    profile = study.profile
+    if profile.is_synthetic and profile.synthetic_train_images:
+        images = profile.synthetic_train_images
+    else:
+        try:
+            images = len(WiderFaceLayout.find(study.data_root, need=("train",)).train_dataset(check_images=False))
+        except (LayoutError, FileNotFoundError):
+            images = WIDERFACE_TRAIN_IMAGES
+    if profile.max_steps_per_epoch:
+        images = min(images, profile.max_steps_per_epoch * profile.batch_size)
+    return images
 
 
 def status_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=()) -> int:

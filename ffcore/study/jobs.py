@@ -147,7 +147,7 @@ def start_workers(arguments: StudyArguments, workers: int, runs: list[str] | Non
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     say(f"training profile {arguments.profile}'s plan in {workers} process(es) of {threads} thread(s) each")
     processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  bufsize=1) for _ in range(workers)]
+                                  bufsize=1, preexec_fn=_die_with_parent) for _ in range(workers)]
     relays = [threading.Thread(target=_relay, args=(process, f"[worker {i + 1}] ", say), daemon=True)
               for i, process in enumerate(processes)]
     for relay in relays:
@@ -157,6 +157,16 @@ def start_workers(arguments: StudyArguments, workers: int, runs: list[str] | Non
         relay.join()
     failed = [code for code in codes if code]
     return failed[0] if failed else 0
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the launching process dies (a killed run_all.py leaves no
+    orphan training on; the run it held resumes from last.pt next time)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
 
 def _relay(process: subprocess.Popen, prefix: str, say) -> None:

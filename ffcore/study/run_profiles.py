@@ -59,7 +59,8 @@ class RunProfile:
     ablation_swaps: tuple[str, ...] | None = None      # V1's one-part swaps (ffcore.models.zoo.ONE_PART_SWAPS)
     v2_variants: tuple[str, ...] | None = None         # V2's registered variants (ffcore.study.training.V2_VARIANTS)
     widerface_teachers: tuple[str, ...] | None = None  # tags of ffcore.study.training.WIDERFACE_TEACHERS
-    workers: int = 0
+    workers: int = 0                  # DataLoader processes of each training
+    train_workers: int = 1            # trainings run side by side before the notebooks (run_all.py --workers)
     seed: int = 0
 
     @property
