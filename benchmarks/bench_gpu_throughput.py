@@ -3,13 +3,15 @@
     .venv/bin/python benchmarks/bench_gpu_throughput.py                 # CUDA, 640 px, batch 32 (< 5 min)
     .venv/bin/python benchmarks/bench_gpu_throughput.py --device cpu --steps 3 --size 96 --batch-size 2
 
-The recipe is the fast one the issue asks for: float16 mixed precision (CUDA only; `--no-amp`
-turns it off), channels-last memory format (`--no-channels-last`), `--workers` loader
-processes with pinned memory and non-blocking copies. Three numbers per model, each the
-median of `--windows` timed windows of `--steps` steps after `--warmup` untimed steps:
+The step timed is the trainer's own (`ffcore.engine.trainer.Trainer._train_step`), with the
+fast options a GPU run would record in its config: float16 mixed precision (CUDA only;
+`--no-amp` turns it off), channels-last memory format (`--no-channels-last`), losses read on
+the host every `--sync-every` steps, uint8 batches from `--workers` persistent loader processes
+(pinned memory, non-blocking copies) with the mean subtracted on the device. Three numbers per
+model, each the median of `--windows` timed windows of `--steps` steps after `--warmup` untimed steps:
 
-- model alone: forward + MultiBoxLoss + backward + AdamW step on one batch already on the
-  device (real augmented images and targets from the loader, reused every step);
+- model alone: the trainer's step on one batch from the loader, reused every step (no waiting
+  for the loader; the host-to-device copy of the uint8 batch included);
 - full step: the same step fed by the DataLoader (what training really sustains);
 - data loader alone (once, it does not depend on the model): the training DataLoader with the
   training augmentation, and the same loader with the augmentation replaced by a plain
@@ -46,6 +48,7 @@ class Recipe:
     workers: int
     amp: bool
     channels_last: bool
+    sync_every: int
     warmup: int
     steps: int
     windows: int
@@ -133,39 +136,41 @@ def loader_rate(root: Path, recipe: Recipe, augment: bool) -> float:
 
 
 def model_rates(name: str, root: Path, recipe: Recipe) -> tuple[float, float]:
-    """(model alone, full step) images/s of one registered model."""
-    from ffcore.anchors import DEFAULT_PRIORS, make_priors
+    """(model alone, full step) images/s of one registered model, timing the trainer's own step
+    (`Trainer._train_step`: uint8 batch to the device, mean subtracted there, autocast, loss, backward,
+    optimiser and scheduler step, host reads every `sync_every` steps)."""
+    import tempfile
+
     from ffcore.engine.config import get_preset
-    from ffcore.engine.schedules import build_optimizer
-    from ffcore.engine.train import multibox_loss_for
-    from ffcore.models import create_model
+    from ffcore.engine.distributed import DistributedContext
+    from ffcore.engine.run_log import RunLogger
+    from ffcore.engine.train import DetectionTask, build_model, multibox_loss_for
+    from ffcore.engine.trainer import Trainer, _EpochRun
 
     device = torch.device(recipe.device)
-    config = get_preset("featherface_paper", image_size=recipe.size, batch_size=recipe.batch)
-    model = create_model(name).to(device).to(memory_format=recipe.memory_format).train()
-    optimizer = build_optimizer(model.parameters(), config)
-    use_amp = recipe.amp and device.type == "cuda"     # float16 autocast exists on CUDA only
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    loss = multibox_loss_for(model, config)
-    priors = make_priors(recipe.size, recipe.size, getattr(model, "prior_config", DEFAULT_PRIORS), device=device)
+    with tempfile.TemporaryDirectory(prefix="ffcore_throughput_") as out:
+        config = get_preset("featherface_paper", model=name, image_size=recipe.size, batch_size=recipe.batch,
+                            data_root=str(root), out_dir=out, workers=recipe.workers, amp=recipe.amp,
+                            channels_last=recipe.channels_last, sync_every_steps=recipe.sync_every,
+                            prefetch_factor=4, progress=False, tensorboard=False)
+        model = build_model(name, {}, False, seed=0)     # the start does not change the step's time
+        trainer = Trainer(config, DetectionTask(model, multibox_loss_for(model, config)),
+                          DistributedContext(device=device))
+        logger = RunLogger(Path(out), enabled=False, tensorboard=False)
+        run = trainer._setup(resume=False, logger=logger)
+        mix_rng = trainer._begin_epoch(run, 0)
+        outcome = _EpochRun(started=time.perf_counter(), steps_planned=10 ** 9)
 
-    def to_device(images, targets):
-        images = images.to(device, non_blocking=True).contiguous(memory_format=recipe.memory_format)
-        return images, [t.to(device, non_blocking=True) for t in targets]
+        def step(batch) -> None:
+            images, targets, unreadable = batch
+            if not trainer._train_step(run, outcome, outcome.steps_done, images, targets, unreadable, mix_rng,
+                                       logger):
+                raise RuntimeError(f"{name}: the training step stopped: {outcome.failure}")
 
-    def train_step(images, targets):
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            terms = loss(predictions=model(images), priors=priors, targets=targets)
-            total = loss.total(terms)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    batches = endless(build_loader(root, recipe, augment=True))
-    resident = to_device(*next(batches))
-    alone = timed_rate(lambda: train_step(*resident), recipe, device)
-    full = timed_rate(lambda: train_step(*to_device(*next(batches))), recipe, device)
+        batches = endless(run.loader)
+        resident = next(batches)
+        alone = timed_rate(lambda: step(resident), recipe, device)
+        full = timed_rate(lambda: step(next(batches)), recipe, device)
     return alone, full
 
 
@@ -194,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="loader processes (default: CPU count, at most 12)")
     parser.add_argument("--no-amp", action="store_true", help="FP32 instead of float16 mixed precision")
     parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--sync-every", type=int, default=10,
+                        help="host reads of the losses every N steps (the trainer's sync_every_steps; default 10)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=3)
@@ -207,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     workers = args.workers if args.workers is not None else min(12, os.cpu_count() or 1)
     recipe = Recipe(device, args.size, args.batch_size, workers, amp=not args.no_amp,
-                    channels_last=not args.no_channels_last, warmup=args.warmup, steps=args.steps,
+                    channels_last=not args.no_channels_last, sync_every=args.sync_every, warmup=args.warmup, steps=args.steps,
                     windows=args.windows)
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True

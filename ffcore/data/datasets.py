@@ -93,7 +93,10 @@ class _AnnotatedImages(torch.utils.data.Dataset):
     def image_path(self, index: int) -> Path:
         return self.images_dir / self.annotations[index].path
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index):
+        # `(epoch, index)` from an `EpochTaggedSampler`: the epoch travels with the index, so loader
+        # processes that live across epochs (persistent_workers) still draw that epoch's augmentation
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         annotation = self.annotations[index]
         path = self.images_dir / annotation.path
         try:
@@ -106,8 +109,25 @@ class _AnnotatedImages(torch.utils.data.Dataset):
         targets = annotation.targets_pixels()
         if self.transform is None:
             return image, targets
-        image, targets = self.transform(image, targets, self.rng_for(index))
+        image, targets = self.transform(image, targets, np.random.default_rng([self.seed, int(epoch), int(index)]))
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(targets))
+
+
+class EpochTaggedSampler(torch.utils.data.Sampler):
+    """Yields `(epoch, index)` for the indices of `sampler`; `set_epoch` before each epoch."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler):
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, int(index)) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 class RetinaFaceLabelDataset(_AnnotatedImages):

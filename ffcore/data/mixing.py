@@ -169,19 +169,22 @@ def mix_batch(images: torch.Tensor, targets: list[torch.Tensor], config: MixConf
     draws = rng.uniform(size=batch)
     methods = ["cutmix" if u < config.cutmix_probability
                else "mixup" if u < config.cutmix_probability + config.mixup_probability else None for u in draws]
-    mixed = images.clone()
+    # the draws on the host, in sample order (the RNG stream of a per-sample loop); the pixels in a few
+    # batch-wide operations on the images' device
+    mixup_rows, mixup_lams, cutmix_boxes = [], [], {}
     mixed_targets, weights = [], []
     for i, method in enumerate(methods):
         a, b = targets[i], targets[partner[i]]
         if method == "mixup":
             lam = float(rng.beta(config.mixup_alpha, config.mixup_alpha))
-            mixed[i] = lam * images[i] + (1.0 - lam) * images[partner[i]]
+            mixup_rows.append(i)
+            mixup_lams.append(lam)
             mixed_targets.append(torch.cat([a, b], dim=0))
             weights.append(_mixup_weights(lam, a, b))
         elif method == "cutmix":
             lam = float(rng.beta(config.cutmix_alpha, config.cutmix_alpha))
             x1, y1, x2, y2 = cutmix_region((height, width), lam, rng)
-            mixed[i, :, y1:y2, x1:x2] = images[partner[i], :, y1:y2, x1:x2]
+            cutmix_boxes[i] = (x1, y1, x2, y2)
             region = torch.tensor([x1 / width, y1 / height, x2 / width, y2 / height])
             mixed_targets.append(cutmix_targets(a, b, region, config.min_visible_fraction,
                                                 config.max_covered_fraction))
@@ -189,4 +192,12 @@ def mix_batch(images: torch.Tensor, targets: list[torch.Tensor], config: MixConf
         else:
             mixed_targets.append(a)
             weights.append(torch.ones(a.shape[0]))
+    mixed = images.clone()
+    if mixup_rows:
+        rows = torch.tensor(mixup_rows, device=images.device)
+        partners = torch.tensor([int(partner[i]) for i in mixup_rows], device=images.device)
+        lam = torch.tensor(mixup_lams, dtype=images.dtype, device=images.device).view(-1, 1, 1, 1)
+        mixed[rows] = lam * images[rows] + (1.0 - lam) * images[partners]
+    for i, (x1, y1, x2, y2) in cutmix_boxes.items():
+        mixed[i, :, y1:y2, x1:x2] = images[partner[i], :, y1:y2, x1:x2]
     return MixedBatch(mixed, mixed_targets, weights if "mixup" in methods else None, methods, partner)

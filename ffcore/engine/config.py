@@ -66,6 +66,8 @@ class TrainConfig:
     progress: bool = True                       # tqdm bar
     tensorboard: bool = True
     log_every_steps: int = 0                    # also log running losses to train.log every N steps; 0: per epoch only
+    sync_every_steps: int = 1                   # read losses on the host (NaN check, running sums) every N steps: >1
+                                                # keeps a GPU busy; a non-finite loss is then caught up to N-1 steps late
     max_steps_per_epoch: int | None = None      # cap (quick checks); None: the whole dataset
     stop_after_epoch: int | None = None         # end this invocation after this epoch (time-boxed jobs; resume later)
     skip_unreadable_images: bool = False        # skip (log, count) a missing / undecodable image instead of stopping
@@ -168,7 +170,8 @@ def get_preset(name: str, **overrides) -> TrainConfig:
 RESUMABLE_CHANGES = frozenset({"out_dir", "device", "workers", "progress", "tensorboard", "val_every",
                                "val_scale", "val_root", "data_root", "amp", "pretrained_backbone", "log_every_steps",
                                "stop_after_epoch", "skip_unreadable_images", "persistent_workers", "prefetch_factor",
-                               "dist_timeout_minutes", "allow_world_size_change", "amp_dtype", "channels_last"})
+                               "dist_timeout_minutes", "allow_world_size_change", "amp_dtype", "channels_last",
+                               "sync_every_steps"})
 
 
 def recipe_differences(saved: TrainConfig, requested: TrainConfig) -> dict[str, tuple[Any, Any]]:

@@ -109,7 +109,8 @@ def build_train_dataset(config: TrainConfig, root: Path):
     from ffcore.data.transforms import TrainTransform, TrainTransformConfig
 
     layout = WiderFaceLayout.find(root, need=("train",))
-    transform = TrainTransform(TrainTransformConfig(image_size=config.image_size))
+    # uint8 out of the loader; the trainer subtracts the mean on the device (`normalise_batch`)
+    transform = TrainTransform(TrainTransformConfig(image_size=config.image_size, normalise=False))
     # skipping unreadable images covers missing ones too: they are then counted as met, not refused up front
     return layout.train_dataset(transform=transform, seed=config.seed, prefer_landmarks=True,
                                 check_images=not config.skip_unreadable_images)
@@ -191,6 +192,9 @@ class _EpochRun:
     failure: dict[str, float] | None = None       # the loss terms when one was not finite
     unreadable_failure: list | int | None = None  # this rank's records, or the count on other ranks
     failure_step: int = 0
+    steps_planned: int = 0
+    pending: Any = None          # device sums of the steps not yet read on the host (sync_every_steps)
+    pending_steps: int = 0
 
     @property
     def stopped(self) -> bool:
@@ -212,9 +216,15 @@ class Trainer:
         self.checkpoint_fields = dict(checkpoint_fields or {})
         self.out_dir = Path(config.out_dir)
         self.device = context.device
-        self.use_amp = bool(config.amp and self.device.type == "cuda")
-        # What the epochs really ran in: `amp` asks for float16 autocast, which exists on CUDA only.
-        self.precision = "amp_float16" if self.use_amp else "fp32"
+        if config.amp_dtype not in ("float16", "bfloat16"):
+            raise ValueError(f"amp_dtype must be float16 or bfloat16, got {config.amp_dtype!r}")
+        # What the epochs really ran in: float16 autocast exists on CUDA only, bfloat16 on CUDA and CPU.
+        self.amp_dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
+        self.use_amp = bool(config.amp and (self.device.type == "cuda" or self.amp_dtype == torch.bfloat16))
+        self.precision = f"amp_{config.amp_dtype}" if self.use_amp else "fp32"
+        if config.channels_last:
+            self.precision += "+channels_last"
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
     # -- set-up
     def _data(self):
@@ -231,9 +241,19 @@ class Trainer:
         else:
             sampler = torch.utils.data.RandomSampler(dataset, generator=torch.Generator())
             per_rank = len(dataset)
+        from ffcore.data.datasets import EpochTaggedSampler
+
+        workers = self.config.workers
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=self.config.workers,
+            dataset, batch_size=self.config.batch_size, sampler=EpochTaggedSampler(sampler), num_workers=workers,
             collate_fn=collate_reporting_unreadable, pin_memory=self.device.type == "cuda",
+            # the epoch travels with each index, so loader processes may live across epochs
+            persistent_workers=bool(self.config.persistent_workers and workers > 0),
+            prefetch_factor=self.config.prefetch_factor if workers > 0 else None,
+            # the loader's base seed comes from its own generator, not the global RNG that the model's
+            # DropBlock draws from: whether loader processes are restarted each epoch or persist then
+            # changes nothing in training
+            generator=torch.Generator().manual_seed(self.config.seed),
             drop_last=per_rank > self.config.batch_size)   # no batch of one for BatchNorm, unless that is all
         return dataset, sampler, loader
 
@@ -378,12 +398,13 @@ class Trainer:
         if steps_per_epoch == 0:
             raise ValueError(f"no training batches: {len(dataset)} images for batch size {config.batch_size}")
 
-        module = self.task.module.to(device)
+        module = self.task.module.to(device, memory_format=self.memory_format)
         if context.enabled and config.sync_batchnorm:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         optimizer = build_optimizer(module.parameters(), config)
         scheduler = build_scheduler(optimizer, config, steps_per_epoch)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        # loss scaling is for float16 only: bfloat16 has float32's exponent range
+        scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
 
         start_epoch, history, best_value = 0, [], None
         if resume:
@@ -417,6 +438,7 @@ class Trainer:
         seed_everything(_epoch_seed(config.seed, epoch, context.rank))
         if hasattr(run.dataset, "set_epoch"):
             run.dataset.set_epoch(epoch)
+        run.loader.sampler.set_epoch(epoch)
         if isinstance(run.sampler, torch.utils.data.DistributedSampler):
             run.sampler.set_epoch(epoch)
         else:
@@ -431,7 +453,7 @@ class Trainer:
         unreadable image that is not to be skipped."""
         config, context = self.config, self.context
         mix_rng = self._begin_epoch(run, epoch)
-        outcome = _EpochRun(started=time.perf_counter())
+        outcome = _EpochRun(started=time.perf_counter(), steps_planned=run.steps_per_epoch)
         progress = None
         if context.is_main and config.progress:
             from tqdm.auto import tqdm
@@ -471,32 +493,74 @@ class Trainer:
         """One batch: loss terms (averaged over ranks), then the update unless the epoch must stop.
         Returns False when it must (recorded in `outcome`)."""
         config, context, device = self.config, self.context, self.device
+        from ffcore.data.transforms import normalise_batch
+
+        # uint8 from the loader; the mean is subtracted, and the batch mixed, on the device
+        images = images.to(device, non_blocking=True)
+        images = normalise_batch(images) if images.dtype == torch.uint8 else images.float()
         target_weights = None
         if run.mix_config is not None:
             from ffcore.data.mixing import mix_batch
 
             images, targets, target_weights, _, _ = mix_batch(images, targets, run.mix_config, mix_rng)
-        images = images.to(device, non_blocking=True)
+        images = images.contiguous(memory_format=self.memory_format)
         targets = [t.to(device, non_blocking=True) for t in targets]
         if target_weights is not None:
             target_weights = [w.to(device, non_blocking=True) for w in target_weights]
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(device_type=device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             terms = self.task.loss_terms(run.trained, images, targets, run.priors, target_weights=target_weights)
         total = terms["total"]
         # the unreadable count rides along with the losses, so every rank takes the same decision
         values = torch.stack([t.detach().float() for t in terms.values()]
                              + [torch.tensor(float(len(unreadable)), device=device)])
         all_reduce_sum(values, context)
-        unreadable_here = int(values[-1].item())
-        values = values[:-1] / context.world_size
+        values = values / torch.tensor([float(context.world_size)] * (len(values) - 1) + [1.0], device=device)
+        if not self._sync_now(outcome, unreadable):
+            # no host synchronisation on this step: the checks run on the accumulated sums every
+            # sync_every_steps steps (a failure then stops the run, the last good checkpoint kept)
+            self._update(run, total)
+            outcome.pending = values.double() if outcome.pending is None else outcome.pending + values.double()
+            outcome.pending_steps += 1
+            outcome.images_seen += images.shape[0] * context.world_size
+            outcome.steps_done += 1
+            return True
+        if outcome.pending is not None:
+            values_checked = outcome.pending + values.double()
+            steps_checked = outcome.pending_steps + 1
+        else:
+            values_checked, steps_checked = values.double(), 1
+        unreadable_here = int(values_checked[-1].item())
+        values = values[:-1]
         if unreadable_here and not config.skip_unreadable_images:
             outcome.unreadable_failure, outcome.failure_step = unreadable or unreadable_here, step
             return False
         outcome.skipped += self._note_skipped(unreadable, logger) if unreadable_here else 0
-        if not torch.isfinite(values).all():
-            outcome.failure = {name: float(v) for name, v in zip(terms, values)}
+        if not torch.isfinite(values_checked[:-1]).all():
+            outcome.failure = {name: float(v) for name, v in zip(terms, values.tolist())}
             outcome.failure_step = step
             return False
+        self._update(run, total)
+        sums = values_checked[:-1].tolist() if steps_checked == 1 else None
+        if sums is None:   # the steps accumulated since the last check, then this one
+            sums = (outcome.pending[:-1] + values.double()).tolist()
+        for name, value in zip(terms, sums):
+            outcome.sums[name] = outcome.sums.get(name, 0.0) + value
+        outcome.pending, outcome.pending_steps = None, 0
+        outcome.images_seen += images.shape[0] * context.world_size
+        outcome.steps_done += 1
+        return True
+
+    def _sync_now(self, outcome: "_EpochRun", unreadable: list) -> bool:
+        """Whether this step reads its losses on the host (every `sync_every_steps` steps, at the last step
+        of the epoch, and whenever this process met an unreadable image)."""
+        every = max(1, int(self.config.sync_every_steps))
+        last = outcome.steps_done + 1 >= outcome.steps_planned
+        # under DDP every rank must check at the same steps: a rank's own unreadable image waits for them
+        met_unreadable = bool(unreadable) and not self.context.enabled
+        return every == 1 or last or met_unreadable or (outcome.steps_done + 1) % every == 0
+
+    def _update(self, run: _RunState, total: torch.Tensor) -> None:
+        config = self.config
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(total).backward()
         if config.grad_clip_norm:
@@ -505,11 +569,6 @@ class Trainer:
         run.scaler.step(run.optimizer)
         run.scaler.update()
         run.scheduler.step()
-        for name, value in zip(terms, values.tolist()):
-            outcome.sums[name] = outcome.sums.get(name, 0.0) + value
-        outcome.images_seen += images.shape[0] * context.world_size
-        outcome.steps_done += 1
-        return True
 
     # -- stopping
     def _stop_report(self, epoch: int, outcome: _EpochRun) -> tuple[str, str]:
