@@ -413,9 +413,10 @@ def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
 
 def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):
     """Grouped bars of AP per setting for several runs."""
-    from ffcore.plotting import model_style, new_figure, pretty_name
+    from ffcore.plotting import model_styles, new_figure
 
     table = ap_frame(study, runs)
+    styles = model_styles(table["run"])
     fig, ax = new_figure(aspect=0.45)
     width = 0.8 / len(runs)
     for index, (_, row) in enumerate(table.iterrows()):
@@ -423,13 +424,13 @@ def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):
         errors = [[row[f"AP {s} %"] - row[f"{s} CI low"] for s in SETTINGS],
                   [row[f"{s} CI high"] - row[f"AP {s} %"] for s in SETTINGS]]
         positions = np.arange(3) + (index - (len(runs) - 1) / 2) * width
-        bars = ax.bar(positions, values, width, yerr=errors, capsize=2, color=model_style(row["run"], index)["color"],
-                      label=f"{pretty_name(row['run'])} ({row['parameters']:,} params)")
+        bars = ax.bar(positions, values, width, yerr=errors, capsize=2, color=styles[row["run"]]["color"],
+                      label=f"{run_label(study, row['run'])} ({row['parameters']:,} params)")
         ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
     ax.set_xticks(range(3))
     ax.set_xticklabels(SETTINGS)
     ax.set_ylabel("AP (%), bars: 95% bootstrap interval")
-    ax.legend(fontsize=7)
+    fig.legend(loc="outside upper center", ncol=2, fontsize=7, frameon=False)   # above the bars, never over one
     return study.save_figure(fig, name, checkpoints=runs,
                              headline="; ".join(f"{row['run']}: hard {row['AP hard %']:.1f}%"
                                                 for _, row in table.iterrows()))
@@ -488,7 +489,7 @@ def validation_detections_figure(study: Study, run: str = "featherface_v1", name
     detections = detect_faces(model, image, threshold=DETECTION_THRESHOLD, device=study.device)
     fig, ax = new_figure(aspect=image.shape[0] / image.shape[1])
     _draw(ax, image, detections, ground_truth,
-          f"{pretty_name(run)}: {len(detections)} detections >= {DETECTION_THRESHOLD} (top {MAX_DRAWN} drawn) "
+          f"{run_label(study, run)}: {len(detections)} detections ≥ {DETECTION_THRESHOLD} (top {MAX_DRAWN} drawn) "
           f"({len(ground_truth)} faces, dashed) — {path.parent.name}/{path.name}")
     return study.save_figure(fig, name or f"detections_{run}", checkpoints=[run], image=path.name,
                              headline=f"{run}: {len(detections)} detections vs {len(ground_truth)} faces on {path.name}")
@@ -501,7 +502,7 @@ def real_photo_detections_figure(study: Study, image_name: str = "crowd.jpg", na
     from ffcore.checkpoint import file_sha256
     from ffcore.eval.detect import DEFAULT_WEIGHTS, detect_faces, load_detector
     from ffcore.paths import shared_dir
-    from ffcore.plotting import new_figure
+    from ffcore.plotting import new_figure, pretty_name
     from ffcore.preprocess import read_image
     from ffcore.provenance import REAL_PHOTOS, Provenance, write_figure
 
@@ -516,8 +517,8 @@ def real_photo_detections_figure(study: Study, image_name: str = "crowd.jpg", na
     detections = detect_faces(load_detector("retinaface_mnet025", weights, study.device), image,
                               threshold=DETECTION_THRESHOLD, device=study.device)
     fig, ax = new_figure(aspect=image.shape[0] / image.shape[1])
-    _draw(ax, image, detections, None, f"RetinaFace-MobileNet-0.25 (trained on WIDER FACE): "
-                                       f"{len(detections)} faces >= {DETECTION_THRESHOLD} on {image_name}")
+    _draw(ax, image, detections, None, f"{pretty_name('retinaface_mnet025_widerface')}: "
+                                       f"{len(detections)} faces with score ≥ {DETECTION_THRESHOLD} on {image_name}")
     # Real photo and real weights: provenance says real photos, not the profile's synthetic data.
     provenance = Provenance(profile=study.profile.name, dataset=REAL_PHOTOS,
                             checkpoints={weights.name: file_sha256(weights)},
