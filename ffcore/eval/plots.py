@@ -62,10 +62,12 @@ def pr_curves_figure(results: EvalResult | Sequence[EvalResult], labels: Sequenc
         ax.set_xlim(0, 100)
         ax.set_ylim(0, 101)
     axes[0].set_ylabel("precision (%)")
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=1 if len(results) > 3 else len(results),
-                  fontsize=7, frameon=False)
-    if title:
-        figure.suptitle(title)
+    # above the panels, titled with the figure's title: a legend below meets the provenance stamp, and
+    # a suptitle beside an outside legend is drawn over it by the constrained layout
+    long_labels = max(map(len, labels)) > 40
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center",
+                  ncol=1 if long_labels or len(results) > 3 else len(results), fontsize=7, frameon=False,
+                  title=title, title_fontsize=9)
     return figure
 
 

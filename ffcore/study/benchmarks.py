@@ -129,22 +129,44 @@ def published_comparison_figure(study: Study, setting: str = "hard", name: str |
         rows = published[published["test_scale"].fillna("not stated") == scale]
         ax.scatter(rows["params"] / 1e3, rows[f"{setting}_ap"], s=18, color=PALETTE[0], marker=MARKERS[index % len(MARKERS)],
                    alpha=0.85, label=f"published, test scale: {scale}")
-        for row in rows.itertuples():
-            ax.annotate(row.model, (row.params / 1e3, getattr(row, f"{setting}_ap")), fontsize=5,
-                        xytext=(3, 2), textcoords="offset points", color="#333333")
     styles = model_styles(p["run"] for p in ours)
     for point in ours:
         ax.scatter(point["params"] / 1e3, point["ap"], s=70, marker="*", color=styles[point["run"]]["color"], edgecolor="black",
-                   linewidth=0.4, zorder=3, label=f"ours: {pretty_name(point['run'])}{tag}")
+                   linewidth=0.4, zorder=3,
+                   label=f"ours: {pretty_name(point['run'], teacher=study.profile.teacher)}")
     ax.set_xscale("log")
     ax.set_xlabel("parameters (thousands, log scale)")
     ax.set_ylabel(f"{setting} AP (%)")
     ax.set_ylim(0, 100)
     # above the axes (the provenance stamp goes below the figure): never over a point
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncol=2, fontsize=6, frameon=False)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=2, fontsize=6, frameon=False,
+              title=f"stars: ours{tag}" if tag else None, title_fontsize=6)
     fig.suptitle(f"WIDER FACE {setting} AP vs parameters (published: validation set, as reported)", fontsize=9)
+    _label_points(ax, [(row.model, row.params / 1e3, getattr(row, f"{setting}_ap")) for row in published.itertuples()])
     headline = "; ".join(f"{p['run']}: {p['params']:,} params, {setting} AP {p['ap']:.1f}%{tag}" for p in ours)
     return study.save_figure(fig, name or f"ap_vs_params_published_{setting}", checkpoints=runs,
                              headline=headline or "published points only",
                              published_source="shared/reference/published_widerface.csv",
                              published_rows=len(published))
+
+
+def _label_points(ax, points: list[tuple[str, float, float]], fontsize: float = 5) -> None:
+    """Name each point beside it, trying a few offsets in turn so that no name covers another one
+    (close published detectors, e.g. two RetinaFace rows at the same size, were written over each other)."""
+    ax.figure.canvas.draw()   # the layout first: the names are placed where the points finally are
+    renderer = ax.figure.canvas.get_renderer()
+    offsets = ((3, 2, "left"), (3, -7, "left"), (-3, 2, "right"), (-3, -7, "right"), (3, 9, "left"), (3, -14, "left"))
+    placed = []
+    for name, x, y in points:
+        for dx, dy, align in offsets:
+            text = ax.annotate(name, (x, y), fontsize=fontsize, xytext=(dx, dy), textcoords="offset points",
+                               ha=align, color="#333333")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:   # every offset collides: keep the first rather than drop a name
+            text = ax.annotate(name, (x, y), fontsize=fontsize, xytext=offsets[0][:2], textcoords="offset points",
+                               color="#333333")
+            box = text.get_window_extent(renderer)
+        placed.append(box)

@@ -129,7 +129,9 @@ def fork_training_log_figure(study: Study, run: str = FORK_MODEL, name: str = "f
     """
     from ffcore.checkpoint import file_sha256
     from ffcore.paths import shared_dir
-    from ffcore.plotting import PALETTE, new_figure, pretty_name
+    from matplotlib.ticker import LogFormatter
+
+    from ffcore.plotting import model_style, new_figure, pretty_name
     from ffcore.provenance import WIDERFACE, Provenance, write_figure
     from ffcore.study.training import run_history
 
@@ -137,19 +139,23 @@ def fork_training_log_figure(study: Study, run: str = FORK_MODEL, name: str = "f
     fork = read_fork_training_log(log_path)
     fig, axes = new_figure(ncols=2, aspect=0.36)
     loss_ax, lr_ax = axes[0, 0], axes[0, 1]
-    label = f"the fork's WIDER FACE run of {pretty_name(FORK_MODEL)} (commit f023145)"
-    loss_ax.plot(fork["epoch"], fork["loss"], color=PALETTE[1], label=label)
-    lr_ax.plot(fork["epoch"], fork["lr"], color=PALETTE[1], label=label)
+    label = f"{pretty_name(FORK_MODEL)}: the fork's WIDER FACE run, commit f023145"
+    colour = model_style(FORK_MODEL)["color"]   # the fork model's colour in every figure
+    loss_ax.plot(fork["epoch"], fork["loss"], color=colour, label=label)
+    lr_ax.plot(fork["epoch"], fork["lr"], color=colour, label=label)
     checkpoints = {log_path.name: file_sha256(log_path)}
     ours_drawn = False
     if study.profile.name == "full" and (study.run_dir(run) / "metrics.csv").is_file():
         ours = run_history(study, run)
-        loss_ax.plot(ours["epoch"], ours["loss"], color=PALETTE[0], label=f"ours: {pretty_name(run)} (full profile)")
-        lr_ax.plot(ours["epoch"], ours["lr"], color=PALETTE[0], label=f"ours: {pretty_name(run)} (full profile)")
+        ours_colour = "#000000"   # not the fork's: the same model, our run
+        loss_ax.plot(ours["epoch"], ours["loss"], color=ours_colour, label=f"ours: {pretty_name(run)} (full profile)")
+        lr_ax.plot(ours["epoch"], ours["lr"], color=ours_colour, label=f"ours: {pretty_name(run)} (full profile)")
         if study.checkpoint_path(run).is_file():
             checkpoints[run] = file_sha256(study.checkpoint_path(run))
         ours_drawn = True
     loss_ax.set(xlabel="epoch", ylabel="training loss (2 box + class + landmark)", yscale="log")
+    loss_ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))   # 4, 6, 10 rather than 4x10^0
+    loss_ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     # both logs record the rate after the epoch's scheduler steps; the fork's last point is its restart
     lr_ax.set(xlabel="epoch", ylabel="learning rate after the epoch", yscale="log")
     # above the panels: inside, it covered the first epochs' loss

@@ -376,14 +376,14 @@ def training_curves_figure(study: Study, runs: list[str], name: str = "training_
     if has_ap:
         axes[1].set_xlabel("epoch")
         axes[1].set_ylabel("validation AP (%)")
-    # below the panels, never over a curve: one legend for both (the AP panel's lines add the setting)
+    # above the panels, never over a curve (below, the provenance stamp): one legend for both panels
     handles, names = [], []
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.append(handle)
             names.append(label)
-    fig.legend(handles, names, loc="outside lower center", ncol=2 if len(names) > 3 else len(names), fontsize=7,
-               frameon=False)
+    fig.legend(handles, names, loc="outside upper center", fontsize=7, frameon=False,
+               ncol=1 if max(map(len, names)) > 45 else min(len(names), 2))
     final = {run: float(h["loss_task" if "loss_task" in h else "loss"].iloc[-1]) for run, h in histories.items()}
     for run in runs:
         if study.checkpoint_path(run).is_file():
