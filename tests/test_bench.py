@@ -72,6 +72,8 @@ def test_speed_ratios_and_figure(table):
     figure = latency_figure(table, size=(64, 64), batch=2, threads=1)
     assert isinstance(figure, matplotlib.figure.Figure)
     assert len(figure.axes[0].patches) == 4   # 2 models x 2 backends
+    # one colour per model: "tiny" and "tiny_copy" are unknown to the fixed palette yet never share one
+    assert len({patch.get_facecolor() for patch in figure.axes[0].patches}) == 2
     matplotlib.pyplot.close(figure)
 
 

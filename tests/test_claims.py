@@ -125,3 +125,22 @@ def test_claims_table_puts_each_claim_beside_its_measurement(study):
     # claims about detectors the registry lacks say so
     assert one("MTCNN (not registered)", "1.2M", "003")["claim vs measured"] == "model not registered"
     assert (study.tables_dir / "seed_claims_vs_measured.csv").is_file()
+
+
+@needs_seeds
+def test_claims_table_never_times_again_when_given_the_runs_benchmark(study, monkeypatch):
+    """Notebook 05 times each model once: a latency claim at a size its benchmark lacks says so."""
+    from ffcore.study.architecture import claims_table
+
+    def second_timing(*args, **kwargs):
+        raise AssertionError("claims_table timed a model that the run's benchmark already timed")
+
+    monkeypatch.setattr("ffcore.bench.run_benchmark", second_timing)
+    benchmark = pd.DataFrame([{"model": m, "backend": "torch", "height": 32, "width": 32, "threads": 2,
+                               "forward_median_ms": 9.0, "peak_rss_delta_mb": 1.0, "model_file_mb": 1.0}
+                              for m in ("featherface_v1", "featherface_v2")])
+    table = claims_table(study, benchmark=benchmark)
+    latency = table[table.quantity == QUANTITIES["latency_ms"]]
+    assert len(latency) and latency["measured"].isna().all()
+    assert latency["measured how"].str.contains("not measured: this run's benchmark timed no PyTorch").all()
+    assert latency["measured how"].str.contains("its sizes: 32x32").all()

@@ -429,9 +429,12 @@ def test_figures_from_results(tiny_gt):
     axes = figure.get_axes()
     assert [ax.get_title() for ax in axes] == ["Easy set", "Medium set", "Hard set"]
     legend = [t.get_text() for t in axes[2].get_legend().get_texts()]
-    assert legend[0] == f"{good['hard'].ap:.3f} good"      # sorted by AP, AP first
+    assert legend == [f"{100 * good['hard'].ap:.1f}", f"{100 * worse['hard'].ap:.1f}"]   # AP in %, best first
+    # the runs are named once, below the panels, in the order given
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["worse", "good"]
     # made by the project's one figure factory: a pyplot figure (shown by a notebook) in the thesis style
-    assert plt.fignum_exists(figure.number) and tuple(figure.get_size_inches()) == pytest.approx((12.6, 4.0))
+    from ffcore.plotting import TEXT_WIDTH
+    assert plt.fignum_exists(figure.number) and figure.get_size_inches()[0] == pytest.approx(TEXT_WIDTH)
     assert plt.rcParams["font.size"] == 9
     plt.close(figure)
     figure = recall_by_size_figure([good, worse], tiny_gt, setting="hard", bins=(0, 25, np.inf))

@@ -418,8 +418,8 @@ def test_fork_training_log_figure_is_labelled_as_the_forks_wider_face_run(study)
     from ffcore.study.fork_models import fork_training_log_figure
 
     fig = fork_training_log_figure(study)
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert labels == ["fork's WIDER FACE run (f023145, ECA-CBAM)"]        # no synthetic run overlaid
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]   # above the panels, off the curves
+    assert labels == ["FeatherFace ECA-CBAM (fork): the fork's WIDER FACE run, commit f023145"]   # no synthetic run
     sidecar = json.loads((study.figures_dir / "fork_training_log.json").read_text())
     assert sidecar["dataset"] == "widerface" and sidecar["notes"]["ours_overlaid"] is False
 
@@ -441,5 +441,6 @@ def test_attention_maps_figure_draws_one_row_per_module(study):
     from ffcore.study.fork_models import FORK_WEIGHTS_RUN, attention_maps_figure
 
     fig = attention_maps_figure(study, FORK_WEIGHTS_RUN, image_name="group.jpg")
-    assert len(fig.axes) == 6 * 3
+    assert len(fig.axes) == 6 * 3 + 2   # one row per module, and a colour bar under each map column
+    assert [ax.get_xlabel() for ax in fig.axes[-2:]] == ["M_s (sigmoid output)", "mean over channels of M_c * M_s"]
     assert (study.figures_dir / f"attention_maps_{FORK_WEIGHTS_RUN}.png").is_file()

@@ -15,7 +15,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 # Study functions whose output depends on training, timing or the machine: never checked by nbval.
 NONDETERMINISTIC = {"train_or_load", "distill_or_load", "evaluate_runs", "ablation_table", "benchmark_table",
-                    "summary_table", "open_study", "seed_runs_table", "v2_variants_table", "pruned_table",
+                    "summary_table", "open_study", "measured_benchmark", "seed_runs_table", "v2_variants_table", "pruned_table",
                     "distillation_comparison", "real_photo_check", "what_this_shows"}
 
 

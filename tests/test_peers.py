@@ -105,8 +105,12 @@ def test_study_functions_write_the_table_and_figures(bench_csv, study):
     table = peer_study.peer_latency_table(study, bench_csv)
     assert list(table["detector"]) == ["retinaface_mnet025", "retinaface_mnet025"]
     assert (study.tables_dir / "peer_latency.csv").is_file()
-    peer_study.peer_latency_figure(study, size="96", path=bench_csv)
+    figure = peer_study.peer_latency_figure(study, size="96", path=bench_csv)
     assert (study.figures_dir / "peer_latency.png").is_file()
+    # the diamonds are the table's medians (median of the launches' medians), not a launch's own
+    shown = sorted(figure.axes[0].collections[0].get_offsets()[:, 0])
+    expected = table[(table["size"] == "96") & (table["image"] == "crowd.jpg")]["median_ms"]
+    assert shown == pytest.approx(sorted(expected), abs=0.01)   # the table is rounded to 0.01 ms
     peer_study.peer_detections_figure(study, image="crowd.jpg", size="160", path=bench_csv)
     sidecar = json.loads((study.figures_dir / "peer_detections_crowd_160.json").read_text())
     assert "retinaface_mnet025" in sidecar["headline"]

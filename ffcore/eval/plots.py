@@ -1,8 +1,8 @@
 """Figures of evaluation results (made by `ffcore.plotting.new_figure`, the project's one figure
 factory; saving and provenance stamps are the caller's, through `ffcore.provenance.write_figure`).
 
-- `pr_curves_figure`: precision-recall curves in the WIDER FACE leaderboard style, one panel
-  per setting, legend "AP name" sorted by AP.
+- `pr_curves_figure`: precision-recall curves, one panel per setting, each panel's APs (%)
+  ranked in its corner and the runs named once below.
 - `recall_by_size_figure`: recall of the counted faces per face-size bin, where small faces
   get lost.
 """
@@ -32,32 +32,42 @@ def _labels(results: list[EvalResult], labels: Sequence[str] | None) -> list[str
 
 
 def pr_curves_figure(results: EvalResult | Sequence[EvalResult], labels: Sequence[str] | None = None,
-                     settings: Sequence[str] = SETTINGS, title: str | None = None):
-    """One precision-recall panel per setting; each curve's legend entry starts with its AP."""
+                     settings: Sequence[str] = SETTINGS, title: str | None = None,
+                     colours: Sequence[str] | None = None):
+    """One precision-recall panel per setting (recall and precision in %). The runs are named once, in a
+    legend below the panels; each panel lists its APs (%) in its lower left corner, where a PR curve
+    never goes (precision is high at low recall)."""
     results = _as_list(results)
     labels = _labels(results, labels)
-    from ffcore.plotting import new_figure
+    from ffcore.plotting import PALETTE, TEXT_WIDTH, new_figure
 
-    width = 4.2 * len(settings)
-    figure, axes = new_figure(ncols=len(settings), width=width, aspect=4.0 / width, sharey=True)
+    colours = list(colours) if colours is not None else [PALETTE[i % len(PALETTE)] for i in range(len(results))]
+    if len(colours) != len(results):
+        raise ValueError(f"{len(colours)} colours for {len(results)} results")
+    figure, axes = new_figure(ncols=len(settings), width=TEXT_WIDTH, aspect=0.42, sharey=True)
     axes = axes[0]
-    colours = [f"C{i % 10}" for i in range(len(results))]
     for ax, setting in zip(axes, settings):
-        entries = sorted(((r[setting].ap, label, colour, r[setting]) for r, label, colour in
-                          zip(results, labels, colours)), key=lambda e: -e[0])
-        for ap, label, colour, curve in entries:
+        lines = []
+        for result, label, colour in zip(results, labels, colours):
+            curve = result[setting]
             valid = ~np.isnan(curve.precision)
-            ax.plot(curve.recall[valid], curve.precision[valid], color=colour, linewidth=1.6,
-                    label=f"{ap:.3f} {label}")
+            line, = ax.plot(100 * curve.recall[valid], 100 * curve.precision[valid], color=colour, linewidth=1.2,
+                            label=label)
+            lines.append((curve.ap, line))
+        ranked = sorted(lines, key=lambda entry: -entry[0])
+        ax.legend([line for _, line in ranked], [f"{100 * ap:.1f}" for ap, _ in ranked], title="AP (%)",
+                  loc="lower left", fontsize=6, title_fontsize=6, handlelength=1.2, frameon=True, framealpha=0.9)
         ax.set_title(f"{setting.capitalize()} set")
-        ax.set_xlabel("Recall")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
-        ax.grid(True, linewidth=0.5, alpha=0.5)
-        ax.legend(loc="lower left", fontsize=8, frameon=True)
-    axes[0].set_ylabel("Precision")
-    if title:
-        figure.suptitle(title)
+        ax.set_xlabel("recall (%)")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 101)
+    axes[0].set_ylabel("precision (%)")
+    # above the panels, titled with the figure's title: a legend below meets the provenance stamp, and
+    # a suptitle beside an outside legend is drawn over it by the constrained layout
+    long_labels = max(map(len, labels)) > 40
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center",
+                  ncol=1 if long_labels or len(results) > 3 else len(results), fontsize=7, frameon=False,
+                  title=title, title_fontsize=9)
     return figure
 
 

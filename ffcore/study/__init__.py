@@ -19,7 +19,7 @@ from ffcore.study.ablations import (ablation_figure, ablation_models, ablation_t
 from ffcore.study.architecture import (claims_table, compare_parts_table, efficiency_table, flops_table,
                                        model_summary, parameter_count_explanation, parameter_table, parts_figure,
                                        shape_compatibility)
-from ffcore.study.benchmarks import benchmark_table, latency_figure, published_comparison_figure
+from ffcore.study.benchmarks import benchmark_table, latency_figure, measured_benchmark, published_comparison_figure
 from ffcore.study.context import DatasetMissingError, Study, open_study
 from ffcore.study.fork_models import (attention_maps_figure, fork_detections_figure, fork_parameter_table,
                                       fork_training_log_figure, fork_weights_table)
@@ -49,7 +49,7 @@ __all__ = [
     "describe_distillation", "differences_figure", "what_this_shows",
     "ablation_models", "ablation_variants", "ablation_table", "ablation_figure", "one_part_swaps",
     "v2_variants_table", "pruned_table", "describe_comparison", "describe_pruned",
-    "benchmark_table", "latency_figure", "published_comparison_figure",
+    "benchmark_table", "measured_benchmark", "latency_figure", "published_comparison_figure",
     "fork_detections_figure", "fork_training_log_figure", "fork_weights_table", "fork_parameter_table",
     "attention_maps_figure", "deploy_latency_table", "deploy_ladder_table", "operator_profile_table",
     "describe_deployment", "peer_latency_table", "peer_latency_figure", "peer_detections_figure",

@@ -240,22 +240,26 @@ def describe_pruned(study: Study, name: str = "pruned"):
 
 def ablation_figure(study: Study, name: str = "ablations"):
     """Parameters and hard AP (with its 95 % interval) of V1 and every one-part swap."""
-    from ffcore.plotting import PALETTE, new_figure
+    from ffcore.plotting import PALETTE, model_style, new_figure, pretty_name
 
     table = pd.read_csv(study.tables_dir / "ablations.csv", comment="#")
     models = list(table["model"])
-    fig, axes = new_figure(ncols=2, aspect=0.5)
-    labels = [m.replace("featherface_", "").replace("v1_", "V1 + ") for m in models]
-    colours = [PALETTE[1] if m == BASELINE else PALETTE[0] for m in models]
-    axes[0, 0].barh(labels, table["parameters"] / 1e3, color=colours)
+    fig, axes = new_figure(ncols=2, aspect=0.16 + 0.07 * len(models), sharey=True)
+    labels = [pretty_name(m) for m in models]
+    # the baseline in V1's colour (as in every figure), each swap in one neutral colour
+    colours = [model_style(BASELINE)["color"] if m == BASELINE else PALETTE[5] for m in models]
+    rows = range(len(models))
+    axes[0, 0].barh(rows, table["parameters"] / 1e3, color=colours)
     axes[0, 0].set_xlabel("parameters (thousands)")
+    axes[0, 0].set_yticks(rows, labels)
     axes[0, 0].invert_yaxis()
     errors = [table["AP hard %"] - table["hard CI low"], table["hard CI high"] - table["AP hard %"]]
-    bars = axes[0, 1].barh(labels, table["AP hard %"], xerr=errors, capsize=2, color=colours)
-    axes[0, 1].bar_label(bars, fmt="%.1f", fontsize=6, padding=2)
+    axes[0, 1].barh(rows, table["AP hard %"], xerr=errors, capsize=2, color=colours, error_kw={"elinewidth": 1})
+    for row, (value, high) in enumerate(zip(table["AP hard %"], table["hard CI high"])):
+        # right of the interval's end: on the bar's end it sat under the whisker
+        axes[0, 1].text(high, row, f" {value:.1f}", va="center", fontsize=6)
+    axes[0, 1].margins(x=0.12)
     axes[0, 1].set_xlabel("hard AP (%), 95% interval")
-    axes[0, 1].set_yticklabels([])
-    axes[0, 1].invert_yaxis()
     return study.save_figure(fig, name, checkpoints=models,
                              headline=f"{len(models)} models; hard AP range {table['AP hard %'].min():.1f}-"
                                       f"{table['AP hard %'].max():.1f}%")

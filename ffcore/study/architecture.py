@@ -208,7 +208,9 @@ def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.Data
     torch_rows, int8_rows = bench_rows(benchmark, "torch"), bench_rows(benchmark, "onnx_int8")
     missing = sorted({c.model for c in SEED_CLAIMS if c.quantity in runtime and c.model in registered}
                      - set(torch_rows))
-    if missing:
+    # Given a run's benchmark, its timing is the only one: a model it did not time at this size is
+    # reported as not measured rather than timed a second time (two timings would disagree).
+    if missing and benchmark is None:
         from ffcore.bench import get_bench_config, run_benchmark
 
         threads = 2 if study.device == "cpu" else 1
@@ -241,7 +243,11 @@ def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.Data
             if row is None:
                 return None, None, "not measured here: pass a benchmark table with onnx_int8 rows (notebook 05)"
             return round(float(row["model_file_mb"]), 3), None, "ONNX Runtime INT8 file (benchmark)"
-        row = torch_rows[claim.model]
+        row = torch_rows.get(claim.model)
+        if row is None:
+            sizes = sorted({f"{h}x{w}" for h, w in zip(benchmark["height"], benchmark["width"])})
+            return None, None, (f"not measured: this run's benchmark timed no PyTorch {claim.model} at {size}x{size} "
+                                f"(its sizes: {', '.join(sizes)})")
         how = (f"PyTorch eager, this machine's CPU, {int(row['threads'])} thread(s), batch 1, {size}x{size}"
                + (f", median of {int(row['repeats'])}" if "repeats" in row.index else ", median"))
         if claim.quantity == "latency_ms":

@@ -38,10 +38,17 @@ def _trained_weights(study: Study, models: list[str]) -> dict[str, str]:
     return weights
 
 
+MEASUREMENT_FILE = "benchmark_full.csv"
+
+
 def benchmark_table(study: Study, models: list[str] | None = None) -> pd.DataFrame:
     """Forward-pass latency (median, p10–p90), end-to-end time, peak memory and model-file size on
     this machine, batch 1, at the profile's sizes and backends (PyTorch eager; ONNX Runtime FP32 /
-    INT8 on the synthetic and full profiles)."""
+    INT8 on the synthetic and full profiles).
+
+    This is the run's one timing: it writes every row to results/<profile>/cache/benchmark_full.csv,
+    and the latency figure, the claims table and the summary read that file (`measured_benchmark`)
+    instead of timing the models again, so every artifact quotes the same milliseconds."""
     from ffcore.bench import get_bench_config, run_benchmark
 
     p = study.profile
@@ -52,7 +59,7 @@ def benchmark_table(study: Study, models: list[str] | None = None) -> pd.DataFra
     weights = _trained_weights(study, models)
     table = run_benchmark(models, config, weights=weights)
     study.cache_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(study.cache_dir / "benchmark_full.csv", index=False)
+    table.to_csv(study.cache_dir / MEASUREMENT_FILE, index=False)
     shown = table[[c for c in BENCH_COLUMNS if c in table.columns]].round(3)
     largest = max(p.bench_sizes)
     fastest = shown[(shown.height == largest)].sort_values("forward_median_ms").iloc[0]
@@ -65,20 +72,32 @@ def benchmark_table(study: Study, models: list[str] | None = None) -> pd.DataFra
     return shown
 
 
+def measured_benchmark(study: Study) -> pd.DataFrame:
+    """Every row of this run's timing (written by `benchmark_table`), read back rather than re-measured."""
+    path = study.cache_dir / MEASUREMENT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no benchmark results at {path}: run study.benchmark_table(ctx) first "
+                                "(it times the models once; the other artifacts read its file)")
+    return pd.read_csv(path)
+
+
 def latency_figure(study: Study, name: str = "latency"):
-    """Bar chart of the benchmark's forward-pass medians (ffcore.bench.latency_figure)."""
+    """Bar chart of the benchmark's forward-pass medians (ffcore.bench.latency_figure), from this run's
+    one timing. No data stamp: a forward pass of random input involves no dataset."""
     from ffcore.bench import latency_figure as draw_latency
 
-    path = study.cache_dir / "benchmark_full.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"no benchmark results at {path}: run study.benchmark_table(ctx) first")
-    table = pd.read_csv(path)
+    table = measured_benchmark(study)
     size = max(study.profile.bench_sizes)
     fig = draw_latency(table, size=(size, size), batch=1)
     backend = "onnx_fp32" if "onnx_fp32" in set(table.backend) else "torch"
     selected = table[(table.height == size) & (table.backend == backend)]
     headline = "; ".join(f"{r.model} {r.forward_median_ms:.1f} ms" for r in selected.itertuples())
-    study.save_figure(fig, name, headline=f"{backend} forward at {size}x{size}: {headline}")
+    # data_free: the timing runs on random input, so the figure carries no dataset stamp; the weights
+    # timed (trained where they exist: post-processing depends on the scores) stay in the sidecar
+    study.save_figure(fig, name, headline=f"{backend} forward at {size}x{size}: {headline}", data_free=True,
+                      weights={m: study.used_checkpoints.get(m, "untrained")
+                               for m in [*_trained_weights(study, list(dict.fromkeys(table.model)))]},
+                      source=f"results/{study.profile.name}/cache/{MEASUREMENT_FILE} (benchmark_table)")
     return fig
 
 
@@ -89,7 +108,7 @@ def published_comparison_figure(study: Study, setting: str = "hard", name: str |
     Our points are stars and, on the synthetic profiles, labelled SYNTHETIC DATA: they are not
     comparable with WIDER FACE numbers."""
     from ffcore.paths import shared_dir
-    from ffcore.plotting import MARKERS, PALETTE, new_figure, pretty_name
+    from ffcore.plotting import MARKERS, PALETTE, model_styles, new_figure, pretty_name
     from ffcore.study.architecture import model_summary
     from ffcore.study.evaluation import evaluate_run
 
@@ -110,20 +129,44 @@ def published_comparison_figure(study: Study, setting: str = "hard", name: str |
         rows = published[published["test_scale"].fillna("not stated") == scale]
         ax.scatter(rows["params"] / 1e3, rows[f"{setting}_ap"], s=18, color=PALETTE[0], marker=MARKERS[index % len(MARKERS)],
                    alpha=0.85, label=f"published, test scale: {scale}")
-        for row in rows.itertuples():
-            ax.annotate(row.model, (row.params / 1e3, getattr(row, f"{setting}_ap")), fontsize=5,
-                        xytext=(3, 2), textcoords="offset points", color="#333333")
-    for index, point in enumerate(ours):
-        ax.scatter(point["params"] / 1e3, point["ap"], s=70, marker="*", color=PALETTE[1 + index], edgecolor="black",
-                   linewidth=0.4, zorder=3, label=f"ours: {pretty_name(point['run'])}{tag}")
+    styles = model_styles(p["run"] for p in ours)
+    for point in ours:
+        ax.scatter(point["params"] / 1e3, point["ap"], s=70, marker="*", color=styles[point["run"]]["color"], edgecolor="black",
+                   linewidth=0.4, zorder=3,
+                   label=f"ours: {pretty_name(point['run'], teacher=study.profile.teacher)}")
     ax.set_xscale("log")
     ax.set_xlabel("parameters (thousands, log scale)")
     ax.set_ylabel(f"{setting} AP (%)")
     ax.set_ylim(0, 100)
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=6, frameon=False)
-    ax.set_title(f"WIDER FACE {setting} AP vs parameters (published: validation set, as reported)")
+    # above the axes (the provenance stamp goes below the figure): never over a point
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=2, fontsize=6, frameon=False,
+              title=f"stars: ours{tag}" if tag else None, title_fontsize=6)
+    fig.suptitle(f"WIDER FACE {setting} AP vs parameters (published: validation set, as reported)", fontsize=9)
+    _label_points(ax, [(row.model, row.params / 1e3, getattr(row, f"{setting}_ap")) for row in published.itertuples()])
     headline = "; ".join(f"{p['run']}: {p['params']:,} params, {setting} AP {p['ap']:.1f}%{tag}" for p in ours)
     return study.save_figure(fig, name or f"ap_vs_params_published_{setting}", checkpoints=runs,
                              headline=headline or "published points only",
                              published_source="shared/reference/published_widerface.csv",
                              published_rows=len(published))
+
+
+def _label_points(ax, points: list[tuple[str, float, float]], fontsize: float = 5) -> None:
+    """Name each point beside it, trying a few offsets in turn so that no name covers another one
+    (close published detectors, e.g. two RetinaFace rows at the same size, were written over each other)."""
+    ax.figure.canvas.draw()   # the layout first: the names are placed where the points finally are
+    renderer = ax.figure.canvas.get_renderer()
+    offsets = ((3, 2, "left"), (3, -7, "left"), (-3, 2, "right"), (-3, -7, "right"), (3, 9, "left"), (3, -14, "left"))
+    placed = []
+    for name, x, y in points:
+        for dx, dy, align in offsets:
+            text = ax.annotate(name, (x, y), fontsize=fontsize, xytext=(dx, dy), textcoords="offset points",
+                               ha=align, color="#333333")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:   # every offset collides: keep the first rather than drop a name
+            text = ax.annotate(name, (x, y), fontsize=fontsize, xytext=offsets[0][:2], textcoords="offset points",
+                               color="#333333")
+            box = text.get_window_extent(renderer)
+        placed.append(box)

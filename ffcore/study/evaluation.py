@@ -271,85 +271,139 @@ def describe_distillation(study: Study, name: str = "distillation_comparison"):
 
 
 def intervals_figure(study: Study, runs: list[str], name: str = "ap_intervals"):
-    """AP with its 95 % bootstrap interval, one row per run, one panel per setting (seaborn)."""
-    import seaborn as sns
+    """AP (%) with its 95 % bootstrap interval, one row per run, one panel per setting; each run in
+    its model's colour. Each panel's axis spans its own values, so an interval a few points wide
+    stays wider than its marker."""
+    from ffcore.plotting import model_styles, new_figure
 
-    from ffcore.plotting import new_figure, pretty_name
-
-    table = ap_frame(study, runs)
-    long = pd.DataFrame([{"run": run_label(study, row["run"]),
-                          "setting": s, "AP": row[f"AP {s} %"], "low": row[f"{s} CI low"], "high": row[f"{s} CI high"]}
-                         for _, row in table.iterrows() for s in SETTINGS])
-    fig, axes = new_figure(ncols=3, aspect=0.25 + 0.06 * len(runs))
-    palette = dict(zip(long["run"].unique(), sns.color_palette("colorblind", len(runs))))
+    table = ap_frame(study, runs).reset_index(drop=True)
+    styles = model_styles(table["run"])
+    labels = [_wrapped(run_label(study, run)) for run in table["run"]]
+    fig, axes = new_figure(ncols=3, aspect=0.18 + 0.075 * len(table), sharey=True)
+    rows = np.arange(len(table))
     for ax, setting in zip(axes[0], SETTINGS):
-        part = long[long["setting"] == setting]
-        sns.pointplot(data=part, x="AP", y="run", hue="run", palette=palette, errorbar=None, linestyle="none",
-                      markers="o", ax=ax, legend=False)
-        ax.hlines(range(len(part)), part["low"], part["high"], colors=[palette[r] for r in part["run"]], lw=2)
-        ax.set_title(setting)
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-        ax.set_xlim(-3, 103)
-        if setting != SETTINGS[0]:
-            ax.set_yticklabels([])
-    fig.supxlabel("AP (%) with its 95% bootstrap interval over validation images", fontsize=8)
+        for row, (_, entry) in zip(rows, table.iterrows()):
+            colour = styles[entry["run"]]["color"]
+            value, low, high = entry[f"AP {setting} %"], entry[f"{setting} CI low"], entry[f"{setting} CI high"]
+            ax.errorbar(value, row, xerr=[[value - low], [high - value]], fmt="o", color=colour, markersize=3.5,
+                        elinewidth=1.6, capsize=2.5)
+        _pad_axis(ax, table[f"{setting} CI low"], table[f"{setting} CI high"])
+        ax.set_title(setting, pad=4)
+        ax.xaxis.set_major_locator(_ticks())
+    axes[0][0].set_yticks(rows, labels)
+    axes[0][0].invert_yaxis()
+    fig.supxlabel("AP (%) with its 95% bootstrap interval over the validation images", fontsize=8)
     return study.save_figure(fig, name, checkpoints=runs, headline=_ap_headline(table))
 
 
-def run_label(study: Study, run: str) -> str:
-    """A legend label: the model's name, what distinguishes the run, and WIDER FACE training when so."""
-    from ffcore.plotting import pretty_name
-    from ffcore.study.training import REFERENCE_RUNS, split_seed, teacher_of_run
+def _wrapped(label: str, width: int = 34) -> str:
+    """A long row label over two or three lines, so the panels keep most of the figure's width."""
+    import textwrap
 
-    if run in REFERENCE_RUNS:
-        return f"{pretty_name(model_of_run(run))} (trained on WIDER FACE)"
-    base, seed = split_seed(run)
-    teacher = teacher_of_run(study.profile, run)
-    label = pretty_name(model_of_run(run))
-    if teacher is not None:
-        label += f" distilled from {pretty_name(teacher.model)}" + (" (WIDER FACE)" if teacher.shared_weights else "")
-    return label + (f", seed {seed}" if seed else "")
+    return "\n".join(textwrap.wrap(label, width))
+
+
+def _ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10])
+
+
+def _pad_axis(ax, lows, highs, include: float | None = None) -> None:
+    """Limits around every interval (and `include`, e.g. the 0 of a difference) with a margin."""
+    values = [float(v) for v in (*lows, *highs) if pd.notna(v)] + ([include] if include is not None else [])
+    low, high = min(values), max(values)
+    margin = max(0.08 * (high - low), 0.5)
+    ax.set_xlim(low - margin, high + margin)
+
+
+def run_label(study: Study, run: str) -> str:
+    """A legend label: `pretty_name` of the run, naming the study's teacher for a run distilled from it."""
+    from ffcore.plotting import pretty_name
+
+    return pretty_name(run, teacher=study.profile.teacher)
+
+
+# One colour per verdict in every differences figure (Okabe-Ito, grey for "inside the noise").
+VERDICT_COLOURS = {"higher": "#009E73", "lower": "#D55E00", "inside the noise": "#999999", "no interval": "#000000"}
+MEAN_COLOUR = "#000000"
 
 
 def differences_figure(study: Study, table_name: str, name: str | None = None):
-    """Paired differences (AP points) with their 95 % intervals from a comparison table; 0 marked."""
-    import seaborn as sns
+    """Paired differences (AP points) with their 95 % intervals from a comparison table, 0 marked, one
+    colour per verdict. A table with a mean over training seeds (distillation) ends with that row: the
+    mean difference with ± 1 sd over the seeds (not a bootstrap interval), in black."""
+    from matplotlib.lines import Line2D
 
     from ffcore.plotting import new_figure
 
-    table = _read_table(study, table_name)
-    table = table[table["vs"].fillna("") != ""].rename(columns={"model": "run"})   # ablation tables name rows by model
-    fig, axes = new_figure(ncols=3, aspect=0.25 + 0.06 * len(table))
-    colours = {"inside the noise": sns.color_palette("colorblind")[7], "higher": sns.color_palette("colorblind")[2],
-               "lower": sns.color_palette("colorblind")[3], "no interval": "black"}
-    labels = [f"{run_label(study, r)} vs {run_label(study, v)}" for r, v in zip(table["run"], table["vs"])]
+    table = _read_table(study, table_name).rename(columns={"model": "run"})   # ablation tables name rows by model
+    compared = table[table["vs"].fillna("") != ""].reset_index(drop=True)
+    means = table[table["seed"] < 0] if "seed" in table.columns else table.iloc[:0]
+    seeded = _seeded_rows(study, compared)
+    labels = [f"{_wrapped(run_label(study, r), 44)}\nvs {_wrapped(run_label(study, v), 41)}"
+              for r, v in zip(compared["run"], compared["vs"])]
+    labels += [f"mean over {len(seeded)} seeds (± 1 sd)" for _ in range(len(means))]
+    rows = np.arange(len(labels))
+    fig, axes = new_figure(ncols=3, aspect=0.2 + 0.085 * len(labels), sharey=True)
+    present = []
     for ax, setting in zip(axes[0], SETTINGS):
-        verdicts = table[f"{setting} verdict"]
-        sns.scatterplot(x=table[f"d{setting} AP pts"].to_numpy(), y=range(len(table)), hue=verdicts.to_numpy(),
-                        palette=colours, ax=ax, legend=setting == SETTINGS[-1], s=30)
-        ax.hlines(range(len(table)), table[f"d{setting} CI low"], table[f"d{setting} CI high"],
-                  colors=[colours[v] for v in verdicts], lw=2)
+        lows, highs = list(compared[f"d{setting} CI low"]), list(compared[f"d{setting} CI high"])
+        for row, (_, entry) in zip(rows, compared.iterrows()):
+            verdict = entry[f"{setting} verdict"]
+            if verdict not in VERDICT_COLOURS:
+                raise ValueError(f"{study.tables_dir / table_name}.csv: unknown verdict {verdict!r} in row "
+                                 f"{entry['run']!r} ({setting}); known: {', '.join(VERDICT_COLOURS)}")
+            present.append(verdict)
+            value = entry[f"d{setting} AP pts"]
+            error = [[value - entry[f"d{setting} CI low"]], [entry[f"d{setting} CI high"] - value]]
+            ax.errorbar(value, row, xerr=None if verdict == "no interval" else error, fmt="o", markersize=3.5,
+                        color=VERDICT_COLOURS[verdict], elinewidth=1.6, capsize=2.5)
+        for row, (_, mean) in zip(rows[len(compared):], means.iterrows()):
+            spread = float(seeded[f"d{setting} AP pts"].std(ddof=1)) if len(seeded) > 1 else float("nan")
+            value = mean[f"d{setting} AP pts"]
+            ax.errorbar(value, row, xerr=None if np.isnan(spread) else spread, fmt="D", markersize=4,
+                        color=MEAN_COLOUR, elinewidth=1.6, capsize=2.5)
+            lows.append(value - (0 if np.isnan(spread) else spread))
+            highs.append(value + (0 if np.isnan(spread) else spread))
         ax.axvline(0, color="black", lw=0.8, ls="--")
-        ax.set_yticks(range(len(table)))
-        ax.set_yticklabels(labels if setting == SETTINGS[0] else [])
-        ax.invert_yaxis()
-        ax.set_title(setting)
-        ax.set_xlabel("")
+        _pad_axis(ax, lows, highs, include=0.0)
+        ax.xaxis.set_major_locator(_ticks())
+        ax.set_title(setting, pad=4)
+    if len(means):
+        for ax in axes[0]:
+            ax.axhline(len(compared) - 0.5, color="0.6", lw=0.6)
+    axes[0][0].set_yticks(rows, labels)
+    axes[0][0].invert_yaxis()
+    handles = [Line2D([], [], color=VERDICT_COLOURS[v], marker="o", markersize=4, lw=1.6, label=v)
+               for v in VERDICT_COLOURS if v in present]
+    if len(means):
+        handles.append(Line2D([], [], color=MEAN_COLOUR, marker="D", markersize=4, lw=1.6,
+                              label="mean over seeds ± 1 sd"))
+    # above the panels: the provenance stamp goes below the figure
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=7, frameon=False)
     fig.supxlabel("difference in AP (points) with its paired 95% bootstrap interval", fontsize=8)
-    if axes[0][-1].get_legend() is not None:
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="verdict", fontsize=7)
-    return study.save_figure(fig, name or f"{table_name}_intervals", checkpoints=sorted(set(table["run"]) | set(table["vs"])),
-                             headline=_difference_headline(table))
+    return study.save_figure(fig, name or f"{table_name}_intervals", checkpoints=sorted(set(compared["run"]) | set(compared["vs"])),
+                             headline=_difference_headline(compared))
+
+
+def _seeded_rows(study: Study, compared: pd.DataFrame) -> pd.DataFrame:
+    """The per-seed rows a distillation table's mean is taken over (as `distillation_comparison` builds it)."""
+    from ffcore.study.training import DISTILLED_SUFFIX, seeded_run
+
+    runs = {seeded_run(study.profile.student + DISTILLED_SUFFIX, seed) for seed in study.profile.seeds}
+    return compared[compared["run"].isin(runs)]
 
 
 def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
     """Precision–recall curves (ffcore.eval.plots), one panel per setting, one line per run."""
     from ffcore.eval.plots import pr_curves_figure as draw_pr_curves
-    from ffcore.plotting import pretty_name
+    from ffcore.plotting import model_styles
 
     results = [evaluate_run(study, run) for run in runs]
+    styles = model_styles(runs)
     fig = draw_pr_curves(results, labels=[run_label(study, run) for run in runs],
+                         colours=[styles[run]["color"] for run in runs],
                          title=f"WIDER FACE protocol, test scale {study.profile.eval_scale}")
     study.save_figure(fig, name, checkpoints=runs, test_scale=str(study.profile.eval_scale),
                       headline="; ".join(f"{r}: hard AP {100 * float(res.ap['hard']):.1f}%"
@@ -359,9 +413,10 @@ def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
 
 def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):
     """Grouped bars of AP per setting for several runs."""
-    from ffcore.plotting import model_style, new_figure, pretty_name
+    from ffcore.plotting import model_styles, new_figure
 
     table = ap_frame(study, runs)
+    styles = model_styles(table["run"])
     fig, ax = new_figure(aspect=0.45)
     width = 0.8 / len(runs)
     for index, (_, row) in enumerate(table.iterrows()):
@@ -369,13 +424,13 @@ def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):
         errors = [[row[f"AP {s} %"] - row[f"{s} CI low"] for s in SETTINGS],
                   [row[f"{s} CI high"] - row[f"AP {s} %"] for s in SETTINGS]]
         positions = np.arange(3) + (index - (len(runs) - 1) / 2) * width
-        bars = ax.bar(positions, values, width, yerr=errors, capsize=2, color=model_style(row["run"], index)["color"],
-                      label=f"{pretty_name(row['run'])} ({row['parameters']:,} params)")
+        bars = ax.bar(positions, values, width, yerr=errors, capsize=2, color=styles[row["run"]]["color"],
+                      label=f"{run_label(study, row['run'])} ({row['parameters']:,} params)")
         ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
     ax.set_xticks(range(3))
     ax.set_xticklabels(SETTINGS)
     ax.set_ylabel("AP (%), bars: 95% bootstrap interval")
-    ax.legend(fontsize=7)
+    fig.legend(loc="outside upper center", ncol=2, fontsize=7, frameon=False)   # above the bars, never over one
     return study.save_figure(fig, name, checkpoints=runs,
                              headline="; ".join(f"{row['run']}: hard {row['AP hard %']:.1f}%"
                                                 for _, row in table.iterrows()))
@@ -434,7 +489,7 @@ def validation_detections_figure(study: Study, run: str = "featherface_v1", name
     detections = detect_faces(model, image, threshold=DETECTION_THRESHOLD, device=study.device)
     fig, ax = new_figure(aspect=image.shape[0] / image.shape[1])
     _draw(ax, image, detections, ground_truth,
-          f"{pretty_name(run)}: {len(detections)} detections >= {DETECTION_THRESHOLD} (top {MAX_DRAWN} drawn) "
+          f"{run_label(study, run)}: {len(detections)} detections ≥ {DETECTION_THRESHOLD} (top {MAX_DRAWN} drawn) "
           f"({len(ground_truth)} faces, dashed) — {path.parent.name}/{path.name}")
     return study.save_figure(fig, name or f"detections_{run}", checkpoints=[run], image=path.name,
                              headline=f"{run}: {len(detections)} detections vs {len(ground_truth)} faces on {path.name}")
@@ -447,7 +502,7 @@ def real_photo_detections_figure(study: Study, image_name: str = "crowd.jpg", na
     from ffcore.checkpoint import file_sha256
     from ffcore.eval.detect import DEFAULT_WEIGHTS, detect_faces, load_detector
     from ffcore.paths import shared_dir
-    from ffcore.plotting import new_figure
+    from ffcore.plotting import new_figure, pretty_name
     from ffcore.preprocess import read_image
     from ffcore.provenance import REAL_PHOTOS, Provenance, write_figure
 
@@ -462,8 +517,8 @@ def real_photo_detections_figure(study: Study, image_name: str = "crowd.jpg", na
     detections = detect_faces(load_detector("retinaface_mnet025", weights, study.device), image,
                               threshold=DETECTION_THRESHOLD, device=study.device)
     fig, ax = new_figure(aspect=image.shape[0] / image.shape[1])
-    _draw(ax, image, detections, None, f"RetinaFace-MobileNet-0.25 (trained on WIDER FACE): "
-                                       f"{len(detections)} faces >= {DETECTION_THRESHOLD} on {image_name}")
+    _draw(ax, image, detections, None, f"{pretty_name('retinaface_mnet025_widerface')}: "
+                                       f"{len(detections)} faces with score ≥ {DETECTION_THRESHOLD} on {image_name}")
     # Real photo and real weights: provenance says real photos, not the profile's synthetic data.
     provenance = Provenance(profile=study.profile.name, dataset=REAL_PHOTOS,
                             checkpoints={weights.name: file_sha256(weights)},

@@ -129,7 +129,9 @@ def fork_training_log_figure(study: Study, run: str = FORK_MODEL, name: str = "f
     """
     from ffcore.checkpoint import file_sha256
     from ffcore.paths import shared_dir
-    from ffcore.plotting import PALETTE, new_figure
+    from matplotlib.ticker import LogFormatter
+
+    from ffcore.plotting import model_style, new_figure, pretty_name
     from ffcore.provenance import WIDERFACE, Provenance, write_figure
     from ffcore.study.training import run_history
 
@@ -137,22 +139,27 @@ def fork_training_log_figure(study: Study, run: str = FORK_MODEL, name: str = "f
     fork = read_fork_training_log(log_path)
     fig, axes = new_figure(ncols=2, aspect=0.36)
     loss_ax, lr_ax = axes[0, 0], axes[0, 1]
-    label = "fork's WIDER FACE run (f023145, ECA-CBAM)"
-    loss_ax.plot(fork["epoch"], fork["loss"], color=PALETTE[1], label=label)
-    lr_ax.plot(fork["epoch"], fork["lr"], color=PALETTE[1], label=label)
+    label = f"{pretty_name(FORK_MODEL)}: the fork's WIDER FACE run, commit f023145"
+    colour = model_style(FORK_MODEL)["color"]   # the fork model's colour in every figure
+    loss_ax.plot(fork["epoch"], fork["loss"], color=colour, label=label)
+    lr_ax.plot(fork["epoch"], fork["lr"], color=colour, label=label)
     checkpoints = {log_path.name: file_sha256(log_path)}
     ours_drawn = False
     if study.profile.name == "full" and (study.run_dir(run) / "metrics.csv").is_file():
         ours = run_history(study, run)
-        loss_ax.plot(ours["epoch"], ours["loss"], color=PALETTE[0], label=f"ours: {run} (full profile)")
-        lr_ax.plot(ours["epoch"], ours["lr"], color=PALETTE[0], label=f"ours: {run} (full profile)")
+        ours_colour = "#000000"   # not the fork's: the same model, our run
+        loss_ax.plot(ours["epoch"], ours["loss"], color=ours_colour, label=f"ours: {pretty_name(run)} (full profile)")
+        lr_ax.plot(ours["epoch"], ours["lr"], color=ours_colour, label=f"ours: {pretty_name(run)} (full profile)")
         if study.checkpoint_path(run).is_file():
             checkpoints[run] = file_sha256(study.checkpoint_path(run))
         ours_drawn = True
     loss_ax.set(xlabel="epoch", ylabel="training loss (2 box + class + landmark)", yscale="log")
+    loss_ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))   # 4, 6, 10 rather than 4x10^0
+    loss_ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     # both logs record the rate after the epoch's scheduler steps; the fork's last point is its restart
     lr_ax.set(xlabel="epoch", ylabel="learning rate after the epoch", yscale="log")
-    loss_ax.legend(fontsize=7, loc="upper right")
+    # above the panels: inside, it covered the first epochs' loss
+    fig.legend(*loss_ax.get_legend_handles_labels(), loc="outside upper center", ncol=2, fontsize=7, frameon=False)
     provenance = Provenance(profile=study.profile.name, dataset=WIDERFACE, checkpoints=checkpoints,
                             notes={"source": f"{FORK_LOG_FILE} (the fork's TensorBoard scalars)",
                                    "ours_overlaid": ours_drawn})
@@ -170,7 +177,7 @@ def fork_detections_figure(study: Study, image_name: str = "crowd.jpg", name: st
     from ffcore.checkpoint import file_sha256
     from ffcore.eval.detect import DEFAULT_WEIGHTS, detect_faces, load_detector
     from ffcore.paths import shared_dir
-    from ffcore.plotting import new_figure
+    from ffcore.plotting import new_figure, pretty_name
     from ffcore.preprocess import read_image
     from ffcore.provenance import write_figure
     from ffcore.study.evaluation import DETECTION_THRESHOLD, _draw
@@ -180,12 +187,12 @@ def fork_detections_figure(study: Study, image_name: str = "crowd.jpg", name: st
     found = {}
     fig, axes = new_figure(ncols=2, aspect=0.5 * image.shape[0] / image.shape[1])
     for ax, (model_name, detector, title) in zip(axes[0], (
-            (FORK_MODEL, load_fork_detector(study.device), "fork's ECA-CBAM FeatherFace"),
+            (FORK_MODEL, load_fork_detector(study.device), pretty_name(FORK_WEIGHTS_RUN)),
             ("retinaface_mnet025", load_detector("retinaface_mnet025", retina_weights, study.device),
-             "RetinaFace-MobileNet-0.25"))):
+             pretty_name("retinaface_mnet025_widerface")))):
         detections = detect_faces(detector, image, threshold=DETECTION_THRESHOLD, device=study.device)
         found[model_name] = len(detections)
-        _draw(ax, image, detections, None, f"{title}: {len(detections)} faces >= {DETECTION_THRESHOLD}")
+        _draw(ax, image, detections, None, f"{title}\n{len(detections)} faces with score ≥ {DETECTION_THRESHOLD}")
     provenance = _weights_provenance(study, image=image_name, threshold=DETECTION_THRESHOLD)
     provenance.checkpoints[retina_weights.name] = file_sha256(retina_weights)
     name = name or f"fork_detections_{Path(image_name).stem}"
@@ -244,11 +251,13 @@ def _record_fork_weights(study: Study) -> str:
 # ---------------------------------------------------------------------- attention maps
 
 def _attention_model(study: Study, run: str):
+    from ffcore.plotting import pretty_name
+
     if run == FORK_WEIGHTS_RUN:
-        return load_fork_detector(study.device), "the fork's ECA-CBAM, WIDER FACE-trained"
+        return load_fork_detector(study.device), pretty_name(FORK_WEIGHTS_RUN)
     from ffcore.study.evaluation import load_run_model
 
-    return load_run_model(study, run), f"{run}, trained on the {study.dataset} data ({study.profile.name} profile)"
+    return load_run_model(study, run), f"{pretty_name(run)}, trained on the {study.dataset} data ({study.profile.name} profile)"
 
 
 def attention_maps_figure(study: Study, run: str = FORK_WEIGHTS_RUN, image_name: str = "crowd.jpg",
@@ -272,16 +281,17 @@ def attention_maps_figure(study: Study, run: str = FORK_WEIGHTS_RUN, image_name:
     model, description = _attention_model(study, run)
     masks = attention_masks_for_image(model, image)
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    fig, axes = new_figure(ncols=3, nrows=len(masks), aspect=0.33 * len(masks) * image.shape[0] / image.shape[1])
+    fig, axes = new_figure(ncols=3, nrows=len(masks),
+                           aspect=0.33 * len(masks) * image.shape[0] / image.shape[1] + 0.08)
     for row, m in enumerate(masks):
         channel_ax, spatial_ax, combined_ax = axes[row]
         channel_ax.bar(np.arange(m.channel.numel()), m.channel.numpy(), width=1.0, color=PALETTE[0])
         channel_ax.set(ylim=(0, 1), xlim=(0, m.channel.numel()), ylabel=f"{m.position}\n{m.kind}")
-        spatial_ax.imshow(m.spatial.numpy(), cmap="viridis", vmin=0, vmax=1)
+        spatial_image = spatial_ax.imshow(m.spatial.numpy(), cmap="viridis", vmin=0, vmax=1)
         combined = cv2.resize(m.combined.mean(dim=0).numpy(), (image.shape[1], image.shape[0]),
                               interpolation=cv2.INTER_NEAREST)
         combined_ax.imshow(rgb)
-        combined_ax.imshow(combined, cmap="magma", vmin=0, vmax=1, alpha=0.6)
+        combined_image = combined_ax.imshow(combined, cmap="magma", vmin=0, vmax=1, alpha=0.6)
         for ax in (spatial_ax, combined_ax):
             ax.set_xticks([])
             ax.set_yticks([])
@@ -289,6 +299,11 @@ def attention_maps_figure(study: Study, run: str = FORK_WEIGHTS_RUN, image_name:
             channel_ax.set_title("channel mask M_c", fontsize=8)
             spatial_ax.set_title("spatial mask M_s", fontsize=8)
             combined_ax.set_title("combined M_c * M_s (channel mean)", fontsize=8)
+    # one scale per map column (every row shares it: vmin 0, vmax 1), below its column
+    fig.colorbar(spatial_image, ax=axes[:, 1], location="bottom", shrink=0.8, aspect=25, label="M_s (sigmoid output)")
+    overlay = fig.colorbar(combined_image, ax=axes[:, 2], location="bottom", shrink=0.8, aspect=25,
+                           label="mean over channels of M_c * M_s")
+    overlay.solids.set_alpha(0.6)   # as drawn over the photo
     fig.suptitle(f"Attention masks on {image_name}: {description}", fontsize=8)
     if run == FORK_WEIGHTS_RUN:
         provenance = _weights_provenance(study, image=image_name)

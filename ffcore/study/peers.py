@@ -99,8 +99,11 @@ def peer_latency_table(study: Study, path: str | Path | None = None, name: str =
 
 def peer_latency_figure(study: Study, size: str = "640", path: str | Path | None = None,
                         name: str = "peer_latency"):
-    """Distribution of every detector's latency (all samples of all launches) at one size, per photo."""
+    """Distribution of every detector's latency (all samples of all launches) at one size, per photo:
+    box = quartiles, whiskers = the pooled 10th-90th percentiles (the table's p10_ms / p90_ms), and a
+    white diamond at the table's median_ms (the median of the launches' medians)."""
     import matplotlib.patches as patches
+    from matplotlib.lines import Line2D
 
     from ffcore.plotting import PALETTE, new_figure, pretty_name
     from ffcore.provenance import write_figure
@@ -114,21 +117,28 @@ def peer_latency_figure(study: Study, size: str = "640", path: str | Path | None
     axes = axes.ravel() if hasattr(axes, "ravel") else [axes]
     for ax, image in zip(axes, images):
         rows = selected[selected["image"] == image]
-        order = rows.groupby("detector")["median_ms"].median().sort_values().index.tolist()
+        medians = rows.groupby("detector")["median_ms"].median().sort_values()   # as peer_latency_summary
+        order = medians.index.tolist()
         data = [[s for r in rows[rows["detector"] == d]["samples_ms"] for s in json.loads(r)] for d in order]
         kinds = [rows[rows["detector"] == d]["kind"].iloc[0] for d in order]
-        parts = ax.boxplot(data, orientation="horizontal", patch_artist=True, showfliers=True, widths=0.6,
-                           medianprops={"color": "black"})
+        parts = ax.boxplot(data, orientation="horizontal", patch_artist=True, showfliers=False, widths=0.6,
+                           whis=(10, 90), medianprops={"linewidth": 0})
         for patch, kind in zip(parts["boxes"], kinds):
             patch.set_facecolor(PALETTE[2] if kind == "ours" else PALETTE[0])
+        ax.scatter(medians.to_numpy(), range(1, len(order) + 1), marker="D", s=14, color="white",
+                   edgecolor="black", linewidth=0.6, zorder=3)
         ax.set_yticks(range(1, len(order) + 1), [pretty_name(d) for d in order])
         ax.set_xscale("log")
         ax.set_xlabel("whole pipeline (ms, log scale)")
         first = rows.iloc[0]
         ax.set_title(f"{image} at {first['width']}x{first['height']}", fontsize=8)
     handles = [patches.Patch(facecolor=PALETTE[2], label="ours (trained on WIDER FACE)"),
-               patches.Patch(facecolor=PALETTE[0], label="peers")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=7, frameon=False)
+               patches.Patch(facecolor=PALETTE[0], label="peers"),
+               Line2D([], [], marker="D", markersize=4, color="white", markeredgecolor="black", linestyle="none",
+                      label="median of the launches' medians (the table's)"),
+               patches.Patch(facecolor="white", edgecolor="black", label="box: quartiles, whiskers: p10-p90")]
+    # above the panels: the provenance stamp goes below the figure
+    fig.legend(handles=handles, loc="outside upper center", ncol=2, fontsize=7, frameon=False)
     summary = peer_latency_summary(selected)
     headline = "; ".join(f"{r.image} {r.detector} {r.median_ms:.1f} ms" for r in summary.itertuples())
     write_figure(fig, study.figures_dir, name, _provenance(study, selected, size=size), headline=headline)
@@ -151,7 +161,9 @@ def peer_detections_figure(study: Study, image: str = "crowd.jpg", size: str = "
     if rows.empty:
         raise ValueError(f"no rows for {image} at size {size!r} in the peer benchmark "
                          f"(images {sorted(set(table['image']))}, sizes {sorted(set(table['size']))})")
-    rows = rows[rows["run_id"] == rows["run_id"].max()]     # the latest launch's boxes
+    # the table's median (median of the launches' medians) in the titles; the latest launch's boxes
+    medians = peer_latency_summary(rows).set_index("detector")
+    rows = rows[rows["run_id"] == rows["run_id"].max()]
     photo = read_image(shared_dir() / "images" / image)
     ncols = 3
     nrows = -(-len(rows) // ncols)
@@ -165,9 +177,13 @@ def peer_detections_figure(study: Study, image: str = "crowd.jpg", size: str = "
         colour = PALETTE[2] if row.kind == "ours" else PALETTE[4]
         for x1, y1, x2, y2, _score in boxes[:max_drawn]:
             ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=0.7, edgecolor=colour))
-        ax.set_title(f"{pretty_name(row.detector)}: {row.detections} faces ({row.median_ms:.0f} ms)", fontsize=7)
+        ax.set_title(f"{pretty_name(row.detector)}: {row.detections} faces, {medians.loc[row.detector, 'median_ms']:.0f} ms",
+                     fontsize=7)
     for ax in axes[len(rows):]:
         ax.axis("off")
+    launches = int(medians["launches"].max())
+    fig.suptitle(f"{image}: faces found (latest launch) and whole-pipeline time (median of {launches} launch(es), "
+                 f"as in the peer latency table)", fontsize=7)
     headline = "; ".join(f"{r.detector} {r.detections}" for r in rows.itertuples())
     write_figure(fig, study.figures_dir, name or f"peer_detections_{Path(image).stem}_{size}",
                  _provenance(study, rows, size=size, image=image),

@@ -418,33 +418,41 @@ def run_states_table(study: Study, only: list[str] | None = None) -> pd.DataFram
 
 def training_curves_figure(study: Study, runs: list[str], name: str = "training_curves"):
     """Training loss (and validation AP where the recipe validated) per epoch, one line per run."""
-    from ffcore.plotting import model_style, new_figure, pretty_name
+    from ffcore.plotting import model_styles, new_figure, pretty_name
 
     histories = {run: run_history(study, run) for run in runs}
     has_ap = any("ap_hard" in h and h["ap_hard"].notna().any() for h in histories.values())
     fig, axes = new_figure(ncols=2 if has_ap else 1, aspect=0.4 if has_ap else 0.55)
     axes = axes[0] if has_ap else [axes]
-    for index, (run, history) in enumerate(histories.items()):
-        style = model_style(run, index)
+    styles = model_styles(runs)
+    labels = {run: pretty_name(run, teacher=study.profile.teacher) for run in runs}
+    for run, history in histories.items():
+        style = styles[run]
         # the task loss is comparable across runs; a distillation run's total objective is not
         task = "loss_task" if "loss_task" in history else "loss"
-        axes[0].plot(history["epoch"], history[task], label=pretty_name(run), color=style["color"],
+        axes[0].plot(history["epoch"], history[task], label=labels[run], color=style["color"],
                      marker=style["marker"], markevery=max(1, len(history) // 10))
         if task != "loss":
             axes[0].plot(history["epoch"], history["loss"], color=style["color"], linestyle="--",
-                         label=f"{pretty_name(run)}: distillation objective")
+                         label=f"{labels[run]}: distillation objective")
         if has_ap and "ap_hard" in history:
             valid = history.dropna(subset=["ap_hard"])
             for setting, dash in (("easy", ":"), ("medium", "--"), ("hard", "-")):
                 axes[1].plot(valid["epoch"], 100 * valid[f"ap_{setting}"], linestyle=dash, color=style["color"],
-                             marker=style["marker"], label=f"{pretty_name(run)} {setting}")
+                             marker=style["marker"], label=f"{labels[run]} {setting}")
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("training task loss (2·box + class + landmark)")
-    axes[0].legend()
     if has_ap:
         axes[1].set_xlabel("epoch")
         axes[1].set_ylabel("validation AP (%)")
-        axes[1].legend(fontsize=6, ncol=2)
+    # above the panels, never over a curve (below, the provenance stamp): one legend for both panels
+    handles, names = [], []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.append(handle)
+            names.append(label)
+    fig.legend(handles, names, loc="outside upper center", fontsize=7, frameon=False,
+               ncol=1 if max(map(len, names)) > 45 else min(len(names), 2))
     final = {run: float(h["loss_task" if "loss_task" in h else "loss"].iloc[-1]) for run, h in histories.items()}
     for run in runs:
         if study.checkpoint_path(run).is_file():
