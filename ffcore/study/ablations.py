@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ffcore.data.ground_truth import SETTINGS
 from ffcore.study.context import Study
 
 BASELINE = "featherface_v1"
-SETTINGS = ("easy", "medium", "hard")
 
 
 def one_part_swaps(base: str = BASELINE) -> list[str]:

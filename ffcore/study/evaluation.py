@@ -12,10 +12,10 @@ import json
 import numpy as np
 import pandas as pd
 
+from ffcore.data.ground_truth import SETTINGS
 from ffcore.study.context import Study
 from ffcore.study.training import ensure_checkpoint, model_of_run
 
-SETTINGS = ("easy", "medium", "hard")
 DETECTION_THRESHOLD = 0.5
 MAX_DRAWN = 60
 
