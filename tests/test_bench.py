@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from ffcore.anchors import num_priors
-from ffcore.bench import (BenchConfig, PeakRss, get_bench_config, latency_figure, run_benchmark, speed_ratios,
-                          torch_operator_times)
+from ffcore.bench import BenchConfig, PeakRss, get_bench_config, run_benchmark, speed_ratios, torch_operator_times
 from ffcore.peers import PEER_FACTORIES, load_peers
 
 
@@ -69,6 +68,8 @@ def test_speed_ratios_and_figure(table):
     assert math.isclose(ratios.speedup_vs_tiny.iloc[0], 1.0)
     with pytest.raises(KeyError, match="reference model"):
         speed_ratios(table, "missing", backend="torch", size=(64, 64), batch=1, threads=1)
+    from ffcore.study.bench_figures import latency_figure
+
     figure = latency_figure(table, size=(64, 64), batch=2, threads=1)
     assert isinstance(figure, matplotlib.figure.Figure)
     assert len(figure.axes[0].patches) == 4   # 2 models x 2 backends

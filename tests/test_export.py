@@ -7,9 +7,10 @@ import onnx
 import pytest
 import torch
 
-from ffcore.export import (ExportError, OnnxDetector, calibration_images, check_parity, export_onnx,
-                           onnx_operators, output_agreement, quantize_int8, sample_batch)
+from ffcore.export import (ExportError, calibration_images, check_parity, export_onnx, onnx_operators,
+                           output_agreement, quantize_int8, sample_batch)
 from ffcore.models import create_model, load_pretrained
+from ffcore.onnx_runtime import OnnxDetector
 from ffcore.paths import shared_dir
 from ffcore.postprocess import postprocess
 
@@ -278,3 +279,21 @@ def test_int8_calibrates_on_training_images_not_on_the_evaluated_ones(tmp_path):
     (tmp_path / "WIDER_train" / "images" / "0--Event").rmdir()
     (tmp_path / "WIDER_train" / "images").rmdir()
     assert [p.name for p in calibration_images(tmp_path)] == ["val_0.jpg"]   # no training split: validation
+
+
+def test_calibration_reader_letterboxes_like_the_inference_input(tmp_path):
+    import cv2
+
+    from ffcore.export import _calibration_reader
+    from ffcore.preprocess import MEAN_BGR
+
+    image = np.random.default_rng(0).integers(0, 256, (90, 150, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    reader = _calibration_reader([tmp_path / "a.png"], size=128)
+    got = reader.get_next()["image"]
+    assert reader.get_next() is None
+    # Oracle, written out: long side to 128 (bilinear), minus the mean, zero padding right and bottom.
+    resized = cv2.resize(image, (128, round(90 * 128 / 150)), interpolation=cv2.INTER_LINEAR)
+    expected = np.zeros((1, 3, 128, 128), np.float32)
+    expected[0, :, :resized.shape[0], :] = (resized.astype(np.float32) - np.float32(MEAN_BGR)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(got, expected)

@@ -34,7 +34,7 @@ PACKAGE = REPO / "ffcore"
 # Bottom to top; keep in step with the drawing in docs/design.md.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("ffcore", "paths", "anchors", "boxes", "preprocess", "postprocess", "losses", "checkpoint",
-              "provenance", "plotting")),
+              "provenance", "plotting", "onnx_runtime")),
     ("models", ("models",)),
     ("data", ("data",)),
     ("eval", ("eval",)),

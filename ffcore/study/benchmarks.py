@@ -66,8 +66,8 @@ def benchmark_table(study: Study, models: list[str] | None = None) -> pd.DataFra
 
 
 def latency_figure(study: Study, name: str = "latency"):
-    """Bar chart of the benchmark's forward-pass medians (ffcore.bench.latency_figure)."""
-    from ffcore.bench import latency_figure as draw_latency
+    """Bar chart of the benchmark's forward-pass medians (ffcore.study.bench_figures.latency_figure)."""
+    from ffcore.study.bench_figures import latency_figure as draw_latency
 
     path = study.cache_dir / "benchmark_full.csv"
     if not path.is_file():
