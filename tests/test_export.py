@@ -297,3 +297,28 @@ def test_calibration_reader_letterboxes_like_the_inference_input(tmp_path):
     expected = np.zeros((1, 3, 128, 128), np.float32)
     expected[0, :, :resized.shape[0], :] = (resized.astype(np.float32) - np.float32(MEAN_BGR)).transpose(2, 0, 1)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("groups, bias", [(1, False), (1, True), (8, False)])
+def test_batch_norm_folding_from_torch_equals_conv_then_batch_norm(groups, bias):
+    # deploy.fold_batchnorm uses torch.nn.utils.fusion.fuse_conv_bn_eval: its weights are the fold
+    # computed in float64 to float32 rounding, and its outputs those of bn(conv(x)).
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    torch.manual_seed(groups + bias)
+    conv = nn.Conv2d(8, 16 if groups == 1 else 8, 3, padding=1, groups=groups, bias=bias).eval()
+    bn = nn.BatchNorm2d(conv.out_channels).eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.1, 3)
+        bn.weight.uniform_(0.5, 2), bn.bias.uniform_(-1, 1)
+    fused = fuse_conv_bn_eval(conv, bn)
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    conv_bias = conv.bias.double() if bias else torch.zeros(conv.out_channels, dtype=torch.float64)
+    torch.testing.assert_close(fused.weight.double(), conv.weight.double() * scale[:, None, None, None],
+                               rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(fused.bias.double(), (conv_bias - bn.running_mean.double()) * scale + bn.bias.double(),
+                               rtol=1e-6, atol=1e-6)
+    x = torch.randn(2, 8, 12, 12)
+    with torch.no_grad():
+        assert float((fused(x) - bn(conv(x))).abs().max()) < 1e-5
