@@ -48,12 +48,24 @@ def test_each_comparison_shares_one_recipe(study):
 
 
 def test_ablation_rows_are_the_declared_one_part_swaps(study):
-    from ffcore.models.zoo import ONE_PART_SWAPS
+    from dataclasses import fields
+
+    from ffcore.models.zoo import DETECTOR_CONFIGS
     from ffcore.study.ablations import ablation_models, one_part_swaps
     from ffcore.study.training import planned_runs
 
     swaps = one_part_swaps()
-    assert swaps == [v for v, (base, _) in ONE_PART_SWAPS.items() if base == "featherface_v1"]
+    # Expected rows found from the configs themselves, field by field: a registered detector whose
+    # config differs from V1's in the fields of exactly one part (the two attention stages are one
+    # part), width and everything else equal.
+    v1 = DETECTOR_CONFIGS["featherface_v1"][0]
+    parts = [{"backbone"}, {"backbone_attention", "neck_attention"}, {"neck"}, {"context"}, {"shuffle"}, {"head"}]
+    expected = []
+    for name, (config, _) in DETECTOR_CONFIGS.items():
+        changed = {f.name for f in fields(config) if getattr(config, f.name) != getattr(v1, f.name)}
+        if changed and any(changed <= part for part in parts):
+            expected.append(name)
+    assert sorted(swaps) == sorted(expected) and len(swaps) >= 5
     assert not any("pruned" in m for m in ablation_models())      # pruned variants have their own table
     full = open_study("full", data_root=study.data_root, prepare_data=False)
     runs = planned_runs(full)
