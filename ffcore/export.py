@@ -258,19 +258,27 @@ def check_parity(model: nn.Module, onnx_path: str | Path,
 # --------------------------------------------------------------------------------------------
 
 def calibration_images(root: str | Path, count: int = 32, split: str | None = None) -> list[Path]:
-    """The first `count` images (sorted) of a WIDER-format tree: `<root>/WIDER_<split>/images/**/*.jpg`.
+    """The first `count` images (sorted) of a WIDER-format tree's `split` ("train" or "val"), its
+    folders found by `ffcore.data.layout.WiderFaceLayout` (WIDER_train/images, train/images, ...).
 
     By default the training split, then the validation split when there is no training split:
     calibrating on the images an INT8 model is then evaluated on would flatter it. Falls back to
     any `*.jpg` under `root` when it is not a WIDER-format root.
     """
+    from ffcore.data.layout import WiderFaceLayout
+
+    if split not in (None, "train", "val"):
+        raise ValueError(f"calibration split must be 'train' or 'val', got {split!r}")
     root = Path(root)
+    layout = WiderFaceLayout.discover(root)
+    folders = {"train": layout.train_images, "val": layout.val_images}
     splits = (split,) if split is not None else ("train", "val")
-    search = next((root / f"WIDER_{s}" / "images" for s in splits if (root / f"WIDER_{s}" / "images").is_dir()), root)
+    search = next((folders[s] for s in splits if folders[s] is not None), root)
     images = sorted(search.rglob("*.jpg"))
     if not images:
         raise FileNotFoundError(f"no calibration images (*.jpg) under {search}: pass a WIDER-format dataset root "
-                                f"(with WIDER_train/images) or write the synthetic one with `ffcore synth`")
+                                f"(with WIDER_train/images or train/images) or write the synthetic one with "
+                                f"`ffcore synth`")
     return images[:count]
 
 

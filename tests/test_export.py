@@ -281,6 +281,21 @@ def test_int8_calibrates_on_training_images_not_on_the_evaluated_ones(tmp_path):
     assert [p.name for p in calibration_images(tmp_path)] == ["val_0.jpg"]   # no training split: validation
 
 
+def test_int8_calibration_finds_every_training_layout_the_data_layer_accepts(tmp_path):
+    import cv2
+
+    # RetinaFace's own layout: train/images next to train/label.txt, val/images
+    for split in ("train", "val"):
+        folder = tmp_path / split / "images" / "0--Event"
+        folder.mkdir(parents=True)
+        cv2.imwrite(str(folder / f"{split}_0.jpg"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "train" / "label.txt").write_text("# 0--Event/train_0.jpg\n1 1 4 4\n")
+    assert [p.name for p in calibration_images(tmp_path)] == ["train_0.jpg"]
+    assert [p.name for p in calibration_images(tmp_path, split="val")] == ["val_0.jpg"]
+    with pytest.raises(ValueError, match="'test'"):
+        calibration_images(tmp_path, split="test")
+
+
 def test_calibration_reader_letterboxes_like_the_inference_input(tmp_path):
     import cv2
 

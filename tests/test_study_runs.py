@@ -4,6 +4,7 @@ declared ablation rows, and an AP cache keyed on the evaluator's code that never
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -92,8 +93,8 @@ def test_a_profile_trains_the_rows_it_chooses_and_nothing_else(study, tmp_path):
         study_swaps(bad)
 
 
-def test_ap_cache_is_keyed_on_the_evaluator_code_and_a_bad_cache_is_an_error(study):
-    from ffcore.study.evaluation import _cache_key, evaluate_run, evaluation_code_version
+def test_ap_cache_is_keyed_on_the_checkpoint_and_both_codes_and_a_bad_cache_is_an_error(study):
+    from ffcore.study.evaluation import _cache_key, evaluate_run, evaluation_code_version, model_code_version
     from ffcore.study.training import ensure_checkpoint, reference_runs
 
     if "retinaface_mnet025_widerface" not in reference_runs():
@@ -101,9 +102,33 @@ def test_ap_cache_is_keyed_on_the_evaluator_code_and_a_bad_cache_is_an_error(stu
     run = "retinaface_mnet025_widerface"
     ensure_checkpoint(study, run)
     key = _cache_key(study, run)
-    assert key["code"] == evaluation_code_version() and len(key["code"]) == 16
+    assert key["evaluator_code"] == evaluation_code_version() and len(key["evaluator_code"]) == 16
+    assert key["model_code"] == model_code_version() and len(key["model_code"]) == 16
+    assert key["checkpoint"] == study.used_checkpoints[run]
     study.cache_dir.mkdir(parents=True)
     (study.cache_dir / f"eval_{run}.json").write_text(json.dumps(key))
     (study.cache_dir / f"eval_{run}.pt").write_bytes(b"not a state file")
     with pytest.raises(RuntimeError, match=f"eval_{run}.pt"):
         evaluate_run(study, run)
+
+
+def test_the_model_code_version_follows_the_models_package_and_postprocess_only(tmp_path):
+    import shutil
+
+    from ffcore.study.evaluation import model_code_version
+
+    package = Path(__file__).resolve().parents[1] / "ffcore"
+    copy = tmp_path / "ffcore"
+    shutil.copytree(package / "models", copy / "models", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(package / "postprocess.py", copy / "postprocess.py")
+    shutil.copy(package / "paths.py", copy / "paths.py")
+    assert model_code_version(copy) == model_code_version()
+    versions = [model_code_version(copy)]
+    (copy / "paths.py").write_text((copy / "paths.py").read_text() + "\n# not model code\n")
+    assert model_code_version(copy) == versions[-1]
+    for changed in ("models/necks.py", "models/loading.py", "postprocess.py"):
+        (copy / changed).write_text((copy / changed).read_text() + "\n# changed\n")
+        versions.append(model_code_version(copy))
+    (copy / "models" / "new_part.py").write_text("WIDTH = 8\n")     # a module nothing imports yet
+    versions.append(model_code_version(copy))
+    assert len(set(versions)) == len(versions) == 5
