@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 import torch.nn as nn
 
 from ffcore.checkpoint import CheckpointError, load_checkpoint_file
