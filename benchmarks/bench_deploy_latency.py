@@ -69,7 +69,7 @@ def export_graphs(work_dir: Path) -> dict[str, str]:
 def worker(argv: list[str]) -> int:
     """One launch: time the graphs interleaved, print the rows as JSON."""
     from ffcore.bench import time_onnx_interleaved
-    from ffcore.export import parse_size
+    from ffcore.cli.common import parse_size
 
     graphs = json.loads(_option(argv, "--graphs", "{}"))
     table = time_onnx_interleaved(graphs, sizes=[parse_size(s) for s in _option(argv, "--sizes", [], many=True)],

@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ffcore.models.attention import ChannelGate, SpatialGate
 from ffcore.models.blocks import ConvBNAct, channel_shuffle
@@ -69,18 +70,6 @@ class DeploySteps:
 
 
 # ------------------------------------------------------------------------------ batch norm
-
-def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A convolution equal to bn(conv(x)) with the batch norm's running statistics (eval mode)."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight.detach() * scale[:, None, None, None])
-        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias.detach())
-    return fused
-
 
 class BiasedModulatedDeformConv2d(nn.Module):
     """V1's modulated deformable convolution with a following batch norm folded into weight and bias.
@@ -135,7 +124,7 @@ def fold_batchnorm(model: nn.Module) -> int:
             bn = getattr(module, bn_name)
             if not isinstance(bn, nn.BatchNorm2d):
                 continue
-            setattr(module, conv_name, fuse_conv_bn(getattr(module, conv_name), bn))
+            setattr(module, conv_name, fuse_conv_bn_eval(getattr(module, conv_name), bn))
             setattr(module, bn_name, nn.Identity())
             count += 1
     return count
@@ -407,5 +396,4 @@ def max_output_difference(reference: nn.Module, candidate: nn.Module, size: tupl
 
 __all__ = ["DEPLOY_TOLERANCE", "DeployError", "DeploySteps", "MergedHeads", "CompactChannelGate", "deploy_model",
            "fold_batchnorm", "fold_shuffles", "merge_heads", "compact_attention", "densify_grouped_convs",
-           "fuse_conv_bn",
            "max_output_difference"]

@@ -1,4 +1,4 @@
-"""ONNX export with an ONNX Runtime parity check, INT8 static quantisation and FP16.
+"""ONNX export with an ONNX Runtime parity check, and INT8 static quantisation.
 
 The export uses PyTorch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`), which
 translates `torchvision::deform_conv2d` (FeatherFace V1's modulated deformable SSH) into
@@ -26,10 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ffcore.onnx_runtime import INPUT_NAME, OUTPUT_NAMES, PRIOR_CONFIG_KEY, OnnxDetector
 from ffcore.preprocess import sample_batch
 
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("loc", "conf", "landm")
 MIN_OPSET = 19            # first opset with DeformConv
 DEFAULT_OPSET = 19
 PARITY_TOLERANCE = 1e-4   # max |PyTorch - ONNX Runtime| allowed on every output
@@ -165,9 +164,6 @@ def _custom_translations() -> dict:
     return {tf_same_max_pool2d._opoverload: _tf_same_max_pool_onnx}
 
 
-PRIOR_CONFIG_KEY = "ffcore_prior_config"
-
-
 def _write_prior_config(path: Path, prior_config) -> None:
     """Store the model's anchor geometry in the ONNX metadata: the graph's outputs only decode with it."""
     import dataclasses
@@ -183,21 +179,6 @@ def _write_prior_config(path: Path, prior_config) -> None:
     onnx.save(graph, str(path))
 
 
-def read_prior_config(session):
-    """The `PriorConfig` stored by `export_onnx` in a session's model metadata (the default when absent)."""
-    import json
-
-    from ffcore.anchors import DEFAULT_PRIORS, PriorConfig
-
-    stored = session.get_modelmeta().custom_metadata_map.get(PRIOR_CONFIG_KEY)
-    if stored is None:
-        return DEFAULT_PRIORS   # exported before the geometry was recorded: the references' two anchors
-    values = json.loads(stored)
-    return PriorConfig(min_sizes=tuple(tuple(level) for level in values["min_sizes"]), steps=tuple(values["steps"]),
-                       variance=tuple(values["variance"]), clip=bool(values["clip"]),
-                       aspect_ratios=tuple(values["aspect_ratios"]))
-
-
 def onnx_operators(path: str | Path) -> dict[str, int]:
     """Operator type -> count in the main graph of an ONNX file."""
     import onnx
@@ -206,57 +187,6 @@ def onnx_operators(path: str | Path) -> dict[str, int]:
     for node in onnx.load(str(path), load_external_data=False).graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
-
-
-# --------------------------------------------------------------------------------------------
-# ONNX Runtime
-# --------------------------------------------------------------------------------------------
-
-def ort_session(path: str | Path, threads: int = 1, providers: Sequence[str] | None = None,
-                optimize: bool = True):
-    """An ONNX Runtime session with a fixed number of intra-op threads (inter-op 1)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options,
-                                providers=list(providers or ["CPUExecutionProvider"]))
-
-
-class OnnxDetector:
-    """An ONNX Runtime model behind the PyTorch detector contract.
-
-    `detector(x)` takes float32 [B, 3, H, W] (tensor or array) and returns torch tensors
-    (loc, conf, landm), so the evaluator, `postprocess` and the benchmark treat it like a model.
-    """
-
-    def __init__(self, path: str | Path, threads: int = 1, providers: Sequence[str] | None = None,
-                 name: str | None = None):
-        self.path = Path(path)
-        self.session = ort_session(self.path, threads=threads, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
-        self.name = name or self.path.stem
-        # the exported model's own anchors (a 9-anchor head does not decode with the default two)
-        self.prior_config = read_prior_config(self.session)
-
-    def run_numpy(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(list(OUTPUT_NAMES), {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
-
-    def __call__(self, x):
-        array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        return tuple(torch.from_numpy(o) for o in self.run_numpy(array))
-
-    # Callers written for nn.Module call these; they are no-ops for a fixed ONNX graph.
-    def eval(self) -> "OnnxDetector":
-        return self
-
-    def to(self, *args, **kwargs) -> "OnnxDetector":
-        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,44 +258,42 @@ def check_parity(model: nn.Module, onnx_path: str | Path,
 # --------------------------------------------------------------------------------------------
 
 def calibration_images(root: str | Path, count: int = 32, split: str | None = None) -> list[Path]:
-    """The first `count` images (sorted) of a WIDER-format tree: `<root>/WIDER_<split>/images/**/*.jpg`.
+    """The first `count` images (sorted) of a WIDER-format tree's `split` ("train" or "val"), its
+    folders found by `ffcore.data.layout.WiderFaceLayout` (WIDER_train/images, train/images, ...).
 
     By default the training split, then the validation split when there is no training split:
     calibrating on the images an INT8 model is then evaluated on would flatter it. Falls back to
     any `*.jpg` under `root` when it is not a WIDER-format root.
     """
+    from ffcore.data.layout import WiderFaceLayout
+
+    if split not in (None, "train", "val"):
+        raise ValueError(f"calibration split must be 'train' or 'val', got {split!r}")
     root = Path(root)
+    layout = WiderFaceLayout.discover(root)
+    folders = {"train": layout.train_images, "val": layout.val_images}
     splits = (split,) if split is not None else ("train", "val")
-    search = next((root / f"WIDER_{s}" / "images" for s in splits if (root / f"WIDER_{s}" / "images").is_dir()), root)
+    search = next((folders[s] for s in splits if folders[s] is not None), root)
     images = sorted(search.rglob("*.jpg"))
     if not images:
         raise FileNotFoundError(f"no calibration images (*.jpg) under {search}: pass a WIDER-format dataset root "
-                                f"(with WIDER_train/images) or write the synthetic one with `ffcore synth`")
+                                f"(with WIDER_train/images or train/images) or write the synthetic one with "
+                                f"`ffcore synth`")
     return images[:count]
-
-
-def _letterbox_tensor(image_bgr: np.ndarray, size: int) -> np.ndarray:
-    """Resize the long side to `size`, pad to size x size with the mean (zero after subtraction)."""
-    import cv2
-
-    from ffcore.preprocess import image_to_tensor
-
-    height, width = image_bgr.shape[:2]
-    scale = size / max(height, width)
-    resized = cv2.resize(image_bgr, (max(1, round(width * scale)), max(1, round(height * scale))))
-    tensor = image_to_tensor(resized)
-    padded = torch.zeros(1, 3, size, size)
-    padded[:, :, : tensor.shape[2], : tensor.shape[3]] = tensor
-    return padded.numpy()
 
 
 def _calibration_reader(images: Sequence[Path], size: int, input_name: str = INPUT_NAME):
     from onnxruntime.quantization import CalibrationDataReader
 
+    from ffcore.data.transforms import EvalTransform, EvalTransformConfig
     from ffcore.preprocess import read_image
 
+    # The evaluation letterbox: long side to `size`, padded right/bottom with the mean (0 after subtraction).
+    letterbox = EvalTransform(EvalTransformConfig(image_size=size))
+    no_faces = np.zeros((0, 15), np.float32)
+
     class WiderCalibrationReader(CalibrationDataReader):
-        """Feeds validation images one at a time, preprocessed exactly as at inference."""
+        """Feeds calibration images one at a time, letterboxed as for batched evaluation."""
 
         def __init__(self):
             self._images = iter(images)
@@ -374,7 +302,7 @@ def _calibration_reader(images: Sequence[Path], size: int, input_name: str = INP
             path = next(self._images, None)
             if path is None:
                 return None
-            return {input_name: _letterbox_tensor(read_image(path), size)}
+            return {input_name: letterbox(read_image(path), no_faces)[0][None]}
 
         def rewind(self):
             self._images = iter(images)
@@ -472,65 +400,3 @@ def output_agreement(fp32_path: str | Path, int8_path: str | Path, size: int = 3
         agreement[name] = {"pearson_r": float(np.corrcoef(ref.ravel(), out.ravel())[0, 1]),
                            "max_abs_diff": float(np.abs(ref - out).max())}
     return agreement
-
-
-def int8_ap_change(fp32_path: str | Path, int8_path: str | Path, data_root: str | Path | None = None,
-                   limit: int | None = None, scale: str | int = "origin", threads: int = 2):
-    """AP (easy/medium/hard) of the FP32 and INT8 ONNX models on a validation set, and the change.
-
-    Runs `ffcore.eval.predict.evaluate_model` with `OnnxDetector`s standing in for the PyTorch
-    model; `data_root` defaults to the synthetic dataset (results are then synthetic).
-    Returns a DataFrame with one row per precision plus an "int8 - fp32" row.
-    """
-    import pandas as pd
-
-    from ffcore.eval.predict import evaluate_model
-
-    if data_root is None:
-        from ffcore.data.synth import ensure_synthetic_dataset
-
-        data_root = ensure_synthetic_dataset()
-    rows = []
-    for precision, path in (("fp32", fp32_path), ("int8", int8_path)):
-        result = evaluate_model(OnnxDetector(path, threads=threads), data_root, scale=scale, limit=limit,
-                                progress=False)
-        rows.append({"precision": precision, **{k: float(result.ap[k]) for k in ("easy", "medium", "hard")}})
-    table = pd.DataFrame(rows)
-    change = {"precision": "int8 - fp32"}
-    for column in ("easy", "medium", "hard"):
-        change[column] = float(table[column].iloc[1] - table[column].iloc[0])
-    return pd.concat([table, pd.DataFrame([change])], ignore_index=True)
-
-
-# --------------------------------------------------------------------------------------------
-# FP16 (GPU only)
-# --------------------------------------------------------------------------------------------
-
-def fp16_parity(model: nn.Module, size: tuple[int, int] = (640, 640)) -> ParityReport | None:
-    """FP16 PyTorch on CUDA against FP32 on CPU; None when no GPU is present (FP16 on CPU is not a deployment target)."""
-    if not torch.cuda.is_available():
-        return None
-    import copy
-
-    x = sample_batch(*size)
-    with torch.no_grad():
-        reference = model.eval()(x)[:3]
-        half = copy.deepcopy(model).cuda().half().eval()
-        outputs = [o.float().cpu() for o in half(x.cuda().half())[:3]]
-    # FP16 keeps about 3 significant digits; compare against a tolerance in line with that.
-    return compare_outputs(reference, outputs, *size, tolerance=5e-2 * max(1.0, float(reference[0].abs().max())))
-
-
-# --------------------------------------------------------------------------------------------
-# Sizes as written on the command line
-# --------------------------------------------------------------------------------------------
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"640" -> (640, 640); "480x640" -> (480, 640) (height x width)."""
-    try:
-        values = [int(part) for part in str(text).lower().split("x")]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values) < 32:
-        raise ValueError(f"size {text!r}: expected N or HxW (height x width), each at least 32")
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])

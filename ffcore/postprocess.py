@@ -55,6 +55,17 @@ class Detections:
                 for box, score, landm in zip(self.boxes.tolist(), self.scores.tolist(), self.landmarks.tolist())]
 
 
+def nms_plus_one_pixel(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
+                       keep_top_k: int | None = None) -> torch.Tensor:
+    """Indices kept by NMS over pixel boxes [N, 4] (x1, y1, x2, y2), best score first, at most `keep_top_k`.
+
+    The references' NMS (py_cpu_nms) measures areas with the "+1 pixel" convention; widening
+    each box by one pixel makes torchvision's NMS compute exactly that IoU.
+    """
+    widened = boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+    return nms(widened, scores, iou_threshold)[:keep_top_k]
+
+
 def postprocess(loc: torch.Tensor, conf: torch.Tensor, landm: torch.Tensor, input_size: tuple[int, int],
                 resize: float | tuple[float, float] = 1.0, priors: torch.Tensor | None = None,
                 prior_config: PriorConfig = DEFAULT_PRIORS,
@@ -82,9 +93,6 @@ def postprocess(loc: torch.Tensor, conf: torch.Tensor, landm: torch.Tensor, inpu
         boxes = decode(loc[b, candidates].float(), priors[candidates], prior_config.variance) * box_scale
         landmarks = decode_landmarks(landm[b, candidates].float(), priors[candidates], prior_config.variance) * landm_scale
         scores = scores[candidates]
-        # The references' NMS (py_cpu_nms) measures areas with the "+1 pixel" convention;
-        # widening each box by one pixel makes torchvision's NMS compute exactly that IoU.
-        widened = boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
-        keep = nms(widened, scores, config.nms_iou)[: config.keep_top_k]
+        keep = nms_plus_one_pixel(boxes, scores, config.nms_iou, config.keep_top_k)
         results.append(Detections(boxes[keep], scores[keep], landmarks[keep]))
     return results

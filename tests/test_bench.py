@@ -8,9 +8,8 @@ import torch
 from torch import nn
 
 from ffcore.anchors import num_priors
-from ffcore.bench import (BenchConfig, PeakRss, get_bench_config, latency_figure, run_benchmark, speed_ratios,
-                          torch_operator_times)
-from ffcore.peers import PEER_FACTORIES, load_peers
+from ffcore.bench import BenchConfig, PeakRss, get_bench_config, run_benchmark, speed_ratios, torch_operator_times
+from ffcore.peers import load_peers
 
 
 class TinyDetector(nn.Module):
@@ -69,6 +68,8 @@ def test_speed_ratios_and_figure(table):
     assert math.isclose(ratios.speedup_vs_tiny.iloc[0], 1.0)
     with pytest.raises(KeyError, match="reference model"):
         speed_ratios(table, "missing", backend="torch", size=(64, 64), batch=1, threads=1)
+    from ffcore.study.bench_figures import latency_figure
+
     figure = latency_figure(table, size=(64, 64), batch=2, threads=1)
     assert isinstance(figure, matplotlib.figure.Figure)
     assert len(figure.axes[0].patches) == 4   # 2 models x 2 backends
@@ -103,11 +104,59 @@ def test_peak_rss_sees_native_allocations():
     assert rss.peak_delta > 32 * 2 ** 20
 
 
-def test_missing_peers_are_skipped_with_a_reason():
-    peers, skipped = load_peers()
-    assert {p.name for p in peers} | set(skipped) == set(PEER_FACTORIES)
-    for name, reason in skipped.items():
-        assert reason, name
+def _fake_peers(monkeypatch, calls):
+    """Peer factories that start, lack their library, lack their files or refuse this machine."""
+    import numpy as np
+
+    from ffcore import peers as peers_module
+
+    def starts():
+        def detect(image):
+            calls.append(image.shape)
+            return np.zeros((0, 5), np.float32)
+
+        return peers_module.Peer("starts", detect, "numpy", file_bytes=123, note="fake")
+
+    def not_installed():
+        raise ModuleNotFoundError("No module named 'facelib'", name="facelib")
+
+    def no_files():
+        raise FileNotFoundError("cascade.xml")
+
+    def refuses():
+        raise RuntimeError("no cascade files in this OpenCV")
+
+    monkeypatch.setattr(peers_module, "PEER_FACTORIES", {"starts": starts, "not_installed": not_installed,
+                                                         "no_files": no_files, "refuses": refuses})
+
+
+def test_peers_that_cannot_start_are_skipped_with_their_reason_and_the_others_timed(monkeypatch):
+    calls = []
+    _fake_peers(monkeypatch, calls)
+    config = BenchConfig(sizes=((48, 64),), batches=(1, 2), threads=(1,), backends=("torch",), repeats=2, warmup=1)
+    table = run_benchmark([("tiny", TinyDetector().eval())], config, peers=True)
+    skipped = table.attrs["skipped_peers"]
+    assert set(skipped) == {"not_installed", "no_files", "refuses"}
+    assert skipped["not_installed"].startswith("not installed (facelib); run `make peers`")
+    assert skipped["no_files"] == "FileNotFoundError: cascade.xml"
+    assert skipped["refuses"] == "RuntimeError: no cascade files in this OpenCV"
+    peer_rows = table[table.model == "starts"]
+    assert list(peer_rows.batch) == [1]                       # peers run at batch 1 only
+    assert peer_rows.backend.iloc[0] == "numpy" and peer_rows.note.iloc[0] == "fake"
+    assert math.isnan(peer_rows.preprocess_median_ms.iloc[0])  # the peer's own pipeline is one timing
+    assert calls and set(calls) == {(48, 64, 3)}               # the photo resized to the setting
+    assert sorted(table[table.model == "tiny"].batch) == [1, 2]
+
+
+def test_a_peer_that_fails_otherwise_is_a_bug_and_propagates(monkeypatch):
+    from ffcore import peers as peers_module
+
+    def broken():
+        raise ValueError("bad threshold")
+
+    monkeypatch.setattr(peers_module, "PEER_FACTORIES", {"broken": broken})
+    with pytest.raises(ValueError, match="bad threshold"):
+        load_peers()
 
 
 def test_bench_cli_smoke(tmp_path, capsys):

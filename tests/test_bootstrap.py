@@ -6,12 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ffcore.eval import GroundTruth, evaluate, voc_ap
+from ffcore.eval import SETTINGS, GroundTruth, evaluate, voc_ap
 from ffcore.eval.bootstrap import (ap_intervals, bootstrap_ap, paired_difference, percentile_interval,
                                    resample_weights, verdict)
 from ffcore.eval.protocol import _count_at_or_above, score_thresholds
-
-SETTINGS = ("easy", "medium", "hard")
 
 
 def random_study(rng, images: int, detector_quality: float = 1.0):

@@ -243,3 +243,27 @@ def test_cli_train_and_resume(tiny_root, tmp_path):
     # --resume takes the saved recipe: nothing left to do, the run stays at epoch 1
     assert main(["train", "--out", str(out), "--resume"]) == 0
     assert load_checkpoint_file(out / "last.pt")["epoch"] == 1
+
+
+def test_run_log_appends_every_line_flushed_whatever_the_logger_level(tmp_path, caplog):
+    import logging
+
+    from ffcore.engine.run_log import RunLogger
+
+    caplog.set_level(logging.WARNING, logger="ffcore.engine")
+    first = RunLogger(tmp_path, enabled=True, tensorboard=False)
+    first.message("epoch 1/2: loss 1.0")
+    first.message("skipped unreadable training image x.jpg", level=logging.WARNING)
+    lines = (tmp_path / "train.log").read_text().splitlines()          # readable before close: flushed
+    first.close()
+    second = RunLogger(tmp_path, enabled=True, tensorboard=False)      # a resumed run continues the file
+    second.message("resumed from last.pt after epoch 1")
+    second.close()
+    every = (tmp_path / "train.log").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in every] == ["epoch 1/2: loss 1.0", "skipped unreadable training image x.jpg",
+                                                         "resumed from last.pt after epoch 1"]
+    assert every[:2] == lines
+    assert all(len(line.split(" ", 1)[0]) == len("2026-01-01T00:00:00") for line in every)
+    assert [r.getMessage() for r in caplog.records] == ["skipped unreadable training image x.jpg"]
+    RunLogger(tmp_path / "off", enabled=False, tensorboard=False).message("nothing")
+    assert not (tmp_path / "off").exists()

@@ -7,9 +7,10 @@ import onnx
 import pytest
 import torch
 
-from ffcore.export import (ExportError, OnnxDetector, calibration_images, check_parity, export_onnx,
-                           onnx_operators, output_agreement, quantize_int8, sample_batch)
+from ffcore.export import (ExportError, calibration_images, check_parity, export_onnx, onnx_operators,
+                           output_agreement, quantize_int8, sample_batch)
 from ffcore.models import create_model, load_pretrained
+from ffcore.onnx_runtime import OnnxDetector
 from ffcore.paths import shared_dir
 from ffcore.postprocess import postprocess
 
@@ -278,3 +279,61 @@ def test_int8_calibrates_on_training_images_not_on_the_evaluated_ones(tmp_path):
     (tmp_path / "WIDER_train" / "images" / "0--Event").rmdir()
     (tmp_path / "WIDER_train" / "images").rmdir()
     assert [p.name for p in calibration_images(tmp_path)] == ["val_0.jpg"]   # no training split: validation
+
+
+def test_int8_calibration_finds_every_training_layout_the_data_layer_accepts(tmp_path):
+    import cv2
+
+    # RetinaFace's own layout: train/images next to train/label.txt, val/images
+    for split in ("train", "val"):
+        folder = tmp_path / split / "images" / "0--Event"
+        folder.mkdir(parents=True)
+        cv2.imwrite(str(folder / f"{split}_0.jpg"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "train" / "label.txt").write_text("# 0--Event/train_0.jpg\n1 1 4 4\n")
+    assert [p.name for p in calibration_images(tmp_path)] == ["train_0.jpg"]
+    assert [p.name for p in calibration_images(tmp_path, split="val")] == ["val_0.jpg"]
+    with pytest.raises(ValueError, match="'test'"):
+        calibration_images(tmp_path, split="test")
+
+
+def test_calibration_reader_letterboxes_like_the_inference_input(tmp_path):
+    import cv2
+
+    from ffcore.export import _calibration_reader
+    from ffcore.preprocess import MEAN_BGR
+
+    image = np.random.default_rng(0).integers(0, 256, (90, 150, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    reader = _calibration_reader([tmp_path / "a.png"], size=128)
+    got = reader.get_next()["image"]
+    assert reader.get_next() is None
+    # Oracle, written out: long side to 128 (bilinear), minus the mean, zero padding right and bottom.
+    resized = cv2.resize(image, (128, round(90 * 128 / 150)), interpolation=cv2.INTER_LINEAR)
+    expected = np.zeros((1, 3, 128, 128), np.float32)
+    expected[0, :, :resized.shape[0], :] = (resized.astype(np.float32) - np.float32(MEAN_BGR)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("groups, bias", [(1, False), (1, True), (8, False)])
+def test_batch_norm_folding_from_torch_equals_conv_then_batch_norm(groups, bias):
+    # deploy.fold_batchnorm uses torch.nn.utils.fusion.fuse_conv_bn_eval: its weights are the fold
+    # computed in float64 to float32 rounding, and its outputs those of bn(conv(x)).
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    torch.manual_seed(groups + bias)
+    conv = nn.Conv2d(8, 16 if groups == 1 else 8, 3, padding=1, groups=groups, bias=bias).eval()
+    bn = nn.BatchNorm2d(conv.out_channels).eval()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.1, 3)
+        bn.weight.uniform_(0.5, 2), bn.bias.uniform_(-1, 1)
+    fused = fuse_conv_bn_eval(conv, bn)
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    conv_bias = conv.bias.double() if bias else torch.zeros(conv.out_channels, dtype=torch.float64)
+    torch.testing.assert_close(fused.weight.double(), conv.weight.double() * scale[:, None, None, None],
+                               rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(fused.bias.double(), (conv_bias - bn.running_mean.double()) * scale + bn.bias.double(),
+                               rtol=1e-6, atol=1e-6)
+    x = torch.randn(2, 8, 12, 12)
+    with torch.no_grad():
+        assert float((fused(x) - bn(conv(x))).abs().max()) < 1e-5

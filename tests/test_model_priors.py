@@ -38,7 +38,8 @@ def test_detect_image_decodes_with_the_models_priors(vit):
 
 
 def test_benchmark_pipeline_times_a_nine_anchor_model(vit):
-    from ffcore.bench import _time_detector_call, _torch_runner
+    from ffcore.bench.runners import _torch_runner
+    from ffcore.bench.timing import _time_detector_call
 
     runner = _torch_runner("featherface_v2_vit", vit)
     assert runner.prior_config == vit.prior_config
@@ -51,7 +52,8 @@ def test_onnx_detector_reads_the_anchors_stored_at_export(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from ffcore.export import OnnxDetector, _write_prior_config
+    from ffcore.export import _write_prior_config
+    from ffcore.onnx_runtime import OnnxDetector
 
     # the smallest graph with the detector's input: the metadata, not the graph, is under test
     graph = helper.make_graph([helper.make_node("Identity", ["input"], ["loc"])], "g",

@@ -190,3 +190,25 @@ def test_fork_caps_are_applied_and_recorded(photo_tree, tmp_path):
         count_plain = int((plain / "0--Parade" / name).read_text().splitlines()[1])
         count_capped = int((capped / "0--Parade" / name).read_text().splitlines()[1])
         assert count_capped == min(count_plain, 750)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_one_nms_keeps_what_py_cpu_nms_keeps(seed):
+    # The single pass (`postprocess`) and the merge of flipped / rescaled passes
+    # (`merge_detections`) both go through `nms_plus_one_pixel`.
+    from ffcore.eval.inference import merge_detections
+    from ffcore.postprocess import PostprocessConfig, Detections, nms_plus_one_pixel
+
+    rng = np.random.default_rng(seed)
+    corners = rng.uniform(0, 60, (200, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(1, 25, (200, 2))], axis=1)   # small boxes: the +1 matters
+    scores = rng.permutation(200).astype(np.float64) / 200 + 0.001                   # distinct, no ties
+    expected = _reference_nms(np.concatenate([boxes, scores[:, None]], axis=1), 0.4)
+    keep = nms_plus_one_pixel(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4)
+    assert keep.tolist() == [int(i) for i in expected]
+    assert nms_plus_one_pixel(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4, keep_top_k=3).tolist() == \
+        [int(i) for i in expected[:3]]
+    halves = [Detections(torch.from_numpy(boxes[s]).float(), torch.from_numpy(scores[s]).float(), torch.zeros(100, 10))
+              for s in (slice(0, 100), slice(100, 200))]
+    merged = merge_detections(halves, PostprocessConfig(nms_iou=0.4, keep_top_k=None))
+    torch.testing.assert_close(merged.boxes, torch.from_numpy(boxes[expected]).float())

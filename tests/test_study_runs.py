@@ -4,6 +4,7 @@ declared ablation rows, and an AP cache keyed on the evaluator's code that never
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,12 +49,24 @@ def test_each_comparison_shares_one_recipe(study):
 
 
 def test_ablation_rows_are_the_declared_one_part_swaps(study):
-    from ffcore.models.zoo import ONE_PART_SWAPS
+    from dataclasses import fields
+
+    from ffcore.models.zoo import DETECTOR_CONFIGS
     from ffcore.study.ablations import ablation_models, one_part_swaps
     from ffcore.study.training import planned_runs
 
     swaps = one_part_swaps()
-    assert swaps == [v for v, (base, _) in ONE_PART_SWAPS.items() if base == "featherface_v1"]
+    # Expected rows found from the configs themselves, field by field: a registered detector whose
+    # config differs from V1's in the fields of exactly one part (the two attention stages are one
+    # part), width and everything else equal.
+    v1 = DETECTOR_CONFIGS["featherface_v1"][0]
+    parts = [{"backbone"}, {"backbone_attention", "neck_attention"}, {"neck"}, {"context"}, {"shuffle"}, {"head"}]
+    expected = []
+    for name, (config, _) in DETECTOR_CONFIGS.items():
+        changed = {f.name for f in fields(config) if getattr(config, f.name) != getattr(v1, f.name)}
+        if changed and any(changed <= part for part in parts):
+            expected.append(name)
+    assert sorted(swaps) == sorted(expected) and len(swaps) >= 5
     assert not any("pruned" in m for m in ablation_models())      # pruned variants have their own table
     full = open_study("full", data_root=study.data_root, prepare_data=False)
     runs = planned_runs(full.profile)
@@ -80,8 +93,8 @@ def test_a_profile_trains_the_rows_it_chooses_and_nothing_else(study, tmp_path):
         study_swaps(bad.profile)
 
 
-def test_ap_cache_is_keyed_on_the_evaluator_code_and_a_bad_cache_is_an_error(study):
-    from ffcore.study.evaluation import _cache_key, evaluate_run, evaluation_code_version
+def test_ap_cache_is_keyed_on_the_checkpoint_and_both_codes_and_a_bad_cache_is_an_error(study):
+    from ffcore.study.evaluation import _cache_key, evaluate_run, evaluation_code_version, model_code_version
     from ffcore.study.training import ensure_checkpoint, reference_runs
 
     if "retinaface_mnet025_widerface" not in reference_runs():
@@ -89,9 +102,33 @@ def test_ap_cache_is_keyed_on_the_evaluator_code_and_a_bad_cache_is_an_error(stu
     run = "retinaface_mnet025_widerface"
     ensure_checkpoint(study, run)
     key = _cache_key(study, run)
-    assert key["code"] == evaluation_code_version() and len(key["code"]) == 16
+    assert key["evaluator_code"] == evaluation_code_version() and len(key["evaluator_code"]) == 16
+    assert key["model_code"] == model_code_version() and len(key["model_code"]) == 16
+    assert key["checkpoint"] == study.used_checkpoints[run]
     study.cache_dir.mkdir(parents=True)
     (study.cache_dir / f"eval_{run}.json").write_text(json.dumps(key))
     (study.cache_dir / f"eval_{run}.pt").write_bytes(b"not a state file")
     with pytest.raises(RuntimeError, match=f"eval_{run}.pt"):
         evaluate_run(study, run)
+
+
+def test_the_model_code_version_follows_the_models_package_and_postprocess_only(tmp_path):
+    import shutil
+
+    from ffcore.study.evaluation import model_code_version
+
+    package = Path(__file__).resolve().parents[1] / "ffcore"
+    copy = tmp_path / "ffcore"
+    shutil.copytree(package / "models", copy / "models", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(package / "postprocess.py", copy / "postprocess.py")
+    shutil.copy(package / "paths.py", copy / "paths.py")
+    assert model_code_version(copy) == model_code_version()
+    versions = [model_code_version(copy)]
+    (copy / "paths.py").write_text((copy / "paths.py").read_text() + "\n# not model code\n")
+    assert model_code_version(copy) == versions[-1]
+    for changed in ("models/necks.py", "models/loading.py", "postprocess.py"):
+        (copy / changed).write_text((copy / changed).read_text() + "\n# changed\n")
+        versions.append(model_code_version(copy))
+    (copy / "models" / "new_part.py").write_text("WIDTH = 8\n")     # a module nothing imports yet
+    versions.append(model_code_version(copy))
+    assert len(set(versions)) == len(versions) == 5

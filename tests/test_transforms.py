@@ -218,3 +218,146 @@ def test_mix_config_rejects_shares_above_one():
 
 def test_v2_thesis_mix_uses_the_reports_cutmix_share():
     assert V2_THESIS_MIX.cutmix_probability == 0.5 and V2_THESIS_MIX.mixup_alpha == 0.2
+
+
+# --------------------------------------------------------------------------------------------
+# Parity with Pytorch_Retinaface's `preproc` (tests/reference_preproc.py)
+# --------------------------------------------------------------------------------------------
+
+class RecordingGenerator:
+    """Our transform's generator, recording every draw as (method, arguments, value)."""
+
+    def __init__(self, seed: int):
+        self.rng, self.draws = np.random.default_rng(seed), []
+
+    def integers(self, *args):
+        value = self.rng.integers(*args)
+        self.draws.append(("integers", args, int(value)))
+        return value
+
+    def uniform(self, *args):
+        value = self.rng.uniform(*args)
+        self.draws.append(("uniform", args, float(value)))
+        return value
+
+
+class ReplayedRandom:
+    """Python's `random` methods answering the reference's calls with our transform's draws, in order.
+
+    The two draw in the same order (crop scale, left, top per attempt; distortion order, then
+    each distortion's coin and amount; mirror; interpolation), so each reference call meets
+    the draw that makes the same decision, and a call that meets another kind of draw fails.
+    Our mirror draws u < 1/2 where the reference draws randrange(2) == 1: replayed as that.
+    """
+
+    def __init__(self, draws):
+        self.draws = list(draws)
+
+    def _next(self, method, args):
+        assert self.draws, f"the reference draws more than our transform: {method}{args}"
+        kind, drawn_args, value = self.draws.pop(0)
+        return kind, drawn_args, value
+
+    def choice(self, sequence):
+        kind, args, value = self._next("choice", (len(sequence),))
+        assert (kind, args) == ("integers", (len(sequence),)), (kind, args)
+        return sequence[value]
+
+    def randrange(self, n):
+        kind, args, value = self._next("randrange", (n,))
+        if kind == "uniform" and args == () and n == 2:      # the mirror coin
+            return int(value < 0.5)
+        assert (kind, args) == ("integers", (n,)), (kind, args, n)
+        return value
+
+    def uniform(self, a, b):
+        kind, args, value = self._next("uniform", (a, b))
+        assert (kind, args) == ("uniform", (a, b)), (kind, args)
+        return value
+
+    def randint(self, a, b):
+        kind, args, value = self._next("randint", (a, b))
+        assert (kind, args) == ("integers", (a, b + 1)), (kind, args)
+        return value
+
+
+def _parity_case(seed: int):
+    rng = np.random.default_rng(1000 + seed)
+    height, width = int(rng.integers(180, 320)), int(rng.integers(180, 320))
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    faces = []
+    for k in range(int(rng.integers(1, 6))):
+        side = float(rng.uniform(8, min(height, width) / 2))
+        x, y = rng.uniform(0, width - side), rng.uniform(0, height - side)
+        faces.append(_face(x, y, x + side, y + side, landmarks=k % 3 != 2))
+    if seed % 5 == 4:   # one face wider than the short side: no square crop holds it, the fallback pads
+        image = rng.integers(0, 256, (height, height + 60, 3), dtype=np.uint8)
+        faces = [_face(10.5, 4.0, height + 40.0, height - 6.0)]
+    return image, np.asarray(faces, np.float32)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_training_transform_matches_pytorch_retinaface_preproc_draw_for_draw(seed):
+    # What is compared: with every random decision the same (ours drawn from a numpy Generator,
+    # replayed into the reference's `random` calls), the network input and the normalised
+    # boxes, labels and landmarks. Landmarks of faces without them (label -1) are not compared:
+    # the reference crops and scales its -1 placeholders into numbers its loss ignores, ours
+    # keeps -1. The network inputs are compared exactly on these seeds; on other inputs they
+    # could differ by a grey level on a rare pixel: the reference scales brightness / contrast /
+    # saturation in float64, ours in float32, and a product next to an integer can truncate to
+    # uint8 either way.
+    from reference_preproc import preproc
+
+    image, targets = _parity_case(seed)
+    recording = RecordingGenerator(seed)
+    ours_image, ours_targets = TrainTransform(TrainTransformConfig(image_size=128))(image.copy(), targets, recording)
+    replay = ReplayedRandom(recording.draws)
+    # float64 targets, as the reference's WiderFaceDetection builds them (np.zeros((0, 15)))
+    ref_image, ref_targets = preproc(128, MEAN_BGR, replay)(image.copy(), targets.astype(np.float64))
+    assert replay.draws == [], "our transform drew more than the reference"
+
+    assert ours_targets.shape == ref_targets.shape
+    np.testing.assert_allclose(ours_targets[:, :4], ref_targets[:, :4], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(ours_targets[:, 14], ref_targets[:, 14])
+    with_landmarks = ref_targets[:, 14] > 0
+    np.testing.assert_allclose(ours_targets[with_landmarks, 4:14], ref_targets[with_landmarks, 4:14], rtol=0, atol=1e-5)
+    assert (ours_targets[~with_landmarks, 4:14] == -1).all()
+
+    assert ours_image.shape == ref_image.shape == (3, 128, 128)
+    np.testing.assert_array_equal(ours_image, ref_image)
+
+
+def test_the_parity_cases_reach_every_branch_of_the_recipe(monkeypatch):
+    # The 20 cases above exercise crops and the padded fallback, both distortion orders, both
+    # mirror outcomes and most interpolations (seen by wrapping the transform's steps).
+    from ffcore.data import transforms
+
+    seen = {"cropped": set(), "contrast_first": set(), "mirrored": 0, "interpolation": set()}
+
+    def crop(*args, **kwargs):
+        out = original_crop(*args, **kwargs)
+        seen["cropped"].add(out[2])
+        return out
+
+    def distort(image, rng):
+        first = len(rng.draws)
+        out = original_distort(image, rng)
+        seen["contrast_first"].add(rng.draws[first][2])
+        return out
+
+    def mirror_step(image, targets):
+        seen["mirrored"] += 1
+        return original_mirror(image, targets)
+
+    original_crop, original_distort, original_mirror = (transforms.random_square_crop, transforms.photometric_distort,
+                                                        transforms.mirror)
+    monkeypatch.setattr(transforms, "random_square_crop", crop)
+    monkeypatch.setattr(transforms, "photometric_distort", distort)
+    monkeypatch.setattr(transforms, "mirror", mirror_step)
+    for seed in range(20):
+        image, targets = _parity_case(seed)
+        recording = RecordingGenerator(seed)
+        TrainTransform(TrainTransformConfig(image_size=128))(image, targets, recording)
+        seen["interpolation"].add(recording.draws[-1][2])
+    assert seen["cropped"] == {True, False} and seen["contrast_first"] == {0, 1}
+    assert 0 < seen["mirrored"] < 20 and len(seen["interpolation"]) >= 4, seen

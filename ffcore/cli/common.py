@@ -25,3 +25,14 @@ def write_json(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"640" -> (640, 640); "480x640" -> (480, 640) (height x width)."""
+    try:
+        values = [int(part) for part in str(text).lower().split("x")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 32:
+        raise ValueError(f"size {text!r}: expected N or HxW (height x width), each at least 32")
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])

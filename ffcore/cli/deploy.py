@@ -64,7 +64,9 @@ def export_command(model: str, out: str, weights: str | None = None, int8: bool 
                    calib_method: str = "percentile") -> int:
     """`ffcore export`: export, print the parity report; optionally quantise to INT8 and report agreement/AP.
     Exit code 1 when the parity check failed."""
-    from ffcore.export import export_onnx, int8_ap_change, output_agreement, parse_size, quantize_int8
+    from ffcore.cli.common import parse_size
+    from ffcore.eval.quantisation import int8_ap_change
+    from ffcore.export import export_onnx, output_agreement, quantize_int8
     from ffcore.models import create_model, load_pretrained
 
     network = load_pretrained(model, weights) if weights else create_model(model)
@@ -110,8 +112,9 @@ def bench_command(models: Sequence[str] | None = None, out: str | None = None, r
 
     import pandas as pd
 
-    from ffcore.bench import get_bench_config, latency_figure, run_benchmark, speed_ratios
-    from ffcore.export import parse_size
+    from ffcore.bench import get_bench_config, run_benchmark, speed_ratios
+    from ffcore.cli.common import parse_size
+    from ffcore.study.bench_figures import latency_figure
 
     overrides: dict = {}
     if repeats is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ffcore.cli.common import MODEL_HELP, registered_model
+from ffcore.data.ground_truth import SETTINGS
 
 # Exit code of a run that stopped on a non-finite loss or an unreadable image (the last good
 # checkpoint is kept).
@@ -89,7 +90,7 @@ TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
     TrainingOption("device", "cpu | cuda (default: cuda when available)"),
     TrainingOption("val_every", "epochs between validations (0: never)"),
     TrainingOption("val_scale", "validation scale: origin | vga | <long side in pixels>", parse=parse_val_scale),
-    TrainingOption("best_metric", "what best.pt is chosen by", choices=("easy", "medium", "hard", "loss")),
+    TrainingOption("best_metric", "what best.pt is chosen by", choices=(*SETTINGS, "loss")),
     TrainingOption("amp", "float16 mixed precision on CUDA (recorded as the run's precision in metrics and "
                           "checkpoints)", switch=True, off_flag="--no-amp",
                    off_help="train in FP32 (the presets' default)"),

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ffcore.data.ground_truth import SETTINGS
+
 VAL_MAT = "wider_face_val.mat"
-SETTINGS = ("easy", "medium", "hard")
 LABEL_KEYS = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 
 

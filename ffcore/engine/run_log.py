@@ -8,7 +8,6 @@ always complete and consistent with the checkpoint after a resume.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import logging
 from pathlib import Path
 
@@ -23,11 +22,13 @@ class RunLogger:
         self.out_dir = Path(out_dir)
         self.enabled = enabled
         self._writer = None
-        self._log_file = None
+        self._log_file: logging.FileHandler | None = None
         if not enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.out_dir / LOG_FILE, "a", buffering=1)
+        # Appends (a resumed run continues its log) and flushes every line, as a run can be killed any time.
+        self._log_file = logging.FileHandler(self.out_dir / LOG_FILE, mode="a", encoding="utf-8")
+        self._log_file.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"))
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -41,12 +42,16 @@ class RunLogger:
         return self.out_dir / METRICS_FILE
 
     def message(self, text: str, level: int = logging.INFO) -> None:
-        """A line in train.log and in the `ffcore.engine` logger."""
+        """A line in train.log and in the `ffcore.engine` logger.
+
+        train.log gets every line whatever the logger's level (the console shows what the
+        application's logging configuration lets through), so the record goes to the file's
+        handler directly rather than through the logger.
+        """
         if not self.enabled:
             return
         log.log(level, text)
-        stamp = _dt.datetime.now().isoformat(timespec="seconds")
-        self._log_file.write(f"{stamp} {text}\n")
+        self._log_file.handle(log.makeRecord(log.name, level, fn=LOG_FILE, lno=0, msg=text, args=(), exc_info=None))
 
     def scalars(self, values: dict[str, float], step: int, prefix: str) -> None:
         if self._writer is None:

@@ -30,6 +30,7 @@ from torch import nn
 
 from ffcore.anchors import DEFAULT_PRIORS, make_priors
 from ffcore.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint
+from ffcore.data.ground_truth import SETTINGS
 from ffcore.engine.config import TrainConfig, recipe_differences
 from ffcore.engine.distributed import (DistributedContext, all_gather_objects, all_reduce_sum, barrier,
                                        broadcast_buffers, broadcast_object)
@@ -38,7 +39,6 @@ from ffcore.engine.schedules import build_optimizer, build_scheduler
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
-AP_SETTINGS = ("easy", "medium", "hard")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -266,8 +266,8 @@ class Trainer:
                          mixup_alpha=self.config.mixup_alpha)
 
     def _validate_settings(self) -> None:
-        if self.config.best_metric not in (*AP_SETTINGS, "loss"):
-            raise ValueError(f"best_metric must be one of {AP_SETTINGS + ('loss',)}, got {self.config.best_metric!r}")
+        if self.config.best_metric not in (*SETTINGS, "loss"):
+            raise ValueError(f"best_metric must be one of {SETTINGS + ('loss',)}, got {self.config.best_metric!r}")
         if self.config.best_metric != "loss" and self.config.val_every <= 0:
             raise ValueError(f"best_metric={self.config.best_metric!r} needs validation (val_every > 0); "
                              f"set val_every or best_metric='loss'")
@@ -299,7 +299,7 @@ class Trainer:
         if not self.context.is_main:
             return {}
         result = evaluate_shards(shards, root)
-        return {setting: float(result.ap[setting]) for setting in AP_SETTINGS if setting in result.ap}
+        return {setting: float(result.ap[setting]) for setting in SETTINGS if setting in result.ap}
 
     # -- checkpoints
     def _payload(self, epoch: int, optimizer, scheduler, scaler, history, best_value, git) -> dict:
@@ -608,7 +608,7 @@ class Trainer:
                                "precision": self.precision}
         row.update({("loss" if k == "total" else f"loss_{k}"): v / max(1, outcome.steps_done)
                     for k, v in outcome.sums.items()})
-        row.update({f"ap_{s}": None for s in AP_SETTINGS} if config.val_every > 0 else {})
+        row.update({f"ap_{s}": None for s in SETTINGS} if config.val_every > 0 else {})
         validate_now = config.val_every > 0 and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
         if validate_now:
             aps = broadcast_object(self._validate(self.task.model), context)
@@ -660,7 +660,7 @@ class Trainer:
         final_ap = None
         for row in reversed(run.history):
             if row.get("ap_easy") is not None:
-                final_ap = {s: row[f"ap_{s}"] for s in AP_SETTINGS if row.get(f"ap_{s}") is not None}
+                final_ap = {s: row[f"ap_{s}"] for s in SETTINGS if row.get(f"ap_{s}") is not None}
                 break
         last = self.out_dir / LAST_CHECKPOINT
         best = self.out_dir / BEST_CHECKPOINT

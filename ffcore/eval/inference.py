@@ -11,10 +11,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from torchvision.ops import nms
 
 from ffcore.anchors import DEFAULT_PRIORS, PriorConfig
-from ffcore.postprocess import DEFAULT_POSTPROCESS, Detections, PostprocessConfig, postprocess
+from ffcore.postprocess import DEFAULT_POSTPROCESS, Detections, PostprocessConfig, nms_plus_one_pixel, postprocess
 from ffcore.preprocess import image_to_tensor
 
 VGA_LONG_SIDE = 640
@@ -143,8 +142,7 @@ def merge_detections(parts: list[Detections], config: PostprocessConfig = DEFAUL
     boxes = torch.cat([p.boxes for p in parts])
     scores = torch.cat([p.scores for p in parts])
     landmarks = torch.cat([p.landmarks for p in parts])
-    widened = boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
-    keep = nms(widened, scores, config.nms_iou)[: config.keep_top_k]
+    keep = nms_plus_one_pixel(boxes, scores, config.nms_iou, config.keep_top_k)
     return Detections(boxes[keep], scores[keep], landmarks[keep])
 
 

@@ -13,17 +13,11 @@ variants in `ffcore.models.pruned`); nothing here imports a layer above the mode
 from __future__ import annotations
 
 from ffcore.models.detector import PARTS, Detector, DetectorConfig, build_detector
-from ffcore.models.registry import UnknownModelError, create_model, list_models, model_entry, register_model
+from ffcore.models.registry import (UnknownModelError, create_model, list_models, load_pretrained, model_entry,
+                                    register_model)
 
 # Modules that register models on import (importing them builds nothing).
 from ffcore.models import zoo, v2_ultra, v2_vit, pruned  # noqa: F401  (registers them, in listing order)
-
-
-def load_pretrained(name, source, **kwargs):
-    """See `ffcore.models.loading.load_pretrained`."""
-    from ffcore.models.loading import load_pretrained as _load
-
-    return _load(name, source, **kwargs)
 
 
 __all__ = ["PARTS", "Detector", "DetectorConfig", "UnknownModelError", "build_detector", "create_model",

@@ -93,6 +93,13 @@ class DropBlock2d(nn.Module):
     report calls 0.1 "gamma", but a block-start rate of 0.1 with 3 x 3 blocks would drop about
     60 % of every map, which no regulariser does; 0.1 is read as the drop probability, the
     paper's own hyperparameter.
+
+    Why not `torchvision.ops.DropBlock2d`: it has the same rate and places blocks the same way,
+    but it is not exact for our use. It refuses an even block size, which shrinking the block to
+    a map gives on 2 x 2 maps (small training inputs: the smoke profile, the tests); it adds
+    eps = 1e-6 to the kept count when rescaling (here an all-dropped map gives zeros through a
+    clamp, there the same, but every other scale differs in the last bits); and it draws its
+    mask with `bernoulli_` instead of `rand`, so a seed no longer gives the masks it gave.
     """
 
     def __init__(self, drop_prob: float = 0.1, block_size: int = 3):

@@ -7,7 +7,7 @@ Variants are `dataclasses.replace` of a preset (see `ffcore.models.zoo`), and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,16 @@ NONE = "none"
 
 # Parts in forward order; `parameter_table` in ffcore.complexity reports one row per part.
 PARTS = ("backbone", "backbone_attention", "neck", "neck_attention", "context", "shuffle", "heads")
+
+
+def config_with_overrides(preset, overrides: dict, what: str = "model"):
+    """`dataclasses.replace(preset, **overrides)`, with an error listing the valid fields for unknown keys."""
+    known = {f.name for f in fields(preset)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown {what} option(s) {', '.join(unknown)}; "
+                        f"{type(preset).__name__} fields are: {', '.join(sorted(known))}")
+    return replace(preset, **overrides)
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,4 @@ class Detector(nn.Module):
 
 def build_detector(preset: DetectorConfig, **overrides) -> Detector:
     """A `Detector` from a preset with keyword overrides of `DetectorConfig` fields."""
-    from ffcore.models.registry import config_with_overrides
-
     return Detector(config_with_overrides(preset, overrides))

@@ -1,13 +1,10 @@
-"""Loading weights: ffcore checkpoints and the original implementations' layouts.
+"""Loading weights into a built model: ffcore's key names and the original implementations' layouts.
 
-`load_pretrained(name, source)` accepts a path or an already-loaded object:
-
-- an ffcore checkpoint (`ffcore.checkpoint`: format "ffcore-checkpoint", model_name,
-  model_overrides, state_dict): the model is rebuilt with its recorded overrides;
-- a state dict in ffcore's own key names;
-- a state dict (or a dict holding one under "state_dict"/"model") in the layout of
-  Pytorch_Retinaface, FeatherFace (V1), the V2 fork or the fork's ECA-CBAM models (f023145),
-  converted by that layout's key mapping below.
+`load_state_dict_into(model, state_dict)` reads a state dict (or a dict holding one under
+"state_dict"/"model") in ffcore's own key names or in the layout of Pytorch_Retinaface,
+FeatherFace (V1), the V2 fork or the fork's ECA-CBAM models (f023145), converted by that
+layout's key mapping below. `ffcore.models.load_pretrained` (in the registry, which this module
+does not import) builds the model, reads ffcore checkpoints and calls it.
 
 Wrapper prefixes (`module.` from DataParallel/DDP, `_orig_mod.` from torch.compile) are
 stripped in one place, `strip_wrapper_prefixes`.
@@ -19,11 +16,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 import torch.nn as nn
 
-from ffcore.checkpoint import CheckpointError, is_ffcore_checkpoint, load_checkpoint_file
-from ffcore.models.registry import create_model, model_entry
+from ffcore.checkpoint import CheckpointError, load_checkpoint_file
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -265,7 +260,7 @@ def _preview(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def _extract_state_dict(obj: Any, where: str) -> dict[str, Any]:
+def extract_state_dict(obj: Any, where: str) -> dict[str, Any]:
     if isinstance(obj, nn.Module):
         return obj.state_dict()
     if not isinstance(obj, dict):
@@ -311,31 +306,6 @@ def load_state_dict_into(model: nn.Module, state_dict: dict[str, Any], where: st
     return layout
 
 
-def load_pretrained(name: str, source: str | Path | dict, map_location: str | torch.device = "cpu",
-                    **overrides) -> nn.Module:
-    """Build `name` and load weights from `source` (a path or a loaded object).
-
-    An ffcore checkpoint rebuilds the model with its recorded overrides (keyword
-    `overrides` here are added on top) and must have been written for `name`.
-    Returns the model in eval mode, with `model.weights_layout` naming the layout read.
-    """
-    model_entry(name)  # unknown names fail here, listing the registered ones
-    where = str(source) if isinstance(source, (str, Path)) else "the given state dict"
-    obj = load_checkpoint_file(source, map_location) if isinstance(source, (str, Path)) else source
-    if is_ffcore_checkpoint(obj):
-        saved_name = obj.get("model_name")
-        if saved_name != name:
-            raise CheckpointError(f"{where} is an ffcore checkpoint for model {saved_name!r}, not {name!r}; "
-                                  f"call load_pretrained({saved_name!r}, ...)")
-        model = create_model(name, **{**(obj.get("model_overrides") or {}), **overrides})
-        state_dict = obj["state_dict"]
-    else:
-        model = create_model(name, **overrides)
-        state_dict = _extract_state_dict(obj, where)
-    model.weights_layout = load_state_dict_into(model, state_dict, where)
-    return model.eval()
-
-
 def has_imagenet_backbone(model: nn.Module) -> bool:
     """Whether `model.backbone` is the MobileNet-0.25 that the ImageNet file initialises."""
     from ffcore.models.backbone import MobileNetV1x025
@@ -373,7 +343,7 @@ def load_imagenet_backbone(model: nn.Module, path: str | Path | None = None) -> 
                               f"backbone for the ImageNet weights to initialise")
     backbone = model.backbone
     obj = load_checkpoint_file(path)
-    state_dict = strip_wrapper_prefixes(_extract_state_dict(obj, str(path)))
+    state_dict = strip_wrapper_prefixes(extract_state_dict(obj, str(path)))
     state_dict = {BACKBONE_LAYOUT(k): v for k, v in state_dict.items() if not k.startswith("fc.")}
     missing, unexpected, wrong_shape = _key_mismatch(backbone, state_dict)
     if missing or unexpected or wrong_shape:

@@ -61,7 +61,8 @@ from ffcore.models.attention import SharedCBAM
 from ffcore.models.backbone import MobileNetV1x025
 from ffcore.models.blocks import ConvBNAct, channel_shuffle
 from ffcore.models.necks import BiFPN
-from ffcore.models.registry import config_with_overrides, register_model
+from ffcore.models.detector import config_with_overrides
+from ffcore.models.registry import register_model
 from ffcore.models.vit_parts import flatten_per_anchor
 
 # Parts in forward order (the techniques interleave with them; see `FeatherFaceV2Ultra.forward`).

@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from ffcore.anchors import PriorConfig
-from ffcore.models.registry import config_with_overrides, register_model
+from ffcore.models.detector import config_with_overrides
+from ffcore.models.registry import register_model
 from ffcore.models.vit_parts import (DynamicChannelAttention, PyramidAttentionFusion, PyramidAttentionFusionConfig,
                                      SharedDetectionHead, UltraEfficientViT, UltraEfficientViTConfig)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ffcore.data.ground_truth import SETTINGS
 from ffcore.study.context import Study
 from ffcore.study.plan import BASELINE, one_part_swaps, study_swaps, study_v2_variants, v2_variants  # noqa: F401
-SETTINGS = ("easy", "medium", "hard")
 
 
 def _left_out(declared: list[str], trained: list[str]) -> str:

@@ -5,7 +5,7 @@ Layout for profile `<p>`::
     results/<p>/tables/          CSV + LaTeX + sidecar JSON of every table
     results/<p>/checkpoints/<model>/best.pt   trained models (reused unless force=True)
     results/<p>/predictions/<model>/          WIDER-format prediction files
-    results/<p>/cache/                        AP results keyed by checkpoint hash
+    results/<p>/cache/                        AP results keyed by checkpoint hash and code versions
     results/<p>/notebooks/                    executed notebooks (run_all.py)
     results/<p>/summary.md                    every artifact with its headline number
     thesis_figures/<p>/                       PDF + PNG + sidecar JSON of every figure

@@ -2,20 +2,22 @@
 
 APs follow the official WIDER FACE protocol (`ffcore.eval`) on the profile's validation
 set. Each run's result is cached in results/<profile>/cache/eval_<run>.json keyed by the
-checkpoint hash and test settings, so later notebooks reuse it instead of re-predicting.
+checkpoint hash, the model's code, the evaluator's code and the test settings, so later
+notebooks reuse it instead of re-predicting.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ffcore.data.ground_truth import SETTINGS
 from ffcore.study.context import Study
 from ffcore.study.training import ensure_checkpoint, model_of_run
 
-SETTINGS = ("easy", "medium", "hard")
 DETECTION_THRESHOLD = 0.5
 MAX_DRAWN = 60
 
@@ -46,18 +48,37 @@ def evaluation_code_version() -> str:
     return digest.hexdigest()[:16]
 
 
+def model_code_version(package_root: Path | None = None) -> str:
+    """SHA-256 prefix of the files that decide what a checkpoint computes: every source file of
+    `ffcore/models` (parts, assembly, registry, weight loading) and `ffcore/postprocess.py`.
+
+    The same checkpoint under changed model code is another detector: a cached AP keyed on
+    the checkpoint alone would outlive the change. Files are read from disk, by path, so a
+    module nothing imported yet counts as well."""
+    import hashlib
+
+    import ffcore
+
+    root = Path(package_root) if package_root is not None else Path(ffcore.__file__).parent
+    files = sorted((root / "models").rglob("*.py")) + [root / "postprocess.py"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def _cache_key(study: Study, run: str) -> dict:
-    return {"checkpoint": study.used_checkpoints[run], "scale": str(study.profile.eval_scale),
-            "limit": study.profile.eval_limit, "data_root": str(study.data_root),
-            "code": evaluation_code_version()}
+    return {"checkpoint": study.used_checkpoints[run], "model_code": model_code_version(),
+            "evaluator_code": evaluation_code_version(), "scale": str(study.profile.eval_scale),
+            "limit": study.profile.eval_limit, "data_root": str(study.data_root)}
 
 
 def evaluate_run(study: Study, run: str):
     """The `ffcore.eval.EvalResult` of a run on the profile's validation set.
 
     Cached in results/<profile>/cache/eval_<run>.pt (a state file read with the safe loader:
-    a results folder handed over cannot run code) with its key (checkpoint hash, test
-    settings, evaluator code version) in eval_<run>.json: a different key recomputes; a cache
+    a results folder handed over cannot run code) with its key (checkpoint hash, model and
+    evaluator code versions, test settings) in eval_<run>.json: a different key recomputes; a cache
     whose key matches but cannot be read is an error naming the file (delete it to recompute)."""
     import torch
 

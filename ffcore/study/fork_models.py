@@ -218,23 +218,24 @@ def fork_weights_table(study: Study) -> pd.DataFrame:
     The claim is the fork's own figure on the real WIDER FACE validation set; it is not
     reproduced here and is labelled as a claim.
     """
+    from ffcore.data.ground_truth import SETTINGS
+
     result = evaluate_fork_weights(study)
-    settings = ("easy", "medium", "hard")
     limit = study.profile.eval_limit
     scope = f"{result.num_images} images" + (f", only the first {limit} predicted: not comparable" if limit else "")
     ours = {"source": f"ours: ffcore evaluation on the {study.dataset} validation set "
                       f"(test scale {study.profile.eval_scale}, {scope})",
-            "kind": "measured", **{f"AP {s} %": round(100 * float(result.ap[s]), 2) for s in settings}}
+            "kind": "measured", **{f"AP {s} %": round(100 * float(result.ap[s]), 2) for s in SETTINGS}}
     claim = {"source": FORK_CLAIM_SOURCE, "kind": "claim (not reproduced)",
-             **{f"AP {s} %": FORK_CLAIMED_AP[s] for s in settings}}
+             **{f"AP {s} %": FORK_CLAIMED_AP[s] for s in SETTINGS}}
     table = pd.DataFrame([ours, claim])
     table.insert(0, "model", FORK_MODEL)
     study.save_table(table, "fork_weights_ap", checkpoints={FORK_WEIGHTS_FILE: _record_fork_weights(study)},
                      test_scale=str(study.profile.eval_scale), weights="the fork's WIDER FACE-trained ECA-CBAM",
                      caption="The fork's trained ECA-CBAM: our evaluation beside the fork's reported AP (a claim)",
                      headline=f"fork weights on {study.dataset} val: " + "/".join(f"{ours[f'AP {s} %']:.1f}"
-                                                                                 for s in settings)
-                              + " (E/M/H AP %); fork claims " + "/".join(f"{FORK_CLAIMED_AP[s]:.1f}" for s in settings)
+                                                                                 for s in SETTINGS)
+                              + " (E/M/H AP %); fork claims " + "/".join(f"{FORK_CLAIMED_AP[s]:.1f}" for s in SETTINGS)
                               + " on WIDER FACE")
     return table
 
