@@ -21,10 +21,12 @@ from ffcore.study.architecture import (claims_table, compare_parts_table, effici
                                        shape_compatibility)
 from ffcore.study.benchmarks import benchmark_table, latency_figure, published_comparison_figure
 from ffcore.study.context import DatasetMissingError, Study, open_study
+from ffcore.study.gate_health import describe_gate_health, gate_health_table
 from ffcore.study.fork_models import (attention_maps_figure, fork_detections_figure, fork_parameter_table,
                                       fork_training_log_figure, fork_weights_table)
-from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, describe_ap_table, describe_distillation,
-                                     describe_real_photo_check, differences_figure, distillation_comparison,
+from ffcore.study.comparisons import arm_runs, describe_distillation, describe_v2_v1, distillation_comparison, v2_v1_comparison
+from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, describe_ap_table,
+                                     describe_real_photo_check, differences_figure,
                                      evaluate_run, evaluate_runs, intervals_figure, paired_comparison,
                                      pr_curves_figure, real_photo_check, real_photo_detections_figure,
                                      validation_detections_figure, what_this_shows)
@@ -47,6 +49,7 @@ __all__ = [
     "real_photo_detections_figure", "real_photo_check", "describe_real_photo_check",
     "describe_ap_table", "intervals_figure", "paired_comparison", "distillation_comparison",
     "describe_distillation", "differences_figure", "what_this_shows",
+    "arm_runs", "v2_v1_comparison", "describe_v2_v1", "gate_health_table", "describe_gate_health",
     "ablation_models", "ablation_variants", "ablation_table", "ablation_figure", "one_part_swaps",
     "v2_variants_table", "pruned_table", "describe_comparison", "describe_pruned",
     "benchmark_table", "latency_figure", "published_comparison_figure",

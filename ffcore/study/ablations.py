@@ -10,9 +10,11 @@ before and after fine-tuning.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ffcore.study.context import Study
+from ffcore.study.datasets import evaluation_split
 
 BASELINE = "featherface_v1"
 SETTINGS = ("easy", "medium", "hard")
@@ -129,10 +131,11 @@ def _train_all(study: Study, runs: list[str], owned_here: list[str]) -> None:
 
 def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
     others = table[table["model"] != reference]
-    inside = int((others["hard verdict"] == "inside the noise").sum())
+    outside = int(((others["dhard CI low"] > 0) | (others["dhard CI high"] < 0)).sum())
     best = table.loc[table["AP hard %"].idxmax()]
     return (f"{reference} hard AP {table.loc[table['model'] == reference, 'AP hard %'].iloc[0]:.1f}%; best "
-            f"{best['model']} {best['AP hard %']:.1f}%; {inside} of {len(others)} hard-AP differences inside the noise")
+            f"{best['model']} {best['AP hard %']:.1f}%; one training run per model, so no verdict "
+            f"(one seed: not established); {outside} of {len(others)} hard-AP image intervals exclude 0")
 
 
 def ablation_table(study: Study) -> pd.DataFrame:
@@ -143,8 +146,10 @@ def ablation_table(study: Study) -> pd.DataFrame:
     table = _comparison_rows(study, swaps, BASELINE)
     study.save_table(table, "ablations", checkpoints=[BASELINE, *swaps], test_scale=str(study.profile.eval_scale),
                      resamples=study.profile.bootstrap_resamples,
-                     caption=f"One-part swaps of FeatherFace V1 (AP at test scale {study.profile.eval_scale}, 95% "
-                             "bootstrap intervals; differences vs V1 paired on the same images"
+                     caption=f"One-part swaps of FeatherFace V1 on the {evaluation_split(study).note} (AP at test "
+                             f"scale {study.profile.eval_scale}, 95% bootstrap intervals over the images; differences "
+                             "vs V1 paired on the same images; one training run per model, so every verdict is "
+                             "'one seed: not established'"
                              f"{_left_out(one_part_swaps(), swaps)})",
                      headline=_comparison_headline(table, BASELINE))
     return table
@@ -157,7 +162,9 @@ def v2_variants_table(study: Study) -> pd.DataFrame:
     table = _comparison_rows(study, variants, "featherface_v2")
     study.save_table(table, "v2_variants", checkpoints=["featherface_v2", *variants],
                      resamples=study.profile.bootstrap_resamples,
-                     caption="V2 and its variants (same recipe as V2), differences vs V2 paired on the same images"
+                     caption=f"V2 and its variants (same recipe as V2) on the {evaluation_split(study).note}, "
+                             "differences vs V2 paired on the same images (one training run per model: "
+                             "'one seed: not established')"
                              f"{_left_out(v2_variants(), variants)}",
                      headline=_comparison_headline(table, "featherface_v2"))
     return table
@@ -205,50 +212,44 @@ def describe_comparison(study: Study, name: str):
     table["part swapped"] = table["part swapped"].fillna("")   # an empty cell reads back as NaN
     reference = table[table["hard verdict"] == "reference"].iloc[0]
     others = table[table["hard verdict"] != "reference"]
+    split = evaluation_split(study).name
     lines = [f"{row['model']} ({row['part swapped'] or 'variant'}): hard AP {row['AP hard %']:.1f} %, "
-             f"{row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}], "
-             f"{row['hard verdict']}" for _, row in others.iterrows()]
-    inside = int((others["hard verdict"] == "inside the noise").sum())
+             f"{row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}] over the "
+             f"{split} images, {row['hard verdict']}" for _, row in others.iterrows()]
     if others.empty:
         return markdown(f"**What this shows.** Only {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
                         f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]): this profile trains "
                         "none of the variants this table compares (see the table's caption).")
+    outside = int(((others["dhard CI low"] > 0) | (others["dhard CI high"] < 0)).sum())
     return markdown(f"**What this shows.** Against {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
             f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]):\n\n- " + "\n- ".join(lines)
-            + f"\n\n{inside} of {len(others)} differences in hard AP are inside the noise of this validation set "
-              "(their paired interval contains 0): "
-            + ("none of the swaps has a measured effect here." if inside == len(others) else
-               "every difference exceeds this validation set's noise." if inside == 0 else
-               "only the others exceed this validation set's noise.")
-            + _seed_noise_note(study, others))
+            + f"\n\nEach model here is one training run, so no row states a higher or lower: the intervals "
+              f"resample the {split} images only, not the training seed. {outside} of {len(others)} hard-AP "
+              "intervals exclude 0; those are the rows to repeat over seeds before reading them as effects of "
+              "the part swapped." + _seed_noise_note(study, others))
 
 
 def _seed_noise_note(study: Study, others: pd.DataFrame) -> str:
-    """The training-seed noise the image-level intervals leave out, from notebook 03's repeated runs."""
+    """The training-seed noise the image-level intervals leave out, from notebook 03's pooled row."""
+    from ffcore.study.comparisons import POOLED
+
     path = study.tables_dir / "distillation_comparison.csv"
     if not path.is_file() or others.empty:
         return ""
     seeds = pd.read_csv(path, comment="#")
-    summary = seeds[seeds["seed"] == -1]
-    if summary.empty:
+    pooled = seeds[seeds["run"] == POOLED] if "run" in seeds else seeds.iloc[0:0]
+    if pooled.empty or "vs AP hard sd" not in pooled:
         return ""
-    # "sd 1.46; alone 32.6 ± 1.2, distilled 36.3 ± 2.5": the sd of each side's hard AP over seeds
-    import re
-
-    spreads = [float(v) for v in re.findall(r"± ([0-9.]+)", str(summary["hard verdict"].iloc[0]))]
+    row = pooled.iloc[0]
+    spreads = [float(v) for v in (row["vs AP hard sd"], row["AP hard sd"]) if np.isfinite(float(v))]
     if not spreads:
         return ""
     largest = max(abs(float(v)) for v in others["dhard AP pts"])
     # two independent runs differ by sqrt(2) x the per-run standard deviation
     spread = 2 ** 0.5 * max(spreads)
-    reading = (f"every difference here ({largest:.1f} points at most) is within twice that, so it may come from the "
-               "training seed as much as from the part swapped: repeat the rows over seeds before reading them as "
-               "effects of the architecture." if largest <= 2 * spread else
-               f"the largest difference here ({largest:.1f} points) exceeds twice that.")
-    return (f"\n\nThese intervals resample the validation images only: each model here is one training run. "
-            f"Over the {len(seeds) - 1} training seeds of notebook 03, V2's hard AP had a standard deviation of "
-            f"{min(spreads):.1f}-{max(spreads):.1f} points, so two single runs differ by about {spread:.1f} points "
-            f"from the seed alone; " + reading)
+    return (f"\n\nOver the {row['seeds']} training seeds of notebook 03, V2's hard AP had a standard deviation "
+            f"of {min(spreads):.1f}-{max(spreads):.1f} points, so two single runs differ by about {spread:.1f} "
+            f"points from the seed alone; the largest difference here is {largest:.1f} points.")
 
 
 def describe_pruned(study: Study, name: str = "pruned"):

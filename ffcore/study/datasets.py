@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ffcore.study.run_profiles import RunProfile
@@ -41,8 +42,46 @@ def prepare_dataset(study: Study) -> Path:
 
         low, high = profile.synthetic_long_side
         config = SynthConfig(train_images=profile.synthetic_train_images, val_images=profile.synthetic_val_images,
+                             test_images=profile.synthetic_test_images or 0,
                              seed=profile.seed, min_long_side=low, max_long_side=high)
         ensure_synthetic_dataset(study.data_root, config)
     else:
         check_dataset(profile, study.data_root)
     return study.data_root
+
+
+@dataclass(frozen=True)
+class EvaluationSplit:
+    """The images every headline AP and verdict of a study is read from."""
+
+    name: str      # "test" (held out) or "validation"
+    root: Path     # a WIDER-format evaluation tree (WIDER_val/images, its list and ground truth)
+    note: str      # what a caption says about it
+
+    def images(self, count: int) -> str:
+        return f"{count} {self.name} images"
+
+
+def evaluation_split(study: Study) -> EvaluationSplit:
+    """The held-out test split when the dataset has one (the synthetic generator writes it from its
+    own image stream, and no recipe was tuned on it), else the validation split.
+
+    The one place the study chooses: every AP table, interval and verdict evaluates here, while
+    training's validation pass and model selection keep the validation split. WIDER FACE
+    publishes no test labels, so there the validation split is also the evaluation split, and the
+    note says so."""
+    from ffcore.data.layout import WiderFaceLayout
+
+    layout = WiderFaceLayout.discover(study.data_root)
+    if layout.heldout_test is not None:
+        return EvaluationSplit("test", layout.heldout_test,
+                               "held-out test split (generated from its own seed, never used for tuning or model "
+                               "selection)")
+    if study.profile.is_synthetic and study.profile.synthetic_test_images:
+        raise FileNotFoundError(f"the profile {study.profile.name!r} asks for a held-out test split "
+                                f"(synthetic_test_images={study.profile.synthetic_test_images}) but "
+                                f"{study.data_root} holds none complete; regenerate the dataset (delete the folder)")
+    why = ("WIDER FACE publishes no test labels, so" if not study.profile.is_synthetic
+           else "this dataset has no held-out test split, so")
+    return EvaluationSplit("validation", study.data_root,
+                           f"validation split ({why} the split used for model selection is also the evaluation split)")
