@@ -35,7 +35,7 @@ from ffcore.study.deploy import (deploy_ladder_table, deploy_latency_table, desc
 from ffcore.study.peers import peer_detections_figure, peer_latency_figure, peer_latency_table
 from ffcore.study.summary import artifact_index, summary_table, write_summary
 from ffcore.study.training import (distill_or_load, distillation_runs, finetune_pruned_or_load, planned_runs,
-                                   reference_runs, run_history, seed_runs_table, train_or_load,
+                                   reference_runs, run_history, seed_runs_table, study_run, train_or_load,
                                    training_curves_figure, widerface_teacher_table)
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "parameter_table", "parameter_count_explanation", "flops_table", "compare_parts_table", "parts_figure",
     "claims_table", "shape_compatibility", "efficiency_table", "model_summary",
     "dataset_preview_figure", "train_or_load", "distill_or_load", "run_history", "training_curves_figure",
-    "seed_runs_table", "finetune_pruned_or_load", "planned_runs", "reference_runs", "distillation_runs",
+    "seed_runs_table", "study_run", "finetune_pruned_or_load", "planned_runs", "reference_runs", "distillation_runs",
     "widerface_teacher_table",
     "evaluate_run", "evaluate_runs", "pr_curves_figure", "ap_bars_figure", "validation_detections_figure",
     "real_photo_detections_figure", "real_photo_check", "describe_real_photo_check",

@@ -95,6 +95,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
     """AP with intervals of each run and its paired difference with `reference` (by column name)."""
     from ffcore.study.architecture import model_summary
     from ffcore.study.evaluation import ap_frame, paired_comparison
+    from ffcore.study.training import model_of_run
 
     size = study.profile.flops_size
     aps = ap_frame(study, [reference, *runs]).set_index("run")
@@ -102,8 +103,8 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
     differences = differences.set_index("run") if runs else differences   # no runs: no columns either
     rows = []
     for run in [reference, *runs]:
-        summary = model_summary(run, size)
-        row = {"model": run, "vs": "" if run == reference else reference, "part swapped": _part(run),
+        summary = model_summary(model_of_run(study, run), size)
+        row = {"model": run, "vs": "" if run == reference else reference, "part swapped": _part(model_of_run(study, run)),
                "parameters": summary["parameters"],
                f"GFLOPs_{size}": round(summary["gflops"], 3)}
         for s in SETTINGS:
@@ -141,32 +142,38 @@ def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
 def ablation_table(study: Study) -> pd.DataFrame:
     """V1 and each one-part swap (declared in the zoo), trained with V1's recipe, evaluated on the same
     images: AP with intervals and the paired difference with V1 and its verdict."""
-    swaps = study_swaps(study)
-    _train_all(study, [BASELINE, *swaps], owned_here=swaps)
-    table = _comparison_rows(study, swaps, BASELINE)
-    study.save_table(table, "ablations", checkpoints=[BASELINE, *swaps], test_scale=str(study.profile.eval_scale),
+    from ffcore.study.training import study_run
+
+    swaps = [study_run(study, model) for model in study_swaps(study)]
+    baseline = study_run(study, BASELINE)
+    _train_all(study, [baseline, *swaps], owned_here=swaps)
+    table = _comparison_rows(study, swaps, baseline)
+    study.save_table(table, "ablations", checkpoints=[baseline, *swaps], test_scale=str(study.profile.eval_scale),
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"One-part swaps of FeatherFace V1 on the {evaluation_split(study).note} (AP at test "
                              f"scale {study.profile.eval_scale}, 95% bootstrap intervals over the images; differences "
                              "vs V1 paired on the same images; one training run per model, so every verdict is "
                              "'one seed: not established'"
-                             f"{_left_out(one_part_swaps(), swaps)})",
-                     headline=_comparison_headline(table, BASELINE))
+                             f"{_left_out(one_part_swaps(), study_swaps(study))})",
+                     headline=_comparison_headline(table, baseline))
     return table
 
 
 def v2_variants_table(study: Study) -> pd.DataFrame:
     """V2's registered variants, trained with V2's recipe, against V2 (paired differences)."""
-    variants = study_v2_variants(study)
-    _train_all(study, ["featherface_v2", *variants], owned_here=variants)
-    table = _comparison_rows(study, variants, "featherface_v2")
-    study.save_table(table, "v2_variants", checkpoints=["featherface_v2", *variants],
+    from ffcore.study.training import study_run
+
+    variants = [study_run(study, model) for model in study_v2_variants(study)]
+    v2 = study_run(study, "featherface_v2")
+    _train_all(study, [v2, *variants], owned_here=variants)
+    table = _comparison_rows(study, variants, v2)
+    study.save_table(table, "v2_variants", checkpoints=[v2, *variants],
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"V2 and its variants (same recipe as V2) on the {evaluation_split(study).note}, "
                              "differences vs V2 paired on the same images (one training run per model: "
                              "'one seed: not established')"
-                             f"{_left_out(v2_variants(), variants)}",
-                     headline=_comparison_headline(table, "featherface_v2"))
+                             f"{_left_out(v2_variants(), study_v2_variants(study))}",
+                     headline=_comparison_headline(table, v2))
     return table
 
 
@@ -175,19 +182,23 @@ def pruned_table(study: Study) -> pd.DataFrame:
     and after fine-tuning (intervals), and the paired differences with the parent."""
     from ffcore.study.architecture import model_summary
     from ffcore.study.evaluation import ap_frame, paired_comparison
-    from ffcore.study.training import NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent, study_pruned_variants
+    from ffcore.study.training import (NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent,
+                                       study_pruned_variants, study_run)
 
     rows = []
     variants = study_pruned_variants(study)
     for variant in variants:
         finetune_pruned_or_load(study, variant)
-        parent, before = pruned_parent(variant), variant + NOT_FINETUNED_SUFFIX
-        aps = ap_frame(study, [parent, before, variant]).set_index("run")
-        differences = paired_comparison(study, [(before, parent), (variant, parent)]).set_index("run")
+        parent_model = pruned_parent(variant)
+        parent, before, after = (study_run(study, name) for name in (parent_model, variant + NOT_FINETUNED_SUFFIX,
+                                                                      variant))
+        aps = ap_frame(study, [parent, before, after]).set_index("run")
+        differences = paired_comparison(study, [(before, parent), (after, parent)]).set_index("run")
         for run, stage in ((parent, "trained parent"), (before, "pruned, not fine-tuned"),
-                           (variant, f"pruned + {study.profile.finetune_epochs} fine-tuning epochs")):
+                           (after, f"pruned + {study.profile.finetune_epochs} fine-tuning epochs")):
             row = {"variant": variant, "stage": stage, "run": run,
-                   "parameters": model_summary(variant if run != parent else parent, study.profile.flops_size)["parameters"]}
+                   "parameters": model_summary(variant if run != parent else parent_model,
+                                               study.profile.flops_size)["parameters"]}
             for s in SETTINGS:
                 row.update({f"AP {s} %": aps.loc[run, f"AP {s} %"], f"{s} CI low": aps.loc[run, f"{s} CI low"],
                             f"{s} CI high": aps.loc[run, f"{s} CI high"]})
@@ -198,7 +209,8 @@ def pruned_table(study: Study) -> pd.DataFrame:
     runs = sorted(set(table["run"])) if len(table) else []
     study.save_table(table, "pruned", checkpoints=runs, resamples=study.profile.bootstrap_resamples,
                      caption="Pruned variants (20% of the SSH internal channels, L1): AP of the trained parent, "
-                             "after pruning and after fine-tuning from it",
+                             f"after pruning and after fine-tuning from it, on the {evaluation_split(study).note} "
+                             "(one training run each: 'one seed: not established')",
                      headline="; ".join(f"{row['run']} ({row['stage']}): hard {row['AP hard %']:.1f}%"
                                         for _, row in table.iterrows()))
     return table

@@ -43,7 +43,7 @@ class Teacher:
 
     def weights(self, study: Study) -> Path:
         if self.shared_weights is None:
-            return ensure_checkpoint(study, self.model)
+            return ensure_checkpoint(study, study_run(study, self.model))
         from ffcore.paths import shared_dir
 
         path = shared_dir().joinpath(*self.shared_weights)
@@ -85,6 +85,15 @@ def trained_on(study: Study, run: str) -> str:
 def seeded_run(run: str, seed: int) -> str:
     """The run name for a training seed (seed 0 keeps the plain name)."""
     return run if seed == 0 else f"{run}_seed{seed}"
+
+
+def study_run(study: Study, run: str, seed: int = 0) -> str:
+    """The study's run of `run` (a model or distilled run name without a seed) for its `seed`-th training
+    seed, shifted by the profile's `seed_offset`: `featherface_v1` with offset 100 is
+    `featherface_v1_seed100`, so a run with disjoint seeds never reuses (or overwrites) another's."""
+    if _SEED.match(run):
+        raise ValueError(f"study_run takes a run name without a seed, got {run!r}")
+    return seeded_run(run, seed + study.profile.seed_offset)
 
 
 def split_seed(run: str) -> tuple[str, int]:
@@ -134,6 +143,10 @@ def _train_config(study: Study, run: str, preset: str, epochs: int):
     from ffcore.engine.config import get_preset
 
     p = study.profile
+    if split_seed(run)[1] < p.seed_offset:
+        raise ValueError(f"run {run!r} has training seed {split_seed(run)[1]}, below the profile's seed_offset "
+                         f"{p.seed_offset}: name the run with study_run(study, {split_seed(run)[0]!r}) so its seed "
+                         "is shifted like every other run's")
     config = get_preset(preset, model=model_of_run(study, run), data_root=str(study.data_root),
                         out_dir=str(study.run_dir(run)), epochs=epochs, image_size=p.image_size,
                         batch_size=p.batch_size, device=study.device, seed=p.seed + split_seed(run)[1],
@@ -265,7 +278,7 @@ def distill_or_load(study: Study, teacher: str | None = None, student: str | Non
         if teacher not in (None, study.profile.teacher):
             raise ValueError(f"teacher {teacher!r}: name a teacher other than the profile's through run="
                              f"'{student}{DISTILLED_SUFFIX}_<tag>' with a tag of {', '.join(WIDERFACE_TEACHERS)}")
-        run = seeded_run(student + DISTILLED_SUFFIX, seed)
+        run = study_run(study, student + DISTILLED_SUFFIX, seed)
     source = teacher_of_run(study, run)
     if source is None:
         raise ValueError(f"run {run!r} is not a distillation run (no {DISTILLED_SUFFIX!r} in its name)")
@@ -300,7 +313,7 @@ def widerface_teacher_table(study: Study) -> pd.DataFrame:
 def distillation_runs(study: Study) -> list[str]:
     """V2 alone, V2 distilled from the profile's teacher (seed 0), then from each WIDER FACE teacher trained."""
     student = study.profile.student
-    return [student, student + DISTILLED_SUFFIX, *widerface_teacher_runs(study)]
+    return [study_run(study, student), study_run(study, student + DISTILLED_SUFFIX), *widerface_teacher_runs(study)]
 
 
 def finetune_pruned_or_load(study: Study, variant: str, force: bool | None = None) -> pd.DataFrame:
@@ -318,17 +331,18 @@ def finetune_pruned_or_load(study: Study, variant: str, force: bool | None = Non
     if parent is None:
         raise ValueError(f"{variant!r} is not a registered pruned variant")
     force = study.force if force is None else force
-    before = variant + NOT_FINETUNED_SUFFIX
+    model = variant
+    parent, variant, before = (study_run(study, name) for name in (parent, variant, variant + NOT_FINETUNED_SUFFIX))
     status = "loaded (checkpoint exists)"
     if _needs_training(study, variant, force) or _needs_training(study, before, force):
         parent_checkpoint = ensure_checkpoint(study, parent)
-        pruned = prune_context(load_pretrained(parent, parent_checkpoint), DEFAULT_RATIO)
-        pruned.name = variant
+        pruned = prune_context(load_pretrained(model_of_run(study, parent), parent_checkpoint), DEFAULT_RATIO)
+        pruned.name = model
         for run in (before, variant):
             _clear_run(study, run)
         study.run_dir(before).mkdir(parents=True, exist_ok=True)
         save_checkpoint(study.checkpoint_path(before),
-                        {"format": CHECKPOINT_FORMAT, "model_name": variant,
+                        {"format": CHECKPOINT_FORMAT, "model_name": model,
                          "model_overrides": dict(getattr(pruned, "overrides", {})), "state_dict": pruned.state_dict(),
                          "kind": "pruned", "epoch": 0, "parent": parent, "parent_checkpoint": str(parent_checkpoint)})
         preset, _ = recipe(study, parent)
@@ -398,7 +412,7 @@ def widerface_teacher_runs(study: Study) -> list[str]:
     from ffcore.paths import shared_dir
 
     chosen = study.profile.chosen("widerface_teachers", list(WIDERFACE_TEACHERS))
-    return [study.profile.student + DISTILLED_SUFFIX + "_" + tag for tag in chosen
+    return [study_run(study, study.profile.student + DISTILLED_SUFFIX + "_" + tag) for tag in chosen
             if WIDERFACE_TEACHERS[tag].model in list_models()
             and shared_dir().joinpath(*WIDERFACE_TEACHERS[tag].shared_weights).is_file()]
 
@@ -408,13 +422,12 @@ def planned_runs(study: Study) -> list[str]:
     from ffcore.study.ablations import study_swaps, study_v2_variants
 
     p = study.profile
-    runs = [p.teacher]
-    runs += [seeded_run(p.student, seed) for seed in p.seeds]
-    runs += [seeded_run(p.student + DISTILLED_SUFFIX, seed) for seed in p.seeds]
+    runs = [study_run(study, p.teacher)]
+    runs += [study_run(study, p.student, seed) for seed in p.seeds]
+    runs += [study_run(study, p.student + DISTILLED_SUFFIX, seed) for seed in p.seeds]
     runs += widerface_teacher_runs(study)
-    runs += study_swaps(study)
-    runs += study_v2_variants(study)
-    runs += study_pruned_variants(study)
+    runs += [study_run(study, model) for model in (*study_swaps(study), *study_v2_variants(study),
+                                                   *study_pruned_variants(study))]
     return runs
 
 
@@ -424,6 +437,6 @@ def seed_runs_table(study: Study) -> pd.DataFrame:
     student = study.profile.student
     tables = []
     for seed in study.profile.seeds:
-        tables.append(train_or_load(study, seeded_run(student, seed)))
+        tables.append(train_or_load(study, study_run(study, student, seed)))
         tables.append(distill_or_load(study, seed=seed))
     return pd.concat(tables, ignore_index=True)
