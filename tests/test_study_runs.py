@@ -95,3 +95,40 @@ def test_ap_cache_is_keyed_on_the_evaluator_code_and_a_bad_cache_is_an_error(stu
     (study.cache_dir / f"eval_{run}.pt").write_bytes(b"not a state file")
     with pytest.raises(RuntimeError, match=f"eval_{run}.pt"):
         evaluate_run(study, run)
+
+
+def test_a_seed_offset_shifts_every_trained_run_and_its_name(study):
+    from dataclasses import replace
+
+    from ffcore.study.comparisons import arm_runs
+    from ffcore.study.training import _train_config, planned_runs, split_seed, study_run
+
+    shifted = open_study(replace(study.profile, seed_offset=100), data_root=study.data_root, prepare_data=False)
+    first, second = planned_runs(study), planned_runs(shifted)
+    assert len(first) == len(second) and not set(first) & set(second)
+    assert all(split_seed(run)[1] >= 100 for run in second)
+    assert study_run(shifted, "featherface_v1") == "featherface_v1_seed100"
+    assert study_run(shifted, "featherface_v2", 2) == "featherface_v2_seed102"
+    assert list(arm_runs(shifted, "featherface_v2")) == [100 + s for s in study.profile.seeds]
+    assert _train_config(shifted, "featherface_v2_seed101", "synthetic_cpu", 1).seed == study.profile.seed + 101
+    with pytest.raises(ValueError, match="seed_offset 100"):   # an unshifted name would reuse the first run's seed
+        _train_config(shifted, "featherface_v1", "synthetic_cpu", 1)
+    with pytest.raises(ValueError, match="without a seed"):
+        study_run(shifted, "featherface_v2_seed3")
+
+
+def test_the_evaluation_split_is_the_held_out_test_split_when_the_data_has_one(tmp_path, monkeypatch):
+    from ffcore.data.layout import HELDOUT_TEST_DIR
+    from ffcore.study.datasets import evaluation_split
+
+    monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
+    smoke = open_study("smoke", data_root=tmp_path / "smoke_data")   # generates the data, test split included
+    split = evaluation_split(smoke)
+    assert split.name == "test" and split.root == smoke.data_root / HELDOUT_TEST_DIR
+    assert "held-out" in split.note
+    full = open_study("full", data_root=tmp_path / "widerface", prepare_data=False)
+    split = evaluation_split(full)
+    assert split.name == "validation" and "WIDER FACE publishes no test labels" in split.note
+    bare = open_study("smoke", data_root=tmp_path / "elsewhere", prepare_data=False)
+    with pytest.warns(UserWarning, match="no complete held-out test split"):
+        assert evaluation_split(bare).name == "validation"

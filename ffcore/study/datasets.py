@@ -78,9 +78,16 @@ def evaluation_split(study: Study) -> EvaluationSplit:
                                "held-out test split (generated from its own seed, never used for tuning or model "
                                "selection)")
     if study.profile.is_synthetic and study.profile.synthetic_test_images:
-        raise FileNotFoundError(f"the profile {study.profile.name!r} asks for a held-out test split "
-                                f"(synthetic_test_images={study.profile.synthetic_test_images}) but "
-                                f"{study.data_root} holds none complete; regenerate the dataset (delete the folder)")
+        # a tree the study did not generate (prepare_data=False, another folder): evaluate on its
+        # validation split, and say so in every caption rather than stop
+        import warnings
+
+        warnings.warn(f"{study.data_root} has no complete held-out test split although the profile "
+                      f"{study.profile.name!r} asks for {study.profile.synthetic_test_images} test images; "
+                      "APs are read from the validation split", stacklevel=2)
+        return EvaluationSplit("validation", study.data_root,
+                               f"validation split ({study.data_root.name} has no held-out test split although the "
+                               f"profile asks for one: regenerate the dataset to evaluate on it)")
     why = ("WIDER FACE publishes no test labels, so" if not study.profile.is_synthetic
            else "this dataset has no held-out test split, so")
     return EvaluationSplit("validation", study.data_root,
