@@ -259,7 +259,7 @@ def _seed_noise_note(study: Study, others: pd.DataFrame) -> str:
     largest = max(abs(float(v)) for v in others["dhard AP pts"])
     # two independent runs differ by sqrt(2) x the per-run standard deviation
     spread = 2 ** 0.5 * max(spreads)
-    return (f"\n\nOver the {row['seeds']} training seeds of notebook 03, V2's hard AP had a standard deviation "
+    return (f"\n\nOver the training seeds of notebook 03 ({row['seeds']}), V2's hard AP had a standard deviation "
             f"of {min(spreads):.1f}-{max(spreads):.1f} points, so two single runs differ by about {spread:.1f} "
             f"points from the seed alone; the largest difference here is {largest:.1f} points.")
 

@@ -45,7 +45,7 @@ def _difference_columns(differences: dict) -> dict:
 
 def _seeds_text(arm: dict, reference: dict) -> str:
     paired = sorted(arm) == sorted(reference) and len(arm) > 1
-    return f"{len(arm)} vs {len(reference)}" + (" (paired by seed)" if paired else "")
+    return f"{len(arm)} vs {len(reference)}" + (", paired by seed" if paired else "")
 
 
 def seed_comparison(study: Study, arm: dict[int, str], reference: dict[int, str], comparison: str) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def seed_comparison(study: Study, arm: dict[int, str], reference: dict[int, str]
                                {seed: results[run] for seed, run in reference.items()},
                                resamples=p.bootstrap_resamples, seed=p.seed)
     summary = {"run": POOLED, "vs": "", "comparison": comparison, "seed": -1, "seeds": _seeds_text(arm, reference),
-               **_difference_columns(pooled)}
+               "arm seeds": len(arm), "vs seeds": len(reference), **_difference_columns(pooled)}
     for s in SETTINGS:
         ours = np.array([100 * float(results[run].ap[s]) for run in arm.values()])
         theirs = np.array([100 * float(results[run].ap[s]) for run in reference.values()])
@@ -112,8 +112,8 @@ def _per_seed_sentence(rows: pd.DataFrame) -> str:
     low, high = rows["dhard AP pts"].min(), rows["dhard AP pts"].max()
     outside = int(((rows["dhard CI low"] > 0) | (rows["dhard CI high"] < 0)).sum())
     return (f" Seed by seed, the hard-AP difference ranges from {low:+.1f} to {high:+.1f} points; {outside} of "
-            f"{len(rows)} single-seed image intervals exclude 0, but a single pair of runs is not a verdict: "
-            "a retraining moves it by more than its image interval is wide.")
+            f"{len(rows)} single-seed image intervals exclude 0, but one pair of runs is not a verdict: "
+            "a retraining can move it by more than its image interval is wide.")
 
 
 # ----------------------------------------------------------------------------- distillation
@@ -150,7 +150,7 @@ def describe_distillation(study: Study, name: str = "distillation_comparison"):
     others = table[table["comparison"] != main]
     real = "; ".join(f"{row['comparison']}: hard {row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, "
                      f"{row['dhard CI high']:+.1f}], {row['hard verdict']}" for _, row in others.iterrows())
-    return markdown(f"**What this shows.** Pooled over {pooled['seeds']} training seeds (V2 distilled from "
+    return markdown(f"**What this shows.** Pooled over the training seeds ({pooled['seeds']}; V2 distilled from "
                     f"{study.profile.teacher} against V2 alone; 95 % interval from resampling the seeds, then the "
                     f"{evaluation_split(study).name} images), distillation changes V2's AP by: {_pooled_sentence(pooled)}. "
                     f"V2 alone averages {pooled['vs AP hard %']:.1f} % hard AP (sd {pooled['vs AP hard sd']:.1f} "
@@ -185,7 +185,7 @@ def describe_v2_v1(study: Study, name: str = "v2_vs_v1"):
     pooled = table[table["run"] == POOLED].iloc[0]
     arm, reference = pooled["comparison"].split(" vs ")
     one_seed = str(pooled["hard verdict"]).startswith("one seed")
-    arm_count, ref_count = (int(n) for n in str(pooled["seeds"]).split(" ")[::2][:2])
+    arm_count, ref_count = int(pooled["arm seeds"]), int(pooled["vs seeds"])
     reading = (f"{reference if ref_count < 2 else arm} was trained with one seed, so how far a retraining moves it is "
                "unknown and no verdict is stated: the interval covers the other arm's seeds and the images only. "
                "Train it over several seeds to establish the difference." if one_seed else

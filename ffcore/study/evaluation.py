@@ -208,7 +208,10 @@ def paired_comparison(study: Study, pairs: list[tuple[str, str]]) -> pd.DataFram
 
 
 def _difference_headline(table: pd.DataFrame, setting: str = "hard") -> str:
-    return "; ".join(f"{row['run']} vs {row['vs']}: {row[f'd{setting} AP pts']:+.1f} pts hard "
+    def label(row) -> str:
+        return f"pooled over seeds, {row['comparison']}" if row["run"] == "pooled" else f"{row['run']} vs {row['vs']}"
+
+    return "; ".join(f"{label(row)}: {row[f'd{setting} AP pts']:+.1f} pts hard "
                      f"[{row[f'd{setting} CI low']:+.1f}, {row[f'd{setting} CI high']:+.1f}] "
                      f"({row[f'{setting} verdict']})" for _, row in table.iterrows())
 
@@ -263,8 +266,9 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
 
     table = _read_table(study, table_name)
     table = table.rename(columns={"model": "run"})   # ablation tables name rows by model
+    table["vs"] = table["vs"].fillna("")   # an empty cell reads back as NaN
     pooled = table["run"] == "pooled"   # seed comparisons: the row that carries the verdict
-    table = table[(table["vs"].fillna("") != "") | pooled]
+    table = table[(table["vs"] != "") | pooled]
     pooled = table["run"] == "pooled"
     fig, axes = new_figure(ncols=3, aspect=0.25 + 0.06 * len(table))
     colours = {"inside the noise": sns.color_palette("colorblind")[7], "higher": sns.color_palette("colorblind")[2],
@@ -287,7 +291,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
     fig.supxlabel("difference in AP (points) with its paired 95% bootstrap interval", fontsize=8)
     if axes[0][-1].get_legend() is not None:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="verdict", fontsize=7)
-    return study.save_figure(fig, name or f"{table_name}_intervals", checkpoints=sorted(set(table["run"]) | set(table["vs"])),
+    return study.save_figure(fig, name or f"{table_name}_intervals", checkpoints=sorted((set(table["run"]) | set(table["vs"])) - {"", "pooled"}),
                              headline=_difference_headline(table))
 
 

@@ -56,7 +56,8 @@ def gate_health_table(study: Study, runs: list[str] | None = None, name: str = "
     for run in runs:
         model = load_run_model(study, run)
         for gate in channel_gate_health(model, _validation_tensors(study), tolerance=CONSTANT_TOLERANCE):
-            rows.append({"model": model_of_run(study, run), "run": run, "seed": split_seed(run)[1],
+            rows.append({"model": model_of_run(study, run), "arm": split_seed(run)[0], "run": run,
+                         "seed": split_seed(run)[1],
                          "module": gate.module, "position": gate.position, "kind": gate.kind,
                          "channels": gate.channels, "constant channels": gate.constant_channels,
                          "share constant %": round(100 * gate.share_constant, 1),
@@ -81,18 +82,21 @@ def describe_gate_health(study: Study, name: str = "gate_health"):
 
     table = _read_table(study, name)
     lines = []
-    for (model, position), part in table.groupby(["model", "position"], sort=False):
-        dead = int((part["share constant %"] >= 100).sum())
-        if dead:
-            lines.append(f"{model} {position}: constant on every channel in {dead} of {len(part)} runs "
-                         f"(gate {part['gate min'].min():.3f}-{part['gate max'].max():.3f})")
-    runs = table.groupby("model")["run"].nunique()
-    summary = ", ".join(f"{model} {count} run{'s' * (count > 1)}" for model, count in runs.items())
+    for (arm, position), part in table.groupby(["arm", "position"], sort=False):
+        dead = part[part["share constant %"] >= 100]
+        if len(dead):
+            lines.append(f"{arm} {position}: constant on every channel (the same value on every image) in "
+                         f"{len(dead)} of {len(part)} runs, its fixed values {dead['gate min'].min():.3f}-"
+                         f"{dead['gate max'].max():.3f}; dead hidden ReLUs {int(dead['dead hidden units'].min())}-"
+                         f"{int(dead['dead hidden units'].max())} of {int(dead['hidden units'].max())}")
+    runs = table.groupby("arm", sort=False)["run"].nunique()
+    summary = ", ".join(f"{arm} {count} run{'s' * (count > 1)}" for arm, count in runs.items())
     if not lines:
         return markdown(f"**What this shows.** Over the validation images ({summary}), no channel gate is constant "
                         "on every channel: every channel attention responds to its input.")
     return markdown(f"**What this shows.** Over the validation images ({summary}):\n\n- " + "\n- ".join(lines)
-                    + "\n\nA gate constant on every channel multiplies its features by a fixed factor (0.5 when its "
-                      "hidden ReLUs never fire, since the MLP has no bias): it selects no channel, and that module's "
+                    + "\n\nA gate constant on every channel multiplies its features by fixed factors whatever the image "
+                      "(exactly 0.5 for V2's bias-free MLP when its hidden ReLUs never fire; V1's MLP falls back on "
+                      "its output bias): it selects no channel for the input at hand, and that module's "
                       "attention works through its spatial gate alone. A gate dead in every seed is systematic "
                       "(an ablation without it would cost nothing); one dead in some seeds is a training outcome.")
