@@ -49,10 +49,10 @@ def evaluation_code_version() -> str:
 
 
 def _cache_key(study: Study, run: str) -> dict:
+    split = evaluation_split(study)
     return {"checkpoint": study.used_checkpoints[run], "scale": str(study.profile.eval_scale),
             "limit": study.profile.eval_limit, "data_root": str(study.data_root),
-            "split": evaluation_split(study).name, "evaluation_root": str(evaluation_split(study).root),
-            "code": evaluation_code_version()}
+            "split": split.name, "evaluation_root": str(split.root), "code": evaluation_code_version()}
 
 
 def evaluate_run(study: Study, run: str):
