@@ -91,33 +91,57 @@ def ablation_variants(study: Study) -> pd.DataFrame:
     return table
 
 
+def _arm(study: Study, run: str) -> dict[int, str]:
+    """seed -> run of every seed the study trains for `run`'s model (just `run` when the plan has no other)."""
+    from ffcore.study.comparisons import arm_runs
+    from ffcore.study.training import split_seed
+
+    base, seed = split_seed(run)
+    try:
+        return arm_runs(study, base)
+    except KeyError:   # a run outside the plan (called directly): that run alone
+        return {seed: run}
+
+
 def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFrame:
-    """AP with intervals of each run and its paired difference with `reference` (by column name)."""
+    """One row per model: AP with its interval and the difference with `reference` (by column name).
+
+    A model the study trains over several seeds is pooled over them (mean AP, two-level bootstrap:
+    seeds, then images); a model with one training run has an image-level interval and, against
+    the reference, the verdict "one seed: not established" (`ffcore.eval.bootstrap.verdict`)."""
+    from ffcore.eval.bootstrap import pooled_ap, pooled_difference
     from ffcore.study.architecture import model_summary
-    from ffcore.study.evaluation import ap_frame, paired_comparison
+    from ffcore.study.comparisons import _difference_columns, _seeds_text
+    from ffcore.study.evaluation import evaluate_run
     from ffcore.study.training import model_of_run
 
-    size = study.profile.flops_size
-    aps = ap_frame(study, [reference, *runs]).set_index("run")
-    differences = paired_comparison(study, [(run, reference) for run in runs])
-    differences = differences.set_index("run") if runs else differences   # no runs: no columns either
+    p = study.profile
+    size = p.flops_size
+    arms = {run: _arm(study, run) for run in [reference, *runs]}
+    results = {r: evaluate_run(study, r) for arm in arms.values() for r in arm.values()}
+
+    def arm_results(run):
+        return {seed: results[r] for seed, r in arms[run].items()}
+
     rows = []
     for run in [reference, *runs]:
         summary = model_summary(model_of_run(study, run), size)
         row = {"model": run, "vs": "" if run == reference else reference, "part swapped": _part(model_of_run(study, run)),
-               "parameters": summary["parameters"],
-               f"GFLOPs_{size}": round(summary["gflops"], 3)}
+               "seeds": _seeds_text(arms[run], arms[reference]) if run != reference else str(len(arms[run])),
+               "parameters": summary["parameters"], f"GFLOPs_{size}": round(summary["gflops"], 3)}
+        aps = pooled_ap(arm_results(run), resamples=p.bootstrap_resamples, seed=p.seed)
         for s in SETTINGS:
-            row.update({f"AP {s} %": aps.loc[run, f"AP {s} %"], f"{s} CI low": aps.loc[run, f"{s} CI low"],
-                        f"{s} CI high": aps.loc[run, f"{s} CI high"]})
-        for s in SETTINGS:
-            if run == reference:
-                row.update({f"d{s} AP pts": 0.0, f"d{s} CI low": float("nan"), f"d{s} CI high": float("nan"),
-                            f"{s} verdict": "reference"})
-            else:
-                row.update({key: differences.loc[run, key] for key in
-                            (f"d{s} AP pts", f"d{s} CI low", f"d{s} CI high", f"{s} verdict")})
-        row["checkpoint"] = study.used_checkpoints[run]
+            interval = aps[s].scaled(100)
+            row.update({f"AP {s} %": round(interval.estimate, 2), f"{s} CI low": round(interval.low, 2),
+                        f"{s} CI high": round(interval.high, 2)})
+        if run == reference:
+            row.update({key: value for s in SETTINGS for key, value in
+                        ((f"d{s} AP pts", 0.0), (f"d{s} CI low", float("nan")), (f"d{s} CI high", float("nan")),
+                         (f"{s} verdict", "reference"))})
+        else:
+            row.update(_difference_columns(pooled_difference(arm_results(run), arm_results(reference),
+                                                             resamples=p.bootstrap_resamples, seed=p.seed)))
+        row["checkpoint"] = ", ".join(study.used_checkpoints[r] for r in arms[run].values())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -134,9 +158,15 @@ def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
     others = table[table["model"] != reference]
     outside = int(((others["dhard CI low"] > 0) | (others["dhard CI high"] < 0)).sum())
     best = table.loc[table["AP hard %"].idxmax()]
+    from ffcore.eval.bootstrap import ONE_SEED
+
+    single = int((others["hard verdict"] == ONE_SEED).sum())
+    established = others[others["hard verdict"] != ONE_SEED]
     return (f"{reference} hard AP {table.loc[table['model'] == reference, 'AP hard %'].iloc[0]:.1f}%; best "
-            f"{best['model']} {best['AP hard %']:.1f}%; one training run per model, so no verdict "
-            f"(one seed: not established); {outside} of {len(others)} hard-AP image intervals exclude 0")
+            f"{best['model']} {best['AP hard %']:.1f}%; {single} of {len(others)} rows one training run per side "
+            f"({ONE_SEED}; {outside} of {len(others)} hard-AP intervals exclude 0)"
+            + "".join(f"; {row['model']} pooled over seeds: hard {row['dhard AP pts']:+.1f} [{row['dhard CI low']:+.1f}, "
+                      f"{row['dhard CI high']:+.1f}], {row['hard verdict']}" for _, row in established.iterrows()))
 
 
 def ablation_table(study: Study) -> pd.DataFrame:
@@ -152,8 +182,9 @@ def ablation_table(study: Study) -> pd.DataFrame:
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"One-part swaps of FeatherFace V1 on the {evaluation_split(study).note} (AP at test "
                              f"scale {study.profile.eval_scale}, 95% bootstrap intervals over the images; differences "
-                             "vs V1 paired on the same images; one training run per model, so every verdict is "
-                             "'one seed: not established'"
+                             "vs V1 paired on the same images; "
+                             "a model trained over several seeds is pooled over them (mean AP; two-level bootstrap over seeds, then images), "
+                             "a comparison with one training run on either side is 'one seed: not established'"
                              f"{_left_out(one_part_swaps(), study_swaps(study))})",
                      headline=_comparison_headline(table, baseline))
     return table
@@ -170,8 +201,10 @@ def v2_variants_table(study: Study) -> pd.DataFrame:
     study.save_table(table, "v2_variants", checkpoints=[v2, *variants],
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"V2 and its variants (same recipe as V2) on the {evaluation_split(study).note}, "
-                             "differences vs V2 paired on the same images (one training run per model: "
-                             "'one seed: not established')"
+                             "differences vs V2 paired on the same images ("
+                             "a model trained over several seeds is pooled over them (mean AP; two-level bootstrap over seeds, then images), "
+                             "a comparison with one training run on either side is 'one seed: not established'"
+                             ")"
                              f"{_left_out(v2_variants(), study_v2_variants(study))}",
                      headline=_comparison_headline(table, v2))
     return table
@@ -225,20 +258,30 @@ def describe_comparison(study: Study, name: str):
     reference = table[table["hard verdict"] == "reference"].iloc[0]
     others = table[table["hard verdict"] != "reference"]
     split = evaluation_split(study).name
-    lines = [f"{row['model']} ({row['part swapped'] or 'variant'}): hard AP {row['AP hard %']:.1f} %, "
-             f"{row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}] over the "
-             f"{split} images, {row['hard verdict']}" for _, row in others.iterrows()]
+    lines = [f"{row['model']} ({row['part swapped'] or 'variant'}; seeds {row['seeds']}): hard AP "
+             f"{row['AP hard %']:.1f} %, {row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, "
+             f"{row['dhard CI high']:+.1f}], {row['hard verdict']}" for _, row in others.iterrows()]
     if others.empty:
         return markdown(f"**What this shows.** Only {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
                         f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]): this profile trains "
                         "none of the variants this table compares (see the table's caption).")
-    outside = int(((others["dhard CI low"] > 0) | (others["dhard CI high"] < 0)).sum())
+    from ffcore.eval.bootstrap import ONE_SEED
+
+    single = others[others["hard verdict"] == ONE_SEED]
+    outside = int(((single["dhard CI low"] > 0) | (single["dhard CI high"] < 0)).sum())
+    if len(single) == len(others):
+        reading = (f"Each comparison here has one training run on a side, so no row states a higher or lower: the "
+                   f"intervals resample the {split} images only, not the training seed. ")
+    else:
+        reading = (f"Rows pooled over seeds ({len(others) - len(single)} of {len(others)}) take their verdict from "
+                   f"the pooled interval written beside it (seeds, then {split} images); {len(single)} rows have one "
+                   "training run on a side and state no higher or lower. ")
     return markdown(f"**What this shows.** Against {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
             f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]):\n\n- " + "\n- ".join(lines)
-            + f"\n\nEach model here is one training run, so no row states a higher or lower: the intervals "
-              f"resample the {split} images only, not the training seed. {outside} of {len(others)} hard-AP "
-              "intervals exclude 0; those are the rows to repeat over seeds before reading them as effects of "
-              "the part swapped." + _seed_noise_note(study, others))
+            + "\n\n" + reading
+            + (f"{outside} of {len(single)} single-run hard-AP intervals exclude 0; those are the rows to repeat "
+               "over seeds before reading them as effects of the part swapped." if len(single) else "")
+            + _seed_noise_note(study, single))
 
 
 def _seed_noise_note(study: Study, others: pd.DataFrame) -> str:
