@@ -111,7 +111,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
     the reference, the verdict "one seed: not established" (`ffcore.eval.bootstrap.verdict`)."""
     from ffcore.eval.bootstrap import pooled_ap, pooled_difference
     from ffcore.study.architecture import model_summary
-    from ffcore.study.comparisons import _difference_columns, _seeds_text
+    from ffcore.study.comparisons import difference_columns, seeds_text
     from ffcore.study.evaluation import evaluate_run
     from ffcore.study.training import model_of_run
 
@@ -127,7 +127,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
     for run in [reference, *runs]:
         summary = model_summary(model_of_run(study, run), size)
         row = {"model": run, "vs": "" if run == reference else reference, "part swapped": _part(model_of_run(study, run)),
-               "seeds": _seeds_text(arms[run], arms[reference]) if run != reference else str(len(arms[run])),
+               "seeds": seeds_text(arms[run], arms[reference]) if run != reference else str(len(arms[run])),
                "parameters": summary["parameters"], f"GFLOPs_{size}": round(summary["gflops"], 3)}
         aps = pooled_ap(arm_results(run), resamples=p.bootstrap_resamples, seed=p.seed)
         for s in SETTINGS:
@@ -139,7 +139,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
                         ((f"d{s} AP pts", 0.0), (f"d{s} CI low", float("nan")), (f"d{s} CI high", float("nan")),
                          (f"{s} verdict", "reference"))})
         else:
-            row.update(_difference_columns(pooled_difference(arm_results(run), arm_results(reference),
+            row.update(difference_columns(pooled_difference(arm_results(run), arm_results(reference),
                                                              resamples=p.bootstrap_resamples, seed=p.seed)))
         row["checkpoint"] = ", ".join(study.used_checkpoints[r] for r in arms[run].values())
         rows.append(row)

@@ -32,7 +32,8 @@ def arm_runs(study: Study, base: str) -> dict[int, str]:
     return dict(sorted(runs.items()))
 
 
-def _difference_columns(differences: dict) -> dict:
+def difference_columns(differences: dict) -> dict:
+    """Table columns of setting -> difference (AP fraction): points, interval and verdict per setting."""
     from ffcore.eval.bootstrap import verdict
 
     row = {}
@@ -43,7 +44,8 @@ def _difference_columns(differences: dict) -> dict:
     return row
 
 
-def _seeds_text(arm: dict, reference: dict) -> str:
+def seeds_text(arm: dict, reference: dict) -> str:
+    """"5 vs 5, paired by seed" / "1 vs 5": the seeds behind a comparison, for its `seeds` column."""
     paired = sorted(arm) == sorted(reference) and len(arm) > 1
     return f"{len(arm)} vs {len(reference)}" + (", paired by seed" if paired else "")
 
@@ -67,8 +69,8 @@ def seed_comparison(study: Study, arm: dict[int, str], reference: dict[int, str]
     pooled = pooled_difference({seed: results[run] for seed, run in arm.items()},
                                {seed: results[run] for seed, run in reference.items()},
                                resamples=p.bootstrap_resamples, seed=p.seed)
-    summary = {"run": POOLED, "vs": "", "comparison": comparison, "seed": -1, "seeds": _seeds_text(arm, reference),
-               "arm seeds": len(arm), "vs seeds": len(reference), **_difference_columns(pooled)}
+    summary = {"run": POOLED, "vs": "", "comparison": comparison, "seed": -1, "seeds": seeds_text(arm, reference),
+               "arm seeds": len(arm), "vs seeds": len(reference), **difference_columns(pooled)}
     for s in SETTINGS:
         ours = np.array([100 * float(results[run].ap[s]) for run in arm.values()])
         theirs = np.array([100 * float(results[run].ap[s]) for run in reference.values()])
