@@ -123,7 +123,8 @@ def test_paired_difference_of_a_model_with_itself_is_exactly_zero(study):
     difference = paired_difference(result, result, resamples=200)
     for setting in SETTINGS:
         assert (difference[setting].estimate, difference[setting].low, difference[setting].high) == (0.0, 0.0, 0.0)
-        assert verdict(difference[setting]) == "inside the noise"
+        # two single runs: the interval is image-level only, so no verdict is established
+        assert verdict(difference[setting]) == "one seed: not established"
 
 
 def test_paired_interval_is_narrower_than_the_marginal_ones_for_correlated_models(study):

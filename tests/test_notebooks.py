@@ -16,7 +16,8 @@ CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 # Study functions whose output depends on training, timing or the machine: never checked by nbval.
 NONDETERMINISTIC = {"train_or_load", "distill_or_load", "evaluate_runs", "ablation_table", "benchmark_table",
                     "summary_table", "open_study", "measured_benchmark", "seed_runs_table", "v2_variants_table", "pruned_table",
-                    "distillation_comparison", "real_photo_check", "what_this_shows"}
+                    "distillation_comparison", "real_photo_check", "what_this_shows", "v2_v1_comparison",
+                    "gate_health_table"}
 
 
 def code_cells(path: Path) -> list[dict]:
@@ -110,7 +111,7 @@ def test_every_table_and_figure_is_introduced_and_data_cells_are_explained():
     """A markdown sentence before each table or figure; every AP table or comparison is followed by a
     generated "what this shows" paragraph (a study.describe_* or study.what_this_shows call)."""
     explained = ("evaluate_runs", "ablation_table", "v2_variants_table", "pruned_table", "distillation_comparison",
-                 "real_photo_check")
+                 "real_photo_check", "v2_v1_comparison", "gate_health_table")
     for path in NOTEBOOKS:
         cells = json.loads(path.read_text())["cells"]
         for index, cell in enumerate(cells):

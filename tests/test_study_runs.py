@@ -132,3 +132,44 @@ def test_the_model_code_version_follows_the_models_package_and_postprocess_only(
     (copy / "models" / "new_part.py").write_text("WIDTH = 8\n")     # a module nothing imports yet
     versions.append(model_code_version(copy))
     assert len(set(versions)) == len(versions) == 5
+
+
+def test_a_seed_offset_shifts_every_trained_run_and_its_name(study):
+    from dataclasses import replace
+
+    from ffcore.study.comparisons import arm_runs
+    from ffcore.study.plan import planned_run
+    from ffcore.study.training import _train_config, planned_runs, split_seed, study_run
+
+    shifted = open_study(replace(study.profile, seed_offset=100), data_root=study.data_root, prepare_data=False)
+    first, second = planned_runs(study.profile), planned_runs(shifted.profile)
+    assert len(first) == len(second) and not set(first) & set(second)
+    assert all(split_seed(run)[1] >= 100 for run in second)
+    assert study_run(shifted, "featherface_v1") == "featherface_v1_seed100"
+    assert study_run(shifted, "featherface_v2", 2) == "featherface_v2_seed102"
+    assert list(arm_runs(shifted, "featherface_v2")) == [100 + s for s in study.profile.seeds]
+    assert _train_config(shifted, planned_run(shifted.profile, "featherface_v2_seed101")).seed == study.profile.seed + 101
+    with pytest.raises(ValueError, match="seed_offset 100"):   # an unshifted name would reuse the first run's seed
+        planned_run(shifted.profile, "featherface_v1")
+    pruned = planned_run(shifted.profile, "featherface_v2_pruned20_seed100")
+    assert pruned.depends_on == ("featherface_v2_seed100",)
+    assert pruned.companions == ("featherface_v2_pruned20_not_finetuned_seed100",)
+    with pytest.raises(ValueError, match="without a seed"):
+        study_run(shifted, "featherface_v2_seed3")
+
+
+def test_the_evaluation_split_is_the_held_out_test_split_when_the_data_has_one(tmp_path, monkeypatch):
+    from ffcore.data.layout import HELDOUT_TEST_DIR
+    from ffcore.study.datasets import evaluation_split
+
+    monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
+    smoke = open_study("smoke", data_root=tmp_path / "smoke_data")   # generates the data, test split included
+    split = evaluation_split(smoke)
+    assert split.name == "test" and split.root == smoke.data_root / HELDOUT_TEST_DIR
+    assert "held-out" in split.note
+    full = open_study("full", data_root=tmp_path / "widerface", prepare_data=False)
+    split = evaluation_split(full)
+    assert split.name == "validation" and "WIDER FACE publishes no test labels" in split.note
+    bare = open_study("smoke", data_root=tmp_path / "elsewhere", prepare_data=False)
+    with pytest.warns(UserWarning, match="no complete held-out test split"):
+        assert evaluation_split(bare).name == "validation"

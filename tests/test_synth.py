@@ -147,3 +147,32 @@ def test_preview_grid_and_cli(tiny_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "not WIDER FACE" in printed and "train: 2 images" in printed
     assert (out / "ground_truth" / "wider_hard_val.mat").is_file()
+
+
+def test_a_held_out_test_split_is_its_own_evaluation_tree(tmp_path, tiny_root):
+    from ffcore.data.layout import HELDOUT_TEST_DIR
+
+    config = dataclasses.replace(TINY_SYNTH, test_images=3)
+    root = ensure_synthetic_dataset(tmp_path / "with_test", config)
+    layout = WiderFaceLayout.discover(root)
+    assert layout.heldout_test == root / HELDOUT_TEST_DIR
+    test = WiderFaceLayout.find(layout.heldout_test, need=("val", "val_gt"))
+    ground_truth = load_ground_truth(test.ground_truth_dir)
+    assert ground_truth.num_images == 3
+    assert all("synthtest" in name for name in ground_truth.names)
+    manifest = json.loads((root / MANIFEST).read_text())
+    assert manifest["statistics"]["test"]["images"] == 3
+    # training and validation images are those of the same config without a test split
+    assert (root / "train" / "label.txt").read_text() == (tiny_root / "train" / "label.txt").read_text()
+    val = WiderFaceLayout.discover(tiny_root)
+    assert load_ground_truth(layout.ground_truth_dir).names == load_ground_truth(val.ground_truth_dir).names
+    assert val.heldout_test is None
+    # no test split: the fingerprint of the datasets generated before the field existed
+    assert TINY_SYNTH.fingerprint() != config.fingerprint()
+    payload = {k: v for k, v in dataclasses.asdict(TINY_SYNTH).items() if k != "test_images"}
+    import hashlib
+
+    from ffcore.data.synth import GENERATOR_VERSION
+    expected = hashlib.sha256(json.dumps({"config": payload, "generator": GENERATOR_VERSION},
+                                         sort_keys=True).encode()).hexdigest()[:16]
+    assert TINY_SYNTH.fingerprint() == expected

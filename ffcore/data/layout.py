@@ -9,6 +9,11 @@ Expected under the root (default `ffcore.paths.default_widerface_root()`, i.e. d
     wider_face_val.mat, wider_{easy,medium,hard}_val.mat  evaluation ground truth, in the root,
                                                ground_truth/ or eval_tools/ground_truth/
 
+    heldout_test/                              a labelled held-out test split (synthetic data only;
+                                               WIDER FACE publishes no test labels), laid out as an
+                                               evaluation tree of its own: WIDER_val/images,
+                                               wider_face_split/wider_face_val_bbx_gt.txt, ground_truth/
+
 `WiderFaceLayout.find(root, need=("train",))` checks what a task needs and raises one
 `LayoutError` that lists every expected piece, where it was looked for and whether it was found.
 """
@@ -21,6 +26,7 @@ from pathlib import Path
 from ffcore.data.matfiles import SETTINGS, VAL_MAT, setting_mat_name
 
 NEEDS = ("train", "train_landmarks", "val", "val_gt")
+HELDOUT_TEST_DIR = "heldout_test"
 
 
 class LayoutError(FileNotFoundError):
@@ -44,6 +50,7 @@ class WiderFaceLayout:
     train_bbx_gt: Path | None
     val_bbx_gt: Path | None
     ground_truth_dir: Path | None
+    heldout_test: Path | None = None   # root of the labelled test split's evaluation tree, when complete
 
     # -- discovery -------------------------------------------------------------------------
     @staticmethod
@@ -71,9 +78,13 @@ class WiderFaceLayout:
         if labels is not None and (labels.parent / "images").is_dir():
             train_images = labels.parent / "images"
         gt_dir = next((d for d in c["ground_truth_dir"] if (d / VAL_MAT).is_file()), None)
+        test = root / HELDOUT_TEST_DIR
+        complete_test = (test / "WIDER_val" / "images").is_dir() and all(
+            (test / "ground_truth" / name).is_file() for name in (VAL_MAT, *map(setting_mat_name, SETTINGS)))
         return cls(root=root, train_images=train_images, val_images=_first_dir(c["val_images"]),
                    retinaface_train_labels=labels, train_bbx_gt=_first_file(c["train_bbx_gt"]),
-                   val_bbx_gt=_first_file(c["val_bbx_gt"]), ground_truth_dir=gt_dir)
+                   val_bbx_gt=_first_file(c["val_bbx_gt"]), ground_truth_dir=gt_dir,
+                   heldout_test=test if complete_test else None)
 
     @classmethod
     def find(cls, root: str | Path | None = None, need: tuple[str, ...] = ("train",)) -> "WiderFaceLayout":

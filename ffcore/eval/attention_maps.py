@@ -141,3 +141,80 @@ def attention_masks_for_image(model: nn.Module, image_bgr: np.ndarray) -> list[A
     from ffcore.preprocess import image_to_tensor
 
     return attention_masks(model, image_to_tensor(image_bgr))
+
+
+# ----------------------------------------------------------------------------- gate health
+
+@dataclass(frozen=True)
+class GateHealth:
+    """How one channel gate behaved over a set of images.
+
+    A channel whose gate output did not move over the images (range <= tolerance) is *constant*:
+    it scales its channel by a fixed factor, which the next convolution could absorb, so it
+    attends to nothing. A gate whose MLP's hidden ReLUs never fire outputs sigmoid(0) = 0.5 on
+    every channel (no bias after the ReLU): V2's bias-free channel MLPs can end up there."""
+
+    module: str
+    position: str
+    kind: str
+    channels: int
+    constant_channels: int
+    hidden_units: int | None        # the channel MLP's hidden width (None: ECA has no MLP)
+    dead_hidden_units: int | None   # hidden ReLUs that output 0 on every image (both pools)
+    gate_min: float
+    gate_max: float
+    images: int
+
+    @property
+    def share_constant(self) -> float:
+        return self.constant_channels / self.channels
+
+
+def channel_gate_health(model: nn.Module, images, tolerance: float = 1e-6) -> list[GateHealth]:
+    """`GateHealth` of every attention module's channel gate over `images` (preprocessed tensors, one
+    image each, as `attention_masks` takes). The model runs in eval mode, unchanged."""
+    units = _units(model)
+    if not units:
+        raise ValueError(f"model {getattr(model, 'name', type(model).__name__)!r} has no attention modules")
+    recorder = _Recorder()
+    hidden_layers = {}
+    for name, _, kind, channel_layer, _, _ in units:
+        recorder.watch(channel_layer)
+        if isinstance(channel_layer, nn.Sequential):   # CBAM-style MLP: Linear, ReLU, Linear
+            hidden_layers[name] = channel_layer[1]
+            recorder.watch(channel_layer[1])
+    gates = {name: [] for name, *_ in units}
+    fired = {name: None for name in hidden_layers}
+    was_training = model.training
+    device = next(model.parameters()).device
+    count = 0
+    try:
+        model.eval()
+        with torch.no_grad():
+            for image in images:
+                image = image[None] if image.dim() == 3 else image
+                for outputs in recorder.outputs.values():
+                    outputs.clear()
+                model(image.to(device))
+                count += 1
+                for name, _, kind, channel_layer, _, _ in units:
+                    gates[name].append(_channel_mask(kind, recorder.outputs[channel_layer], name))
+                    if name in hidden_layers:
+                        calls = recorder.outputs[hidden_layers[name]]
+                        active = torch.stack([call[0] > 0 for call in calls]).any(dim=0)
+                        fired[name] = active if fired[name] is None else fired[name] | active
+    finally:
+        recorder.remove()
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("channel_gate_health needs at least one image")
+    health = []
+    for name, position, kind, _, _, _ in units:
+        stacked = torch.stack(gates[name]).float().cpu()          # [images, C]
+        spread = stacked.max(dim=0).values - stacked.min(dim=0).values
+        hidden = fired.get(name)
+        health.append(GateHealth(name, position, kind, stacked.shape[1], int((spread <= tolerance).sum()),
+                                 None if hidden is None else int(hidden.numel()),
+                                 None if hidden is None else int((~hidden).sum()),
+                                 float(stacked.min()), float(stacked.max()), count))
+    return health

@@ -14,11 +14,24 @@ min-max of step 2. The matching is per image, so only the normalisation is held 
 Paired comparisons draw ONE set of resamples and apply it to both models: the
 difference of their APs on the same resampled images is what varies, so the interval of
 the difference is narrower than the two marginal intervals suggest.
+
+Training seeds are the other source of noise, and for these models the larger one: two
+trainings of one recipe differ by more than an image-level interval is wide. A comparison
+of two *arms* (a recipe trained over several seeds against another) therefore resamples
+at two levels (`pooled_difference`): each resample draws the validation images once (the
+same draw for every model, so the comparison stays paired on images), then draws each
+arm's seeds with replacement; the arm's AP in that resample is the mean over its drawn
+seeds. Seeds are paired when both arms were trained with the same seeds: one draw of
+seed positions serves both arms, so seed s of one arm always meets seed s of the other
+(same initialisation and data order, only the studied factor differs). Arms with
+different seeds are drawn independently. A comparison where an arm has one seed cannot
+say how far a retraining moves that arm: its verdict is `ONE_SEED`, whatever the interval.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace as _replace
 from typing import Mapping
 
 import numpy as np
@@ -132,22 +145,31 @@ def ap_intervals(result: EvalResult, resamples: int = DEFAULT_RESAMPLES, seed: i
 
 
 def paired_difference(result: EvalResult, reference: EvalResult, resamples: int = DEFAULT_RESAMPLES,
-                      seed: int = 0, level: float = DEFAULT_LEVEL) -> dict[str, Interval]:
-    """setting -> AP(result) - AP(reference) with the paired bootstrap interval (same resampled images)."""
-    if result.num_images != reference.num_images:
-        raise ValueError(f"a paired comparison needs the same validation images: {result.label or 'result'} has "
-                         f"{result.num_images}, {reference.label or 'reference'} {reference.num_images}")
-    weights = resample_weights(result.num_images, resamples, seed)
-    ours, theirs = bootstrap_ap(result, weights), bootstrap_ap(reference, weights)
-    return {s: percentile_interval(result.ap[s] - reference.ap[s], ours[s] - theirs[s], level) for s in ours}
+                      seed: int = 0, level: float = DEFAULT_LEVEL) -> dict[str, "PooledDifference"]:
+    """setting -> AP(result) - AP(reference) with the paired bootstrap interval (same resampled images).
+
+    Two single runs: the interval covers the validation images only, and `verdict` of it is
+    `ONE_SEED` (a retraining of either run may move it by more than the interval is wide)."""
+    return pooled_difference({0: result}, {0: reference}, resamples=resamples, seed=seed, level=level)
+
+
+ONE_SEED = "one seed: not established"
+NO_INTERVAL = "no interval"
+INSIDE_NOISE = "inside the noise"
 
 
 def verdict(difference: Interval, unit: str = "AP points") -> str:
-    """"inside the noise" when the interval of a difference contains 0, else which way it goes."""
+    """What a difference establishes: `ONE_SEED` when an arm of a `PooledDifference` has a single
+    training seed; else "inside the noise" when its interval contains 0, else "higher" / "lower".
+
+    A bare `Interval` (no seed counts) is read by its interval alone: callers comparing trained
+    models pass the `PooledDifference` that `pooled_difference` / `paired_difference` return."""
+    if isinstance(difference, PooledDifference) and min(difference.seeds) < 2:
+        return ONE_SEED
     if not np.isfinite(difference.low):
-        return "no interval"
+        return NO_INTERVAL
     if difference.contains_zero:
-        return "inside the noise"
+        return INSIDE_NOISE
     return "higher" if difference.estimate > 0 else "lower"
 
 
@@ -155,3 +177,104 @@ def intervals_by_setting(intervals: Mapping[str, Interval], percent: bool = True
     """{"AP easy %": "88.10 [85.2, 90.7]", ...} for tables."""
     factor = 100.0 if percent else 1.0
     return {f"AP {s} %": str(i.scaled(factor)) for s, i in intervals.items()}
+
+
+# ----------------------------------------------------------------------------- seeds and images
+
+@dataclass(frozen=True)
+class PooledDifference(Interval):
+    """A difference of two arms' mean AP over their seeds, with its two-level bootstrap interval.
+
+    `seeds`: (seeds of the arm, seeds of the reference); `paired_seeds`: whether both arms had
+    the same seeds, drawn together."""
+
+    seeds: tuple[int, int] = (1, 1)
+    paired_seeds: bool = True
+
+    def scaled(self, factor: float) -> "PooledDifference":
+        return _replace(self, estimate=self.estimate * factor, low=self.low * factor, high=self.high * factor)
+
+
+def _ordered(arm: Mapping[int, EvalResult], what: str) -> tuple[list[int], list[EvalResult]]:
+    if not arm:
+        raise ValueError(f"{what}: an arm needs at least one training seed's result")
+    seeds = sorted(arm)
+    return seeds, [arm[s] for s in seeds]
+
+
+def _check_same_images(results: list[EvalResult]) -> int:
+    counts = {r.num_images for r in results}
+    if len(counts) != 1:
+        labels = ", ".join(f"{r.label or '?'}: {r.num_images}" for r in results)
+        raise ValueError(f"a comparison paired on images needs the same evaluation images in every run ({labels})")
+    return counts.pop()
+
+
+def two_level_draws(num_images: int, arm_seeds: int, reference_seeds: int | None, paired_seeds: bool,
+                    resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(image weights [R, N], seed positions of the arm [R, S_a], of the reference [R, S_b] or None).
+
+    One generator, in this order: the image draws (the same numbers as `resample_weights` with
+    this seed, so a one-seed comparison is exactly `paired_difference`), then the arm's seed
+    positions, then the reference's unless `paired_seeds` (then it reuses the arm's)."""
+    if num_images < 1:
+        raise ValueError("a bootstrap needs at least one evaluation image")
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(num_images, np.full(num_images, 1.0 / num_images), size=resamples)
+    arm = rng.integers(0, arm_seeds, size=(resamples, arm_seeds))
+    if reference_seeds is None:
+        return weights, arm, None
+    if paired_seeds:
+        if reference_seeds != arm_seeds:
+            raise ValueError(f"paired seeds need as many seeds in both arms, got {arm_seeds} and {reference_seeds}")
+        return weights, arm, arm
+    return weights, arm, rng.integers(0, reference_seeds, size=(resamples, reference_seeds))
+
+
+def _seed_means(samples: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """[R] mean over each resample's drawn seeds; `samples` [S, R] (seed, resample)."""
+    columns = np.arange(samples.shape[1])[:, None]
+    return samples[positions, columns].mean(axis=1)
+
+
+def _stacked_samples(results: list[EvalResult], weights: np.ndarray) -> dict[str, np.ndarray]:
+    """setting -> [S, R] AP of every seed's run in every image resample."""
+    per_run = [bootstrap_ap(r, weights) for r in results]
+    return {s: np.stack([samples[s] for samples in per_run]) for s in per_run[0]}
+
+
+def pooled_difference(arm: Mapping[int, EvalResult], reference: Mapping[int, EvalResult],
+                      resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = DEFAULT_LEVEL
+                      ) -> dict[str, PooledDifference]:
+    """setting -> mean AP of `arm` over its seeds minus that of `reference`, with the two-level
+    bootstrap interval (training seed -> result of that seed's run).
+
+    Every resample draws the evaluation images once for all runs (paired on images), then the
+    seeds of each arm with replacement: by position in both arms at once when both arms hold
+    the same seeds (paired seeds), independently otherwise."""
+    arm_seeds, arm_results = _ordered(arm, "pooled_difference(arm)")
+    ref_seeds, ref_results = _ordered(reference, "pooled_difference(reference)")
+    num_images = _check_same_images(arm_results + ref_results)
+    paired = arm_seeds == ref_seeds
+    weights, arm_draws, ref_draws = two_level_draws(num_images, len(arm_seeds), len(ref_seeds), paired,
+                                                    resamples, seed)
+    ours, theirs = _stacked_samples(arm_results, weights), _stacked_samples(ref_results, weights)
+    out = {}
+    for s in ours:
+        estimate = float(np.mean([r.ap[s] for r in arm_results]) - np.mean([r.ap[s] for r in ref_results]))
+        samples = _seed_means(ours[s], arm_draws) - _seed_means(theirs[s], ref_draws)
+        interval = percentile_interval(estimate, samples, level)
+        out[s] = PooledDifference(interval.estimate, interval.low, interval.high, level,
+                                  seeds=(len(arm_seeds), len(ref_seeds)), paired_seeds=paired)
+    return out
+
+
+def pooled_ap(arm: Mapping[int, EvalResult], resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+              level: float = DEFAULT_LEVEL) -> dict[str, Interval]:
+    """setting -> mean AP over the arm's seeds with its two-level bootstrap interval (seeds, then images)."""
+    _, results = _ordered(arm, "pooled_ap")
+    weights, draws, _ = two_level_draws(_check_same_images(results), len(results), None, False, resamples, seed)
+    samples = _stacked_samples(results, weights)
+    return {s: percentile_interval(float(np.mean([r.ap[s] for r in results])), _seed_means(samples[s], draws), level)
+            for s in samples}

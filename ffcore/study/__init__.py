@@ -21,10 +21,12 @@ from ffcore.study.architecture import (claims_table, compare_parts_table, effici
                                        shape_compatibility)
 from ffcore.study.benchmarks import benchmark_table, latency_figure, measured_benchmark, published_comparison_figure
 from ffcore.study.context import DatasetMissingError, Study, open_study
+from ffcore.study.gate_health import describe_gate_health, gate_health_table
 from ffcore.study.fork_models import (attention_maps_figure, fork_detections_figure, fork_parameter_table,
                                       fork_training_log_figure, fork_weights_table)
-from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, describe_ap_table, describe_distillation,
-                                     describe_real_photo_check, differences_figure, distillation_comparison,
+from ffcore.study.comparisons import arm_runs, describe_distillation, describe_v2_v1, distillation_comparison, v2_v1_comparison
+from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, describe_ap_table,
+                                     describe_real_photo_check, differences_figure,
                                      evaluate_run, evaluate_runs, intervals_figure, paired_comparison,
                                      pr_curves_figure, real_photo_check, real_photo_detections_figure,
                                      validation_detections_figure, what_this_shows)
@@ -33,7 +35,7 @@ from ffcore.study.deploy import (deploy_ladder_table, deploy_latency_table, desc
 from ffcore.study.peers import peer_detections_figure, peer_latency_figure, peer_latency_table
 from ffcore.study.summary import artifact_index, summary_table, write_summary
 from ffcore.study.training import (distill_or_load, distillation_runs, finetune_pruned_or_load, planned_runs,
-                                   reference_runs, run_history, seed_runs_table, train_or_load,
+                                   reference_runs, run_history, seed_runs_table, study_run, train_or_load,
                                    training_curves_figure, widerface_teacher_table)
 
 __all__ = [
@@ -41,12 +43,13 @@ __all__ = [
     "parameter_table", "parameter_count_explanation", "flops_table", "compare_parts_table", "parts_figure",
     "claims_table", "shape_compatibility", "efficiency_table", "model_summary",
     "dataset_preview_figure", "train_or_load", "distill_or_load", "run_history", "training_curves_figure",
-    "seed_runs_table", "finetune_pruned_or_load", "planned_runs", "reference_runs", "distillation_runs",
+    "seed_runs_table", "study_run", "finetune_pruned_or_load", "planned_runs", "reference_runs", "distillation_runs",
     "widerface_teacher_table",
     "evaluate_run", "evaluate_runs", "pr_curves_figure", "ap_bars_figure", "validation_detections_figure",
     "real_photo_detections_figure", "real_photo_check", "describe_real_photo_check",
     "describe_ap_table", "intervals_figure", "paired_comparison", "distillation_comparison",
     "describe_distillation", "differences_figure", "what_this_shows",
+    "arm_runs", "v2_v1_comparison", "describe_v2_v1", "gate_health_table", "describe_gate_health",
     "ablation_models", "ablation_variants", "ablation_table", "ablation_figure", "one_part_swaps",
     "v2_variants_table", "pruned_table", "describe_comparison", "describe_pruned",
     "benchmark_table", "measured_benchmark", "latency_figure", "published_comparison_figure",

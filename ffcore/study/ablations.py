@@ -10,11 +10,13 @@ before and after fine-tuning.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
 from ffcore.study.context import Study
 from ffcore.study.plan import BASELINE, one_part_swaps, study_swaps, study_v2_variants, v2_variants  # noqa: F401
+from ffcore.study.datasets import evaluation_split
 
 
 def _left_out(declared: list[str], trained: list[str]) -> str:
@@ -62,32 +64,57 @@ def ablation_variants(study: Study) -> pd.DataFrame:
     return table
 
 
-def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFrame:
-    """AP with intervals of each run and its paired difference with `reference` (by column name)."""
-    from ffcore.study.architecture import model_summary
-    from ffcore.study.evaluation import ap_frame, paired_comparison
+def _arm(study: Study, run: str) -> dict[int, str]:
+    """seed -> run of every seed the study trains for `run`'s model (just `run` when the plan has no other)."""
+    from ffcore.study.comparisons import arm_runs
+    from ffcore.study.training import split_seed
 
-    size = study.profile.flops_size
-    aps = ap_frame(study, [reference, *runs]).set_index("run")
-    differences = paired_comparison(study, [(run, reference) for run in runs])
-    differences = differences.set_index("run") if runs else differences   # no runs: no columns either
+    base, seed = split_seed(run)
+    try:
+        return arm_runs(study, base)
+    except KeyError:   # a run outside the plan (called directly): that run alone
+        return {seed: run}
+
+
+def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFrame:
+    """One row per model: AP with its interval and the difference with `reference` (by column name).
+
+    A model the study trains over several seeds is pooled over them (mean AP, two-level bootstrap:
+    seeds, then images); a model with one training run has an image-level interval and, against
+    the reference, the verdict "one seed: not established" (`ffcore.eval.bootstrap.verdict`)."""
+    from ffcore.eval.bootstrap import pooled_ap, pooled_difference
+    from ffcore.study.architecture import model_summary
+    from ffcore.study.comparisons import difference_columns, seeds_text
+    from ffcore.study.evaluation import evaluate_run
+    from ffcore.study.training import model_of_run
+
+    p = study.profile
+    size = p.flops_size
+    arms = {run: _arm(study, run) for run in [reference, *runs]}
+    results = {r: evaluate_run(study, r) for arm in arms.values() for r in arm.values()}
+
+    def arm_results(run):
+        return {seed: results[r] for seed, r in arms[run].items()}
+
     rows = []
     for run in [reference, *runs]:
-        summary = model_summary(run, size)
-        row = {"model": run, "vs": "" if run == reference else reference, "part swapped": _part(run),
-               "parameters": summary["parameters"],
-               f"GFLOPs_{size}": round(summary["gflops"], 3)}
+        summary = model_summary(model_of_run(run), size)
+        row = {"model": run, "vs": "" if run == reference else reference, "part swapped": _part(model_of_run(run)),
+               "seeds": seeds_text(arms[run], arms[reference]) if run != reference else str(len(arms[run])),
+               "parameters": summary["parameters"], f"GFLOPs_{size}": round(summary["gflops"], 3)}
+        aps = pooled_ap(arm_results(run), resamples=p.bootstrap_resamples, seed=p.seed)
         for s in SETTINGS:
-            row.update({f"AP {s} %": aps.loc[run, f"AP {s} %"], f"{s} CI low": aps.loc[run, f"{s} CI low"],
-                        f"{s} CI high": aps.loc[run, f"{s} CI high"]})
-        for s in SETTINGS:
-            if run == reference:
-                row.update({f"d{s} AP pts": 0.0, f"d{s} CI low": float("nan"), f"d{s} CI high": float("nan"),
-                            f"{s} verdict": "reference"})
-            else:
-                row.update({key: differences.loc[run, key] for key in
-                            (f"d{s} AP pts", f"d{s} CI low", f"d{s} CI high", f"{s} verdict")})
-        row["checkpoint"] = study.used_checkpoints[run]
+            interval = aps[s].scaled(100)
+            row.update({f"AP {s} %": round(interval.estimate, 2), f"{s} CI low": round(interval.low, 2),
+                        f"{s} CI high": round(interval.high, 2)})
+        if run == reference:
+            row.update({key: value for s in SETTINGS for key, value in
+                        ((f"d{s} AP pts", 0.0), (f"d{s} CI low", float("nan")), (f"d{s} CI high", float("nan")),
+                         (f"{s} verdict", "reference"))})
+        else:
+            row.update(difference_columns(pooled_difference(arm_results(run), arm_results(reference),
+                                                             resamples=p.bootstrap_resamples, seed=p.seed)))
+        row["checkpoint"] = ", ".join(study.used_checkpoints[r] for r in arms[run].values())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -102,37 +129,57 @@ def _train_all(study: Study, runs: list[str], owned_here: list[str]) -> None:
 
 def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
     others = table[table["model"] != reference]
-    inside = int((others["hard verdict"] == "inside the noise").sum())
+    outside = int(((others["dhard CI low"] > 0) | (others["dhard CI high"] < 0)).sum())
     best = table.loc[table["AP hard %"].idxmax()]
+    from ffcore.eval.bootstrap import ONE_SEED
+
+    single = int((others["hard verdict"] == ONE_SEED).sum())
+    established = others[others["hard verdict"] != ONE_SEED]
     return (f"{reference} hard AP {table.loc[table['model'] == reference, 'AP hard %'].iloc[0]:.1f}%; best "
-            f"{best['model']} {best['AP hard %']:.1f}%; {inside} of {len(others)} hard-AP differences inside the noise")
+            f"{best['model']} {best['AP hard %']:.1f}%; {single} of {len(others)} rows one training run per side "
+            f"({ONE_SEED}; {outside} of {len(others)} hard-AP intervals exclude 0)"
+            + "".join(f"; {row['model']} pooled over seeds: hard {row['dhard AP pts']:+.1f} [{row['dhard CI low']:+.1f}, "
+                      f"{row['dhard CI high']:+.1f}], {row['hard verdict']}" for _, row in established.iterrows()))
 
 
 def ablation_table(study: Study) -> pd.DataFrame:
     """V1 and each one-part swap (declared in the zoo), trained with V1's recipe, evaluated on the same
     images: AP with intervals and the paired difference with V1 and its verdict."""
-    swaps = study_swaps(study.profile)
-    _train_all(study, [BASELINE, *swaps], owned_here=swaps)
-    table = _comparison_rows(study, swaps, BASELINE)
-    study.save_table(table, "ablations", checkpoints=[BASELINE, *swaps], test_scale=str(study.profile.eval_scale),
+    from ffcore.study.training import study_run
+
+    swaps = [study_run(study, model) for model in study_swaps(study.profile)]
+    baseline = study_run(study, BASELINE)
+    _train_all(study, [baseline, *swaps], owned_here=swaps)
+    table = _comparison_rows(study, swaps, baseline)
+    study.save_table(table, "ablations", checkpoints=[baseline, *swaps], test_scale=str(study.profile.eval_scale),
                      resamples=study.profile.bootstrap_resamples,
-                     caption=f"One-part swaps of FeatherFace V1 (AP at test scale {study.profile.eval_scale}, 95% "
-                             "bootstrap intervals; differences vs V1 paired on the same images"
-                             f"{_left_out(one_part_swaps(), swaps)})",
-                     headline=_comparison_headline(table, BASELINE))
+                     caption=f"One-part swaps of FeatherFace V1 on the {evaluation_split(study).note} (AP at test "
+                             f"scale {study.profile.eval_scale}, 95% bootstrap intervals over the images; differences "
+                             "vs V1 paired on the same images; "
+                             "a model trained over several seeds is pooled over them (mean AP; two-level bootstrap over seeds, then images), "
+                             "a comparison with one training run on either side is 'one seed: not established'"
+                             f"{_left_out(one_part_swaps(), study_swaps(study.profile))})",
+                     headline=_comparison_headline(table, baseline))
     return table
 
 
 def v2_variants_table(study: Study) -> pd.DataFrame:
     """V2's registered variants, trained with V2's recipe, against V2 (paired differences)."""
-    variants = study_v2_variants(study.profile)
-    _train_all(study, ["featherface_v2", *variants], owned_here=variants)
-    table = _comparison_rows(study, variants, "featherface_v2")
-    study.save_table(table, "v2_variants", checkpoints=["featherface_v2", *variants],
+    from ffcore.study.training import study_run
+
+    variants = [study_run(study, model) for model in study_v2_variants(study.profile)]
+    v2 = study_run(study, "featherface_v2")
+    _train_all(study, [v2, *variants], owned_here=variants)
+    table = _comparison_rows(study, variants, v2)
+    study.save_table(table, "v2_variants", checkpoints=[v2, *variants],
                      resamples=study.profile.bootstrap_resamples,
-                     caption="V2 and its variants (same recipe as V2), differences vs V2 paired on the same images"
-                             f"{_left_out(v2_variants(), variants)}",
-                     headline=_comparison_headline(table, "featherface_v2"))
+                     caption=f"V2 and its variants (same recipe as V2) on the {evaluation_split(study).note}, "
+                             "differences vs V2 paired on the same images ("
+                             "a model trained over several seeds is pooled over them (mean AP; two-level bootstrap over seeds, then images), "
+                             "a comparison with one training run on either side is 'one seed: not established'"
+                             ")"
+                             f"{_left_out(v2_variants(), study_v2_variants(study.profile))}",
+                     headline=_comparison_headline(table, v2))
     return table
 
 
@@ -141,19 +188,23 @@ def pruned_table(study: Study) -> pd.DataFrame:
     and after fine-tuning (intervals), and the paired differences with the parent."""
     from ffcore.study.architecture import model_summary
     from ffcore.study.evaluation import ap_frame, paired_comparison
-    from ffcore.study.training import NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent, study_pruned_variants
+    from ffcore.study.training import (NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent,
+                                       study_pruned_variants, study_run)
 
     rows = []
     variants = study_pruned_variants(study.profile)
     for variant in variants:
         finetune_pruned_or_load(study, variant)
-        parent, before = pruned_parent(variant), variant + NOT_FINETUNED_SUFFIX
-        aps = ap_frame(study, [parent, before, variant]).set_index("run")
-        differences = paired_comparison(study, [(before, parent), (variant, parent)]).set_index("run")
+        parent_model = pruned_parent(variant)
+        parent, before, after = (study_run(study, name) for name in (parent_model, variant + NOT_FINETUNED_SUFFIX,
+                                                                      variant))
+        aps = ap_frame(study, [parent, before, after]).set_index("run")
+        differences = paired_comparison(study, [(before, parent), (after, parent)]).set_index("run")
         for run, stage in ((parent, "trained parent"), (before, "pruned, not fine-tuned"),
-                           (variant, f"pruned + {study.profile.finetune_epochs} fine-tuning epochs")):
+                           (after, f"pruned + {study.profile.finetune_epochs} fine-tuning epochs")):
             row = {"variant": variant, "stage": stage, "run": run,
-                   "parameters": model_summary(variant if run != parent else parent, study.profile.flops_size)["parameters"]}
+                   "parameters": model_summary(variant if run != parent else parent_model,
+                                               study.profile.flops_size)["parameters"]}
             for s in SETTINGS:
                 row.update({f"AP {s} %": aps.loc[run, f"AP {s} %"], f"{s} CI low": aps.loc[run, f"{s} CI low"],
                             f"{s} CI high": aps.loc[run, f"{s} CI high"]})
@@ -164,7 +215,8 @@ def pruned_table(study: Study) -> pd.DataFrame:
     runs = sorted(set(table["run"])) if len(table) else []
     study.save_table(table, "pruned", checkpoints=runs, resamples=study.profile.bootstrap_resamples,
                      caption="Pruned variants (20% of the SSH internal channels, L1): AP of the trained parent, "
-                             "after pruning and after fine-tuning from it",
+                             f"after pruning and after fine-tuning from it, on the {evaluation_split(study).note} "
+                             "(one training run each: 'one seed: not established')",
                      headline="; ".join(f"{row['run']} ({row['stage']}): hard {row['AP hard %']:.1f}%"
                                         for _, row in table.iterrows()))
     return table
@@ -178,50 +230,54 @@ def describe_comparison(study: Study, name: str):
     table["part swapped"] = table["part swapped"].fillna("")   # an empty cell reads back as NaN
     reference = table[table["hard verdict"] == "reference"].iloc[0]
     others = table[table["hard verdict"] != "reference"]
-    lines = [f"{row['model']} ({row['part swapped'] or 'variant'}): hard AP {row['AP hard %']:.1f} %, "
-             f"{row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}], "
-             f"{row['hard verdict']}" for _, row in others.iterrows()]
-    inside = int((others["hard verdict"] == "inside the noise").sum())
+    split = evaluation_split(study).name
+    lines = [f"{row['model']} ({row['part swapped'] or 'variant'}; seeds {row['seeds']}): hard AP "
+             f"{row['AP hard %']:.1f} %, {row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, "
+             f"{row['dhard CI high']:+.1f}], {row['hard verdict']}" for _, row in others.iterrows()]
     if others.empty:
         return markdown(f"**What this shows.** Only {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
                         f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]): this profile trains "
                         "none of the variants this table compares (see the table's caption).")
+    from ffcore.eval.bootstrap import ONE_SEED
+
+    single = others[others["hard verdict"] == ONE_SEED]
+    outside = int(((single["dhard CI low"] > 0) | (single["dhard CI high"] < 0)).sum())
+    if len(single) == len(others):
+        reading = (f"Each comparison here has one training run on a side, so no row states a higher or lower: the "
+                   f"intervals resample the {split} images only, not the training seed. ")
+    else:
+        reading = (f"Rows pooled over seeds ({len(others) - len(single)} of {len(others)}) take their verdict from "
+                   f"the pooled interval written beside it (seeds, then {split} images); {len(single)} rows have one "
+                   "training run on a side and state no higher or lower. ")
     return markdown(f"**What this shows.** Against {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
             f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]):\n\n- " + "\n- ".join(lines)
-            + f"\n\n{inside} of {len(others)} differences in hard AP are inside the noise of this validation set "
-              "(their paired interval contains 0): "
-            + ("none of the swaps has a measured effect here." if inside == len(others) else
-               "every difference exceeds this validation set's noise." if inside == 0 else
-               "only the others exceed this validation set's noise.")
-            + _seed_noise_note(study, others))
+            + "\n\n" + reading
+            + (f"{outside} of {len(single)} single-run hard-AP intervals exclude 0; those are the rows to repeat "
+               "over seeds before reading them as effects of the part swapped." if len(single) else "")
+            + _seed_noise_note(study, single))
 
 
 def _seed_noise_note(study: Study, others: pd.DataFrame) -> str:
-    """The training-seed noise the image-level intervals leave out, from notebook 03's repeated runs."""
+    """The training-seed noise the image-level intervals leave out, from notebook 03's pooled row."""
+    from ffcore.study.comparisons import POOLED
+
     path = study.tables_dir / "distillation_comparison.csv"
     if not path.is_file() or others.empty:
         return ""
     seeds = pd.read_csv(path, comment="#")
-    summary = seeds[seeds["seed"] == -1]
-    if summary.empty:
+    pooled = seeds[seeds["run"] == POOLED] if "run" in seeds else seeds.iloc[0:0]
+    if pooled.empty or "vs AP hard sd" not in pooled:
         return ""
-    # "sd 1.46; alone 32.6 ± 1.2, distilled 36.3 ± 2.5": the sd of each side's hard AP over seeds
-    import re
-
-    spreads = [float(v) for v in re.findall(r"± ([0-9.]+)", str(summary["hard verdict"].iloc[0]))]
+    row = pooled.iloc[0]
+    spreads = [float(v) for v in (row["vs AP hard sd"], row["AP hard sd"]) if np.isfinite(float(v))]
     if not spreads:
         return ""
     largest = max(abs(float(v)) for v in others["dhard AP pts"])
     # two independent runs differ by sqrt(2) x the per-run standard deviation
     spread = 2 ** 0.5 * max(spreads)
-    reading = (f"every difference here ({largest:.1f} points at most) is within twice that, so it may come from the "
-               "training seed as much as from the part swapped: repeat the rows over seeds before reading them as "
-               "effects of the architecture." if largest <= 2 * spread else
-               f"the largest difference here ({largest:.1f} points) exceeds twice that.")
-    return (f"\n\nThese intervals resample the validation images only: each model here is one training run. "
-            f"Over the {len(seeds) - 1} training seeds of notebook 03, V2's hard AP had a standard deviation of "
-            f"{min(spreads):.1f}-{max(spreads):.1f} points, so two single runs differ by about {spread:.1f} points "
-            f"from the seed alone; " + reading)
+    return (f"\n\nOver the training seeds of notebook 03 ({row['seeds']}), V2's hard AP had a standard deviation "
+            f"of {min(spreads):.1f}-{max(spreads):.1f} points, so two single runs differ by about {spread:.1f} "
+            f"points from the seed alone; the largest difference here is {largest:.1f} points.")
 
 
 def describe_pruned(study: Study, name: str = "pruned"):

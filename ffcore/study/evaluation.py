@@ -1,9 +1,11 @@
 """AP tables, precision–recall curves and detection pictures of a study's runs.
 
-APs follow the official WIDER FACE protocol (`ffcore.eval`) on the profile's validation
-set. Each run's result is cached in results/<profile>/cache/eval_<run>.json keyed by the
-checkpoint hash, the model's code, the evaluator's code and the test settings, so later
-notebooks reuse it instead of re-predicting.
+APs follow the official WIDER FACE protocol (`ffcore.eval`) on the study's evaluation split
+(`ffcore.study.datasets.evaluation_split`: the held-out test split when the dataset has one,
+else the validation split, as on WIDER FACE, which publishes no test labels). Each run's result
+is cached in results/<profile>/cache/eval_<run>.json keyed by the checkpoint hash, the model's
+code, the evaluator's code, the split and the test settings, so later notebooks reuse it instead
+of re-predicting.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
 from ffcore.study.context import Study
+from ffcore.study.datasets import evaluation_split
 from ffcore.study.training import ensure_checkpoint, model_of_run
 
 DETECTION_THRESHOLD = 0.5
@@ -68,13 +71,15 @@ def model_code_version(package_root: Path | None = None) -> str:
 
 
 def _cache_key(study: Study, run: str) -> dict:
+    split = evaluation_split(study)
     return {"checkpoint": study.used_checkpoints[run], "model_code": model_code_version(),
             "evaluator_code": evaluation_code_version(), "scale": str(study.profile.eval_scale),
-            "limit": study.profile.eval_limit, "data_root": str(study.data_root)}
+            "limit": study.profile.eval_limit, "data_root": str(study.data_root),
+            "split": split.name, "evaluation_root": str(split.root)}
 
 
 def evaluate_run(study: Study, run: str):
-    """The `ffcore.eval.EvalResult` of a run on the profile's validation set.
+    """The `ffcore.eval.EvalResult` of a run on the study's evaluation split (`evaluation_split`).
 
     Cached in results/<profile>/cache/eval_<run>.pt (a state file read with the safe loader:
     a results folder handed over cannot run code) with its key (checkpoint hash, model and
@@ -97,7 +102,7 @@ def evaluate_run(study: Study, run: str):
                                f"delete it (and {key_file.name}) to recompute") from exc
     model = load_run_model(study, run)
     with torch.inference_mode():
-        result = evaluate_model(model, study.data_root, scale=study.profile.eval_scale, device=study.device,
+        result = evaluate_model(model, evaluation_split(study).root, scale=study.profile.eval_scale, device=study.device,
                                 limit=study.profile.eval_limit, out_dir=study.predictions_dir / run,
                                 progress=False, checkpoint=checkpoint)
     study.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -107,14 +112,14 @@ def evaluate_run(study: Study, run: str):
 
 
 def _intervals(study: Study, run: str) -> dict:
-    """setting -> Interval (AP fraction) of a run, from `resamples` draws of the validation images."""
+    """setting -> Interval (AP fraction) of a run, from `resamples` draws of the evaluation images."""
     from ffcore.eval.bootstrap import ap_intervals
 
     return ap_intervals(evaluate_run(study, run), resamples=study.profile.bootstrap_resamples, seed=study.profile.seed)
 
 
 def ap_frame(study: Study, runs: list[str]) -> pd.DataFrame:
-    """AP (%) per run and setting with its 95 % bootstrap interval over validation images, parameter
+    """AP (%) per run and setting with its 95 % bootstrap interval over the evaluation images, parameter
     counts and what the weights were trained on (no artifact written)."""
     from ffcore.study.architecture import model_summary
     from ffcore.study.training import trained_on
@@ -130,7 +135,8 @@ def ap_frame(study: Study, runs: list[str]) -> pd.DataFrame:
             row[f"AP {s} %"] = round(interval.estimate, 2)
             row[f"{s} CI low"] = round(interval.low, 2)
             row[f"{s} CI high"] = round(interval.high, 2)
-        row.update({"val images": result.num_images, "checkpoint": study.used_checkpoints[run]})
+        row.update({"split": evaluation_split(study).name, "images": result.num_images,
+                    "checkpoint": study.used_checkpoints[run]})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -142,14 +148,15 @@ def _ap_headline(table: pd.DataFrame) -> str:
 
 
 def evaluate_runs(study: Study, runs: list[str], name: str = "ap") -> pd.DataFrame:
-    """WIDER FACE-protocol AP (easy / medium / hard) of runs on the profile's validation set, each with
-    its 95 % bootstrap interval over validation images."""
+    """WIDER FACE-protocol AP (easy / medium / hard) of runs on the study's evaluation split, each with
+    its 95 % bootstrap interval over the evaluation images."""
     table = ap_frame(study, runs)
     scale = study.profile.eval_scale
-    study.save_table(table, name, checkpoints=runs, test_scale=str(scale),
+    split = evaluation_split(study)
+    study.save_table(table, name, checkpoints=runs, test_scale=str(scale), split=split.name,
                      resamples=study.profile.bootstrap_resamples,
-                     caption=f"AP on the validation set (WIDER FACE protocol, test scale {scale}) with 95% "
-                             f"bootstrap intervals over validation images ({study.profile.bootstrap_resamples} "
+                     caption=f"AP on the {split.note} (WIDER FACE protocol, test scale {scale}) with 95% "
+                             f"bootstrap intervals over its images ({study.profile.bootstrap_resamples} "
                              "resamples)",
                      headline=_ap_headline(table))
     return table
@@ -183,12 +190,16 @@ def describe_ap_table(study: Study, name: str = "ap"):
                      f"[{row['easy CI low']:.1f}, {row['easy CI high']:.1f}], medium {row['AP medium %']:.1f} % "
                      f"[{row['medium CI low']:.1f}, {row['medium CI high']:.1f}], hard {row['AP hard %']:.1f} % "
                      f"[{row['hard CI low']:.1f}, {row['hard CI high']:.1f}]")
-    images = int(table["val images"].iloc[0]) if len(table) else 0
-    return markdown("**What this shows.** On the " + f"{images} validation images of the {study.dataset} data "
-                    + "(brackets: 95 % bootstrap interval over the images):\n\n- " + "\n- ".join(lines)
-                    + "\n\nModels whose intervals overlap widely are not told apart by this validation set; "
-                      "the paired comparisons say it directly. Rows trained on WIDER FACE are real detectors "
-                      "evaluated on the same synthetic images.")
+    images = int(table["images"].iloc[0]) if len(table) else 0
+    split = evaluation_split(study)
+    return markdown("**What this shows.** On the " + f"{split.images(images)} of the {study.dataset} data "
+                    + "(brackets: 95 % bootstrap interval over the images; each row is one training run):\n\n- "
+                    + "\n- ".join(lines)
+                    + f"\n\nModels whose intervals overlap widely are not told apart by this {split.name} split; "
+                      "the paired comparisons say it directly, and only comparisons pooled over several training "
+                      "seeds give a verdict."
+                    + (" Rows trained on WIDER FACE are real detectors evaluated on the same synthetic images."
+                       if study.profile.is_synthetic else ""))
 
 
 def _read_table(study: Study, name: str) -> pd.DataFrame:
@@ -202,7 +213,8 @@ def _read_table(study: Study, name: str) -> pd.DataFrame:
 
 def paired_comparison(study: Study, pairs: list[tuple[str, str]]) -> pd.DataFrame:
     """For each (run, reference): AP(run) - AP(reference) per setting with the paired 95 % bootstrap
-    interval (same resampled images for both) and a verdict; "inside the noise" when it contains 0."""
+    interval (same resampled images for both). Two single runs: the verdict is "one seed: not
+    established" (`ffcore.eval.bootstrap.verdict`); arms over seeds are `comparisons.seed_comparison`'s."""
     from ffcore.eval.bootstrap import paired_difference, verdict
 
     rows = []
@@ -219,76 +231,12 @@ def paired_comparison(study: Study, pairs: list[tuple[str, str]]) -> pd.DataFram
 
 
 def _difference_headline(table: pd.DataFrame, setting: str = "hard") -> str:
-    return "; ".join(f"{row['run']} vs {row['vs']}: {row[f'd{setting} AP pts']:+.1f} pts hard "
+    def label(row) -> str:
+        return f"pooled over seeds, {row['comparison']}" if row["run"] == "pooled" else f"{row['run']} vs {row['vs']}"
+
+    return "; ".join(f"{label(row)}: {row[f'd{setting} AP pts']:+.1f} pts hard "
                      f"[{row[f'd{setting} CI low']:+.1f}, {row[f'd{setting} CI high']:+.1f}] "
                      f"({row[f'{setting} verdict']})" for _, row in table.iterrows())
-
-
-def distillation_comparison(study: Study, name: str = "distillation_comparison") -> pd.DataFrame:
-    """V2 distilled vs V2 alone, one row per training seed (paired bootstrap interval of the
-    difference on the validation images), then the mean ± sd over seeds of each side and of the
-    difference, and each WIDER FACE-trained teacher's distillation vs the seed-0 V2."""
-    from ffcore.study.training import DISTILLED_SUFFIX, seeded_run, widerface_teacher_runs
-
-    student = study.profile.student
-    pairs = [(seeded_run(student + DISTILLED_SUFFIX, seed), seeded_run(student, seed)) for seed in study.profile.seeds]
-    pairs += [(run, student) for run in widerface_teacher_runs(study.profile)]
-    table = paired_comparison(study, pairs)
-    table.insert(2, "seed", [int(_seed_of(run)) for run, _ in pairs])
-    seeded = table.iloc[:len(study.profile.seeds)]
-    alone = ap_frame(study, [ref for _, ref in pairs[:len(study.profile.seeds)]])
-    distilled = ap_frame(study, [run for run, _ in pairs[:len(study.profile.seeds)]])
-    summary = {"run": f"mean ± sd over {len(seeded)} seeds", "vs": "", "seed": -1}
-    for s in SETTINGS:
-        d = seeded[f"d{s} AP pts"]
-        summary.update({f"d{s} AP pts": round(float(d.mean()), 2), f"d{s} CI low": float("nan"),
-                        f"d{s} CI high": float("nan"),
-                        f"{s} verdict": f"sd {float(d.std(ddof=1)) if len(d) > 1 else float('nan'):.2f}; "
-                                        f"alone {alone[f'AP {s} %'].mean():.1f} ± {_sd(alone[f'AP {s} %']):.1f}, "
-                                        f"distilled {distilled[f'AP {s} %'].mean():.1f} ± "
-                                        f"{_sd(distilled[f'AP {s} %']):.1f}"})
-    table = pd.concat([table, pd.DataFrame([summary])], ignore_index=True)
-    runs = sorted({r for pair in pairs for r in pair})
-    study.save_table(table, name, checkpoints=runs, resamples=study.profile.bootstrap_resamples,
-                     caption="V2 distilled minus V2 alone (AP points): paired 95% bootstrap intervals over "
-                             "validation images per seed; the last row is the mean ± sd over training seeds",
-                     headline=_difference_headline(table.iloc[:-1]))
-    return table
-
-
-def _seed_of(run: str) -> int:
-    from ffcore.study.training import split_seed
-
-    return split_seed(run)[1]
-
-
-def _sd(values: pd.Series) -> float:
-    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-
-
-def describe_distillation(study: Study, name: str = "distillation_comparison"):
-    """"What this shows" for the distillation comparison, from the written table."""
-    from ffcore.study.training import teacher_of_run
-
-    table = _read_table(study, name)
-    compared = table[table["seed"] >= 0]
-    from_study_teacher = compared[[teacher_of_run(study.profile, run).shared_weights is None for run in compared["run"]]]
-    from_real_teacher = compared.drop(from_study_teacher.index)
-    summary = table[table["seed"] < 0].iloc[0]
-    parts = []
-    for s in SETTINGS:
-        inside = int((from_study_teacher[f"{s} verdict"] == "inside the noise").sum())
-        parts.append(f"{s}: mean difference {summary[f'd{s} AP pts']:+.2f} AP points ({summary[f'{s} verdict']}); "
-                     f"{inside} of {len(from_study_teacher)} per-seed paired intervals contain 0")
-    real = "; ".join(f"{row['run']} vs {row['vs']}: hard {row['dhard AP pts']:+.2f} points "
-                     f"[{row['dhard CI low']:+.2f}, {row['dhard CI high']:+.2f}], {row['hard verdict']}"
-                     for _, row in from_real_teacher.iterrows())
-    return markdown(f"**What this shows.** Over {len(from_study_teacher)} training seeds, distillation from "
-                    f"{study.profile.teacher} changes V2's AP by — " + "; ".join(parts) + ". "
-                    + (f"From the WIDER FACE-trained teacher: {real}. " if real else "")
-                    + "A difference whose interval contains 0 is inside the noise of this validation set: it is "
-                      "not evidence that distillation helps or hurts; the spread between seeds (sd) is the other "
-                      "source of noise.")
 
 
 def intervals_figure(study: Study, runs: list[str], name: str = "ap_intervals"):
@@ -346,31 +294,35 @@ def run_label(study: Study, run: str) -> str:
 
 
 # One colour per verdict in every differences figure (Okabe-Ito, grey for "inside the noise").
-VERDICT_COLOURS = {"higher": "#009E73", "lower": "#D55E00", "inside the noise": "#999999", "no interval": "#000000"}
+VERDICT_COLOURS = {"higher": "#009E73", "lower": "#D55E00", "inside the noise": "#999999",
+                   "one seed: not established": "#CC79A7", "no interval": "#000000"}
 MEAN_COLOUR = "#000000"
 
 
 def differences_figure(study: Study, table_name: str, name: str | None = None):
     """Paired differences (AP points) with their 95 % intervals from a comparison table, 0 marked, one
-    colour per verdict. A table with a mean over training seeds (distillation) ends with that row: the
-    mean difference with ± 1 sd over the seeds (not a bootstrap interval), in black."""
+    colour per verdict. A seed comparison's `pooled` row (the difference of the arms' means with its
+    two-level bootstrap interval, the row the verdict is read from) is drawn as a diamond below its seeds."""
     from matplotlib.lines import Line2D
 
     from ffcore.plotting import new_figure
 
     table = _read_table(study, table_name).rename(columns={"model": "run"})   # ablation tables name rows by model
-    compared = table[table["vs"].fillna("") != ""].reset_index(drop=True)
-    means = table[table["seed"] < 0] if "seed" in table.columns else table.iloc[:0]
-    seeded = _seeded_rows(study, compared)
-    labels = [f"{_wrapped(run_label(study, r), 44)}\nvs {_wrapped(run_label(study, v), 41)}"
-              for r, v in zip(compared["run"], compared["vs"])]
-    labels += [f"mean over {len(seeded)} seeds (± 1 sd)" for _ in range(len(means))]
+    table["vs"] = table["vs"].fillna("")      # an empty cell reads back as NaN
+    pooled_rows = table["run"] == "pooled"    # seed comparisons: the row that carries the verdict
+    compared = table[(table["vs"] != "") | pooled_rows].reset_index(drop=True)
+    pooled = (compared["run"] == "pooled").to_numpy()
+    comparison = compared["comparison"] if "comparison" in compared else compared["run"]
+    labels = [f"pooled over seeds ({seeds}):\n{_wrapped(str(c), 44)}" if is_pooled
+              else f"{_wrapped(run_label(study, r), 44)}\nvs {_wrapped(run_label(study, v), 41)}"
+              for r, v, is_pooled, c, seeds in zip(compared["run"], compared["vs"], pooled, comparison,
+                                                    compared.get("seeds", compared["run"]))]
     rows = np.arange(len(labels))
     fig, axes = new_figure(ncols=3, aspect=0.2 + 0.085 * len(labels), sharey=True)
     present = []
     for ax, setting in zip(axes[0], SETTINGS):
         lows, highs = list(compared[f"d{setting} CI low"]), list(compared[f"d{setting} CI high"])
-        for row, (_, entry) in zip(rows, compared.iterrows()):
+        for row, is_pooled, (_, entry) in zip(rows, pooled, compared.iterrows()):
             verdict = entry[f"{setting} verdict"]
             if verdict not in VERDICT_COLOURS:
                 raise ValueError(f"{study.tables_dir / table_name}.csv: unknown verdict {verdict!r} in row "
@@ -378,42 +330,29 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
             present.append(verdict)
             value = entry[f"d{setting} AP pts"]
             error = [[value - entry[f"d{setting} CI low"]], [entry[f"d{setting} CI high"] - value]]
-            ax.errorbar(value, row, xerr=None if verdict == "no interval" else error, fmt="o", markersize=3.5,
-                        color=VERDICT_COLOURS[verdict], elinewidth=1.6, capsize=2.5)
-        for row, (_, mean) in zip(rows[len(compared):], means.iterrows()):
-            spread = float(seeded[f"d{setting} AP pts"].std(ddof=1)) if len(seeded) > 1 else float("nan")
-            value = mean[f"d{setting} AP pts"]
-            ax.errorbar(value, row, xerr=None if np.isnan(spread) else spread, fmt="D", markersize=4,
-                        color=MEAN_COLOUR, elinewidth=1.6, capsize=2.5)
-            lows.append(value - (0 if np.isnan(spread) else spread))
-            highs.append(value + (0 if np.isnan(spread) else spread))
+            ax.errorbar(value, row, xerr=None if verdict == "no interval" else error, fmt="D" if is_pooled else "o",
+                        markersize=4.5 if is_pooled else 3.5, color=VERDICT_COLOURS[verdict],
+                        markeredgecolor=MEAN_COLOUR if is_pooled else VERDICT_COLOURS[verdict],
+                        elinewidth=2.2 if is_pooled else 1.6, capsize=2.5)
         ax.axvline(0, color="black", lw=0.8, ls="--")
         _pad_axis(ax, lows, highs, include=0.0)
         ax.xaxis.set_major_locator(_ticks())
         ax.set_title(setting, pad=4)
-    if len(means):
-        for ax in axes[0]:
-            ax.axhline(len(compared) - 0.5, color="0.6", lw=0.6)
+        for row in rows[pooled]:
+            ax.axhline(row - 0.5, color="0.6", lw=0.6)
     axes[0][0].set_yticks(rows, labels)
     axes[0][0].invert_yaxis()
     handles = [Line2D([], [], color=VERDICT_COLOURS[v], marker="o", markersize=4, lw=1.6, label=v)
                for v in VERDICT_COLOURS if v in present]
-    if len(means):
-        handles.append(Line2D([], [], color=MEAN_COLOUR, marker="D", markersize=4, lw=1.6,
-                              label="mean over seeds ± 1 sd"))
+    if pooled.any():
+        handles.append(Line2D([], [], color="0.5", marker="D", markeredgecolor=MEAN_COLOUR, markersize=4.5, lw=2.2,
+                              label="pooled over seeds (two-level bootstrap)"))
     # above the panels: the provenance stamp goes below the figure
-    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 3), fontsize=7, frameon=False)
     fig.supxlabel("difference in AP (points) with its paired 95% bootstrap interval", fontsize=8)
-    return study.save_figure(fig, name or f"{table_name}_intervals", checkpoints=sorted(set(compared["run"]) | set(compared["vs"])),
+    checkpoints = sorted((set(compared["run"]) | set(compared["vs"])) - {"", "pooled"})
+    return study.save_figure(fig, name or f"{table_name}_intervals", checkpoints=checkpoints,
                              headline=_difference_headline(compared))
-
-
-def _seeded_rows(study: Study, compared: pd.DataFrame) -> pd.DataFrame:
-    """The per-seed rows a distillation table's mean is taken over (as `distillation_comparison` builds it)."""
-    from ffcore.study.training import DISTILLED_SUFFIX, seeded_run
-
-    runs = {seeded_run(study.profile.student + DISTILLED_SUFFIX, seed) for seed in study.profile.seeds}
-    return compared[compared["run"].isin(runs)]
 
 
 def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):

@@ -70,6 +70,15 @@ def seeded_run(run: str, seed: int) -> str:
     return run if seed == 0 else f"{run}_seed{seed}"
 
 
+def offset_run(profile: RunProfile, run: str, seed: int = 0) -> str:
+    """The profile's run of `run` (a model or distilled run name without a seed) for its `seed`-th
+    training seed, shifted by the profile's `seed_offset`: `featherface_v1` with offset 100 is
+    `featherface_v1_seed100`, so a run with disjoint seeds never reuses (or overwrites) another's."""
+    if _SEED.match(run):
+        raise ValueError(f"offset_run takes a run name without a seed, got {run!r}")
+    return seeded_run(run, seed + profile.seed_offset)
+
+
 def split_seed(run: str) -> tuple[str, int]:
     match = _SEED.match(run)
     return (match["base"], int(match["seed"])) if match else (run, 0)
@@ -91,7 +100,8 @@ def teacher_of_run(profile: RunProfile, run: str) -> Teacher | None:
         return None
     tag = base.split(DISTILLED_SUFFIX, 1)[1].removeprefix("_")
     if not tag:
-        return Teacher(profile.teacher, f"{profile.teacher} trained in this study", run=profile.teacher)
+        return Teacher(profile.teacher, f"{profile.teacher} trained in this study",
+                       run=offset_run(profile, profile.teacher))
     if tag not in WIDERFACE_TEACHERS:
         raise KeyError(f"run {run!r}: unknown teacher {tag!r}; known: {', '.join(WIDERFACE_TEACHERS)}")
     return WIDERFACE_TEACHERS[tag]
@@ -157,7 +167,7 @@ def widerface_teacher_runs(profile: RunProfile) -> list[str]:
     from ffcore.models import list_models
 
     chosen = profile.chosen("widerface_teachers", list(WIDERFACE_TEACHERS))
-    return [profile.student + DISTILLED_SUFFIX + "_" + tag for tag in chosen
+    return [offset_run(profile, profile.student + DISTILLED_SUFFIX + "_" + tag) for tag in chosen
             if WIDERFACE_TEACHERS[tag].model in list_models() and WIDERFACE_TEACHERS[tag].shared_path().is_file()]
 
 
@@ -189,7 +199,10 @@ class PlannedRun:
     @property
     def companions(self) -> tuple[str, ...]:
         """Other run folders this job writes (a pruned job keeps the model before fine-tuning)."""
-        return (self.name + NOT_FINETUNED_SUFFIX,) if self.kind == "prune" else ()
+        if self.kind != "prune":
+            return ()
+        base, seed = split_seed(self.name)
+        return (seeded_run(base + NOT_FINETUNED_SUFFIX, seed),)
 
     def describe(self) -> str:
         after = f" after {', '.join(self.depends_on)}" if self.depends_on else ""
@@ -200,17 +213,22 @@ class PlannedRun:
 
 def planned_run(profile: RunProfile, run: str) -> PlannedRun:
     """The job that produces `run` (a `_not_finetuned` name maps to its pruned job)."""
-    if run.endswith(NOT_FINETUNED_SUFFIX):
-        return planned_run(profile, run.removesuffix(NOT_FINETUNED_SUFFIX))
+    run = job_name(run)
     if run in REFERENCE_RUNS:
         raise KeyError(f"{run!r} is a reference detector with shared weights; it is not trained")
     model = model_of_run(run)
-    seed = profile.seed + split_seed(run)[1]
+    seed_index = split_seed(run)[1]
+    if seed_index < profile.seed_offset:
+        raise ValueError(f"run {run!r} has training seed {seed_index}, below the profile's seed_offset "
+                         f"{profile.seed_offset}: name it {offset_run(profile, split_seed(run)[0])!r} (offset_run) so "
+                         f"its seed is shifted like every other run's")
+    seed = profile.seed + seed_index
     parent = pruned_parent(model)
     if parent is not None:
         preset, _ = recipe(profile, parent)
-        return PlannedRun(run, "prune", model, preset, profile.finetune_epochs, seed, depends_on=(parent,),
-                          parent=parent)
+        parent_run = offset_run(profile, parent)
+        return PlannedRun(run, "prune", model, preset, profile.finetune_epochs, seed, depends_on=(parent_run,),
+                          parent=parent_run)
     preset, epochs = recipe(profile, model)
     teacher = teacher_of_run(profile, run)
     if teacher is not None:
@@ -219,15 +237,21 @@ def planned_run(profile: RunProfile, run: str) -> PlannedRun:
     return PlannedRun(run, "train", model, preset, epochs, seed)
 
 
+def job_name(run: str) -> str:
+    """The job that writes `run`: itself, or for `<variant>_not_finetuned[_seedN]` the pruned job."""
+    base, seed = split_seed(run)
+    return seeded_run(base.removesuffix(NOT_FINETUNED_SUFFIX), seed) if base.endswith(NOT_FINETUNED_SUFFIX) else run
+
+
 def planned_runs(profile: RunProfile) -> list[str]:
-    """Every training of a whole run of the five notebooks, in the order the notebooks need them."""
-    runs = [profile.teacher]
-    runs += [seeded_run(profile.student, seed) for seed in profile.seeds]
-    runs += [seeded_run(profile.student + DISTILLED_SUFFIX, seed) for seed in profile.seeds]
+    """Every training of a whole run of the five notebooks, in the order the notebooks need them
+    (names carry the profile's `seed_offset`)."""
+    runs = [offset_run(profile, profile.teacher)]
+    runs += [offset_run(profile, profile.student, seed) for seed in profile.seeds]
+    runs += [offset_run(profile, profile.student + DISTILLED_SUFFIX, seed) for seed in profile.seeds]
     runs += widerface_teacher_runs(profile)
-    runs += study_swaps(profile)
-    runs += study_v2_variants(profile)
-    runs += study_pruned_variants(profile)
+    runs += [offset_run(profile, model) for model in (*study_swaps(profile), *study_v2_variants(profile),
+                                                      *study_pruned_variants(profile))]
     return runs
 
 
@@ -236,12 +260,12 @@ def study_plan(profile: RunProfile, only: list[str] | None = None) -> list[Plann
     the plan to those runs (names checked against the plan) and whatever they depend on."""
     jobs = {run: planned_run(profile, run) for run in planned_runs(profile)}
     if only:
-        unknown = [run for run in only if run.removesuffix(NOT_FINETUNED_SUFFIX) not in jobs]
+        unknown = [run for run in only if job_name(run) not in jobs]
         if unknown:
             raise KeyError(f"run(s) {', '.join(unknown)} are not in profile {profile.name!r}'s plan; "
                            f"its runs: {', '.join(jobs)}")
         wanted: set[str] = set()
-        stack = [run.removesuffix(NOT_FINETUNED_SUFFIX) for run in only]
+        stack = [job_name(run) for run in only]
         while stack:
             run = stack.pop()
             if run not in wanted:

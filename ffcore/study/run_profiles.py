@@ -44,6 +44,9 @@ class RunProfile:
     real_photo_scale: str = "origin"  # test scale of the real-photo check ("origin" or a long side in pixels)
     synthetic_train_images: int | None = None   # size of the generated dataset (synthetic profiles)
     synthetic_val_images: int | None = None
+    # held-out test split of the generated dataset, from its own image stream; every headline AP and
+    # verdict is read from it (validation stays for model selection). None/0: no test split.
+    synthetic_test_images: int | None = None
     synthetic_long_side: tuple[int, int] = (320, 640)   # image long side range of the generated dataset
     eval_scale: str = "origin"        # test scale for AP: "origin", "vga" or a long side in pixels
     eval_limit: int | None = None     # evaluate on the first N validation images only
@@ -62,6 +65,9 @@ class RunProfile:
     workers: int = 0                  # DataLoader processes of each training
     train_workers: int = 1            # trainings run side by side before the notebooks (run_all.py --workers)
     seed: int = 0
+    # added to every training seed (run names carry the shifted seed): a second run with a disjoint
+    # set of seeds checks that the first run's verdicts survive a retraining
+    seed_offset: int = 0
 
     @property
     def is_synthetic(self) -> bool:
@@ -113,7 +119,7 @@ SMOKE = RunProfile(
     epochs=2, student_epochs=2,
     image_size=128, batch_size=4, max_steps_per_epoch=1,
     train_preset="smoke", student_preset="smoke", seeds=(0, 1), bootstrap_resamples=200, real_photo_scale="320",
-    synthetic_train_images=16, synthetic_val_images=6, synthetic_long_side=(192, 320),
+    synthetic_train_images=16, synthetic_val_images=6, synthetic_test_images=6, synthetic_long_side=(192, 320),
     eval_scale="320", eval_limit=None,
     bench_sizes=(320,), bench_repeats=3, bench_backends=("torch",),
     bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2", *FORK_MODELS),
@@ -135,7 +141,8 @@ SYNTHETIC_PROFILE = RunProfile(
     epochs=10, student_epochs=10,
     image_size=320, batch_size=8,
     train_preset="synthetic_cpu", student_preset="synthetic_cpu", seeds=(0, 1, 2), finetune_epochs=2,
-    synthetic_train_images=400, synthetic_val_images=100, synthetic_long_side=(320, 640),
+    synthetic_train_images=400, synthetic_val_images=100, synthetic_test_images=100,
+    synthetic_long_side=(320, 640),
     eval_scale="320", eval_limit=None, val_every=0,
     ablation_swaps=("featherface_v1_ssh_grouped", "featherface_v1_bifpn_light"), v2_variants=(),
     widerface_teachers=(),

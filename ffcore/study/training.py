@@ -30,9 +30,9 @@ import pandas as pd
 
 from ffcore.study.context import Study
 from ffcore.study.plan import (DISTILLED_SUFFIX, NOT_FINETUNED_SUFFIX, REFERENCE_RUNS, V2_VARIANTS,  # noqa: F401
-                               WIDERFACE_TEACHERS, PlannedRun, Teacher, model_of_run, planned_run, planned_runs,
-                               pruned_parent, recipe, reference_runs, seeded_run, split_seed, study_plan,
-                               study_pruned_variants, teacher_of_run, trained_on, widerface_teacher_runs)
+                               WIDERFACE_TEACHERS, PlannedRun, Teacher, model_of_run, offset_run, planned_run,
+                               planned_runs, pruned_parent, recipe, reference_runs, seeded_run, split_seed,
+                               study_plan, study_pruned_variants, teacher_of_run, trained_on, widerface_teacher_runs)
 from ffcore.study.run_state import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
                                     how_trained, locked, read_record, run_state, start_record)
 
@@ -81,6 +81,12 @@ class TrainingProgress:
         tmp.write_text(json.dumps(times, indent=1) + "\n")
         tmp.replace(self.path)   # several workers write it: never a torn file
         self.say(f"[{time.strftime('%H:%M:%S')}] {run} done in {times[run] / 60:.1f} min")
+
+
+def study_run(study: Study, run: str, seed: int = 0) -> str:
+    """The study's run of `run` (a model or distilled run name without a seed) for its `seed`-th training
+    seed, shifted by the profile's `seed_offset` (`ffcore.study.plan.offset_run`)."""
+    return offset_run(study.profile, run, seed)
 
 
 def _is_complete(study: Study, run: str) -> bool:
@@ -353,7 +359,7 @@ def distill_or_load(study: Study, teacher: str | None = None, student: str | Non
         if teacher not in (None, study.profile.teacher):
             raise ValueError(f"teacher {teacher!r}: name a teacher other than the profile's through run="
                              f"'{student}{DISTILLED_SUFFIX}_<tag>' with a tag of {', '.join(WIDERFACE_TEACHERS)}")
-        run = seeded_run(student + DISTILLED_SUFFIX, seed)
+        run = study_run(study, student + DISTILLED_SUFFIX, seed)
     if teacher_of_run(study.profile, run) is None:
         raise ValueError(f"run {run!r} is not a distillation run (no {DISTILLED_SUFFIX!r} in its name)")
     return train_or_load(study, run, force=force)
@@ -375,7 +381,8 @@ def widerface_teacher_table(study: Study) -> pd.DataFrame:
 def distillation_runs(study: Study) -> list[str]:
     """V2 alone, V2 distilled from the profile's teacher (seed 0), then from each WIDER FACE teacher trained."""
     student = study.profile.student
-    return [student, student + DISTILLED_SUFFIX, *widerface_teacher_runs(study.profile)]
+    return [study_run(study, student), study_run(study, student + DISTILLED_SUFFIX),
+            *widerface_teacher_runs(study.profile)]
 
 
 def finetune_pruned_or_load(study: Study, variant: str, force: bool | None = None) -> pd.DataFrame:
@@ -385,10 +392,11 @@ def finetune_pruned_or_load(study: Study, variant: str, force: bool | None = Non
     if pruned_parent(variant) is None:
         raise ValueError(f"{variant!r} is not a registered pruned variant")
     force = study.force if force is None else force
-    action = ensure_run(study, variant, force=force)
-    _record(study, variant + NOT_FINETUNED_SUFFIX)
-    _record(study, variant)
-    return _save_run_table(study, variant, action)
+    run = study_run(study, variant)
+    action = ensure_run(study, run, force=force)
+    _record(study, study_run(study, variant + NOT_FINETUNED_SUFFIX))
+    _record(study, run)
+    return _save_run_table(study, run, action)
 
 
 def seed_runs_table(study: Study) -> pd.DataFrame:
@@ -397,7 +405,7 @@ def seed_runs_table(study: Study) -> pd.DataFrame:
     student = study.profile.student
     tables = []
     for seed in study.profile.seeds:
-        tables.append(train_or_load(study, seeded_run(student, seed)))
+        tables.append(train_or_load(study, study_run(study, student, seed)))
         tables.append(distill_or_load(study, seed=seed))
     return pd.concat(tables, ignore_index=True)
 

@@ -20,10 +20,14 @@ Written layout under the root (default data/synthetic):
     WIDER_train/images/<event>/<name>.jpg, train/label.txt (RetinaFace, with landmarks),
     wider_face_split/wider_face_{train,val}_bbx_gt.txt, WIDER_val/images/<event>/<name>.jpg,
     ground_truth/wider_face_val.mat, ground_truth/wider_{easy,medium,hard}_val.mat,
+    heldout_test/ (when `SynthConfig.test_images` > 0): a held-out test split laid out as an
+    evaluation tree of its own (WIDER_val/images, wider_face_split/wider_face_val_bbx_gt.txt,
+    ground_truth/*.mat: the files the evaluator reads, under the names it reads),
     synth_manifest.json (config, fingerprint, statistics).
 
 Everything is deterministic from `SynthConfig.seed` (each image draws from its own
-generator seeded by (seed, split, index)).
+generator seeded by (seed, split, index), so the test split's images come from a stream of
+their own and adding it changes no training or validation image).
 
 The package, by concern:
 - `ffcore.data.synth.config`: `SynthConfig` (what is drawn, the difficulty thresholds), its fingerprint;

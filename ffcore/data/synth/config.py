@@ -23,6 +23,7 @@ class SynthConfig:
     seed: int = 0
     train_images: int = 400
     val_images: int = 100
+    test_images: int = 0              # held-out test split (0: none), written as its own evaluation tree
     min_long_side: int = 320
     max_long_side: int = 640
     min_face: float = 8.0             # smallest face height drawn, pixels
@@ -48,13 +49,20 @@ class SynthConfig:
     def __post_init__(self):
         if self.train_images < 1 or self.val_images < 1:
             raise ValueError("train_images and val_images must be >= 1")
+        if self.test_images < 0:
+            raise ValueError(f"test_images must be >= 0, got {self.test_images}")
         if not 32 <= self.min_long_side <= self.max_long_side:
             raise ValueError(f"need 32 <= min_long_side <= max_long_side, got {self.min_long_side}, {self.max_long_side}")
         if not 4 <= self.min_face < self.max_face:
             raise ValueError(f"need 4 <= min_face < max_face, got {self.min_face}, {self.max_face}")
 
     def fingerprint(self) -> str:
-        payload = json.dumps({"config": dataclasses.asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True)
+        config = dataclasses.asdict(self)
+        if not self.test_images:
+            # a dataset without a test split keeps the fingerprint it had before the field existed,
+            # so the folders already generated are not rewritten for nothing
+            del config["test_images"]
+        payload = json.dumps({"config": config, "generator": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

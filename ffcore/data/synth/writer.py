@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ffcore.data.annotations import ImageAnnotation, write_retinaface_labels, write_wider_bbx_gt
+from ffcore.data.layout import HELDOUT_TEST_DIR
 from ffcore.data.matfiles import SETTINGS, write_ground_truth
 from ffcore.data.synth.config import GENERATOR_VERSION, MANIFEST, SynthConfig
 from ffcore.data.synth.difficulty import difficulty_masks, has_landmarks
@@ -21,7 +22,9 @@ from ffcore.data.synth.render import render_image
 
 log = logging.getLogger("ffcore.data")
 
-_SPLIT_CODE = {"train": 1, "val": 2}
+# Each image draws from its own generator seeded by (config seed, split code, index): the test
+# split's images come from a stream of their own, disjoint from training and validation.
+_SPLIT_CODE = {"train": 1, "val": 2, "test": 3}
 
 
 def _image_name(event: str, split: str, index: int) -> str:
@@ -69,6 +72,30 @@ def _statistics(per_image: list, config: SynthConfig) -> dict:
     }
 
 
+def _write_evaluation_tree(root: Path, split: str, count: int, config: SynthConfig) -> list:
+    """The images of an evaluation split under `root` in the validation layout the evaluator reads
+    (WIDER_val/images, wider_face_split/wider_face_val_bbx_gt.txt, ground_truth/*.mat); the
+    held-out test split is such a tree of its own under HELDOUT_TEST_DIR."""
+    annotations, _, per_image = _render_split(root, split, count, config)
+    split_dir = root / "wider_face_split"
+    split_dir.mkdir(parents=True, exist_ok=True)
+    write_wider_bbx_gt(split_dir / "wider_face_val_bbx_gt.txt", annotations)
+    events, kept = [], {s: [] for s in SETTINGS}
+    for event, _kind in config.events:
+        images = [(name, r) for e, name, r in per_image if e == event]
+        if not images:
+            continue
+        events.append((event, [(name, np.column_stack([r.boxes[:, :2], r.boxes[:, 2:] - r.boxes[:, :2]]),
+                                {key: r.attributes[:, k] for k, key in enumerate(
+                                    ("blur", "expression", "illumination", "invalid", "occlusion", "pose"))})
+                               for name, r in images]))
+        masks = [difficulty_masks(r, config) for _, r in images]
+        for setting in SETTINGS:
+            kept[setting].append([np.flatnonzero(m[setting]) for m in masks])
+    write_ground_truth(root / "ground_truth", events, kept)
+    return per_image
+
+
 def generate_synthetic_dataset(root: str | Path, config: SynthConfig = SynthConfig()) -> dict:
     """Write the dataset into `root` (which must not exist or be empty); returns the manifest."""
     root = Path(root)
@@ -80,28 +107,18 @@ def generate_synthetic_dataset(root: str | Path, config: SynthConfig = SynthConf
     split_dir.mkdir(parents=True, exist_ok=True)
     write_wider_bbx_gt(split_dir / "wider_face_train_bbx_gt.txt", train_annotations)
 
-    val_annotations, _, val_images = _render_split(root, "val", config.val_images, config)
-    write_wider_bbx_gt(split_dir / "wider_face_val_bbx_gt.txt", val_annotations)
-    events, kept = [], {s: [] for s in SETTINGS}
-    for event, _kind in config.events:
-        images = [(name, r) for e, name, r in val_images if e == event]
-        if not images:
-            continue
-        events.append((event, [(name, np.column_stack([r.boxes[:, :2], r.boxes[:, 2:] - r.boxes[:, :2]]),
-                                {key: r.attributes[:, k] for k, key in enumerate(
-                                    ("blur", "expression", "illumination", "invalid", "occlusion", "pose"))})
-                               for name, r in images]))
-        masks = [difficulty_masks(r, config) for _, r in images]
-        for setting in SETTINGS:
-            kept[setting].append([np.flatnonzero(m[setting]) for m in masks])
-    write_ground_truth(root / "ground_truth", events, kept)
+    val_images = _write_evaluation_tree(root, "val", config.val_images, config)
+    test_images = []
+    if config.test_images:
+        test_images = _write_evaluation_tree(root / HELDOUT_TEST_DIR, "test", config.test_images, config)
 
     manifest = {
         "dataset": "synthetic (procedurally drawn faces; not WIDER FACE)",
         "generator_version": GENERATOR_VERSION,
         "fingerprint": config.fingerprint(),
         "config": dataclasses.asdict(config),
-        "statistics": {"train": _statistics(train_images, config), "val": _statistics(val_images, config)},
+        "statistics": {"train": _statistics(train_images, config), "val": _statistics(val_images, config),
+                       **({"test": _statistics(test_images, config)} if test_images else {})},
         "generation_seconds": round(time.perf_counter() - start, 2),
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -120,7 +137,7 @@ def read_manifest(root: str | Path) -> dict | None:
 
 # What a synthetic dataset consists of under its root. Anything else there (e.g. other
 # synthetic sets in sub-folders) is left alone.
-OWNED_ENTRIES = ("WIDER_train", "WIDER_val", "train", "wider_face_split", "ground_truth")
+OWNED_ENTRIES = ("WIDER_train", "WIDER_val", "train", "wider_face_split", "ground_truth", HELDOUT_TEST_DIR)
 _INCOMPLETE = ".synth_incomplete"
 
 
@@ -157,7 +174,8 @@ def ensure_synthetic_dataset(root: str | Path | None = None, config: SynthConfig
         for name in OWNED_ENTRIES:
             if (root / name).exists():
                 shutil.rmtree(root / name)
-            (staging / name).rename(root / name)
+            if (staging / name).exists():   # the test split is written only when the config asks for one
+                (staging / name).rename(root / name)
         (staging / MANIFEST).rename(root / MANIFEST)
         (root / _INCOMPLETE).unlink()
     finally:
