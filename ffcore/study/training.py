@@ -419,7 +419,7 @@ def run_states_table(study: Study, only: list[str] | None = None) -> pd.DataFram
         rows.append({"run": job.name, "kind": job.kind, "depends on": ", ".join(job.depends_on),
                      "state": state.label(), "epochs": f"{state.finished_epochs}/{job.epochs}",
                      "how": how_trained(state.record) if state.record else "",
-                     "wall time min": round(state.wall_time_s / 60, 1) if state.wall_time_s else None,
+                     "wall time min": f"{state.wall_time_s / 60:.1f}" if state.wall_time_s else "",
                      "checkpoint": str(state.checkpoint.relative_to(study.results_root)) if state.checkpoint else ""})
     return pd.DataFrame(rows)
 
