@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import nms
 
 from ffcore.anchors import DEFAULT_PRIORS, PriorConfig, make_priors
-from ffcore.boxes import decode, decode_landmarks
+from ffcore.boxes import decode, decode_landmarks, nms
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ def postprocess(loc: torch.Tensor, conf: torch.Tensor, landm: torch.Tensor, inpu
         landmarks = decode_landmarks(landm[b, candidates].float(), priors[candidates], prior_config.variance) * landm_scale
         scores = scores[candidates]
         # The references' NMS (py_cpu_nms) measures areas with the "+1 pixel" convention;
-        # widening each box by one pixel makes torchvision's NMS compute exactly that IoU.
+        # widening each box by one pixel makes `nms` compute exactly that IoU.
         widened = boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
         keep = nms(widened, scores, config.nms_iou)[: config.keep_top_k]
         results.append(Detections(boxes[keep], scores[keep], landmarks[keep]))

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from torchvision.ops import nms
 
 from ffcore.anchors import DEFAULT_PRIORS, PriorConfig
+from ffcore.boxes import nms
 from ffcore.postprocess import DEFAULT_POSTPROCESS, Detections, PostprocessConfig, postprocess
 from ffcore.preprocess import image_to_tensor
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.ops import deform_conv2d
 
 from ffcore.models.blocks import ConvBNAct, make_activation
 
@@ -137,6 +136,10 @@ class ModulatedDeformConv2d(nn.Module):
         mask = 2.0 * torch.sigmoid(self.mask_conv(x))
         if resolve_deform_implementation(self.implementation, x) == "grid_sample":
             return deform_conv2d_grid_sample(x, offset, self.weight, padding=self.padding, mask=mask)
+        # imported here: torchvision's package import costs about a second (it loads torch._dynamo),
+        # and models without deformable convolutions never need it
+        from torchvision.ops import deform_conv2d
+
         return deform_conv2d(x, offset, self.weight, bias=None, padding=self.padding, mask=mask)
 
 
