@@ -103,13 +103,14 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     order = np.argsort(-scores.detach().cpu().numpy(), kind="stable")
     threshold = np.float64(iou_threshold)
     keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
-        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
-        inter = w * h
-        order = rest[~(inter / (areas[i] + areas[rest] - inter) > threshold)]
+    with np.errstate(invalid="ignore", divide="ignore"):    # two empty boxes: 0 / 0 is NaN, kept as torchvision does
+        while order.size:
+            i, rest = order[0], order[1:]
+            keep.append(i)
+            w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
+            h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
+            inter = w * h
+            order = rest[~(inter / (areas[i] + areas[rest] - inter) > threshold)]
     return torch.as_tensor(np.asarray(keep, dtype=np.int64), device=boxes.device)
 
 
