@@ -201,6 +201,10 @@ def test_train_writes_run_yaml_beside_the_checkpoint(tmp_path):
     assert (out / "last.pt").is_file()
     config, _, _ = _resolve(["train", "--config", str(out / RECIPE_FILE)])
     assert (config.epochs, config.image_size, config.data_root, config.pretrained_backbone) == (1, 64, str(root), False)
+    # a resume that changes the recipe is refused before anything is written
+    written = (out / RECIPE_FILE).read_text()
+    assert main(["train", "--out", str(out), "--resume", "--lr", "0.5"]) == 2
+    assert (out / RECIPE_FILE).read_text() == written
 
 
 def _one_line_error(capsys, argv: list[str], *fragments: str) -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ffcore.cli.common import MODEL_HELP, registered_model
+from ffcore.cli.common import MODEL_HELP, CommandError, registered_model
 
 DEFAULT_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2")
 
@@ -135,7 +135,7 @@ def _weight_map(items: Sequence[str] | None) -> dict[str, str]:
     for item in items or ():
         name, _, path = item.partition("=")
         if not path:
-            raise SystemExit(f"--weights expects NAME=PATH, got {item!r}")
+            raise CommandError(f"--weights expects NAME=PATH, got {item!r}")
         mapping[name] = path
     return mapping
 

@@ -15,7 +15,6 @@ importing torch.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from dataclasses import fields, replace
@@ -181,7 +180,8 @@ def resolve_recipe(options: dict[str, Any], config_file: str | None, preset: str
                    default_preset: str, distill: bool = False):
     """(TrainConfig, DistillConfig or None, preset name) from the command line's field values
     `options`, an optional recipe file and the preset (or the recipe saved in <out>/last.pt)."""
-    from ffcore.engine.config import DISTILL_PRESETS, TRAINING_PRESETS, DistillConfig, TrainConfig, get_preset
+    from ffcore.engine.config import (DISTILL_PRESETS, TRAINING_PRESETS, DistillConfig, TrainConfig, get_preset,
+                                      recipe_differences)
 
     allowed = [f.name for f in fields(TrainConfig)] + ["preset"]
     if distill:
@@ -214,6 +214,13 @@ def resolve_recipe(options: dict[str, Any], config_file: str | None, preset: str
     saved = _saved_checkpoint_field(out, "train_config") if resume else None
     base = TrainConfig.from_dict(saved) if saved is not None else get_preset(preset)
     config = _replace(base, train_values, "training recipe")
+    if saved is not None:
+        # refused here, before run.yaml is rewritten, rather than by the trainer after it
+        diffs = recipe_differences(base, config)
+        if diffs:
+            listed = ", ".join(f"{k}: saved {a!r} vs requested {b!r}" for k, (a, b) in diffs.items())
+            raise CommandError(f"cannot resume {out}: the recipe differs ({listed}); resume with the saved "
+                               f"settings or start a new run in another folder")
     if not distill:
         return config, None, preset
     saved = _saved_checkpoint_field(out, "distill_config") if resume else None
@@ -252,6 +259,8 @@ def train_command(preset: str | None = None, config: str | None = None, resume: 
     """`ffcore train`: `options` are the TrainConfig fields given on the command line. Returns 0 on
     success, 3 when the run stopped (diverged loss or unreadable image; the last good checkpoint is kept)."""
     recipe, _, preset = resolve_recipe(options, config, preset, resume, DEFAULT_TRAIN_PRESET)
+    import logging
+
     from ffcore.engine.train import train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -264,6 +273,8 @@ def distill_command(preset: str | None = None, config: str | None = None, resume
     `distill_preset`). Returns 0 on success, 3 when the run stopped."""
     recipe, distillation, preset = resolve_recipe(options, config, preset, resume, DEFAULT_DISTILL_PRESET,
                                                   distill=True)
+    import logging
+
     from ffcore.engine.distill import distill
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
