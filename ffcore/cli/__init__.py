@@ -27,7 +27,7 @@ from typing import Callable
 
 import ffcore
 from ffcore.cli import data, deploy, evaluation, models, training
-from ffcore.cli.common import EXIT_USAGE, MODEL_HELP, Parser, error_line, is_user_error, registered_model
+from ffcore.cli.common import EXIT_USAGE, MODEL_HELP, Parser, error_line, registered_model, user_error_types
 
 __all__ = ["COMMANDS", "MODEL_HELP", "build_parser", "main", "registered_model"]
 
@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:    # noqa: BLE001  only user errors are caught: anything else is re-raised
-        if not is_user_error(exc):
-            raise
+    except user_error_types() as exc:     # bad input, not a bug: one line, no traceback
         print(f"ffcore {command}: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
 

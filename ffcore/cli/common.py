@@ -34,13 +34,11 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
 )
 
 
-def is_user_error(exc: BaseException) -> bool:
-    """Whether `exc` is one of USER_ERRORS (of a module already imported)."""
-    for module, name in USER_ERRORS:
-        kind = getattr(sys.modules.get(module), name, None)
-        if isinstance(kind, type) and isinstance(exc, kind):
-            return True
-    return False
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The classes of USER_ERRORS whose modules are imported (an `except` clause evaluates this only
+    when an exception reaches it)."""
+    kinds = (getattr(sys.modules.get(module), name, None) for module, name in USER_ERRORS)
+    return tuple(kind for kind in kinds if isinstance(kind, type))
 
 
 def error_line(exc: BaseException) -> str:
