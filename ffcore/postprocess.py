@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import nms
 
 from ffcore.anchors import DEFAULT_PRIORS, PriorConfig, make_priors
-from ffcore.boxes import decode, decode_landmarks
+from ffcore.boxes import decode, decode_landmarks, nms
 
 
 @dataclass(frozen=True)

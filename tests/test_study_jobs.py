@@ -223,7 +223,7 @@ def test_a_missing_imagenet_file_stops_training_and_names_the_file(tmp_path, mon
     from ffcore.engine.config import get_preset
 
     monkeypatch.setattr(ffcore.paths, "find_imagenet_backbone", lambda: None)
-    with pytest.raises(CheckpointError, match="mobilenetV1X0.25_pretrain.tar not found.*random-init"):
+    with pytest.raises(CheckpointError, match="mobilenetV1X0.25_pretrain.tar not found.*--pretrained-backbone none"):
         build_model("featherface_v1", {}, True, seed=0)
     model = build_model("featherface_v1", {}, False, seed=0)        # a deliberate random start
     assert model is not None

@@ -3,65 +3,77 @@
 The library returns values (tables, results, paths); this package is the only place that
 turns them into printed reports and exit codes. One module per command group:
 
-- `ffcore.cli.models`: `params`, `prune` (parameter / FLOP accounting, pruning);
+- `ffcore.cli.models`: `params`, `models`, `prune` (parameter / FLOP accounting, pruning);
 - `ffcore.cli.data`: `synth` (the synthetic WIDER-format dataset);
-- `ffcore.cli.training`: `train`, `distill` (options derived once from `TrainConfig`);
+- `ffcore.cli.training`: `train`, `distill` (options generated from `TrainConfig` / `DistillConfig`
+  by `ffcore.cli.recipe`);
 - `ffcore.cli.evaluation`: `predict`, `evaluate`, `detect`;
 - `ffcore.cli.deploy`: `export`, `bench`;
 - `ffcore.cli.study`: `study plan | status | train | submit` (a profile's trainings as jobs).
 
-Each group module has `add_parsers(sub)` and `<name>_command(**options) -> int` handlers.
-The group modules import only the standard library at module level; a handler imports the
-heavy libraries (torch, OpenCV, pandas, ...) when it runs, so `ffcore --help` stays fast and
-`import ffcore` does no work.
+Each group module has `add_<command>(sub)` functions, listed once in `COMMANDS`, and
+`<command>_command(**options) -> int` handlers. The group modules import only the standard
+library and torch-free parts of ffcore at module level; a handler imports the heavy libraries
+(torch, OpenCV, pandas, ...) when it runs, so `ffcore --help` stays fast and `import ffcore`
+does no work (tests/test_startup.py checks which modules each command imports).
+
+User errors (a bad option or value, a missing file, an unreadable checkpoint) end in one line
+on stderr and exit code 2, never in a traceback (`ffcore.cli.common.USER_ERRORS`).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Callable
 
+import ffcore
 from ffcore.cli import data, deploy, evaluation, models, study, training
-from ffcore.cli.common import MODEL_HELP, registered_model
+from ffcore.cli.common import EXIT_USAGE, MODEL_HELP, Parser, error_line, registered_model, user_error_types
 
-__all__ = ["MODEL_HELP", "build_parser", "main", "registered_model"]
+__all__ = ["COMMANDS", "MODEL_HELP", "build_parser", "main", "registered_model"]
+
+# Each function adds one subcommand; `ffcore --help` lists them in this order. A new command
+# group: a module with `add_<command>(sub)` functions, imported above and listed here.
+COMMANDS: tuple[Callable, ...] = (
+    models.add_params,
+    models.add_models,
+    data.add_synth,
+    training.add_train,
+    training.add_distill,
+    evaluation.add_predict,
+    evaluation.add_evaluate,
+    evaluation.add_detect,
+    deploy.add_export,
+    deploy.add_bench,
+    models.add_prune,
+    study.add_study,
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ffcore",
-        description="FeatherFace V1/V2 face detection: models, training, distillation, WIDER FACE evaluation.")
+def build_parser() -> Parser:
+    parser = Parser(prog="ffcore",
+                    description="FeatherFace V1/V2 face detection: models, training, distillation, WIDER FACE "
+                                "evaluation.")
+    parser.add_argument("--version", action="version", version=f"ffcore {ffcore.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
-    # The order of `ffcore --help`'s command list.
-    models.add_params(sub)
-    data.add_synth(sub)
-    training.add_train(sub)
-    training.add_distill(sub)
-    evaluation.add_predict(sub)
-    evaluation.add_evaluate(sub)
-    evaluation.add_detect(sub)
-    deploy.add_export(sub)
-    deploy.add_bench(sub)
-    models.add_prune(sub)
-    study.add_study(sub)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
-    args.pop("command")
+    command = args.pop("command")
     handler = args.pop("handler")
-    from ffcore.checkpoint import CheckpointError     # torch-free; what every weights-reading command may raise
-
     try:
         return int(handler(**args) or 0)
-    except CheckpointError as exc:       # a missing, damaged, unsafe or mismatched checkpoint: a message, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except user_error_types() as exc:     # bad input, not a bug: one line, no traceback
+        print(f"ffcore {command}: error: {error_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

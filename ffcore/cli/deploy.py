@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
 
-from ffcore.cli.common import MODEL_HELP, registered_model
+from ffcore.cli.common import MODEL_HELP, CommandError, registered_model
 
 DEFAULT_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2")
+
+
+def size_text(text: str) -> str:
+    """argparse type of size options: N or HxW, checked at once (kept as text, parsed by the handler)."""
+    from ffcore.export import parse_size
+
+    try:
+        parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def bench_setting(name: str) -> str:
+    """argparse type of `--setting`: a name in `ffcore.bench.BENCH_SETTINGS` (imported when the option
+    is read, not for `--help`: the module imports torch)."""
+    from ffcore.bench import BENCH_SETTINGS
+
+    if name not in BENCH_SETTINGS:
+        raise argparse.ArgumentTypeError(f"unknown benchmark setting {name!r}; settings: "
+                                          f"{', '.join(sorted(BENCH_SETTINGS))}")
+    return name
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old flag that still works, with a note naming its replacement."""
+
+    def __init__(self, option_strings, dest, replacement: str, **kwargs):
+        self.replacement = replacement
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is deprecated, use {self.replacement}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def add_export(sub) -> None:
@@ -19,7 +55,7 @@ def add_export(sub) -> None:
     p.add_argument("--weights", default=None)
     p.add_argument("--out", required=True, help="output .onnx path")
     p.add_argument("--opset", type=int, default=19, help="ONNX opset (>= 19, default 19)")
-    p.add_argument("--parity-sizes", nargs="+", default=["640", "480x640"], metavar="SIZE",
+    p.add_argument("--parity-sizes", nargs="+", default=["640", "480x640"], metavar="SIZE", type=size_text,
                    help="input sizes of the parity check, N or HxW (default 640 480x640)")
     p.add_argument("--int8", action="store_true", help="also write a statically quantised INT8 model (<out>_int8.onnx)")
     p.add_argument("--calib-data", default=None,
@@ -40,16 +76,20 @@ def add_bench(sub) -> None:
                        description="Time PyTorch eager and ONNX Runtime (FP32, INT8) at 640x640 and VGA; "
                                    "medians of repeated runs after warm-up, all runners interleaved so that "
                                    "ratios hold on a loaded machine.")
-    p.add_argument("--models", nargs="+", default=None,
+    p.add_argument("--models", nargs="+", default=None, type=registered_model, metavar="MODEL",
                    help=f"models (default {' '.join(DEFAULT_MODELS)}; the first is the "
                         "reference of the printed ratios)")
     p.add_argument("--weights", nargs="+", default=None, metavar="NAME=PATH", help="checkpoints per model")
-    p.add_argument("--preset", default="full", help="benchmark matrix: full | target | smoke (default full)")
-    p.add_argument("--sizes", nargs="+", default=None, metavar="SIZE", help="override sizes, N or HxW")
+    p.add_argument("--setting", default="full", type=bench_setting,
+                   help="benchmark matrix, a name in ffcore.bench.BENCH_SETTINGS (default full)")
+    # the option's name before it followed the design's word (benchmark matrices are settings)
+    p.add_argument("--preset", dest="setting", type=bench_setting, action=DeprecatedAlias, replacement="--setting",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--sizes", nargs="+", default=None, metavar="SIZE", type=size_text, help="override sizes, N or HxW")
     p.add_argument("--batches", nargs="+", type=int, default=None, help="override batch sizes")
     p.add_argument("--threads", nargs="+", type=int, default=None, help="override thread counts")
     p.add_argument("--backends", nargs="+", default=None, help="override: torch onnx_fp32 onnx_int8")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds per setting (preset default)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per configuration (default: the setting's)")
     p.add_argument("--peers", action="store_true",
                    help="include the peer detectors that start in this environment (they live in .venv-peers: "
                         "`make peers`; benchmarks/bench_peers.py times them on the real photos)")
@@ -97,13 +137,13 @@ def _weight_map(items: Sequence[str] | None) -> dict[str, str]:
     for item in items or ():
         name, _, path = item.partition("=")
         if not path:
-            raise SystemExit(f"--weights expects NAME=PATH, got {item!r}")
+            raise CommandError(f"--weights expects NAME=PATH, got {item!r}")
         mapping[name] = path
     return mapping
 
 
 def bench_command(models: Sequence[str] | None = None, out: str | None = None, repeats: int | None = None,
-                  peers: bool = False, preset: str = "full", sizes: Sequence[str] | None = None,
+                  peers: bool = False, setting: str = "full", sizes: Sequence[str] | None = None,
                   batches: Sequence[int] | None = None, threads: Sequence[int] | None = None,
                   backends: Sequence[str] | None = None, weights: Sequence[str] | None = None,
                   figure: str | None = None) -> int:
@@ -127,7 +167,7 @@ def bench_command(models: Sequence[str] | None = None, out: str | None = None, r
         overrides["threads"] = tuple(threads)
     if backends:
         overrides["backends"] = tuple(backends)
-    config = get_bench_config(preset, **overrides)
+    config = get_bench_config(setting, **overrides)
     names = list(models) if models else list(DEFAULT_MODELS)
     table = run_benchmark(names, config, weights=_weight_map(weights), peers=peers,
                           progress=lambda msg: print(msg, file=sys.stderr))

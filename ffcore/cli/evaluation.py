@@ -58,7 +58,7 @@ def add_detect(sub) -> None:
 
 def _provenance_line(pred_dir: Path) -> str:
     """Which model and test scale made the predictions (from `ffcore predict`'s metadata), if known."""
-    from ffcore.eval.predict import METADATA_FILE
+    from ffcore.eval.predictions import METADATA_FILE
 
     try:
         meta = json.loads((pred_dir / METADATA_FILE).read_text())

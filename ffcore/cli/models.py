@@ -1,4 +1,5 @@
-"""`ffcore params` (parameter and FLOP accounting) and `ffcore prune` (structured SSH pruning)."""
+"""`ffcore params` (parameter and FLOP accounting), `ffcore models` (the registry) and `ffcore prune`
+(structured SSH pruning)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,21 @@ def add_params(sub) -> None:
                        description="Print, for every registered model, a per-part parameter table with the true "
                                    "count next to the count the `thop` profiler reports, and FLOPs at 640x640 "
                                    "counted by fvcore (one multiply-add = one FLOP).")
-    p.add_argument("--models", nargs="+", default=None, help="models to report (default: all registered)")
+    p.add_argument("--models", nargs="+", default=None, type=registered_model, metavar="MODEL",
+                   help="models to report (default: all registered)")
     p.add_argument("--size", type=int, default=640, help="square input size for FLOPs (default 640)")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (faster)")
     p.add_argument("--json", dest="json_out", default=None, help="also write the tables to this JSON file")
     p.set_defaults(handler=params_command)
+
+
+def add_models(sub) -> None:
+    p = sub.add_parser("models", help="the registered detectors, their parameter counts and one-part swaps",
+                       description="List every registered detector with its true parameter count, the part it "
+                                   "swaps when it is a one-part ablation variant (ffcore.models.zoo.ONE_PART_SWAPS) "
+                                   "and its description.")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the list to this JSON file")
+    p.set_defaults(handler=models_command)
 
 
 def add_prune(sub) -> None:
@@ -58,6 +69,29 @@ def params_command(models: list[str] | None = None, size: int = 640, no_flops: b
                         "flops_note": "fvcore, one multiply-add counted as one FLOP"}
     if json_out:
         print(f"\nwrote {write_json(json_out, json.dumps(report, indent=2))}")
+    return 0
+
+
+def models_command(json_out: str | None = None) -> int:
+    """`ffcore models`: one line per registered model (each is built once to count its parameters)."""
+    from ffcore.models import create_model, list_models, model_entry
+    from ffcore.models.zoo import ONE_PART_SWAPS
+
+    rows = []
+    for name in list_models():
+        parameters = sum(p.numel() for p in create_model(name).parameters())
+        parent, part = ONE_PART_SWAPS.get(name, (None, None))
+        rows.append({"model": name, "parameters": parameters, "swap_of": parent, "swapped_part": part,
+                     "description": model_entry(name).description})
+    width = max(len(row["model"]) for row in rows)
+    print(f"{'model':<{width}}  {'parameters':>10}  {'one-part swap':<28}  description")
+    for row in rows:
+        swap = f"{row['swapped_part']} of {row['swap_of']}" if row["swap_of"] else "-"
+        print(f"{row['model']:<{width}}  {row['parameters']:>10,}  {swap:<28}  {row['description']}")
+    print(f"{len(rows)} models; {sum(r['swap_of'] is not None for r in rows)} one-part swaps "
+          f"(ffcore.models.zoo.ONE_PART_SWAPS)")
+    if json_out:
+        print(f"wrote {write_json(json_out, json.dumps(rows, indent=2))}")
     return 0
 
 

@@ -15,11 +15,35 @@ stays the module. Importing this package builds nothing.
 
 from __future__ import annotations
 
-from ffcore.engine.config import TRAINING_PRESETS, TrainConfig, get_preset, preset_names
-from ffcore.engine.distill import DistillConfig, feature_mse, kd_class_loss
-from ffcore.engine.distill import distill as run_distillation
-from ffcore.engine.train import train as run_training
-from ffcore.engine.trainer import Trainer, TrainingDivergedError, TrainResult
+import importlib
 
-__all__ = ["TRAINING_PRESETS", "DistillConfig", "TrainConfig", "TrainResult", "Trainer", "TrainingDivergedError",
-           "feature_mse", "get_preset", "kd_class_loss", "preset_names", "run_distillation", "run_training"]
+# Exported name -> (module, attribute). Resolved on first access (PEP 562) so that the
+# torch-free recipes (`ffcore.engine.config`) import without the trainer, and `ffcore train
+# --help` builds its options from `TrainConfig` without importing torch.
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "TRAINING_PRESETS": ("ffcore.engine.config", "TRAINING_PRESETS"),
+    "TrainConfig": ("ffcore.engine.config", "TrainConfig"),
+    "get_preset": ("ffcore.engine.config", "get_preset"),
+    "preset_names": ("ffcore.engine.config", "preset_names"),
+    "DistillConfig": ("ffcore.engine.config", "DistillConfig"),
+    "feature_mse": ("ffcore.engine.distill", "feature_mse"),
+    "kd_class_loss": ("ffcore.engine.distill", "kd_class_loss"),
+    "run_distillation": ("ffcore.engine.distill", "distill"),
+    "run_training": ("ffcore.engine.train", "train"),
+    "Trainer": ("ffcore.engine.trainer", "Trainer"),
+    "TrainingDivergedError": ("ffcore.engine.trainer", "TrainingDivergedError"),
+    "TrainResult": ("ffcore.engine.trainer", "TrainResult"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -94,6 +94,12 @@ class TrainConfig:
         return cls(**values)
 
 
+# The values of the fields that name a choice (the `ffcore train` options offer exactly these;
+# `ffcore.engine.schedules` builds each optimiser and schedule, tests/test_cli.py checks both agree).
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("onecycle", "warmup_cosine", "step", "constant", "cosine_restarts")
+BEST_METRICS = ("easy", "medium", "hard", "loss")
+
 # Values that reproduce what older checkpoints did, for the keys they lack: before
 # `decay_all_parameters` existed, 1-D parameters were never decayed.
 LEGACY_DEFAULTS: dict[str, Any] = {"decay_all_parameters": False}
@@ -163,6 +169,44 @@ def get_preset(name: str, **overrides) -> TrainConfig:
     if name not in TRAINING_PRESETS:
         raise KeyError(f"unknown training preset {name!r}; presets: {', '.join(preset_names())}")
     return replace(TRAINING_PRESETS[name], **overrides) if overrides else TRAINING_PRESETS[name]
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation settings (the loss and the progressive schedule: `ffcore.engine.distill`)."""
+    teacher: str = "featherface_v1"
+    teacher_weights: str | None = None
+    temperature: float = 4.0
+    alpha: float = 0.7
+    feature_weight: float = 0.1
+    progressive: bool = False                                # feature levels added stage by stage (docstring)
+    stage_boundaries: tuple[float, float] = (1 / 3, 2 / 3)   # progressive: where stages 2 and 3 begin
+
+    def __post_init__(self):
+        b = tuple(self.stage_boundaries)
+        if len(b) != 2 or not 0 < b[0] <= b[1] < 1:
+            raise ValueError(f"DistillConfig.stage_boundaries must be two fractions 0 < b1 <= b2 < 1, got {b}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DistillConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"distillation config has unknown keys {unknown}; known keys: {sorted(known)}")
+        values = dict(values)
+        if "stage_boundaries" in values:
+            values["stage_boundaries"] = tuple(values["stage_boundaries"])
+        return cls(**values)
+
+
+# The thesis's distillation (T 4, alpha 0.7, lambda 0.1) and its progressive variant.
+DISTILL_PRESETS: dict[str, DistillConfig] = {
+    "v2_thesis": DistillConfig(),
+    "v2_thesis_progressive": DistillConfig(progressive=True),
+}
 
 
 # Fields that may change when a run is resumed; any other difference would make the

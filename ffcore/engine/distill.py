@@ -35,7 +35,6 @@ trainer's (`ffcore.engine.trainer`).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffcore.engine.config import TrainConfig
+# DistillConfig lives with TrainConfig (torch-free, so `ffcore distill --help` builds its options
+# without importing torch); imported here, its historical home, for callers of this module.
+from ffcore.engine.config import DISTILL_PRESETS, DistillConfig, TrainConfig  # noqa: F401
 from ffcore.engine.distributed import setup_distributed, teardown_distributed
 from ffcore.engine.train import build_model, initialisation, multibox_loss_for
 from ffcore.engine.trainer import Trainer, TrainResult
@@ -52,43 +53,6 @@ from ffcore.losses import MultiBoxLoss
 log = logging.getLogger("ffcore.engine")
 
 ADAPTERS_KEY = "distill_adapters"
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    teacher: str = "featherface_v1"
-    teacher_weights: str | None = None
-    temperature: float = 4.0
-    alpha: float = 0.7
-    feature_weight: float = 0.1
-    progressive: bool = False                                # feature levels added stage by stage (docstring)
-    stage_boundaries: tuple[float, float] = (1 / 3, 2 / 3)   # progressive: where stages 2 and 3 begin
-
-    def __post_init__(self):
-        b = tuple(self.stage_boundaries)
-        if len(b) != 2 or not 0 < b[0] <= b[1] < 1:
-            raise ValueError(f"DistillConfig.stage_boundaries must be two fractions 0 < b1 <= b2 < 1, got {b}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "DistillConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"distillation config has unknown keys {unknown}; known keys: {sorted(known)}")
-        values = dict(values)
-        if "stage_boundaries" in values:
-            values["stage_boundaries"] = tuple(values["stage_boundaries"])
-        return cls(**values)
-
-
-# The thesis's distillation (T 4, alpha 0.7, lambda 0.1) and its progressive variant.
-DISTILL_PRESETS: dict[str, DistillConfig] = {
-    "v2_thesis": DistillConfig(),
-    "v2_thesis_progressive": DistillConfig(progressive=True),
-}
 
 
 def progressive_levels(epoch: int, epochs: int, boundaries: tuple[float, float] = (1 / 3, 2 / 3),

@@ -586,7 +586,8 @@ class Trainer:
                 f"remove its annotation, or set skip_unreadable_images (--skip-unreadable-images) to skip and "
                 f"count such images.")
         return "diverged", (f"non-finite loss {where}: " + ", ".join(f"{k}={v}" for k, v in outcome.failure.items())
-                            + f"; training stopped, {kept}. Lower the learning rate, set grad_clip_norm, "
+                            + f"; training stopped, {kept}. Lower the learning rate (--lr), clip the gradients "
+                              f"(grad_clip_norm: `ffcore train ... --grad-clip-norm 5` in a new run folder), "
                               f"or check the data.")
 
     def _stop_requested(self, epoch: int, logger: RunLogger) -> bool:

@@ -20,10 +20,8 @@ import torch
 from ffcore.checkpoint import file_sha256
 from ffcore.eval.inference import (DEFAULT_TEST_TIME, TestTimeConfig, caps_name, detect_image,
                                    detections_to_xywh_score, parse_scale, postprocess_with_caps, scale_label)
-from ffcore.eval.predictions import write_prediction_file
+from ffcore.eval.predictions import METADATA_FILE, write_prediction_file
 from ffcore.preprocess import read_image
-
-METADATA_FILE = "predictions_meta.json"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,11 @@ class MissingPredictionsWarning(UserWarning):
 
 EMPTY = np.zeros((0, 5), dtype=np.float64)
 
+# The JSON beside a prediction folder's files saying which model, checkpoint, test scale and
+# thresholds made them (written by `ffcore.eval.predict`; read by `ffcore evaluate`, which needs
+# no deep-learning stack).
+METADATA_FILE = "predictions_meta.json"
+
 
 def sort_by_score(boxes: np.ndarray) -> np.ndarray:
     """Rows by descending score; equal scores keep their file order (MATLAB's stable `sort(..., 'descend')`)."""

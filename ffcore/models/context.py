@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.ops import deform_conv2d
 
 from ffcore.models.blocks import ConvBNAct, make_activation
 
@@ -101,6 +100,17 @@ def deform_conv2d_grid_sample(x: torch.Tensor, offset: torch.Tensor, weight: tor
     return out
 
 
+def _torchvision_deform_conv2d():
+    """`torchvision.ops.deform_conv2d`, imported by the layers that use it rather than with this module:
+    torchvision's package import costs about a second (it loads torch._dynamo), and models without
+    deformable convolutions never need it. Each layer imports it when it is built, not first in
+    `forward`: a first import inside a TorchScript trace (fvcore's FLOP count) fails on
+    torchvision's CUDA-version probe."""
+    from torchvision.ops import deform_conv2d
+
+    return deform_conv2d
+
+
 class ModulatedDeformConv2d(nn.Module):
     """DCNv2 3x3: offsets (18 ch) and a 2*sigmoid mask (9 ch) predicted by 3x3 convs.
 
@@ -121,6 +131,7 @@ class ModulatedDeformConv2d(nn.Module):
                  implementation: str = "auto"):
         super().__init__()
         resolve_deform_implementation(implementation, torch.empty(0))   # reject unknown names early
+        _torchvision_deform_conv2d()    # loaded with the layer: a first import inside a trace fails
         taps = kernel_size * kernel_size
         self.padding = padding
         self.implementation = implementation
@@ -137,7 +148,7 @@ class ModulatedDeformConv2d(nn.Module):
         mask = 2.0 * torch.sigmoid(self.mask_conv(x))
         if resolve_deform_implementation(self.implementation, x) == "grid_sample":
             return deform_conv2d_grid_sample(x, offset, self.weight, padding=self.padding, mask=mask)
-        return deform_conv2d(x, offset, self.weight, bias=None, padding=self.padding, mask=mask)
+        return _torchvision_deform_conv2d()(x, offset, self.weight, bias=None, padding=self.padding, mask=mask)
 
 
 def set_deform_implementation(model: nn.Module, implementation: str) -> int:

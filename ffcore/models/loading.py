@@ -326,7 +326,7 @@ def require_imagenet_backbone() -> Path:
             f"ImageNet backbone {IMAGENET_BACKBONE_FILE} not found: looked for {weights_dir() / IMAGENET_BACKBONE_FILE} "
             f"and {shared_dir() / 'weights' / IMAGENET_BACKBONE_FILE}. Put the file there (or set FFCORE_SHARED), pass "
             f"pretrained_backbone=<path> (--pretrained-backbone PATH), or start from random weights on purpose with "
-            f"pretrained_backbone=False (--random-init), which the run records.")
+            f"pretrained_backbone=False (--pretrained-backbone none), which the run records.")
     return path
 
 
