@@ -68,6 +68,13 @@ SAMPLES: dict[str, tuple[list[str], object]] = {
     "max_steps_per_epoch": (["none"], None),
     "stop_after_epoch": (["1"], 1),
     "skip_unreadable_images": ([], True),
+    "persistent_workers": ([], False),
+    "prefetch_factor": (["4"], 4),
+    "amp_dtype": (["bfloat16"], "bfloat16"),
+    "channels_last": ([], True),
+    "dist_timeout_minutes": (["5"], 5.0),
+    "allow_world_size_change": ([], True),
+    "sync_every_steps": (["10"], 10),
     "teacher": (["retinaface_mnet025"], "retinaface_mnet025"),
     "teacher_weights": (["t.pt"], "t.pt"),
     "temperature": (["2"], 2.0),
@@ -85,7 +92,8 @@ def _flag(field: str, command: str) -> str:
     if field in FLAGS:
         return FLAGS[field]
     flag = "--" + field.replace("_", "-")
-    return flag.replace("--", "--no-", 1) if field == "decay_all_parameters" else flag
+    # fields whose default is True are sampled through their --no- form
+    return flag.replace("--", "--no-", 1) if field in ("decay_all_parameters", "persistent_workers") else flag
 
 
 def _resolve(argv: list[str]):
@@ -167,9 +175,9 @@ def test_choice_constants_are_what_the_engine_builds():
         build_scheduler(build_optimizer(parameters, config), config, steps_per_epoch=2)
     with pytest.raises(ValueError):
         build_optimizer(parameters, TrainConfig(optimizer="lion"))
-    from ffcore.engine.trainer import AP_SETTINGS
+    from ffcore.data.ground_truth import SETTINGS
 
-    assert set(BEST_METRICS) == {*AP_SETTINGS, "loss"}
+    assert BEST_METRICS == (*SETTINGS, "loss")
 
 
 def test_recipe_file_then_command_line_and_the_saved_run_yaml_repeats_the_run(tmp_path):
