@@ -31,7 +31,7 @@ PACKAGE = REPO / "ffcore"
 # Bottom to top; keep in step with the drawing in docs/design.md.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("ffcore", "paths", "anchors", "boxes", "preprocess", "postprocess", "losses", "checkpoint",
-              "provenance", "plotting")),
+              "provenance", "plotting", "tex")),
     ("models", ("models",)),
     ("data", ("data",)),
     ("eval", ("eval",)),

@@ -145,11 +145,13 @@ class Study:
         return self.provenance(checkpoints, **notes)
 
     def save_table(self, table, name: str, caption: str, headline: str | None = None,
-                   checkpoints: Iterable[str] | Mapping[str, str] = (), data_free: bool = False, **notes):
+                   checkpoints: Iterable[str] | Mapping[str, str] = (), data_free: bool = False,
+                   columns: list[str] | None = None, **notes):
+        """`columns`: the CSV columns the .tex prints, in order (None: `ffcore.tex`'s rule); the CSV keeps all."""
         from ffcore.provenance import write_table
 
         write_table(table, self.tables_dir, name, self._provenance_for(data_free, checkpoints, notes),
-                    caption=caption, headline=headline)
+                    caption=caption, headline=headline, columns=columns)
         return table
 
     def save_figure(self, fig, name: str, headline: str | None = None,
