@@ -187,14 +187,15 @@ class TexLayout:
             chosen = list(self.columns)
         else:
             chosen = [c for c in csv_columns if c not in PROVENANCE_COLUMNS]
+        bounds = _interval_bounds(csv_columns)
+        in_intervals = {c for value, pair in bounds.items() for c in (value, *pair)}
         constants: dict[str, Any] = {}
         if self.columns is None and len(rows) >= 3:
-            for name in chosen[1:]:
+            for name in (c for c in chosen[1:] if c not in in_intervals):
                 values = {row.get(name) for row in rows if not _is_missing(row.get(name))}
                 if len(values) == 1:
                     constants[name] = values.pop()
             chosen = [c for c in chosen if c not in constants]
-        bounds = _interval_bounds(csv_columns)
         merged_away = {b for pair in bounds.values() for b in pair}
         printed = []
         for name in chosen:

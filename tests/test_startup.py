@@ -44,7 +44,7 @@ def test_top_level_help_imports_nothing_heavy():
 
 
 @pytest.mark.parametrize("command", ["params", "synth", "train", "distill", "predict", "evaluate", "detect",
-                                     "export", "bench", "prune"])
+                                     "export", "bench", "prune", "thesis"])
 def test_every_subcommand_help_imports_nothing_heavy(command):
     assert _imported_after(_help_of(command, "--help")) == []
 

@@ -7,7 +7,8 @@ turns them into printed reports and exit codes. One module per command group:
 - `ffcore.cli.data`: `synth` (the synthetic WIDER-format dataset);
 - `ffcore.cli.training`: `train`, `distill` (options derived once from `TrainConfig`);
 - `ffcore.cli.evaluation`: `predict`, `evaluate`, `detect`;
-- `ffcore.cli.deploy`: `export`, `bench`.
+- `ffcore.cli.deploy`: `export`, `bench`;
+- `ffcore.cli.thesis`: `thesis` (the results chapter of a profile).
 
 Each group module has `add_parsers(sub)` and `<name>_command(**options) -> int` handlers.
 The group modules import only the standard library at module level; a handler imports the
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ffcore.cli import data, deploy, evaluation, models, training
+from ffcore.cli import data, deploy, evaluation, models, thesis, training
 from ffcore.cli.common import MODEL_HELP, registered_model
 
 __all__ = ["MODEL_HELP", "build_parser", "main", "registered_model"]
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_export(sub)
     deploy.add_bench(sub)
     models.add_prune(sub)
+    thesis.add_thesis(sub)
     return parser
 
 

@@ -81,6 +81,9 @@ class Study:
     force: bool = False
     # checkpoints used by this study so far: model name -> sha256 prefix (goes into provenance)
     used_checkpoints: dict[str, str] = field(default_factory=dict)
+    # model name -> the commit its checkpoint was trained at (the payload's "git_commit"), filled by
+    # whoever loads the checkpoint; provenance records it beside the checkpoint's hash
+    checkpoint_commits: dict[str, str] = field(default_factory=dict)
 
     # --- locations -------------------------------------------------------------------
     @property
@@ -135,7 +138,18 @@ class Study:
         base_notes = {"device": self.device, "image_size": self.profile.image_size,
                       "epochs": self.profile.epochs, "data_root": _relative(self.data_root)}
         return Provenance(profile=self.profile.name, dataset=self.dataset, checkpoints=hashes,
-                          notes={**base_notes, **notes})
+                          notes={**base_notes, **notes}, seeds=list(self.profile.seeds),
+                          preset=self._presets() if hashes else None, data_root=str(self.data_root),
+                          checkpoint_commits={k: v for k, v in self.checkpoint_commits.items() if k in hashes})
+
+    def _presets(self) -> dict:
+        """The profile's training recipes, by role, with their values (what trained the checkpoints)."""
+        from dataclasses import asdict
+
+        from ffcore.engine.config import get_preset
+
+        return {role: {"name": name, **asdict(get_preset(name))}
+                for role, name in (("train", self.profile.train_preset), ("student", self.profile.student_preset))}
 
     def _provenance_for(self, data_free: bool, checkpoints, notes) -> Provenance:
         from ffcore.provenance import NO_DATA
