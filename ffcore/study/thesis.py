@@ -169,7 +169,8 @@ def _cited_sentences(profile: str) -> dict[str, list[str]]:
     by_row: dict[tuple[str, str], dict[str, str]] = {}
     for number in cited_numbers(profile):
         if number.artifact.startswith("tables/"):
-            by_row.setdefault((Path(number.artifact).stem, number.row), {})[number.column] = f"\\{number.macro}"
+            # "{}" ends the macro's name without eating the space after it
+            by_row.setdefault((Path(number.artifact).stem, number.row), {})[number.column] = f"\\{number.macro}{{}}"
     sentences: dict[str, list[str]] = {}
     for (table, row), cols in by_row.items():
         if "AP hard %" in cols:
