@@ -63,10 +63,11 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def notebook_sources(notebook_json: str) -> list[str]:
-    """The source of every cell of a notebook (outputs, execution counts and metadata left out)."""
+    """The source of every cell of a notebook: outputs, execution counts, metadata and the cell papermill
+    injects (a run's parameters, not code) left out."""
     cells = json.loads(notebook_json).get("cells", [])
     return ["".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
-            for c in cells]
+            for c in cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
 
 
 def code_diff(root: Path = REPO_ROOT) -> str | None:

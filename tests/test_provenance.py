@@ -15,10 +15,13 @@ from ffcore.provenance import (NOTEBOOK_ENV, Provenance, dataset_fingerprint, en
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
 
 
-def notebook(source: str, output: str) -> str:
-    return json.dumps({"cells": [{"cell_type": "code", "source": source, "metadata": {}, "execution_count": 1,
-                                  "outputs": [{"output_type": "stream", "name": "stdout", "text": output}]}],
-                       "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+def notebook(source: str, output: str, injected: str | None = None) -> str:
+    cells = [{"cell_type": "code", "source": source, "metadata": {}, "execution_count": 1,
+              "outputs": [{"output_type": "stream", "name": "stdout", "text": output}]}]
+    if injected is not None:    # papermill's cell: a run's parameters
+        cells.insert(0, {"cell_type": "code", "source": injected, "metadata": {"tags": ["injected-parameters"]},
+                         "execution_count": 1, "outputs": []})
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
 
 @pytest.fixture
@@ -40,7 +43,8 @@ def repo(tmp_path: Path) -> Path:
 def test_dirty_means_the_code_changed_not_the_results_or_outputs(repo):
     assert git_state(repo)["dirty"] is False
     (repo / "README.md").write_text("changed\n")
-    (repo / "notebooks" / "01_a.ipynb").write_text(notebook("study.x(ctx)", "2.0"))   # a rerun's outputs
+    # a rerun's outputs and parameters
+    (repo / "notebooks" / "01_a.ipynb").write_text(notebook("study.x(ctx)", "2.0", injected="profile = 'full'"))
     (repo / "results").mkdir()
     (repo / "results" / "t.csv").write_text("a\n")
     state = git_state(repo)
