@@ -143,13 +143,15 @@ class Study:
                           checkpoint_commits={k: v for k, v in self.checkpoint_commits.items() if k in hashes})
 
     def _presets(self) -> dict:
-        """The profile's training recipes, by role, with their values (what trained the checkpoints)."""
+        """The profile's training recipes by role, with the preset's own values; the profile's changes to
+        them (epochs, image size, ...) are in the notes. A role using the same preset as "train" names it only."""
         from dataclasses import asdict
 
         from ffcore.engine.config import get_preset
 
-        return {role: {"name": name, **asdict(get_preset(name))}
-                for role, name in (("train", self.profile.train_preset), ("student", self.profile.student_preset))}
+        train, student = self.profile.train_preset, self.profile.student_preset
+        return {"train": {"name": train, **asdict(get_preset(train))},
+                "student": {"name": student} if student == train else {"name": student, **asdict(get_preset(student))}}
 
     def _provenance_for(self, data_free: bool, checkpoints, notes) -> Provenance:
         from ffcore.provenance import NO_DATA
