@@ -279,7 +279,7 @@ def _chapter_body(profile: str, chapter_dir: Path) -> list[str]:
         lines += [f"\\section{{{escape(book.title)}}}", ""]
         if not part:
             lines += [f"Notebook \\texttt{{{escape(book.stem)}}} has written no table or figure for this profile yet "
-                      f"(\\texttt{{python run\\_all.py --profile {escape(profile)} --only {book.stem[:2]}}}).", ""]
+                      f"(\\texttt{{python run\\_all.py -{{}}-profile {escape(profile)} -{{}}-only {book.stem[:2]}}}).", ""]
             continue
         where = f"notebook \\texttt{{{escape(book.stem)}}}" if book.stem != OTHER else "no known notebook"
         lines += [f"This section collects the {sum(a.kind == 'table' for a in part)} tables and "
