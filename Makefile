@@ -5,6 +5,7 @@
 #   make test        set up .venv and run the tests plus smoke copies of the notebooks under nbval
 #   make lab         JupyterLab on the notebooks (also as root, as in containers)
 #   make peers       .venv-peers with the peer detectors (MTCNN, BlazeFace, dlib, Haar) for bench_peers.py
+#   make thesis      the results chapter of PROFILE (default synthetic): thesis_figures/<profile>/chapter.pdf
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -41,6 +42,14 @@ lab: $(STAMP)
 
 clean-results:
 	rm -rf results/smoke thesis_figures/smoke
+
+# The results chapter of a profile from the tables and figures its notebooks wrote: every table's .tex
+# re-rendered from its CSV, numbers.tex, results.tex, chapter.tex, then latexmk. Without TeX it stops
+# and names what to install (texlive-latex-recommended texlive-latex-extra latexmk).
+PROFILE ?= synthetic
+.PHONY: thesis
+thesis: $(STAMP)
+	$(PY) -m ffcore thesis --profile $(PROFILE)
 
 # Peer detectors (MTCNN, BlazeFace, dlib HOG, Haar cascade) in an environment of their own:
 # their pins (numpy < 2, protobuf < 5, OpenCV 4 for the cascade files) do not fit .venv.

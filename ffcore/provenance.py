@@ -1,15 +1,26 @@
 """Every table and figure is written through here, with a sidecar JSON saying where it came from.
 
-The sidecar records the git commit (and whether the tree was dirty), the profile,
-the dataset, checkpoint hashes and the time. Artifacts computed on synthetic data
-say "synthetic data" on their face (a caption line in tables, a stamp on figures).
+The sidecar records the git commit (and whether the code differs from it: `git_state`, judged on
+`CODE_PATHS` and the notebooks' source cells, with a hash of the difference), the profile, the
+dataset and a hash of its manifest, checkpoint hashes (and the commits they were trained at when
+known), seeds and preset when the caller passes them, the notebook that wrote it (`NOTEBOOK_ENV`),
+library versions, CPU / GPU and threads, and the time. Artifacts computed on synthetic data say
+"synthetic data" on their face (a caption line in tables, a stamp on figures). A table's sidecar
+also keeps its caption and printed layout, so its LaTeX can be redone from the CSV
+(`render_table_file`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import hashlib
+import importlib.metadata
 import json
+import os
+import platform
 import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,29 +41,139 @@ def dataset_of(data_root: str | Path, declared: str) -> str:
     return SYNTHETIC if (Path(data_root) / SYNTHETIC_MARKER).is_file() else declared
 
 
-def git_state(root: Path = REPO_ROOT) -> dict:
-    """{"commit": sha or None, "dirty": bool or None} of the repository holding the code."""
-    def _git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                                  check=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
+# What "the code" is for the dirty flag: a change anywhere else (results, READMEs, docs) does not
+# change what an artifact was computed by. Notebooks count by their source cells only: their
+# outputs change with every run.
+CODE_PATHS = ("ffcore", "run_all.py", "requirements.txt", "pyproject.toml")
+NOTEBOOK_DIR = "notebooks"
+# The packages whose versions decide the numbers (read from their metadata: nothing is imported).
+VERSIONED_PACKAGES = ("torch", "torchvision", "onnxruntime", "numpy")
+# Annotation files that identify a WIDER-format tree when it has no synthetic manifest.
+ANNOTATION_FILES = ("train/label.txt", "val/label.txt", "wider_face_split/wider_face_val_bbx_gt.txt")
+# Set by whoever runs a notebook (run_all.py) so each artifact names the notebook that wrote it.
+NOTEBOOK_ENV = "FFCORE_NOTEBOOK"
 
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def notebook_sources(notebook_json: str) -> list[str]:
+    """The source of every cell of a notebook: outputs, execution counts, metadata and the cell papermill
+    injects (a run's parameters, not code) left out."""
+    cells = json.loads(notebook_json).get("cells", [])
+    return ["".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
+            for c in cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+
+def code_diff(root: Path = REPO_ROOT) -> str | None:
+    """The uncommitted change to the code (`CODE_PATHS`, the notebooks' source cells), as text;
+    "" when there is none, None outside a git checkout."""
+    if _git(root, "rev-parse", "HEAD") is None:
+        return None
+    parts = [_git(root, "diff", "HEAD", "--", *CODE_PATHS) or ""]
+    untracked = (_git(root, "ls-files", "--others", "--exclude-standard", "--", *CODE_PATHS) or "").split()
+    for name in sorted(untracked):
+        parts.append(f"untracked {name}\n{(root / name).read_text(errors='replace')}")
+    changed = (_git(root, "diff", "HEAD", "--name-only", "--", f"{NOTEBOOK_DIR}/*.ipynb") or "").split()
+    for name in sorted(changed):
+        committed = _git(root, "show", f"HEAD:{name}")
+        now = (root / name).read_text() if (root / name).is_file() else None
+        before_cells = notebook_sources(committed) if committed else None
+        after_cells = notebook_sources(now) if now else None
+        if before_cells != after_cells:
+            parts.append(f"notebook {name}\n{json.dumps([before_cells, after_cells])}")
+    return "".join(parts)
+
+
+def git_state(root: Path = REPO_ROOT) -> dict:
+    """{"commit", "dirty", "diff_sha256"} of the repository holding the code. Dirty means the code
+    (`CODE_PATHS`, the notebooks' source cells) differs from the commit; `diff_sha256` then
+    identifies that difference (two artifacts with the same commit and hash ran the same code)."""
+    commit = _git(root, "rev-parse", "HEAD")
+    diff = code_diff(root)
+    if commit is None or diff is None:
+        return {"commit": None, "dirty": None, "diff_sha256": None}
+    return {"commit": commit.strip(), "dirty": bool(diff),
+            "diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None}
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict:
+    """Library versions, Python, CPU and thread count of this process (cached: they do not change).
+
+    Versions come from package metadata, so recording them imports nothing heavy; the GPU is named
+    only when torch is already loaded (a CPU-only artifact has no reason to initialise CUDA)."""
+    versions = {}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    cpu = platform.processor() or None
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"python": platform.python_version(), "platform": platform.platform(), "versions": versions,
+            "cpu": cpu, "cpu_count": os.cpu_count()}
+
+
+def runtime_threads_and_gpu() -> dict:
+    """Threads torch uses and the GPU's name, when torch is loaded already (never imported here)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {"torch_threads": None, "gpu": None}
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"torch_threads": torch.get_num_threads(), "gpu": gpu}
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def dataset_fingerprint(data_root: str | Path | None) -> dict | None:
+    """{"file": ..., "sha256": ...} of the data tree's manifest (synth_manifest.json) or, for a WIDER
+    FACE tree, its annotation files; None when there is no tree or none of them exists."""
+    if data_root is None:
+        return None
+    root = Path(data_root)
+    candidates = [SYNTHETIC_MARKER] if (root / SYNTHETIC_MARKER).is_file() else \
+        [name for name in ANNOTATION_FILES if (root / name).is_file()]
+    if not candidates:
+        return None
+    digests = []
+    for name in candidates:
+        stat = (root / name).stat()
+        digests.append(_file_digest(str(root / name), stat.st_size, stat.st_mtime_ns))
+    combined = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()[:16]
+    return {"file": ", ".join(candidates), "sha256": combined}
 
 
 @dataclass
 class Provenance:
     """Where an artifact came from. `dataset` is "synthetic", "widerface", "real photos" (the shared
-    photographs, no annotations) or "none" (no data involved)."""
+    photographs, no annotations) or "none" (no data involved).
+
+    `seeds`, `preset` (a training recipe: {"name": ..., **values}) and `data_root` are recorded when
+    the caller knows them; `checkpoint_commits` maps a checkpoint's name to the commit it was trained
+    at (the checkpoint payload's "git_commit"), for the checkpoints that carry one."""
 
     profile: str
     dataset: str
     checkpoints: dict[str, str] = field(default_factory=dict)   # name -> sha256 prefix
     notes: dict[str, Any] = field(default_factory=dict)         # scale, device, settings...
+    seeds: list[int] | None = None
+    preset: dict[str, Any] | None = None
+    data_root: str | None = None
+    checkpoint_commits: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_synthetic(self) -> bool:
@@ -70,33 +191,105 @@ class Provenance:
                 REAL_PHOTOS: "REAL PHOTOS (unannotated; not a WIDER FACE evaluation)"}.get(self.dataset, "WIDER FACE")
         return f"{data} | profile {self.profile}"
 
-    def record(self, artifact: str, headline: str | None = None) -> dict:
-        return {"artifact": artifact, "headline": headline, **asdict(self), "git": git_state(),
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    def record(self, artifact: str, headline: str | None = None, **extra) -> dict:
+        fields = asdict(self)
+        data_root = fields.pop("data_root")
+        return {"artifact": artifact, "headline": headline, **fields, "label": self.label(),
+                "notebook": os.environ.get(NOTEBOOK_ENV) or None,
+                "dataset_manifest": dataset_fingerprint(data_root) if self.uses_data else None,
+                "git": git_state(), "environment": {**environment(), **runtime_threads_and_gpu()},
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **extra}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Provenance":
+        """The provenance a sidecar recorded (for re-rendering an artifact without recomputing it)."""
+        try:
+            return cls(profile=record["profile"], dataset=record["dataset"],
+                       checkpoints=record.get("checkpoints") or {}, notes=record.get("notes") or {},
+                       seeds=record.get("seeds"), preset=record.get("preset"),
+                       checkpoint_commits=record.get("checkpoint_commits") or {})
+        except KeyError as exc:
+            raise KeyError(f"sidecar of {record.get('artifact', '?')} lacks {exc}") from exc
 
 
-def _write_sidecar(path: Path, provenance: Provenance, headline: str | None) -> Path:
+def _write_sidecar(path: Path, provenance: Provenance, headline: str | None, **extra) -> Path:
     sidecar = path.with_suffix(".json")
-    sidecar.write_text(json.dumps(provenance.record(path.name, headline), indent=2, default=str) + "\n")
+    sidecar.write_text(json.dumps(provenance.record(path.name, headline, **extra), indent=2, default=str) + "\n")
     return sidecar
 
 
+def table_caption(caption: str, provenance: Provenance) -> str:
+    """The printed caption: the caller's text and the data source with the profile."""
+    return f"{caption} [{provenance.label()}]" if caption else provenance.label()
+
+
 def write_table(table, out_dir: str | Path, name: str, provenance: Provenance, caption: str = "",
-                headline: str | None = None, float_format: str = "%.4g") -> dict[str, Path]:
-    """Write a pandas DataFrame as CSV and LaTeX (`\\input`-ready) with a sidecar JSON."""
+                headline: str | None = None, float_format: str = "%.4g",
+                columns: list[str] | None = None, max_columns: int | None = None) -> dict[str, Path]:
+    """Write a pandas DataFrame as CSV (every column), LaTeX (`\\input`-ready, the printed choice of
+    columns: `ffcore.tex.TexLayout`) and a sidecar JSON that keeps the caption and that choice, so
+    `render_table_file` can redo the LaTeX from the CSV alone."""
+    from ffcore.tex import MAX_COLUMNS, TexLayout, frame_rows, render_table
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / f"{name}.csv"
     tex_path = out_dir / f"{name}.tex"
+    layout = TexLayout(columns=tuple(columns) if columns else None, max_columns=max_columns or MAX_COLUMNS,
+                       float_format=float_format)
+    rows, names = frame_rows(table)
+    latex = render_table(rows, names, name, table_caption(caption, provenance), layout)   # fails before writing
     with open(csv_path, "w") as handle:
         handle.write(f"# {provenance.label()}\n")
         table.to_csv(handle, index=False, float_format=float_format)
-    full_caption = f"{caption} [{provenance.label()}]" if caption else provenance.label()
-    latex = table.to_latex(index=False, float_format=lambda v: float_format % v, escape=True,
-                           caption=full_caption, label=f"tab:{name}")
-    tex_path.write_text(f"% generated by ffcore; provenance in {name}.json\n{latex}")
-    _write_sidecar(csv_path, provenance, headline)
+    tex_path.write_text(latex)
+    _write_sidecar(csv_path, provenance, headline, caption=caption, tex=layout.as_record())
     return {"csv": csv_path, "tex": tex_path, "json": csv_path.with_suffix(".json")}
+
+
+def read_table_csv(csv_path: str | Path):
+    """A table CSV written by `write_table` (its provenance line skipped) as a DataFrame."""
+    import pandas as pd
+
+    return pd.read_csv(csv_path, comment=None, skiprows=1)
+
+
+def _caption_of_old_tex(tex_path: Path, label: str) -> str:
+    """The caller's caption from a .tex written before sidecars kept it (its `\\caption{...}`, label removed)."""
+    text = tex_path.read_text() if tex_path.is_file() else ""
+    start = text.find("\\caption{")
+    if start < 0:
+        return ""
+    depth, i = 1, start + len("\\caption{")
+    while i < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    caption = text[start + len("\\caption{"): i - 1]
+    return caption.removesuffix(f"[{label}]").removesuffix(label).strip()
+
+
+def render_table_file(csv_path: str | Path) -> Path:
+    """Rewrite a table's .tex from its CSV and sidecar JSON (no recomputation); returns the .tex path.
+
+    Sidecars written before the caption was recorded: the caption is read back from the old .tex."""
+    from ffcore.tex import TexLayout, frame_rows, render_table
+
+    csv_path = Path(csv_path)
+    sidecar = csv_path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{csv_path} has no sidecar {sidecar.name}; rerun the notebook that writes it")
+    record = json.loads(sidecar.read_text())
+    provenance = Provenance.from_record(record)
+    tex_path = csv_path.with_suffix(".tex")
+    if "caption" not in record:
+        # kept from now on: the .tex about to be written holds the escaped caption, not the text
+        record["caption"] = _caption_of_old_tex(tex_path, provenance.label())
+        sidecar.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    caption = record["caption"]
+    rows, names = frame_rows(read_table_csv(csv_path))
+    tex_path.write_text(render_table(rows, names, csv_path.stem, table_caption(caption, provenance),
+                                     TexLayout.from_record(record.get("tex"))))
+    return tex_path
 
 
 def stamp_figure(fig, provenance: Provenance) -> None:

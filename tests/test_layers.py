@@ -34,7 +34,7 @@ PACKAGE = REPO / "ffcore"
 # Bottom to top; keep in step with the drawing in docs/design.md.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("ffcore", "paths", "anchors", "boxes", "preprocess", "postprocess", "losses", "checkpoint",
-              "provenance", "plotting", "onnx_runtime")),
+              "provenance", "plotting", "onnx_runtime", "tex")),
     ("models", ("models",)),
     ("data", ("data",)),
     ("eval", ("eval",)),

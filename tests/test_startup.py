@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "torch._dynamo", "cv2", "pandas", "matplotlib", "onnx", "onnxruntime", "scipy",
          "fvcore", "sympy", "yaml")
 SUBCOMMANDS = ("params", "models", "synth", "train", "distill", "predict", "evaluate", "detect", "export", "bench",
-               "prune", "study")
+               "prune", "study", "thesis")
 
 
 def _imported_after(code: str) -> list[str]:

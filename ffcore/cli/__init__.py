@@ -10,6 +10,7 @@ turns them into printed reports and exit codes. One module per command group:
 - `ffcore.cli.evaluation`: `predict`, `evaluate`, `detect`;
 - `ffcore.cli.deploy`: `export`, `bench`;
 - `ffcore.cli.study`: `study plan | status | train | submit` (a profile's trainings as jobs).
+- `ffcore.cli.thesis`: `thesis` (the results chapter of a profile).
 
 Each group module has `add_<command>(sub)` functions, listed once in `COMMANDS`, and
 `<command>_command(**options) -> int` handlers. The group modules import only the standard
@@ -27,7 +28,7 @@ import sys
 from typing import Callable
 
 import ffcore
-from ffcore.cli import data, deploy, evaluation, models, study, training
+from ffcore.cli import data, deploy, evaluation, models, study, thesis, training
 from ffcore.cli.common import EXIT_USAGE, MODEL_HELP, Parser, error_line, registered_model, user_error_types
 
 __all__ = ["COMMANDS", "MODEL_HELP", "build_parser", "main", "registered_model"]
@@ -47,6 +48,7 @@ COMMANDS: tuple[Callable, ...] = (
     deploy.add_bench,
     models.add_prune,
     study.add_study,
+    thesis.add_thesis,
 )
 
 

@@ -132,9 +132,10 @@ SMOKE = TrainConfig(model="retinaface_mnet025", epochs=2, batch_size=4, image_si
                     min_lr=1e-5, val_every=0, best_metric="loss", amp=False, tensorboard=False,
                     progress=False, max_steps_per_epoch=4)
 
-# FeatherFace V1 on the synthetic dataset on a CPU (notebook 'synthetic' profile): 8 epochs of
-# the 400 synthetic training images at 320 px, validation at a fixed long side of 320 px.
-# Measured with benchmarks/bench_train_synthetic.py (1 thread): about 7 minutes of training,
+# FeatherFace V1 on the synthetic dataset on a CPU: the recipe of the study's 'synthetic' profile,
+# which runs it for 10 epochs (ffcore/study/run_profiles.py sets `epochs`) on the 400 synthetic
+# training images at 320 px, validation at a fixed long side of 320 px. The preset's own 8 epochs
+# are what benchmarks/bench_train_synthetic.py measured (1 thread): about 7 minutes of training,
 # AP easy 0.88 on the synthetic validation split; 4 epochs stay near zero AP.
 SYNTHETIC_CPU = TrainConfig(model="featherface_v1", epochs=8, batch_size=8, image_size=320, workers=1,
                             optimizer="adamw", lr=3e-3, weight_decay=5e-4, schedule="onecycle",

@@ -31,6 +31,9 @@ class Study:
     force: bool = False
     # checkpoints used by this study so far: model name -> sha256 prefix (goes into provenance)
     used_checkpoints: dict[str, str] = field(default_factory=dict)
+    # model name -> the commit its checkpoint was trained at (the payload's "git_commit"), filled by
+    # whoever loads the checkpoint; provenance records it beside the checkpoint's hash
+    checkpoint_commits: dict[str, str] = field(default_factory=dict)
 
     # --- locations -------------------------------------------------------------------
     @property
@@ -81,7 +84,20 @@ class Study:
         base_notes = {"device": self.device, "image_size": self.profile.image_size,
                       "epochs": self.profile.epochs, "data_root": _relative(self.data_root)}
         return Provenance(profile=self.profile.name, dataset=self.dataset, checkpoints=hashes,
-                          notes={**base_notes, **notes})
+                          notes={**base_notes, **notes}, seeds=list(self.profile.seeds),
+                          preset=self._presets() if hashes else None, data_root=str(self.data_root),
+                          checkpoint_commits={k: v for k, v in self.checkpoint_commits.items() if k in hashes})
+
+    def _presets(self) -> dict:
+        """The profile's training recipes by role, with the preset's own values; the profile's changes to
+        them (epochs, image size, ...) are in the notes. A role using the same preset as "train" names it only."""
+        from dataclasses import asdict
+
+        from ffcore.engine.config import get_preset
+
+        train, student = self.profile.train_preset, self.profile.student_preset
+        return {"train": {"name": train, **asdict(get_preset(train))},
+                "student": {"name": student} if student == train else {"name": student, **asdict(get_preset(student))}}
 
     def _provenance_for(self, data_free: bool, checkpoints, notes) -> Provenance:
         from ffcore.provenance import NO_DATA
@@ -91,11 +107,13 @@ class Study:
         return self.provenance(checkpoints, **notes)
 
     def save_table(self, table, name: str, caption: str, headline: str | None = None,
-                   checkpoints: Iterable[str] | Mapping[str, str] = (), data_free: bool = False, **notes):
+                   checkpoints: Iterable[str] | Mapping[str, str] = (), data_free: bool = False,
+                   columns: list[str] | None = None, **notes):
+        """`columns`: the CSV columns the .tex prints, in order (None: `ffcore.tex`'s rule); the CSV keeps all."""
         from ffcore.provenance import write_table
 
         write_table(table, self.tables_dir, name, self._provenance_for(data_free, checkpoints, notes),
-                    caption=caption, headline=headline)
+                    caption=caption, headline=headline, columns=columns)
         return table
 
     def save_figure(self, fig, name: str, headline: str | None = None,

@@ -42,7 +42,9 @@ def artifact_index(profile: str) -> pd.DataFrame:
         suffixes = (".csv", ".tex") if kind == "table" else (".pdf", ".png")
         files = [_shown_path(stem.with_suffix(s)) for s in suffixes if stem.with_suffix(s).exists()]
         git = record.get("git") or {}
-        commit = (git.get("commit") or "unknown")[:10] + ("+dirty" if git.get("dirty") else "")
+        # "+dirty" alone in sidecars older than the code-diff hash
+        commit = (git.get("commit") or "unknown")[:10] + ("+dirty" if git.get("dirty") else "") \
+            + (f":{git['diff_sha256'][:8]}" if git.get("dirty") and git.get("diff_sha256") else "")
         rows.append({"kind": kind, "name": stem.name, "files": ", ".join(files),
                      "dataset": record.get("dataset", ""), "headline": record.get("headline") or "",
                      "checkpoints": ", ".join(f"{k}@{v}" for k, v in (record.get("checkpoints") or {}).items()),

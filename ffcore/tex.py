@@ -1,0 +1,375 @@
+"""LaTeX for the study's tables: escaping, human column names, and a printed layout that fits a page.
+
+The CSV keeps every column; the `.tex` prints a choice of them (`TexLayout`). The rule, in order:
+
+1. the caller's `columns` when given (CSV column names, in the order to print);
+2. otherwise every column except the provenance ones (`PROVENANCE_COLUMNS`: checkpoint hashes,
+   "loaded (checkpoint exists)" statuses, machine load), which the sidecar JSON already records;
+3. an interval's bounds never get columns of their own: a value column followed by
+   "<k> CI low" / "<k> CI high" prints as one cell, "94.3 [90.6, 97.0]";
+4. with at least three rows, a column holding one value (missing cells aside) moves to the
+   caption ("val images: 100");
+5. above `max_columns` printed columns, the verdict columns go first (the interval of a paired
+   difference already says whether it excludes zero), then the last columns; the caption names
+   every column left to the CSV, so nothing disappears silently.
+
+Tables longer than `LONGTABLE_ROWS` rows are a `longtable` (breaks across pages; `xltabular` when
+columns wrap); shorter ones a `table` float (`tabularx` when columns wrap). Missing values print as an en dash, sentinel values (`SENTINELS`: the seed -1 of a
+"mean over seeds" row) as an empty cell. Long text columns wrap (`p{}` columns sized from their
+share of the text). Everything here is pure string work on a DataFrame: no TeX is run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+LONGTABLE_ROWS = 40
+MAX_COLUMNS = 10
+# Font size by number of printed columns, with the characters of that size across \linewidth
+# (A4, 2.5 cm margins; an estimate that keeps p{} columns from pushing a table off the page).
+FONT_SIZES = (*[(r"\small", 95)] * 6, *[(r"\footnotesize", 105)] * 3, (r"\scriptsize", 125))
+# A text cell longer than this wraps in a p{} column, never narrower than MIN_WRAP characters;
+# PADDING: the column separation, in characters.
+WRAP_AFTER = 24
+MIN_WRAP = 10
+PADDING = 3
+
+PROVENANCE_COLUMNS = frozenset({"checkpoint", "status", "load_average"})
+# (column, value) pairs that mark "not applicable" in a CSV (kept there so the column stays numeric).
+SENTINELS = frozenset({("seed", -1)})
+
+_ESCAPES = {
+    "\\": r"\textbackslash{}", "%": r"\%", "_": r"\_\allowbreak{}", "&": r"\&", "#": r"\#", "$": r"\$",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"\textless{}", ">": r"\textgreater{}",
+    # pdflatex's default input encoding takes UTF-8, but these need a text-mode command or a package.
+    "±": r"\ensuremath{\pm}", "≥": r"\ensuremath{\geq}", "≤": r"\ensuremath{\leq}", "×": r"\ensuremath{\times}",
+    "→": r"\ensuremath{\rightarrow}", "−": "-", "Δ": r"\ensuremath{\Delta}", "…": r"\dots{}",
+    "≈": r"\ensuremath{\approx}", "µ": r"\ensuremath{\mu}", "°": r"\ensuremath{^\circ}",
+}
+_ESCAPE_PATTERN = re.compile("|".join(re.escape(k) for k in _ESCAPES))
+
+# Whole-name renames; anything else goes through `column_label`'s general rules.
+COLUMN_NAMES = {
+    "thop_parameters": "parameters (thop)",
+    "missed_by_thop": "missed by thop",
+    "share_%": "share %",
+    "fp32_weights_MB": "FP32 weights MB",
+    "model_file_mb": "model file MB",
+    "peak_rss_delta_mb": "peak RSS +MB",
+    "vs_reference": "vs reference",
+    "kernel_ms": "kernel ms",
+}
+_DELTA = re.compile(r"^d(easy|medium|hard) AP pts(.*)$")
+_GFLOPS = re.compile(r"^GFLOPs_(\d+)$")
+
+
+def escape(text: Any) -> str:
+    """`text` as LaTeX text: every special character (% _ & # $ { } ~ ^ \\ < >) made literal."""
+    return _ESCAPE_PATTERN.sub(lambda m: _ESCAPES[m.group(0)], str(text))
+
+
+def column_label(name: str) -> str:
+    """A reader's name for a CSV column ("deasy AP pts" -> "Δ easy (AP pts)", "GFLOPs_640" -> "GFLOPs at 640"),
+    as plain text (escape it for LaTeX)."""
+    if name in COLUMN_NAMES:
+        return COLUMN_NAMES[name]
+    delta = _DELTA.match(name)
+    if delta:
+        return f"Δ {delta.group(1)} (AP pts){delta.group(2)}"
+    gflops = _GFLOPS.match(name)
+    if gflops:
+        return f"GFLOPs at {gflops.group(1)}"
+    return name.replace("_", " ")
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value)
+
+
+def format_value(value: Any, column: str = "", float_format: str = "%.4g") -> str:
+    """One cell as LaTeX: missing -> en dash, sentinel -> empty, floats by `float_format`."""
+    if _is_missing(value):
+        return "--"
+    if (column, value) in SENTINELS:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15 and "%.4g" == float_format:
+        value = int(value)
+    if isinstance(value, float):
+        return escape(float_format % value)
+    if isinstance(value, int) and abs(value) >= 10000:
+        return f"{value:,}".replace(",", r"\,")    # 592\,371: thin-space thousands
+    if hasattr(value, "item") and not isinstance(value, str):   # numpy scalar
+        return format_value(value.item(), column, float_format)
+    return escape(value)
+
+
+def interval_cell(value: Any, low: Any, high: Any, digits: int = 1, stacked: bool = False) -> str:
+    """"94.3 [90.6, 97.0]" (LaTeX); only the value when the bounds are missing, an en dash when all are.
+    `stacked`: the interval on a second line of the same cell (narrow columns of wide tables)."""
+    if _is_missing(value):
+        return "--"
+    text = f"{float(value):.{digits}f}"
+    if _is_missing(low) or _is_missing(high):
+        return escape(text)
+    interval = f"[{float(low):.{digits}f}, {float(high):.{digits}f}]"
+    if stacked:   # "\\ {}[" : a bare "\\ [" would read the interval as \\'s optional spacing
+        return r"\begin{tabular}[t]{@{}r@{}}" + escape(text) + r"\\ {}" + escape(interval) + r"\end{tabular}"
+    return escape(f"{text} {interval}")
+
+
+@dataclass(frozen=True)
+class PrintedColumn:
+    """One printed column: its header, the CSV columns it reads, and whether it is an interval cell."""
+
+    header: str
+    sources: tuple[str, ...]
+
+    @property
+    def is_interval(self) -> bool:
+        return len(self.sources) == 3
+
+
+def _interval_bounds(columns: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """value column -> (low, high) for every "<k> CI low"/"<k> CI high" pair after a column naming <k>."""
+    found: dict[str, tuple[str, str]] = {}
+    for i, name in enumerate(columns):
+        if not name.endswith(" CI low"):
+            continue
+        key = name[: -len(" CI low")]
+        high = f"{key} CI high"
+        if high not in columns:
+            continue
+        for candidate in reversed(columns[:i]):
+            if key in candidate and "CI" not in candidate:
+                found[candidate] = (name, high)
+                break
+    return found
+
+
+@dataclass(frozen=True)
+class TexLayout:
+    """What a table prints. `columns`: CSV columns in print order (None: the module's rule);
+    `max_columns`: the cap on printed columns; `longtable_rows`: above this, a longtable."""
+
+    columns: tuple[str, ...] | None = None
+    max_columns: int = MAX_COLUMNS
+    longtable_rows: int = LONGTABLE_ROWS
+    float_format: str = "%.4g"
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "TexLayout":
+        """The layout a sidecar's "tex" entry describes (absent: the default rule)."""
+        record = record or {}
+        columns = record.get("columns")
+        return cls(columns=tuple(columns) if columns else None,
+                   max_columns=int(record.get("max_columns", MAX_COLUMNS)),
+                   longtable_rows=int(record.get("longtable_rows", LONGTABLE_ROWS)),
+                   float_format=record.get("float_format", "%.4g"))
+
+    def as_record(self) -> dict:
+        return {"columns": list(self.columns) if self.columns else None, "max_columns": self.max_columns,
+                "longtable_rows": self.longtable_rows, "float_format": self.float_format}
+
+    def printed(self, csv_columns: Sequence[str], rows: Sequence[dict] = ()) -> tuple[
+            list[PrintedColumn], list[str], dict[str, Any]]:
+        """(printed columns, CSV columns left out of the print, constant columns moved to the caption)."""
+        csv_columns = [str(c) for c in csv_columns]
+        if self.columns is not None:
+            unknown = [c for c in self.columns if c not in csv_columns]
+            if unknown:
+                raise KeyError(f"printed columns {unknown} are not in the table (its columns: {csv_columns})")
+            chosen = list(self.columns)
+        else:
+            chosen = [c for c in csv_columns if c not in PROVENANCE_COLUMNS]
+        bounds = _interval_bounds(csv_columns)
+        in_intervals = {c for value, pair in bounds.items() for c in (value, *pair)}
+        constants: dict[str, Any] = {}
+        if self.columns is None and len(rows) >= 3:
+            for name in (c for c in chosen[1:] if c not in in_intervals):
+                values = {row.get(name) for row in rows if not _is_missing(row.get(name))}
+                if len(values) == 1:
+                    constants[name] = values.pop()
+            chosen = [c for c in chosen if c not in constants]
+        merged_away = {b for pair in bounds.values() for b in pair}
+        printed = []
+        for name in chosen:
+            if name in merged_away:
+                continue
+            sources = (name, *bounds[name]) if name in bounds else (name,)
+            printed.append(PrintedColumn(column_label(name), sources))
+        if self.columns is None and len(printed) > self.max_columns:
+            printed = [p for p in printed if not p.sources[0].endswith("verdict")]
+        printed = printed[: self.max_columns]
+        shown = {s for p in printed for s in p.sources}
+        left_out = [c for c in csv_columns if c not in shown and c not in constants]
+        return printed, left_out, constants
+
+
+def _cell(row: dict, column: PrintedColumn, float_format: str, stacked: bool) -> str:
+    if column.is_interval:
+        return interval_cell(*(row.get(s) for s in column.sources), stacked=stacked)
+    return format_value(row.get(column.sources[0]), column.sources[0], float_format)
+
+
+def _plain_length(latex: str) -> int:
+    """Rough printed width of a LaTeX cell in characters (commands count as one character; a stacked
+    cell counts its longest line)."""
+    if latex.startswith(r"\begin{tabular}"):
+        inner = re.sub(r"\\(begin|end)\{tabular\}(\[t\]\{@\{\}r@\{\}\})?", "", latex)
+        return max(_plain_length(part) for part in inner.split(r"\\"))
+    latex = latex.replace(r"\allowbreak{}", "").replace(r"\_", "_").replace(r"\,", ",")
+    return len(re.sub(r"[{}\\]", "", re.sub(r"\\[a-zA-Z]+(\{\})?", "x", latex)))
+
+
+def _plain_text(latex: str) -> str:
+    """The visible text of a cell, roughly (commands dropped)."""
+    return re.sub(r"\\[a-zA-Z]+(\{\})?|[{}\\]", "", latex.replace(r"\_", "_"))
+
+
+def format_plain(value: Any) -> str:
+    """A value as plain text (for captions, escaped later)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _is_numeric_cell(latex: str) -> bool:
+    bare = re.sub(r"\\(begin|end)\{tabular\}(\[t\]\{@\{\}r@\{\}\})?|\\\\|\\,|\{\}", "", latex)
+    return re.fullmatch(r"[-+\d.,\[\] ]*", bare) is not None
+
+
+def _column_specs(printed: list[PrintedColumn], cells: list[list[str]], line_characters: int,
+                  breaks_pages: bool = False) -> list[str]:
+    """l / r for short columns, a wrapping p{} for long text, sized so the row fits \\linewidth.
+
+    Text columns longer than `WRAP_AFTER` wrap; while the unwrapped columns still leave less room than
+    the wrapped ones need (`MIN_WRAP` characters each), the widest remaining text column wraps too."""
+    widths, numeric, needs = [], [], []
+    for j, column in enumerate(printed):
+        lengths = sorted(_plain_length(row[j]) for row in cells) or [0]
+        longest_word = max((len(w) for w in column.header.split()), default=0)
+        widths.append(max(lengths[-1], min(longest_word, 12)))
+        numeric.append(all(_is_numeric_cell(row[j]) for row in cells))
+        # what a wrapped column needs: its typical (90th percentile) cell, and room for its longest word
+        words = max((len(w) for row in cells for w in re.split(r"[ _]", _plain_text(row[j]))), default=0)
+        needs.append(max(lengths[int(0.9 * (len(lengths) - 1))], min(max(words, longest_word), 20)))
+    text = [j for j in range(len(widths)) if not numeric[j]]
+    wrapped = [j for j in text if widths[j] > WRAP_AFTER]
+
+    def room() -> int:
+        return line_characters - sum(widths[j] + PADDING for j in range(len(widths)) if j not in wrapped) \
+            - PADDING * len(wrapped)
+
+    while room() < MIN_WRAP * len(wrapped) or (not wrapped and room() < 0):
+        candidates = [j for j in text if j not in wrapped and widths[j] > MIN_WRAP]
+        if not candidates:
+            break
+        wrapped.append(max(candidates, key=widths.__getitem__))
+    # Wrapped columns are tabularx X columns: LaTeX gives them exactly the width the others leave,
+    # shared in proportion to their text (the \hsize factors average to 1, as tabularx requires).
+    # When the others leave too little, a float gets fixed-width columns instead and is scaled down
+    # as a whole (adjustbox); a long table cannot be scaled and keeps the X columns.
+    fits = room() >= MIN_WRAP * len(wrapped)
+    mean = sum(needs[j] for j in wrapped) / len(wrapped) if wrapped else 1
+    specs = []
+    for j, w in enumerate(widths):
+        if j in wrapped and (fits or breaks_pages):
+            specs.append(rf">{{\raggedright\arraybackslash\hsize={needs[j] / mean:.3f}\hsize}}X")
+        elif j in wrapped:   # about half an em per character
+            specs.append(rf">{{\raggedright\arraybackslash}}p{{{max(MIN_WRAP, min(needs[j], 16)) / 2:.1f}em}}")
+        else:
+            specs.append("r" if numeric[j] else "l")
+    return specs
+
+
+def _header(column: PrintedColumn, width: int) -> str:
+    """The header, broken over lines (a nested tabular) when longer than its column's cells."""
+    words, lines, line = re.findall(r"\([^)]*\)|\S+", column.header), [], ""   # "(AP pts)" stays whole
+    limit = max(width, 6)
+    for word in words:
+        if line and len(line) + 1 + len(word) > limit:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    if len(lines) == 1:
+        return escape(lines[0])
+    return r"\begin{tabular}[b]{@{}c@{}}" + r" \\ ".join(escape(l) for l in lines) + r"\end{tabular}"
+
+
+def render_table(rows: list[dict], csv_columns: Sequence[str], name: str, caption: str,
+                 layout: TexLayout = TexLayout()) -> str:
+    """The `\\input`-ready LaTeX of a table (booktabs; longtable when long). `caption` is plain text."""
+    printed, left_out, constants = layout.printed(csv_columns, rows)
+    if not printed:
+        raise ValueError(f"table {name!r}: no column left to print (columns {list(csv_columns)})")
+    stacked = sum(c.is_interval for c in printed) > 3
+    cells = [[_cell(row, c, layout.float_format, stacked) for c in printed] for row in rows]
+    size, line_characters = FONT_SIZES[min(len(printed), len(FONT_SIZES)) - 1]
+    breaks_pages = len(rows) > layout.longtable_rows
+    specs = _column_specs(printed, cells, line_characters, breaks_pages)
+    widths = [max([_plain_length(r[j]) for r in cells] or [0]) for j in range(len(printed))]
+    header = " & ".join(_header(c, w) for c, w in zip(printed, widths)) + r" \\"
+    full_caption = escape(caption)
+    if constants:
+        full_caption += " " + escape("Every row: " + "; ".join(
+            f"{column_label(k)} {format_plain(v)}" for k, v in constants.items()) + ".")
+    if left_out:
+        full_caption += " " + escape(f"(In the CSV only: {', '.join(left_out)}.)")
+    body = [" & ".join(r) + r" \\" for r in cells]
+    spec = "".join(specs)
+    wraps = any(s.endswith("X") for s in specs)
+    # more columns, less space between them (the default 6pt a side takes a quarter of a 10-column row)
+    spacing = r"\setlength{\tabcolsep}{4pt}" if len(printed) > 8 else ""
+    lines = [f"% generated by ffcore from {name}.csv (every column) and {name}.json (provenance); do not edit"]
+    if breaks_pages:
+        environment = "xltabular" if wraps else "longtable"
+        width = r"{\linewidth}" if wraps else ""
+        lines += ["\\begingroup" + size + spacing, rf"\begin{{{environment}}}{width}{{{spec}}}",
+                  rf"\caption{{{full_caption}}}\label{{tab:{name}}}\\", r"\toprule", header, r"\midrule",
+                  r"\endfirsthead", r"\toprule", header, r"\midrule", r"\endhead",
+                  rf"\midrule\multicolumn{{{len(printed)}}}{{r}}{{\emph{{continued}}}}\\", r"\endfoot",
+                  r"\bottomrule", r"\endlastfoot", *body, rf"\end{{{environment}}}", r"\endgroup"]
+    elif wraps:   # exactly \linewidth wide
+        lines += [r"\begin{table}[htbp]", r"\centering", size + spacing, rf"\caption{{{full_caption}}}",
+                  rf"\label{{tab:{name}}}", rf"\begin{{tabularx}}{{\linewidth}}{{{spec}}}", r"\toprule", header,
+                  r"\midrule", *body, r"\bottomrule", r"\end{tabularx}", r"\end{table}"]
+    else:
+        lines += [r"\begin{table}[htbp]", r"\centering", size + spacing, rf"\caption{{{full_caption}}}",
+                  rf"\label{{tab:{name}}}",
+                  # shrinks the table only when the estimate of its width was short (never enlarges it)
+                  r"\begin{adjustbox}{max width=\linewidth}",
+                  rf"\begin{{tabular}}{{{spec}}}", r"\toprule", header, r"\midrule",
+                  *body, r"\bottomrule", r"\end{tabular}", r"\end{adjustbox}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def frame_rows(table) -> tuple[list[dict], list[str]]:
+    """(rows as dicts, column names) of a pandas DataFrame, NaN kept as float NaN."""
+    columns = [str(c) for c in table.columns]
+    return [dict(zip(columns, values)) for values in table.itertuples(index=False, name=None)], columns
+
+
+# The packages `render_table`'s output needs; the chapter's preamble declares them.
+PREAMBLE_PACKAGES = (
+    r"\usepackage[T1]{fontenc}",
+    r"\usepackage[utf8]{inputenc}",
+    r"\usepackage{lmodern}",
+    r"\usepackage{booktabs}",
+    r"\usepackage{longtable}",
+    r"\usepackage{tabularx}",
+    r"\usepackage{xltabular}",
+    r"\usepackage{array}",
+    r"\usepackage{adjustbox}",
+    r"\usepackage{graphicx}",
+    r"\usepackage{caption}",
+    r"\usepackage{placeins}",      # \FloatBarrier: an artifact stays in the section that introduces it
+    r"\usepackage[hidelinks]{hyperref}",
+)

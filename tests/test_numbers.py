@@ -1,0 +1,70 @@
+"""Every number the chapter cites is a macro generated from a table (ffcore.study.numbers)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ffcore.study.numbers import (check_numbers, cited_numbers, macro_name, printed_matches, wall_times,
+                                  write_numbers)
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = REPO / "thesis_figures" / "synthetic" / "numbers.json"
+
+
+@pytest.fixture
+def synthetic_results(monkeypatch):
+    monkeypatch.setenv("FFCORE_RESULTS", str(REPO / "results"))
+
+
+def test_macro_names_are_letters_only():
+    assert macro_name("v1_ap", "retinaface_mnet025_widerface", "AP hard %") == \
+        "VOneApRetinafaceMnetZeroTwoFiveWiderfaceApHard"
+    assert macro_name("run minutes", "total") == "RunMinutesTotal"
+    with pytest.raises(ValueError):
+        macro_name("%", "")
+
+
+def test_printed_values_are_the_values_rounded():
+    assert printed_matches("94.3", 94.34) and printed_matches("+4.7", 4.69) and printed_matches("592,371", 592371)
+    assert not printed_matches("94.4", 94.34)
+
+
+def test_every_committed_number_agrees_with_its_source(synthetic_results):
+    entries = json.loads(COMMITTED.read_text())
+    assert check_numbers("synthetic", COMMITTED) == []
+    tex = (COMMITTED.parent / "numbers.tex").read_text()
+    assert set(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}", tex)) == set(entries)
+    assert all(set(e) == {"artifact", "row", "column", "value"} for e in entries.values())
+
+
+def test_committed_numbers_are_up_to_date(synthetic_results, tmp_path):
+    written = write_numbers("synthetic", tmp_path)
+    assert json.loads(written["json"].read_text()) == json.loads(COMMITTED.read_text()), \
+        "thesis_figures/synthetic/numbers.json is stale: run `ffcore thesis --profile synthetic --no-build`"
+
+
+def test_the_cited_numbers_cover_ap_gains_and_duration(synthetic_results):
+    by_macro = {n.macro: n for n in cited_numbers("synthetic")}
+    for difficulty in ("Easy", "Medium", "Hard"):
+        assert f"VOneApFeatherfaceVOneAp{difficulty}" in by_macro
+        assert f"DistillationComparisonFeatherfaceVTwoDistilledD{difficulty.lower()}ApPts" in by_macro
+    total = by_macro["RunMinutesTotal"]
+    summary = REPO / "results" / "synthetic" / total.artifact
+    assert float(total.value) == wall_times(summary)["total"]
+
+
+def test_a_wrong_number_is_caught(synthetic_results, tmp_path):
+    entries = json.loads(COMMITTED.read_text())
+    first = next(iter(entries))
+    entries[first]["value"] = "-999.9"
+    entries["Bad1"] = dict(entries[first])
+    broken = tmp_path / "numbers.json"
+    broken.write_text(json.dumps(entries))
+    problems = check_numbers("synthetic", broken)
+    assert any(p.startswith(f"\\{first}: prints -999.9") for p in problems)
+    assert any("not a LaTeX macro name" in p for p in problems)

@@ -1,0 +1,133 @@
+"""Tables as LaTeX (ffcore.tex, ffcore.provenance.write_table): what the .tex prints, and that it compiles."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ffcore.provenance import Provenance, render_table_file, write_table
+from ffcore.tex import PREAMBLE_PACKAGES, TexLayout, column_label, escape, interval_cell, render_table
+
+REPO = Path(__file__).resolve().parents[1]
+SYNTHETIC_TABLES = REPO / "results" / "synthetic" / "tables"
+HAS_TEX = shutil.which("pdflatex") is not None
+
+
+def compile_latex(body: str, folder: Path) -> subprocess.CompletedProcess:
+    document = "\n".join([r"\documentclass{article}", *PREAMBLE_PACKAGES, r"\begin{document}", body, r"\end{document}"])
+    (folder / "doc.tex").write_text(document)
+    return subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=folder,
+                          capture_output=True, text=True, timeout=120)
+
+
+def ap_table(rows: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({
+        "run": [f"model_{i}" for i in range(rows)],
+        "AP easy %": [94.34 - i for i in range(rows)], "easy CI low": [90.64] * rows, "easy CI high": [97.02] * rows,
+        "AP hard %": [54.94, float("nan"), *[50.0] * (rows - 2)], "hard CI low": [47.26] * rows,
+        "hard CI high": [63.06] * rows, "seed": [0, -1, *range(rows - 2)],
+        "status": ["loaded (checkpoint exists)"] * rows, "note": [f"<50% & #{i} {{x}} ~y^z $ \\ >" for i in range(rows)],
+        "checkpoint": ["33ec66fdcf5d"] * rows})
+
+
+def test_escape_makes_every_special_character_literal():
+    assert escape("95% CI of run_1 & #2 {a} ~ ^ $ \\ < >") == (
+        r"95\% CI of run\_\allowbreak{}1 \& \#2 \{a\} \textasciitilde{} \textasciicircum{} \$ \textbackslash{} "
+        r"\textless{} \textgreater{}")
+
+
+def test_interval_in_one_cell_and_missing_values():
+    assert interval_cell(94.34, 90.64, 97.02) == "94.3 [90.6, 97.0]"
+    assert interval_cell(94.34, float("nan"), float("nan")) == "94.3"
+    assert interval_cell(float("nan"), 1.0, 2.0) == "--"
+
+
+def test_human_column_names():
+    assert column_label("deasy AP pts") == "Δ easy (AP pts)"
+    assert column_label("GFLOPs_640") == "GFLOPs at 640"
+    assert column_label("thop_parameters") == "parameters (thop)"
+    assert column_label("forward_median_ms") == "forward median ms"
+
+
+def test_printed_columns_merge_intervals_drop_provenance_and_name_what_the_csv_keeps():
+    tex = render_table(*_rows(ap_table()), "t", "caption with 95% and x_y")
+    assert "94.3 [90.6, 97.0]" in tex and "CI low" not in tex.split("\\midrule")[0]
+    assert "loaded (checkpoint exists)" not in tex and "33ec66fdcf5d" not in tex
+    assert "In the CSV only: status, checkpoint" in tex
+    assert not re.search(r"\bnan\b", tex, re.I) and "& --" in tex    # the missing hard AP
+    assert " -1 " not in tex                                   # the sentinel seed prints empty
+    assert r"95\% and x\_" in tex and r"\begin{table}" in tex and r"\toprule" in tex and r"\centering" in tex
+
+
+def test_constant_column_moves_to_caption_and_caller_choice_wins():
+    table = ap_table()
+    table["val images"] = 100
+    tex = render_table(*_rows(table), "t", "c")
+    assert "Every row: val images 100." in tex
+    chosen = render_table(*_rows(table), "t", "c", TexLayout(columns=("run", "AP hard %")))
+    assert chosen.split("\\midrule")[0].count("&") == 1 and "val images" in chosen   # named as CSV-only
+    with pytest.raises(KeyError, match="not in the table"):
+        render_table(*_rows(table), "t", "c", TexLayout(columns=("run", "AP nowhere")))
+
+
+def test_long_tables_break_across_pages():
+    tex = render_table(*_rows(ap_table(45)), "t", "c")
+    assert r"\begin{longtable}" in tex or r"\begin{xltabular}" in tex
+    assert r"\endhead" in tex and r"\begin{table}" not in tex
+
+
+def test_width_cap_drops_verdicts_first():
+    columns = ["model", *[f"c{i}" for i in range(8)], "easy verdict", "hard verdict", "last"]
+    rows = [{c: f"{c}{i}" for c in columns} for i in range(2)]
+    printed, left_out, _ = TexLayout(max_columns=10).printed(columns, rows)
+    assert [p.sources[0] for p in printed] == ["model", *[f"c{i}" for i in range(8)], "last"]
+    assert left_out == ["easy verdict", "hard verdict"]
+
+
+def _rows(table: pd.DataFrame):
+    from ffcore.tex import frame_rows
+
+    return frame_rows(table)
+
+
+def test_write_table_keeps_caption_and_layout_so_rendering_again_gives_the_same_tex(tmp_path):
+    provenance = Provenance(profile="smoke", dataset="synthetic")
+    paths = write_table(ap_table(), tmp_path, "ap", provenance, caption="AP, 95% intervals",
+                        columns=["run", "AP easy %", "AP hard %", "seed"])
+    first = paths["tex"].read_text()
+    record = json.loads(paths["json"].read_text())
+    assert record["caption"] == "AP, 95% intervals" and record["tex"]["columns"][0] == "run"
+    assert "SYNTHETIC DATA" in first and "profile smoke" in first
+    assert render_table_file(paths["csv"]).read_text() == first
+
+
+def test_committed_tables_are_rendered_from_their_csv():
+    """results/synthetic/tables/*.tex are what ffcore.tex makes of the CSVs (rerun `ffcore thesis` if not)."""
+    for csv in sorted(SYNTHETIC_TABLES.glob("*.csv")):
+        record = json.loads(csv.with_suffix(".json").read_text())
+        assert "caption" in record, f"{csv.with_suffix('.json')}: no caption recorded"
+        from ffcore.provenance import read_table_csv, table_caption
+        from ffcore.tex import frame_rows
+
+        expected = render_table(*frame_rows(read_table_csv(csv)), csv.stem,
+                                table_caption(record["caption"], Provenance.from_record(record)),
+                                TexLayout.from_record(record.get("tex")))
+        assert csv.with_suffix(".tex").read_text() == expected, f"{csv.with_suffix('.tex')} is stale"
+
+
+@pytest.mark.skipif(not HAS_TEX, reason="pdflatex not installed (apt-get install -y texlive-latex-recommended "
+                                         "texlive-latex-extra latexmk)")
+def test_generated_tables_compile(tmp_path):
+    short = render_table(*_rows(ap_table()), "short", "95% bootstrap, run_1 & <x>")
+    long = render_table(*_rows(ap_table(45)), "long", "long one")
+    worst = SYNTHETIC_TABLES / "seed_claims_vs_measured.tex"
+    body = short + long + (f"\\input{{{worst.with_suffix('')}}}" if worst.is_file() else "")
+    result = compile_latex(body, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").is_file()
