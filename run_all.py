@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the five study notebooks in order with papermill and print what each took.
 
-    python run_all.py                       # full with WIDER FACE + CUDA, else synthetic (about 80 minutes on a 2-core CPU)
+    python run_all.py                       # full with WIDER FACE + CUDA, else synthetic (see results/synthetic/summary.md)
     python run_all.py --profile smoke       # tiny synthetic set, a few minutes: checks the pipeline
     python run_all.py --profile full --data data/widerface --device cuda
     python run_all.py --only 03 --force     # one notebook, retraining what it trains
@@ -23,6 +23,7 @@ On a failing cell the script exits non-zero naming the notebook and the cell.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "run profile and write their tables, figures and summary.")
     parser.add_argument("--profile", default=None, choices=("smoke", "synthetic", "full"),
                         help="full: WIDER FACE from data/widerface, the papers' schedules, GPU; synthetic: every "
-                             "model trained on generated data with one CPU recipe (about 80 minutes on 2 cores); "
+                             "model trained on generated data with one CPU recipe (its measured duration: results/synthetic/summary.md); "
                              "smoke: tiny synthetic set, minutes, checks the pipeline only. Default: full when "
                              "data/widerface is complete and CUDA is available, otherwise synthetic")
     parser.add_argument("--data", default=None,
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     for position, name in enumerate(names, 1):
         print(f"[{position}/{len(names)}] {name} ...", flush=True)
         start = time.perf_counter()
+        os.environ["FFCORE_NOTEBOOK"] = name   # the kernel inherits it: every sidecar names its notebook
         try:
             pm.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
                                 parameters=params, kernel_name=KERNEL, cwd=str(NOTEBOOK_DIR),

@@ -136,7 +136,8 @@ SMOKE = RunProfile(
 # other swaps, V2's variants and the distillation from the WIDER FACE-trained teacher are `full`'s.
 SYNTHETIC_PROFILE = RunProfile(
     name="synthetic",
-    description="synthetic dataset, every model trained with one CPU recipe (about 80 minutes on a 2-core CPU)",
+    description="synthetic dataset, every model trained with one CPU recipe on a CPU (the measured duration is in "
+                "results/synthetic/summary.md)",
     dataset=SYNTHETIC, device="cpu",
     epochs=10, student_epochs=10,
     image_size=320, batch_size=8,

@@ -288,10 +288,14 @@ def ensure_checkpoint(study: Study, run: str) -> Path:
 
 
 def _record(study: Study, run: str) -> Path:
+    """Note the run's checkpoint (hash, and the commit it was trained at) for the artifacts' provenance."""
     from ffcore.checkpoint import file_sha256
 
     path = study.checkpoint_path(run)
     study.used_checkpoints[run] = file_sha256(path)
+    record = read_record(study.run_dir(run)) or {}
+    if record.get("git_commit"):
+        study.checkpoint_commits[run] = record["git_commit"]
     return path
 
 
