@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--launcher", default="local", choices=("local", "slurm"),
                         help="local: train here (--workers); slurm: submit every run as a SLURM job through "
                              "submitit and exit; run this script again with --workers 0 once the jobs are done")
+    parser.add_argument("--compare-with", default=None, metavar="REF",
+                        help="after the run, print every stated verdict beside the one in REF (a results folder or a "
+                             "git ref holding results/<profile>/tables) and write results/<profile>/run_comparison.csv")
     parser.add_argument("--partition", default=None, help="SLURM partition (--launcher slurm)")
     parser.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per SLURM job (default 1)")
     parser.add_argument("--time-limit", type=int, default=24 * 60, metavar="MINUTES",
@@ -249,6 +252,32 @@ def main(argv: list[str] | None = None) -> int:
     summary_path = write_summary(profile.name, wall_times=timings if names == list(NOTEBOOKS) else None)
     _print_summary(timings, time.perf_counter() - total_start)
     print(f"summary: {summary_path}", flush=True)
+    if args.compare_with:
+        return compare_with(profile.name, args.compare_with)
+    return 0
+
+
+def compare_with(profile: str, reference: str) -> int:
+    """`--compare-with`: this run's stated verdicts beside REF's (ffcore.study.compare)."""
+    import pandas as pd
+
+    from ffcore.paths import results_dir
+    from ffcore.study.compare import compare_results, describe_comparison, tables_at
+
+    try:
+        theirs, holder = tables_at(reference, profile, REPO_ROOT)
+    except FileNotFoundError as exc:
+        print(f"run_all.py: {exc}", file=sys.stderr)
+        return 2
+    table = compare_results(results_dir() / profile / "tables", theirs)
+    out = results_dir() / profile / "run_comparison.csv"
+    table.rename(columns=lambda c: c.replace(" A", " this run").replace(" B", f" {reference}")).to_csv(out, index=False)
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 60):
+        print(table[["table", "comparison", "setting", "verdict A", "verdict B", "same direction",
+                     "intervals overlap", "agree"]].to_string(index=False))
+    print(f"{describe_comparison(table)} (A: this run, B: {reference}); written to {out}")
+    if holder is not None:
+        holder.cleanup()
     return 0
 
 

@@ -15,14 +15,27 @@ def add_thesis(sub) -> None:
     p.add_argument("--no-build", action="store_true", help="write the LaTeX sources only, do not run latexmk")
     p.add_argument("--check-numbers", action="store_true",
                    help="only check thesis_figures/<profile>/numbers.json against the tables (exit 1 on a mismatch)")
+    p.add_argument("--readme", default=None, metavar="FILE",
+                   help="only rewrite FILE's results block for the profile (between <!-- results:<profile>:begin --> "
+                        "and its end marker) from the tables")
     p.set_defaults(handler=thesis_command)
 
 
-def thesis_command(profile: str = "synthetic", no_build: bool = False, check_numbers: bool = False) -> int:
+def thesis_command(profile: str = "synthetic", no_build: bool = False, check_numbers: bool = False,
+                   readme: str | None = None) -> int:
     from ffcore.paths import figures_dir
     from ffcore.study.numbers import check_numbers as check
     from ffcore.study.thesis import ThesisToolsMissing, build_chapter, write_chapter
 
+    if readme is not None:
+        from ffcore.study.readme_results import rewrite_readme
+
+        try:
+            print(f"rewrote the {profile} results block of {rewrite_readme(profile, readme)}")
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if check_numbers:
         problems = check(profile, figures_dir() / profile / "numbers.json")
         for problem in problems:
