@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.launcher == "slurm":
         return submit_trainings(arguments, args)
     workers = profile.train_workers if args.workers is None else args.workers
+    pretrained = None
     if workers > 0 and args.only is None:
         print(f"training the plan of profile {profile.name!r} before the notebooks "
               f"(`ffcore study status --profile {profile.name}` shows where each run stands)", flush=True)
@@ -211,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
 
         code = start_workers(arguments, workers, force=args.force)
         training_time = time.perf_counter() - start
+        pretrained = (f"trainings ({workers} worker{'s' * (workers > 1)})", "ok" if not code else "FAILED",
+                      training_time)
         print(f"trainings done in {training_time / 60:.1f} min", flush=True)
         if code:
             print(f"run_all.py: a training worker failed (exit code {code}); see its lines above", file=sys.stderr)
@@ -227,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile {profile.name}: {profile.description}", flush=True)
     print(f"data {data_root} | device {device} | force {args.force} | notebooks -> {out_dir}", flush=True)
     print("each training prints a line with the trainings left and an ETA", flush=True)
-    timings: list[tuple[str, str, float]] = []
-    total_start = time.perf_counter()
+    timings: list[tuple[str, str, float]] = [pretrained] if pretrained else []
+    total_start = time.perf_counter() - (pretrained[2] if pretrained else 0.0)
     for position, name in enumerate(names, 1):
         print(f"[{position}/{len(names)}] {name} ...", flush=True)
         start = time.perf_counter()

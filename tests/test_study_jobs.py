@@ -261,3 +261,20 @@ def test_sharded_validation_gives_the_single_process_ap(data_root):
     assert sum(len(s) for s in shards) == len({(e, n) for s in shards for e, n, _ in s})
     split = evaluate_shards(shards, data_root)
     assert split.ap == whole.ap
+
+
+def test_the_summary_lists_every_run_with_how_it_was_trained(data_root, results, monkeypatch):
+    from ffcore.study.summary import write_summary
+    from ffcore.study.training import ensure_run
+
+    study = tiny_study(data_root, epochs=3)
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 1)
+        ensure_run(study, "featherface_v1")
+    text = write_summary("smoke").read_text()
+    assert "| featherface_v1 | INCOMPLETE | 1/3 | trained |" in text
+    ensure_run(study, "featherface_v1")
+    text = write_summary("smoke", wall_times=[("trainings (2 workers)", "ok", 60.0), ("01_baseline", "ok", 30.0)])
+    text = text.read_text()
+    assert "| featherface_v1 | complete | 3/3 | resumed from epoch 1 |" in text
+    assert "| trainings (2 workers) | ok | 1.0 min |" in text and "| total | | 1.5 min |" in text

@@ -86,6 +86,7 @@ def write_summary(profile: str, wall_times: list[tuple[str, str, float]] | None 
             lines.append("| " + " | ".join(_markdown_cell(v) for v in (
                 row.name, row.headline, row.files, row.dataset, row.checkpoints, row.commit)) + " |")
         lines.append("")
+    lines += _training_runs(profile)
     if wall_times:
         total = sum(seconds for _, _, seconds in wall_times)
         lines += ["## Wall time of the run that wrote these artifacts", "", "| notebook | status | wall time |",
@@ -94,6 +95,29 @@ def write_summary(profile: str, wall_times: list[tuple[str, str, float]] | None 
         lines += [f"| total | | {total / 60:.1f} min |", ""]
     out.write_text("\n".join(lines))
     return out
+
+
+def _training_runs(profile: str) -> list[str]:
+    """A section with every run folder's record: complete or not, epochs, how it was trained (and every
+    resume), wall time and the commit it was trained at (`ffcore.study.run_state`)."""
+    from ffcore.study.run_state import how_trained, read_record
+
+    folder = results_dir() / profile / "checkpoints"
+    runs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not runs:
+        return []
+    lines = ["## Training runs", "", "| run | state | epochs | how | wall time | trained at commit |",
+             "|---|---|---|---|---|---|"]
+    for run_dir in runs:
+        record = read_record(run_dir)
+        if record is None:
+            lines.append(f"| {run_dir.name} | no record (not trained by the study) | | | | |")
+            continue
+        state = "complete" if record.get("complete") else "INCOMPLETE"
+        wall = f"{record['wall_time_s'] / 60:.1f} min" if record.get("wall_time_s") else ""
+        lines.append(f"| {run_dir.name} | {state} | {record.get('finished_epochs')}/{record.get('planned_epochs')} | "
+                     f"{how_trained(record)} | {wall} | {(record.get('git_commit') or '')[:10]} |")
+    return lines + [""]
 
 
 def summary_table(study) -> pd.DataFrame:
