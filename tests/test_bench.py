@@ -163,7 +163,7 @@ def test_bench_cli_smoke(tmp_path, capsys):
     from ffcore.cli import main
 
     out = tmp_path / "bench.csv"
-    assert main(["bench", "--models", "retinaface_mnet025", "featherface_v2", "--preset", "smoke",
+    assert main(["bench", "--models", "retinaface_mnet025", "featherface_v2", "--setting", "smoke",
                  "--backends", "torch", "--sizes", "64", "--repeats", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "speedup_vs_retinaface_mnet025" in printed

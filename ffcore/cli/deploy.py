@@ -7,15 +7,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ffcore.cli.common import MODEL_HELP, CommandError, registered_model
+from ffcore.cli.common import MODEL_HELP, CommandError, parse_size, registered_model
 
 DEFAULT_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2")
 
 
 def size_text(text: str) -> str:
     """argparse type of size options: N or HxW, checked at once (kept as text, parsed by the handler)."""
-    from ffcore.export import parse_size
-
     try:
         parse_size(text)
     except ValueError as exc:
@@ -104,7 +102,6 @@ def export_command(model: str, out: str, weights: str | None = None, int8: bool 
                    calib_method: str = "percentile") -> int:
     """`ffcore export`: export, print the parity report; optionally quantise to INT8 and report agreement/AP.
     Exit code 1 when the parity check failed."""
-    from ffcore.cli.common import parse_size
     from ffcore.eval.quantisation import int8_ap_change
     from ffcore.export import export_onnx, output_agreement, quantize_int8
     from ffcore.models import create_model, load_pretrained
@@ -153,7 +150,6 @@ def bench_command(models: Sequence[str] | None = None, out: str | None = None, r
     import pandas as pd
 
     from ffcore.bench import get_bench_config, run_benchmark, speed_ratios
-    from ffcore.cli.common import parse_size
     from ffcore.study.bench_figures import latency_figure
 
     overrides: dict = {}

@@ -6,7 +6,8 @@
   interval over the evaluation images;
 - every comparison that carries a verdict over training seeds: the `pooled` rows of the seed
   comparisons (`distillation_comparison`, `v2_vs_v1`), and the one-part swaps of `ablations`,
-  with the difference, its interval and the verdict as the tables state them.
+  with the difference, its interval and the verdict as the tables state them;
+- the run's wall time, from its summary (`ffcore.study.numbers.run_summary`).
 
 The README holds the block between `<!-- results:<profile>:begin -->` and `<!-- results:<profile>:end -->`;
 `ffcore thesis --profile P --readme README.md` rewrites it and tests/test_readme_results.py checks
@@ -68,6 +69,13 @@ def results_markdown(profile: str) -> str:
         for _, row in table[table["vs"].fillna("") != ""].iterrows():
             lines.append(f"| {row['model']} vs {row['vs']} | " + " | ".join(_difference_cell(row, s) for s in SETTINGS)
                          + " |")
+    from ffcore.study.numbers import run_summary, wall_times
+
+    summary = run_summary(profile)
+    if summary is not None:
+        times = wall_times(summary)
+        lines += ["", f"Wall time ({summary.name}): " + ", ".join(f"{name} {minutes:.1f} min"
+                                                                  for name, minutes in times.items()) + "."]
     source = f"results/{profile}/tables/ ({', '.join((*AP_TABLES, *SEED_COMPARISONS, 'ablations'))})"
     return "\n".join([f"AP % with its 95 % interval; differences in AP points. Generated from {source} by "
                       f"`ffcore thesis --profile {profile} --readme README.md`.", "", *lines])
