@@ -52,6 +52,8 @@ def test_the_cited_numbers_cover_ap_gains_and_duration(synthetic_results):
     by_macro = {n.macro: n for n in cited_numbers("synthetic")}
     for difficulty in ("Easy", "Medium", "Hard"):
         assert f"VOneApFeatherfaceVOneAp{difficulty}" in by_macro
+        # the seed comparison's rows are named by their run: the per-seed pairs and the pooled row
+        assert f"DistillationComparisonPooledD{difficulty.lower()}ApPts" in by_macro
         assert f"DistillationComparisonFeatherfaceVTwoDistilledD{difficulty.lower()}ApPts" in by_macro
     total = by_macro["RunMinutesTotal"]
     summary = REPO / "results" / "synthetic" / total.artifact

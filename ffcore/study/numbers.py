@@ -12,7 +12,8 @@
 
 `write_numbers(profile, out_dir)` writes `numbers.tex` (`\\newcommand` per number) and `numbers.json`
 (macro -> {"artifact", "row", "column", "value"}): `artifact` is relative to results/<profile>/,
-`row` the row's first-column value, `column` the header, `value` the text as printed. The tests
+`row` the row's first-column value (or its `run` where the first column repeats, as in the seed
+comparisons), `column` the header, `value` the text as printed. The tests
 check every entry against its CSV.
 """
 
@@ -78,16 +79,25 @@ def printed_matches(printed: str, value: float) -> bool:
     return math.isclose(parse_printed(printed), value, abs_tol=0.5 * 10 ** -decimals + 1e-9)
 
 
+def row_column(table) -> str | None:
+    """The column that names each row once: the first column, or `run` where the first repeats (a seed
+    comparison's `comparison` column is the same on its per-seed rows and its `pooled` row)."""
+    for column in (table.columns[0], "run"):
+        if column in table.columns and not table[column].astype(str).duplicated().any():
+            return column
+    return None
+
+
 def _table_numbers(tables_dir: Path) -> list[CitedNumber]:
     found: list[CitedNumber] = []
     for csv in sorted(tables_dir.glob("*.csv")):
         table = read_table_csv(csv)
         if table.empty:
             continue
-        first = table.columns[0]
+        first = row_column(table)
+        if first is None:
+            continue        # no column names each row once
         keys = table[first].astype(str)
-        if keys.duplicated().any():
-            continue        # a row cannot be named by its first column
         artifact = f"tables/{csv.name}"
         wanted: list[tuple[str, int, bool]] = []
         if all(c in table.columns for c in AP_COLUMNS):
@@ -182,7 +192,8 @@ def check_numbers(profile: str, numbers_json: str | Path) -> list[str]:
             actual = wall_times(source).get(entry["row"])
         else:
             table = read_table_csv(source)
-            rows = table[table[table.columns[0]].astype(str) == entry["row"]]
+            key = row_column(table)
+            rows = table.iloc[:0] if key is None else table[table[key].astype(str) == entry["row"]]
             actual = None if rows.empty or entry["column"] not in table.columns else float(rows.iloc[0][entry["column"]])
         if actual is None:
             problems.append(f"\\{macro}: no row {entry['row']!r} / column {entry['column']!r} in {source}")
