@@ -131,19 +131,11 @@ def notebook_parameters(args: argparse.Namespace) -> dict:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """{"field": literal} from FIELD=VALUE strings (VALUE a Python literal; a bare word stays a string)."""
-    import ast
+    """{"field": literal} from FIELD=VALUE strings (`ffcore.cli.study.parse_overrides`), tuples as lists
+    for papermill."""
+    from ffcore.cli.study import parse_overrides as parse
 
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"run_all.py: --override {item!r} is not FIELD=VALUE")
-        try:
-            overrides[key.strip()] = _as_lists(ast.literal_eval(value))
-        except (ValueError, SyntaxError):
-            overrides[key.strip()] = value
-    return overrides
+    return {key: _as_lists(value) for key, value in parse(items, prog="run_all.py").items()}
 
 
 def _as_lists(value):

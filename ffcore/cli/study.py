@@ -95,15 +95,16 @@ def _arguments(profile, data, device, epochs, image_size, override):
                           overrides=parse_overrides(override))
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """{"field": literal} from FIELD=VALUE strings (VALUE a Python literal; a bare word stays a string)."""
+def parse_overrides(items: list[str], prog: str = "ffcore study") -> dict:
+    """{"field": literal} from FIELD=VALUE strings (VALUE a Python literal; a bare word stays a string).
+    Shared with run_all.py's --override; `prog` names the command in the error."""
     import ast
 
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"ffcore study: --override {item!r} is not FIELD=VALUE")
+            raise SystemExit(f"{prog}: --override {item!r} is not FIELD=VALUE")
         try:
             overrides[key.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
