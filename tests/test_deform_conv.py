@@ -8,7 +8,8 @@ import torch
 from torchvision.ops import deform_conv2d
 
 from ffcore.models.context import (DEFORM_IMPLEMENTATIONS, ModulatedDeformConv2d, deform_conv2d_grid_sample,
-                                   resolve_deform_implementation, set_deform_implementation)
+                                   deform_conv2d_sample_first, resolve_deform_implementation,
+                                   set_deform_implementation)
 from ffcore.paths import shared_dir
 
 
@@ -42,7 +43,10 @@ CASES = [  # (batch, C_in, C_out, H, W, offset scale)
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[3:5])) + f"_off{c[5]}")
 @pytest.mark.parametrize("with_mask", [True, False], ids=["mask", "no_mask"])
-def test_matches_torchvision_values_and_gradients(case, with_mask):
+# the projected form (stride 1, the default) and the sample-first form it replaced
+@pytest.mark.parametrize("formulation", [deform_conv2d_grid_sample, deform_conv2d_sample_first],
+                         ids=["project_first", "sample_first"])
+def test_matches_torchvision_values_and_gradients(case, with_mask, formulation):
     batch, channels, out_channels, height, width, scale = case
     inputs = random_case(batch, channels, out_channels, height, width, scale, seed=height * 31 + width)
     if not with_mask:
@@ -50,8 +54,7 @@ def test_matches_torchvision_values_and_gradients(case, with_mask):
     names = [k for k, v in inputs.items() if v is not None]
 
     expected = deform_conv2d(inputs["x"], inputs["offset"], inputs["weight"], padding=1, mask=inputs["mask"])
-    actual = deform_conv2d_grid_sample(inputs["x"], inputs["offset"], inputs["weight"], padding=1,
-                                       mask=inputs["mask"])
+    actual = formulation(inputs["x"], inputs["offset"], inputs["weight"], padding=1, mask=inputs["mask"])
     assert actual.shape == expected.shape
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
 

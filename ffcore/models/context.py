@@ -44,17 +44,8 @@ def resolve_deform_implementation(implementation: str, x: torch.Tensor) -> str:
     return "grid_sample"
 
 
-def deform_conv2d_grid_sample(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
-                              bias: torch.Tensor | None = None, stride: int = 1, padding: int = 1,
-                              dilation: int = 1, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Modulated deformable convolution (DCNv2) with `torchvision.ops.deform_conv2d`'s semantics,
-    built from `F.grid_sample` and one matmul so that autograd's backward is vectorised.
-
-    Layouts as torchvision: offset [B, 2*kh*kw, Ho, Wo] holding (dy, dx) per kernel tap in
-    row-major tap order; mask [B, kh*kw, Ho, Wo] multiplies the sampled value. Samples are
-    bilinear with zeros outside the image, exactly like torchvision's bilinear_interpolate
-    (a sample at or beyond one pixel outside contributes nothing). One group, one offset group.
-    """
+def _check_deform_shapes(x, offset, weight, mask, stride, padding, dilation) -> tuple[int, int, int, int]:
+    """(taps, out_h, out_w, kernel_w) of a modulated deformable convolution; raises on inconsistent shapes."""
     batch, in_channels, height, width = x.shape
     out_channels, weight_in, kernel_h, kernel_w = weight.shape
     taps = kernel_h * kernel_w
@@ -68,22 +59,83 @@ def deform_conv2d_grid_sample(x: torch.Tensor, offset: torch.Tensor, weight: tor
                          f"got {tuple(offset.shape)}")
     if mask is not None and mask.shape != (batch, taps, out_h, out_w):
         raise ValueError(f"mask must have shape {(batch, taps, out_h, out_w)}, got {tuple(mask.shape)}")
+    return taps, out_h, out_w, kernel_w
 
-    # Sampling positions in pixels: output (h, w), tap (i, j) -> (h*s - p + i*d + dy, w*s - p + j*d + dx).
-    # Positions and samples in at least float32 (as torchvision's autocast rule does): in bfloat16
-    # a coordinate near 100 would be rounded to half a pixel.
-    dtype, device = torch.promote_types(offset.dtype, torch.float32), offset.device
-    offset, x = offset.to(dtype), x.to(torch.promote_types(x.dtype, dtype))
+
+def _sampling_grid(offset: torch.Tensor, kernel_h: int, kernel_w: int, height: int, width: int, stride: int,
+                   padding: int, dilation: int) -> torch.Tensor:
+    """grid_sample's normalised (x, y) of every tap and output position: [B, taps, Ho, Wo, 2].
+
+    Output (h, w), tap (i, j) reads pixel (h*s - p + i*d + dy, w*s - p + j*d + dx). Positions are in
+    at least float32 (as torchvision's autocast rule does): in bfloat16 a coordinate near 100 would be
+    rounded to half a pixel."""
+    batch, _, out_h, out_w = offset.shape
+    taps = kernel_h * kernel_w
+    dtype, device = offset.dtype, offset.device
     tap_i = torch.arange(kernel_h, device=device, dtype=dtype).repeat_interleave(kernel_w) * dilation
     tap_j = torch.arange(kernel_w, device=device, dtype=dtype).repeat(kernel_h) * dilation
     rows = torch.arange(out_h, device=device, dtype=dtype) * stride - padding
     cols = torch.arange(out_w, device=device, dtype=dtype) * stride - padding
-    offset = offset.view(batch, taps, 2, out_h, out_w)
+    offset = offset.reshape(batch, taps, 2, out_h, out_w)
     y = offset[:, :, 0] + (tap_i[:, None, None] + rows[None, :, None])     # [B, taps, Ho, Wo]
     x_pos = offset[:, :, 1] + (tap_j[:, None, None] + cols[None, None, :])
     # grid_sample with align_corners=False reads pixel coordinate p at (2p + 1) / size - 1; its
     # zero padding then matches torchvision's border handling (also for sizes of 1).
-    grid = torch.stack(((2 * x_pos + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
+    return torch.stack(((2 * x_pos + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
+
+
+def deform_conv2d_grid_sample(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
+                              bias: torch.Tensor | None = None, stride: int = 1, padding: int = 1,
+                              dilation: int = 1, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Modulated deformable convolution (DCNv2) with `torchvision.ops.deform_conv2d`'s semantics,
+    built from a 1x1 convolution and `F.grid_sample` so that autograd's backward is vectorised.
+
+    Layouts as torchvision: offset [B, 2*kh*kw, Ho, Wo] holding (dy, dx) per kernel tap in
+    row-major tap order; mask [B, kh*kw, Ho, Wo] multiplies the sampled value. Samples are
+    bilinear with zeros outside the image, exactly like torchvision's bilinear_interpolate
+    (a sample at or beyond one pixel outside contributes nothing). One group, one offset group.
+
+    Stride 1 projects first: bilinear sampling is linear and the same for every channel, so
+    sum_c W[o, c, t] * sample_t(x_c) = sample_t(sum_c W[o, c, t] * x_c). Projecting the input onto
+    each tap's weights (one 1x1 convolution to taps x C_out channels) and sampling those maps reads
+    C_out channels per tap instead of C_in: half to a quarter of the sampling in V1's 64-channel
+    context convolutions (benchmarks/bench_deform_conv.py). The same values up to rounding, whose
+    order changes; other strides sample first (`deform_conv2d_sample_first`).
+    """
+    if stride != 1:
+        return deform_conv2d_sample_first(x, offset, weight, bias, stride, padding, dilation, mask)
+    taps, out_h, out_w, _ = _check_deform_shapes(x, offset, weight, mask, stride, padding, dilation)
+    batch, _, height, width = x.shape
+    out_channels, in_channels, kernel_h, kernel_w = weight.shape
+    dtype = torch.promote_types(offset.dtype, torch.float32)
+    offset, x = offset.to(dtype), x.to(torch.promote_types(x.dtype, dtype))
+    grid = _sampling_grid(offset, kernel_h, kernel_w, height, width, stride, padding, dilation)
+    # [C_out, C_in, kh, kw] -> taps x C_out 1x1 filters, tap-major: channel t*C_out + o is W[o, :, t]
+    per_tap = weight.to(x.dtype).permute(2, 3, 0, 1).reshape(taps * out_channels, in_channels, 1, 1)
+    projected = F.conv2d(x, per_tap)                                     # [B, taps*C_out, H, W]
+    projected = projected.contiguous().view(batch * taps, out_channels, height, width)
+    sampled = F.grid_sample(projected, grid.reshape(batch * taps, out_h, out_w, 2), mode="bilinear",
+                            padding_mode="zeros", align_corners=False)  # [B*taps, C_out, Ho, Wo]
+    sampled = sampled.view(batch, taps, out_channels, out_h, out_w)
+    if mask is not None:
+        sampled = sampled * mask.to(sampled.dtype).view(batch, taps, 1, out_h, out_w)
+    out = sampled.sum(dim=1)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+def deform_conv2d_sample_first(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
+                               bias: torch.Tensor | None = None, stride: int = 1, padding: int = 1,
+                               dilation: int = 1, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """`deform_conv2d_grid_sample` in the other order: sample C_in channels per tap, then one matmul
+    against the weight (im2col style). Any stride; the reference the projected form is measured against."""
+    taps, out_h, out_w, _ = _check_deform_shapes(x, offset, weight, mask, stride, padding, dilation)
+    batch, in_channels, height, width = x.shape
+    out_channels, _, kernel_h, kernel_w = weight.shape
+    dtype = torch.promote_types(offset.dtype, torch.float32)
+    offset, x = offset.to(dtype), x.to(torch.promote_types(x.dtype, dtype))
+    grid = _sampling_grid(offset, kernel_h, kernel_w, height, width, stride, padding, dilation)
     sampled = F.grid_sample(x, grid.view(batch, taps * out_h, out_w, 2), mode="bilinear",
                             padding_mode="zeros", align_corners=False)      # [B, C, taps*Ho, Wo]
     sampled = sampled.view(batch, in_channels, taps, out_h, out_w)
