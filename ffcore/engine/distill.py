@@ -138,6 +138,7 @@ class DistillationTask:
         self.loss = loss
         self.config = config
         self.feature_levels: tuple[int, ...] | None = None     # None: every level
+        self._teacher_placement: tuple[torch.device, torch.memory_format] | None = None
 
     def begin_epoch(self, epoch: int, epochs: int) -> None:
         if self.config.progressive:
@@ -145,8 +146,13 @@ class DistillationTask:
 
     def loss_terms(self, module, images, targets, priors, target_weights=None) -> dict[str, torch.Tensor]:
         cfg = self.config
-        if next(self.teacher.parameters()).device != images.device:
-            self.teacher.to(images.device)
+        # the teacher follows the batch's device and memory layout (channels_last training keeps
+        # its convolutions in one layout instead of converting at every teacher layer)
+        layout = (torch.channels_last if images.dim() == 4 and not images.is_contiguous()
+                  and images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+        if self._teacher_placement != (images.device, layout):
+            self.teacher.to(images.device, memory_format=layout)
+            self._teacher_placement = (images.device, layout)
         self.teacher.eval()
         with torch.no_grad():
             _, teacher_conf, _, teacher_features = self.teacher(images, return_features=True)

@@ -7,7 +7,7 @@ Three profiles, each a frozen dataclass, chosen by name (`get_profile("smoke")`)
   that the pipeline works and say nothing about the models.
 - `synthetic`: the default run without WIDER FACE or a GPU. A synthetic dataset and one CPU
   recipe for every model (FeatherFace V1 aimed at AP easy >= 85 %, medium >= 65 % on the
-  synthetic validation split), 11 trainings sized to finish inside 90 minutes on a 2-core CPU —
+  synthetic validation split), 15 trainings sized to finish inside 90 minutes on a 2-core CPU —
   still synthetic data, and labelled so on every artifact.
 - `full`: WIDER FACE from `data/widerface/`, the papers' schedules, a GPU.
 
@@ -126,14 +126,16 @@ SMOKE = RunProfile(
 )
 
 # Every model of the study trains with the `synthetic_cpu` recipe (320 px crops, batch 8, OneCycle
-# 3e-3) for the same 10 epochs on the same 400 generated images, with no validation pass during
-# training; the study evaluates every run once, with intervals, at the recipe's validation scale
-# (long side 320). Sized on an idle 2-core CPU (2 threads, seconds per step at 320 px, batch 8):
-# V1 1.07, its swaps 0.68-1.22, V2 0.49, V2 distilled from V1 0.86; 50 steps per epoch. 8 epochs
-# left V1 at AP easy / medium 83.8 / 63.3 (benchmarks/bench_train_synthetic.py), 4 epochs near 0.
-# Inside 90 minutes the profile trains V1, two of its one-part swaps (context and neck, the two
-# largest parts), V2 alone and distilled for three seeds each and the two pruned fine-tunes; the
-# other swaps, V2's variants and the distillation from the WIDER FACE-trained teacher are `full`'s.
+# 3e-3, NHWC tensors) for the same 10 epochs on the same 400 generated images, with no validation pass
+# during training; the study evaluates every run once, with intervals, on the held-out test split at
+# the recipe's validation scale (long side 320). 8 epochs left V1 at AP easy / medium 83.8 / 63.3
+# (benchmarks/bench_train_synthetic.py), 4 epochs near 0. Two 1-thread trainings run side by side; on
+# an idle 2-core CPU that trains 11.5 images/s of V1 and 24.8 of V2 in all (benchmarks/
+# bench_train_step.py), so a V1-sized training of 50 steps x 10 epochs takes about 12 min of one
+# worker and V2 about 5.5. Inside 90 minutes the profile trains V1, two of its one-part swaps (context
+# and neck, the two largest parts), V2 alone and distilled from V1 for five seeds each and the two
+# pruned fine-tunes (15 trainings). The other five swaps, V2's variants, V1 over seeds and the
+# distillation from the WIDER FACE-trained teacher do not fit beside them: they are `full`'s.
 SYNTHETIC_PROFILE = RunProfile(
     name="synthetic",
     description="synthetic dataset, every model trained with one CPU recipe on a CPU (the measured duration is in "
@@ -141,14 +143,13 @@ SYNTHETIC_PROFILE = RunProfile(
     dataset=SYNTHETIC, device="cpu",
     epochs=10, student_epochs=10,
     image_size=320, batch_size=8,
-    train_preset="synthetic_cpu", student_preset="synthetic_cpu", seeds=(0, 1, 2), finetune_epochs=2,
+    train_preset="synthetic_cpu", student_preset="synthetic_cpu", seeds=(0, 1, 2, 3, 4), finetune_epochs=2,
     synthetic_train_images=400, synthetic_val_images=100, synthetic_test_images=100,
     synthetic_long_side=(320, 640),
     eval_scale="320", eval_limit=None, val_every=0,
     ablation_swaps=("featherface_v1_ssh_grouped", "featherface_v1_bifpn_light"), v2_variants=(),
-    # two 1-thread trainings side by side: the reference run's setting (trainings 39.4 min of its 61.0 from
-    # empty caches). One after another at 2 threads the same runs sum to about 42 min, estimated from
-    # per-run times measured earlier at 2 threads: no slower, not measured side by side on this code.
+    # two 1-thread trainings side by side: 1.20x (V1) and 1.52x (V2) the images/s of one training at
+    # 2 threads, measured side by side (benchmarks/bench_train_step.py)
     train_workers=2,
     widerface_teachers=(),
     bench_sizes=(640,), bench_repeats=10,
