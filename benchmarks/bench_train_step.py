@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         default_synthetic_root() / "throughput", SynthConfig(train_images=400, val_images=10))
     candidates = [CANDIDATES[name] for name in args.candidates] + ([COMPILE] if args.compile else [])
     peak, basis = peak_gflops()
+    load_before = os.getloadavg()[0]
     print(f"SYNTHETIC DATA {data} | synthetic_cpu recipe, 320 px, batch 8 | {args.rounds} rounds of "
-          f"{args.warmup} + {args.steps} steps per process | load average {os.getloadavg()[0]:.2f}", flush=True)
+          f"{args.warmup} + {args.steps} steps per process | load average {load_before:.2f}", flush=True)
     rates: dict[tuple[str, str], list[float]] = {}
     compile_s: dict[str, float] = {}
     for round_index in range(args.rounds):
@@ -248,8 +249,12 @@ def main(argv: list[str] | None = None) -> int:
                           "rounds": rates[(model, candidate.name)], "ratio_to_baseline": ratio,
                           "gflops": gflops, "peak_gflops": peak, "compile_s": compile_s.get(model)})
     if args.json:
-        Path(args.json).write_text(json.dumps({"dataset": "synthetic", "peak_basis": basis, "rows": table},
-                                              indent=2) + "\n")
+        from ffcore.provenance import git_state
+
+        record = {"dataset": "synthetic", "git": git_state(), "load_average_before": load_before,
+                  "load_average_after": os.getloadavg()[0], "rounds": args.rounds, "warmup": args.warmup,
+                  "steps": args.steps, "peak_basis": basis, "rows": table}
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 
