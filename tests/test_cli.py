@@ -72,6 +72,7 @@ SAMPLES: dict[str, tuple[list[str], object]] = {
     "prefetch_factor": (["4"], 4),
     "amp_dtype": (["bfloat16"], "bfloat16"),
     "channels_last": ([], True),
+    "fused_optimizer": ([], True),
     "dist_timeout_minutes": (["5"], 5.0),
     "allow_world_size_change": ([], True),
     "sync_every_steps": (["10"], 10),

@@ -127,7 +127,7 @@ def test_nms_and_box_iou_are_torchvision_s(n, dtype):
     boxes = torch.cat([corner, corner + torch.rand(n, 2, generator=generator) * 60], 1).to(getattr(torch, dtype))
     boxes = boxes.round()          # integer coordinates: IoUs that land exactly on simple fractions
     scores = ((torch.rand(n, generator=generator) * 20).round() / 20).to(boxes.dtype)
-    for threshold in (0.0, 0.3, 0.4, 0.5, 1.0):
+    for threshold in (-0.1, 0.0, 0.3, 0.4, 0.5, 1.0):
         assert torch.equal(nms(boxes, scores, threshold), torchvision.ops.nms(boxes, scores, threshold))
     # rounded corners make empty boxes too: 0 / 0 is NaN in both
     torch.testing.assert_close(box_iou(boxes, boxes[:50]), torchvision.ops.box_iou(boxes, boxes[:50]),
