@@ -39,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_all.py",
         description="Execute the study notebooks (01 baseline ... 05 benchmarks) with papermill for one "
                     "run profile and write their tables, figures and summary.")
-    parser.add_argument("--profile", default=None, choices=("smoke", "synthetic", "full"),
+    parser.add_argument("--profile", default=None, choices=("smoke", "synthetic", "synthetic_long", "full"),
                         help="full: WIDER FACE from data/widerface, the papers' schedules, GPU; synthetic: every "
                              "model trained on generated data with one CPU recipe (its measured duration: results/synthetic/summary.md); "
+                             "synthetic_long: the same recipe with every one-part swap and V2 variant over three seeds (hours; "
+                             "rerun the command to resume); "
                              "smoke: tiny synthetic set, minutes, checks the pipeline only. Default: full when "
                              "data/widerface is complete and CUDA is available, otherwise synthetic")
     parser.add_argument("--data", default=None,

@@ -130,12 +130,12 @@ def test_every_table_and_figure_is_introduced_and_data_cells_are_explained():
 def test_profiles_and_overrides():
     from ffcore.study.run_profiles import PROFILES, get_profile
 
-    assert set(PROFILES) == {"smoke", "synthetic", "full"}
+    assert set(PROFILES) == {"smoke", "synthetic", "synthetic_long", "full"}
     assert get_profile("smoke").is_synthetic and not get_profile("full").is_synthetic
     smoke = get_profile("smoke").with_overrides(epochs=5, image_size=96)
     assert (smoke.epochs, smoke.student_epochs, smoke.image_size) == (5, 5, 96)
     assert get_profile("smoke").with_overrides() is get_profile("smoke")
-    with pytest.raises(KeyError, match="smoke, synthetic, full"):
+    with pytest.raises(KeyError, match="smoke, synthetic, synthetic_long, full"):
         get_profile("huge")
     from ffcore.engine.config import TRAINING_PRESETS
 

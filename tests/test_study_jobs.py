@@ -68,6 +68,40 @@ def test_plan_orders_runs_after_their_teacher_and_parent():
         study_plan(full, ["featherface_v9"])
 
 
+
+def test_model_seeds_train_v1_its_swaps_and_v2_variants_over_seeds_with_the_first_v1_as_teacher():
+    from ffcore.study.plan import one_part_swaps, planned_runs, study_plan, v2_variants
+    from ffcore.study.run_profiles import get_profile
+
+    long = get_profile("synthetic_long")
+    runs = planned_runs(long)
+    assert len(runs) == len(set(runs))
+    for model in ("featherface_v1", *one_part_swaps(), *v2_variants()):
+        assert [run for run in runs if run.startswith(model) and run.removeprefix(model) in ("", "_seed1", "_seed2")] \
+            == [model, f"{model}_seed1", f"{model}_seed2"], model
+    assert len(one_part_swaps()) == 7 and "featherface_v2_distilled_eca_cbam_widerface" in runs
+    by_name = {job.name: job for job in study_plan(long)}
+    assert {by_name[f"featherface_v2_distilled_seed{s}"].depends_on for s in (1, 4)} == {("featherface_v1",)}
+    assert by_name["featherface_v1_pruned20"].depends_on == ("featherface_v1",)   # pruned from the first seed only
+    # the default synthetic profile trains one seed of each: its tables say "one seed: not established"
+    assert not any(run.startswith("featherface_v1_seed") for run in planned_runs(get_profile("synthetic")))
+
+
+
+def test_swaps_over_model_seeds_are_trained_and_pooled_by_the_ablation_table(data_root, results):
+    from ffcore.study.ablations import ablation_table
+    from ffcore.study.comparisons import POOLED, v2_v1_comparison
+
+    study = tiny_study(data_root, model_seeds=(0, 1), seeds=(0, 1), ablation_swaps=("featherface_v1_ssh_grouped",))
+    table = ablation_table(study).set_index("model")
+    assert (results / "smoke" / "checkpoints" / "featherface_v1_ssh_grouped_seed1" / "best.pt").is_file()
+    swap = table.loc["featherface_v1_ssh_grouped"]
+    assert swap["seeds"] == "2 vs 2, paired by seed" and table.loc["featherface_v1", "seeds"] == "2"
+    assert not str(swap["hard verdict"]).startswith("one seed")
+    pooled = v2_v1_comparison(study).set_index("run").loc[POOLED]
+    assert (pooled["arm seeds"], pooled["vs seeds"]) == (2, 2) and not str(pooled["hard verdict"]).startswith("one seed")
+
+
 # ------------------------------------------------------------------- completion, resume, staleness
 
 def _interrupt_after(monkeypatch, epochs: int) -> None:

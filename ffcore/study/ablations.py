@@ -120,11 +120,14 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
 
 
 def _train_all(study: Study, runs: list[str], owned_here: list[str]) -> None:
+    """Train or load every seed the study trains of each run's model (`_arm`)."""
     from ffcore.study.training import train_or_load
 
+    owned = {run for name in owned_here for run in _arm(study, name).values()}
     for name in runs:
-        # runs of earlier notebooks are reused; force retrains only what this notebook owns
-        train_or_load(study, name, force=study.force and name in owned_here)
+        for run in _arm(study, name).values():
+            # runs of earlier notebooks are reused; force retrains only what this notebook owns
+            train_or_load(study, run, force=study.force and run in owned)
 
 
 def _comparison_headline(table: pd.DataFrame, reference: str) -> str:

@@ -166,10 +166,13 @@ def describe_distillation(study: Study, name: str = "distillation_comparison"):
 def v2_v1_comparison(study: Study, name: str = "v2_vs_v1") -> pd.DataFrame:
     """V2 alone over its seeds against V1 over its seeds (the thesis's central claim): rows per
     shared seed, then `pooled`. With one V1 run the pooled verdict is "one seed: not established"."""
-    from ffcore.study.training import recipe
+    from ffcore.study.training import recipe, train_or_load
 
     p = study.profile
-    table = seed_comparison(study, arm_runs(study, p.student), arm_runs(study, p.teacher), f"{p.student} vs {p.teacher}")
+    student, teacher = arm_runs(study, p.student), arm_runs(study, p.teacher)
+    for run in (*student.values(), *teacher.values()):
+        train_or_load(study, run, force=False)    # trained by notebooks 01 and 03 (or run_all.py): reused
+    table = seed_comparison(study, student, teacher, f"{p.student} vs {p.teacher}")
     recipes = {m: recipe(study.profile, m) for m in (p.student, p.teacher)}
     runs = sorted((set(table["run"]) | set(table["vs"])) - {POOLED, ""})
     study.save_table(table, name, checkpoints=runs, resamples=p.bootstrap_resamples, split=evaluation_split(study).name,

@@ -3,7 +3,9 @@
 A run lives in results/<profile>/checkpoints/<run>/ and its name says what was trained:
 
     featherface_v1, featherface_v1_ssh_grouped, ...     a registered model, seed 0
-    featherface_v2_seed1                                the same recipe with training seed 1
+    featherface_v2_seed1                                the same recipe with training seed 1 (V2 alone and
+                                                        distilled over the profile's `seeds`; V1, its swaps
+                                                        and V2's variants over its `model_seeds`)
     featherface_v2_distilled[_seed1]                    distilled from the profile's teacher (V1)
     featherface_v2_distilled_eca_cbam_widerface         distilled from the WIDER FACE-trained ECA-CBAM
     featherface_v2_pruned20                             pruned from the trained parent, then fine-tuned
@@ -246,12 +248,13 @@ def job_name(run: str) -> str:
 def planned_runs(profile: RunProfile) -> list[str]:
     """Every training of a whole run of the five notebooks, in the order the notebooks need them
     (names carry the profile's `seed_offset`)."""
-    runs = [offset_run(profile, profile.teacher)]
+    runs = [offset_run(profile, profile.teacher, seed) for seed in profile.model_seeds]
     runs += [offset_run(profile, profile.student, seed) for seed in profile.seeds]
     runs += [offset_run(profile, profile.student + DISTILLED_SUFFIX, seed) for seed in profile.seeds]
     runs += widerface_teacher_runs(profile)
-    runs += [offset_run(profile, model) for model in (*study_swaps(profile), *study_v2_variants(profile),
-                                                      *study_pruned_variants(profile))]
+    runs += [offset_run(profile, model, seed) for model in (*study_swaps(profile), *study_v2_variants(profile))
+             for seed in profile.model_seeds]
+    runs += [offset_run(profile, model) for model in study_pruned_variants(profile)]
     return runs
 
 

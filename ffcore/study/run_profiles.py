@@ -39,6 +39,9 @@ class RunProfile:
     teacher: str = "featherface_v1"   # distillation teacher (trained in notebook 01)
     student: str = "featherface_v2"
     seeds: tuple[int, ...] = (0,)     # training seeds of the V2 alone vs V2 distilled comparison
+    # training seeds of V1, its one-part swaps and V2's variants (the distillation's teacher is V1's
+    # run of the first seed); one seed makes every comparison with them "one seed: not established"
+    model_seeds: tuple[int, ...] = (0,)
     finetune_epochs: int = 1          # pruned variants: fine-tuning from their trained parent
     bootstrap_resamples: int = 1000   # resamples of the validation images for every AP interval
     real_photo_scale: str = "origin"  # test scale of the real-photo check ("origin" or a long side in pixels)
@@ -135,7 +138,7 @@ SMOKE = RunProfile(
 # worker and V2 about 5.5. Inside 90 minutes the profile trains V1, two of its one-part swaps (context
 # and neck, the two largest parts), V2 alone and distilled from V1 for five seeds each and the two
 # pruned fine-tunes (15 trainings). The other five swaps, V2's variants, V1 over seeds and the
-# distillation from the WIDER FACE-trained teacher do not fit beside them: they are `full`'s.
+# distillation from the WIDER FACE-trained teacher do not fit beside them: they are `synthetic_long`'s.
 SYNTHETIC_PROFILE = RunProfile(
     name="synthetic",
     description="synthetic dataset, every model trained with one CPU recipe on a CPU (the measured duration is in "
@@ -168,7 +171,22 @@ FULL = RunProfile(
     val_every=10, workers=4,
 )
 
-PROFILES: dict[str, RunProfile] = {p.name: p for p in (SMOKE, SYNTHETIC_PROFILE, FULL)}
+# The synthetic study with what does not fit in the default profile's 90 minutes: all seven one-part
+# swaps of V1 and both V2 variants, each over three seeds like V1 itself (so every swap and variant
+# gets a pooled verdict and V2 against V1 is pooled on both sides), and the distillation from the
+# WIDER FACE-trained ECA-CBAM teacher. From the per-run wall times of the synthetic run (V1-sized
+# trainings 6-12 min of one worker, V2 about 5, V2 distilled about 8) its 43 trainings need about
+# three hours of two workers: run it in parts. Interrupted, `run_all.py --profile synthetic_long`
+# resumes from the last finished epoch of each run and skips finished runs.
+SYNTHETIC_LONG = replace(
+    SYNTHETIC_PROFILE,
+    name="synthetic_long",
+    description="synthetic dataset, the synthetic profile's recipe, every one-part swap and V2 variant over three "
+                "seeds and the WIDER FACE-teacher distillation (hours on a CPU; resumable)",
+    model_seeds=(0, 1, 2), ablation_swaps=None, v2_variants=None, widerface_teachers=None,
+)
+
+PROFILES: dict[str, RunProfile] = {p.name: p for p in (SMOKE, SYNTHETIC_PROFILE, SYNTHETIC_LONG, FULL)}
 
 
 def get_profile(name: str) -> RunProfile:
