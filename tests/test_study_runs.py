@@ -173,3 +173,26 @@ def test_the_evaluation_split_is_the_held_out_test_split_when_the_data_has_one(t
     bare = open_study("smoke", data_root=tmp_path / "elsewhere", prepare_data=False)
     with pytest.warns(UserWarning, match="no complete held-out test split"):
         assert evaluation_split(bare).name == "validation"
+
+
+def test_real_photo_paragraph_gives_recall_and_precision_model_by_model(study):
+    import pandas as pd
+
+    from ffcore.study.evaluation import describe_real_photo_check
+
+    rows = []
+    for run, image, faces, detections, matched in (
+            ("featherface_v1", "crowd.jpg", 27, 9, 7), ("featherface_v1", "group.jpg", 6, 2, 2),
+            ("featherface_v2", "crowd.jpg", 27, 40, 17), ("featherface_v2", "group.jpg", 6, 10, 5),
+            ("featherface_v2_seed1", "crowd.jpg", 27, 0, 0), ("featherface_v2_seed1", "group.jpg", 6, 0, 0),
+            ("retinaface_mnet025_widerface", "crowd.jpg", 27, 27, 27)):
+        rows.append({"run": run, "trained on": "WIDER FACE (shared weights)" if "widerface" in run else "synthetic",
+                     "image": image, "reference": "retinaface_mnet025_widerface", "reference faces": faces,
+                     "detections >= 0.5": detections, "matched": matched})
+    study.tables_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(study.tables_dir / "real_photo_check.csv", index=False)
+    text = describe_real_photo_check(study).data
+    assert "featherface_v1: recall 27 % (9/33), precision 82 % (9/11)" in text
+    # V2's two runs: a range over the runs; the run without a detection has no precision
+    assert "featherface_v2 (2 runs): recall 0-67 %, precision n/a in some runs (no detection)" in text
+    assert "retinaface" not in text.split("\n\n- ")[1]     # the reference detector is not one of the models
