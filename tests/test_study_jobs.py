@@ -102,6 +102,20 @@ def test_swaps_over_model_seeds_are_trained_and_pooled_by_the_ablation_table(dat
     assert (pooled["arm seeds"], pooled["vs seeds"]) == (2, 2) and not str(pooled["hard verdict"]).startswith("one seed")
 
 
+
+def test_a_pruned_run_under_a_seed_offset_is_cut_from_its_shifted_parent(data_root, results):
+    from ffcore.study.training import finetune_pruned_or_load
+
+    study = tiny_study(data_root, seed_offset=100)
+    finetune_pruned_or_load(study, "featherface_v2_pruned20")
+    checkpoints = results / "smoke" / "checkpoints"
+    for run in ("featherface_v2_seed100", "featherface_v2_pruned20_seed100",
+                "featherface_v2_pruned20_not_finetuned_seed100"):
+        assert (checkpoints / run / "best.pt").is_file(), run
+    cut = load_checkpoint_file(checkpoints / "featherface_v2_pruned20_not_finetuned_seed100" / "best.pt")
+    assert cut["model_name"] == "featherface_v2_pruned20" and cut["parent"] == "featherface_v2_seed100"
+
+
 # ------------------------------------------------------------------- completion, resume, staleness
 
 def _interrupt_after(monkeypatch, epochs: int) -> None:

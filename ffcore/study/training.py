@@ -255,7 +255,8 @@ def _pruned_model(study: Study, job: PlannedRun, keep_cut: bool):
     from ffcore.pruning import DEFAULT_RATIO, prune_context
 
     parent_checkpoint = study.checkpoint_path(job.parent)
-    pruned = prune_context(load_pretrained(job.parent, parent_checkpoint), DEFAULT_RATIO)
+    # job.parent is a run (`featherface_v2_seed100` under a seed offset); its model is what gets built
+    pruned = prune_context(load_pretrained(model_of_run(job.parent), parent_checkpoint), DEFAULT_RATIO)
     pruned.name = job.model
     if keep_cut:
         (companion,) = job.companions
