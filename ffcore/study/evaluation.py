@@ -442,6 +442,7 @@ def validation_detections_figure(study: Study, run: str = "featherface_v1", name
     from ffcore.eval.detect import detect_faces
     from ffcore.plotting import new_figure, pretty_name
     from ffcore.preprocess import read_image
+    from ffcore.study.plan import split_seed
 
     path, ground_truth = _validation_sample(study)
     image = read_image(path)
@@ -451,7 +452,8 @@ def validation_detections_figure(study: Study, run: str = "featherface_v1", name
     _draw(ax, image, detections, ground_truth,
           f"{run_label(study, run)}: {len(detections)} detections ≥ {DETECTION_THRESHOLD} (top {MAX_DRAWN} drawn) "
           f"({len(ground_truth)} faces, dashed) — {path.parent.name}/{path.name}")
-    return study.save_figure(fig, name or f"detections_{run}", checkpoints=[run], image=path.name,
+    # named after the model, so that a rerun with shifted seeds (`seed_offset`) writes the same artifact
+    return study.save_figure(fig, name or f"detections_{split_seed(run)[0]}", checkpoints=[run], image=path.name,
                              headline=f"{run}: {len(detections)} detections vs {len(ground_truth)} faces on {path.name}")
 
 
