@@ -174,10 +174,12 @@ FULL = RunProfile(
 # The synthetic study with what does not fit in the default profile's 90 minutes: all seven one-part
 # swaps of V1 and both V2 variants, each over three seeds like V1 itself (so every swap and variant
 # gets a pooled verdict and V2 against V1 is pooled on both sides), and the distillation from the
-# WIDER FACE-trained ECA-CBAM teacher. From the per-run wall times of the synthetic run (V1-sized
-# trainings 6-12 min of one worker, V2 about 5, V2 distilled about 8) its 43 trainings need about
-# three hours of two workers: run it in parts. Interrupted, `run_all.py --profile synthetic_long`
-# resumes from the last finished epoch of each run and skips finished runs.
+# WIDER FACE-trained ECA-CBAM teacher. Its 43 trainings need about 3.5 hours of two workers, an
+# estimate from the synthetic run's per-run wall times (V1 12 min of one worker, ssh_grouped 6,
+# V2 5, V2 distilled 8) and the images/s of the swaps and variants against V1 and V2 (the other five
+# swaps 0.92-1.02x V1, V2 ultra 0.98x and V2 ViT 0.65x V2: results/benchmarks/train_step_swaps.log).
+# Run it in parts: interrupted, `run_all.py --profile synthetic_long` resumes from the last
+# finished epoch of each run and skips finished runs.
 SYNTHETIC_LONG = replace(
     SYNTHETIC_PROFILE,
     name="synthetic_long",
