@@ -35,11 +35,13 @@ KERNEL = "python3"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ffcore.cli.study import PROFILE_NAMES
+
     parser = argparse.ArgumentParser(
         prog="run_all.py",
         description="Execute the study notebooks (01 baseline ... 05 benchmarks) with papermill for one "
                     "run profile and write their tables, figures and summary.")
-    parser.add_argument("--profile", default=None, choices=("smoke", "synthetic", "synthetic_long", "full"),
+    parser.add_argument("--profile", default=None, choices=PROFILE_NAMES,
                         help="full: WIDER FACE from data/widerface, the papers' schedules, GPU; synthetic: every "
                              "model trained on generated data with one CPU recipe (its measured duration: results/synthetic/summary.md); "
                              "synthetic_long: the same recipe with every one-part swap and V2 variant over three seeds (hours; "
