@@ -179,3 +179,31 @@ def test_summary_lists_every_artifact_with_its_headline(tmp_path, monkeypatch):
     text = path.read_text()
     assert "params_a" in text and "a has 3 parameters" in text and "SYNTHETIC DATA" in text
     assert "results/smoke/tables/params_a.csv" in text
+
+
+def test_notebook_tables_show_every_column_and_their_caption():
+    import pandas as pd
+
+    from ffcore.study.display import CAPTION, captioned_html, configure_display
+
+    configure_display()
+    wide = pd.DataFrame([{f"column {i}": i for i in range(40)} | {"AP hard %": 57.3, "hard CI high": 64.3}])
+    assert "..." not in wide.to_string() and "hard CI high" in wide._repr_html_()
+    wide.attrs[CAPTION] = "AP on the test split <synthetic> & more"
+    shown = captioned_html(wide)
+    assert shown.startswith("<p") and "AP on the test split &lt;synthetic&gt; &amp; more" in shown
+    assert shown.endswith(wide._repr_html_())
+    wide.attrs.pop(CAPTION)
+    assert captioned_html(wide) == wide._repr_html_()
+
+
+def test_a_saved_table_carries_its_caption(tmp_path, monkeypatch):
+    monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("FFCORE_FIGURES", str(tmp_path / "figures"))
+    from ffcore.study.context import open_study
+    from ffcore.study.display import CAPTION
+
+    from ffcore.study.architecture import parameter_table
+
+    table = parameter_table(open_study("smoke", prepare_data=False), "featherface_v1")
+    assert table.attrs[CAPTION] == "Parameters of featherface_v1 per part: true count and thop's count"

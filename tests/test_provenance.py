@@ -102,3 +102,20 @@ def test_environment_imports_nothing_heavy():
                             env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert environment()["python"]
+
+
+def test_the_summary_states_the_duration_measured_from_empty_caches(tmp_path, monkeypatch):
+    from ffcore.study.summary import _measured_duration, elapsed_seconds
+
+    monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path))
+    assert elapsed_seconds("1:01:02") == 3662 and elapsed_seconds("12:34.5") == 754.5
+    assert _measured_duration("synthetic_long") == []   # no log: no section
+    log = tmp_path / "synthetic_long" / "run_from_empty_caches.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("part 1\n\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:30:00\npart 2 (shared with tests)\n"
+                   "\tElapsed (wall clock) time (h:mm:ss or m:ss): 45:00.00\n")
+    section = "\n".join(_measured_duration("synthetic_long"))
+    assert "2 parts timed by GNU time, 135.0 min of wall clock in all (90.0, 45.0 min)" in section
+    log.write_text("no timing here\n")
+    with pytest.raises(ValueError, match="no GNU time timing"):
+        _measured_duration("synthetic_long")

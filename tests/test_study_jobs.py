@@ -326,3 +326,110 @@ def test_the_summary_lists_every_run_with_how_it_was_trained(data_root, results,
     text = text.read_text()
     assert "| featherface_v1 | complete | 3/3 | resumed from epoch 1 |" in text
     assert "| trainings (2 workers) | ok | 1.0 min |" in text and "| total | | 1.5 min |" in text
+
+
+def test_the_long_profile_plans_the_budget_curve_the_own_recipe_and_the_pruning_control():
+    from ffcore.study.plan import (is_own_recipe, model_of_run, planned_run, planned_runs, run_epochs, study_plan,
+                                   teacher_of_run)
+    from ffcore.study.run_profiles import get_profile
+
+    long = get_profile("synthetic_long")
+    runs = planned_runs(long)
+    assert len(runs) == len(set(runs)) == 54
+    budget = [run for run in runs if run_epochs(run)]
+    assert budget == ["featherface_v1_ep20", "featherface_v2_ep20", "featherface_v2_distilled_ep20",
+                      "featherface_v1_ep40", "featherface_v2_ep40", "featherface_v2_distilled_ep40"]
+    jobs = {run: planned_run(long, run) for run in runs}
+    assert [(jobs[r].model, jobs[r].epochs, jobs[r].preset) for r in budget[3:]] == [
+        ("featherface_v1", 40, "synthetic_cpu"), ("featherface_v2", 40, "synthetic_cpu"),
+        ("featherface_v2", 40, "synthetic_cpu")]
+    # the budget's distillation keeps the profile's teacher run: only the student's length changes
+    assert jobs["featherface_v2_distilled_ep40"].depends_on == ("featherface_v1",)
+    assert teacher_of_run(long, "featherface_v2_distilled_ep40_seed3").run == "featherface_v1"
+    own = [run for run in runs if is_own_recipe(run)]
+    assert own == ["featherface_v2_own_recipe", "featherface_v2_own_recipe_seed1", "featherface_v2_own_recipe_seed2"]
+    assert {(jobs[r].preset, jobs[r].epochs, jobs[r].kind) for r in own} == {("synthetic_cpu_v2_thesis", 10, "train")}
+    control = jobs["featherface_v2_finetuned_unpruned"]
+    pruned = jobs["featherface_v2_pruned20"]
+    assert (control.kind, control.parent, control.epochs, control.preset, control.seed) == \
+        ("finetune", "featherface_v2", pruned.epochs, pruned.preset, pruned.seed)
+    assert "featherface_v1_finetuned_unpruned" in runs and model_of_run("featherface_v1_finetuned_unpruned") == \
+        "featherface_v1"
+    # among the runs ready at once, the longest start first (side-by-side workers end on the short ones)
+    order = [job.name for job in study_plan(long)]
+    assert order[:2] == ["featherface_v1_ep40", "featherface_v2_ep40"]
+    assert order.index("featherface_v2_distilled_ep40") < order.index("featherface_v2_distilled")
+    # the default profile trains none of them
+    assert not [run for run in planned_runs(get_profile("synthetic")) if run_epochs(run) or is_own_recipe(run)
+                or run.endswith("_unpruned")]
+
+
+def test_an_own_recipe_run_needs_a_profile_that_names_the_recipe():
+    from ffcore.study.plan import planned_run
+    from ffcore.study.run_profiles import get_profile
+
+    with pytest.raises(ValueError, match="student_own_preset"):
+        planned_run(get_profile("synthetic"), "featherface_v2_own_recipe")
+
+
+def test_budget_curve_and_own_recipe_are_trained_evaluated_and_pooled(data_root, results):
+    from ffcore.eval.bootstrap import ONE_SEED
+    from ffcore.study.budget import budget_differences, budget_figure, budget_table, own_recipe_comparison
+    from ffcore.study.comparisons import POOLED
+
+    study = tiny_study(data_root, seeds=(0, 1), budget_epochs=(3,), student_own_preset="synthetic_cpu_v2_thesis")
+    table = budget_table(study)
+    assert [(row.arm, row.epochs, row.seeds) for row in table.itertuples()] == [
+        ("featherface_v1", 2, 1), ("featherface_v1", 3, 1), ("featherface_v2", 2, 2), ("featherface_v2", 3, 1),
+        ("featherface_v2_distilled", 2, 2), ("featherface_v2_distilled", 3, 1)]
+    assert (table["hard CI low"] <= table["AP hard %"]).all() and (table["AP hard %"] <= table["hard CI high"]).all()
+    record = json.loads((results / "smoke" / "checkpoints" / "featherface_v2_distilled_ep3" / "run.json").read_text())
+    assert record["complete"] and record["planned_epochs"] == 3
+    differences = budget_differences(study).set_index("comparison")
+    at_two = differences.loc["featherface_v2_distilled vs featherface_v2 at 2 epochs"]
+    assert at_two["seeds"] == "2 vs 2, paired by seed" and at_two["hard verdict"] != ONE_SEED
+    assert differences.loc["featherface_v2_distilled vs featherface_v2 at 3 epochs", "hard verdict"] == ONE_SEED
+    assert differences.loc["featherface_v2 vs featherface_v1 at 3 epochs", "hard verdict"] == ONE_SEED
+    assert budget_figure(study) is not None and (results.parent / "figures" / "smoke" / "training_budget.png").is_file()
+    own = own_recipe_comparison(study)
+    pooled = own[own["run"] == POOLED].iloc[0]
+    assert pooled["comparison"] == "featherface_v2_own_recipe vs featherface_v2" and pooled["seeds"] == "1 vs 2"
+    payload = load_checkpoint_file(results / "smoke" / "checkpoints" / "featherface_v2_own_recipe" / "best.pt")
+    assert payload["train_config"]["schedule"] == "warmup_cosine" and payload["train_config"]["cutmix_prob"] == 0.5
+
+
+def test_a_profile_without_them_says_so_and_writes_nothing(data_root, results):
+    from ffcore.study.budget import budget_figure, budget_table, own_recipe_comparison
+
+    study = tiny_study(data_root, budget_epochs=(), student_own_preset=None)
+    assert "budget_epochs" in budget_table(study).iloc[0]["status"]
+    assert "student_own_preset" in own_recipe_comparison(study).iloc[0]["status"]
+    assert budget_figure(study) is None
+    assert not list((results / "smoke").glob("tables/*budget*")) and not (results / "smoke" / "checkpoints").exists()
+
+
+def test_the_pruning_control_fine_tunes_the_unpruned_parent_like_the_pruned_model(data_root, results):
+    from ffcore.study.ablations import pruned_table
+
+    study = tiny_study(data_root, pruning_control=True)
+    table = pruned_table(study)
+    v2 = table[table["variant"] == "featherface_v2_pruned20"].set_index("run")
+    assert list(v2.index) == ["featherface_v2", "featherface_v2_pruned20_not_finetuned", "featherface_v2_pruned20",
+                              "featherface_v2_finetuned_unpruned"]
+    assert v2.loc["featherface_v2_finetuned_unpruned", "stage"].startswith("control")
+    assert pd_notna(v2.loc["featherface_v2_pruned20", "dhard AP pts vs control"])
+    checkpoints = results / "smoke" / "checkpoints"
+    control = load_checkpoint_file(checkpoints / "featherface_v2_finetuned_unpruned" / "best.pt")
+    pruned = load_checkpoint_file(checkpoints / "featherface_v2_pruned20" / "best.pt")
+    parent = load_checkpoint_file(checkpoints / "featherface_v2" / "best.pt")
+    assert control["kind"] == pruned["kind"] == "finetune"
+    assert control["train_config"]["lr"] == pruned["train_config"]["lr"] == parent["train_config"]["lr"] / 10
+    assert control["train_config"]["seed"] == pruned["train_config"]["seed"]
+    # the control starts from the parent's weights, not from a fresh model
+    assert control["initialisation"] == "given model (finetune)"
+
+
+def pd_notna(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.notna(value))

@@ -147,6 +147,17 @@ SYNTHETIC_CPU = TrainConfig(model="featherface_v1", epochs=8, batch_size=8, imag
                             onecycle_pct_start=0.15, val_every=4, val_scale=320, best_metric="easy",
                             amp=False, tensorboard=False, channels_last=True)
 
+# The thesis's V2 recipe (V2_THESIS) brought to the synthetic CPU setting, to train V2 with its own
+# recipe beside the shared one (the synthetic_long profile): V2_THESIS's optimiser, peak learning rate
+# (1e-3), weight decay, MixUp / CutMix and warm-up + cosine schedule, the warm-up scaled to the same share
+# of the run (5 of 400 epochs = 1.25 %: 0.125 of the synthetic profile's 10 epochs). Crop, batch, NHWC
+# and the validation scale are synthetic_cpu's, so only the recipe differs from the shared one.
+SYNTHETIC_CPU_V2_THESIS = replace(SYNTHETIC_CPU, model="featherface_v2", lr=V2_THESIS.lr,
+                                  weight_decay=V2_THESIS.weight_decay, schedule=V2_THESIS.schedule,
+                                  warmup_epochs=10 * V2_THESIS.warmup_epochs / V2_THESIS.epochs,
+                                  min_lr=V2_THESIS.min_lr, mixup_prob=V2_THESIS.mixup_prob,
+                                  mixup_alpha=V2_THESIS.mixup_alpha, cutmix_prob=V2_THESIS.cutmix_prob)
+
 # The recipe that trained the fork's published ECA-CBAM weights (fokouarnaud/FeatherFace f023145,
 # train_eca_cbam.py): Adam (L2 weight decay 1e-4 on every parameter), CosineAnnealingWarmRestarts
 # with T_0 = the run's 350 epochs and eta_min 1e-6 stepped once per epoch, batch 32 at 640 px, and
@@ -162,6 +173,7 @@ TRAINING_PRESETS: dict[str, TrainConfig] = {
     "retinaface_paper": RETINAFACE_PAPER,
     "smoke": SMOKE,
     "synthetic_cpu": SYNTHETIC_CPU,
+    "synthetic_cpu_v2_thesis": SYNTHETIC_CPU_V2_THESIS,
     "fork_eca_cbam": FORK_ECA_CBAM,
 }
 

@@ -19,6 +19,8 @@ from ffcore.study.ablations import (ablation_figure, ablation_models, ablation_t
 from ffcore.study.architecture import (claims_table, compare_parts_table, efficiency_table, flops_table,
                                        model_summary, parameter_count_explanation, parameter_table, parts_figure,
                                        shape_compatibility)
+from ffcore.study.budget import (budget_differences, budget_figure, budget_table, describe_budget,
+                                 describe_own_recipe, own_recipe_comparison)
 from ffcore.study.benchmarks import benchmark_table, latency_figure, measured_benchmark, published_comparison_figure
 from ffcore.study.context import DatasetMissingError, Study, open_study
 from ffcore.study.gate_health import describe_gate_health, gate_health_table
@@ -51,7 +53,9 @@ __all__ = [
     "describe_distillation", "differences_figure", "what_this_shows",
     "arm_runs", "v2_v1_comparison", "describe_v2_v1", "gate_health_table", "describe_gate_health",
     "ablation_models", "ablation_variants", "ablation_table", "ablation_figure", "one_part_swaps",
-    "v2_variants_table", "pruned_table", "describe_comparison", "describe_pruned",
+    "v2_variants_table", "pruned_table",
+    "budget_table", "budget_differences", "budget_figure", "describe_budget", "own_recipe_comparison",
+    "describe_own_recipe", "describe_comparison", "describe_pruned",
     "benchmark_table", "measured_benchmark", "latency_figure", "published_comparison_figure",
     "fork_detections_figure", "fork_training_log_figure", "fork_weights_table", "fork_parameter_table",
     "attention_maps_figure", "deploy_latency_table", "deploy_ladder_table", "operator_profile_table",

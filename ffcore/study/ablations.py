@@ -188,38 +188,60 @@ def v2_variants_table(study: Study) -> pd.DataFrame:
 
 def pruned_table(study: Study) -> pd.DataFrame:
     """Each pruned variant whose parent the study trains: the parent's AP, the AP right after pruning
-    and after fine-tuning (intervals), and the paired differences with the parent."""
+    and after fine-tuning (intervals), and the paired differences with the parent. Where the profile
+    trains the pruning control (`pruning_control`), also the unpruned parent fine-tuned the same way,
+    and the pruned model's difference with it: what pruning costs at equal training."""
     from ffcore.study.architecture import model_summary
     from ffcore.study.evaluation import ap_frame, paired_comparison
+    from ffcore.study.plan import UNPRUNED_FINETUNE_SUFFIX, pruning_control_runs
     from ffcore.study.training import (NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent,
-                                       study_pruned_variants, study_run)
+                                       study_pruned_variants, study_run, train_or_load)
 
+    p = study.profile
     rows = []
-    variants = study_pruned_variants(study.profile)
+    variants = study_pruned_variants(p)
+    controls = set(pruning_control_runs(p))
     for variant in variants:
         finetune_pruned_or_load(study, variant)
         parent_model = pruned_parent(variant)
         parent, before, after = (study_run(study, name) for name in (parent_model, variant + NOT_FINETUNED_SUFFIX,
                                                                       variant))
-        aps = ap_frame(study, [parent, before, after]).set_index("run")
-        differences = paired_comparison(study, [(before, parent), (after, parent)]).set_index("run")
-        for run, stage in ((parent, "trained parent"), (before, "pruned, not fine-tuned"),
-                           (after, f"pruned + {study.profile.finetune_epochs} fine-tuning epochs")):
+        control = study_run(study, parent_model + UNPRUNED_FINETUNE_SUFFIX)
+        stages = [(parent, "trained parent"), (before, "pruned, not fine-tuned"),
+                  (after, f"pruned + {p.finetune_epochs} fine-tuning epochs")]
+        if control in controls:
+            train_or_load(study, control)
+            stages.append((control, f"control: unpruned + {p.finetune_epochs} fine-tuning epochs"))
+        runs = [run for run, _ in stages]
+        aps = ap_frame(study, runs).set_index("run")
+        differences = paired_comparison(study, [(run, parent) for run in runs[1:]]).set_index("run")
+        against_control = (paired_comparison(study, [(after, control)]).set_index("run")
+                           if control in controls else None)
+        for run, stage in stages:
             row = {"variant": variant, "stage": stage, "run": run,
-                   "parameters": model_summary(variant if run != parent else parent_model,
-                                               study.profile.flops_size)["parameters"]}
+                   "parameters": model_summary(variant if run in (before, after) else parent_model,
+                                               p.flops_size)["parameters"]}
             for s in SETTINGS:
                 row.update({f"AP {s} %": aps.loc[run, f"AP {s} %"], f"{s} CI low": aps.loc[run, f"{s} CI low"],
                             f"{s} CI high": aps.loc[run, f"{s} CI high"]})
             row["dhard AP pts vs parent"] = differences.loc[run, "dhard AP pts"] if run != parent else 0.0
             row["hard verdict"] = differences.loc[run, "hard verdict"] if run != parent else "reference"
+            if against_control is not None:
+                mine = run == after
+                row.update({"dhard AP pts vs control": against_control.loc[after, "dhard AP pts"] if mine else None,
+                            "dhard vs control CI low": against_control.loc[after, "dhard CI low"] if mine else None,
+                            "dhard vs control CI high": against_control.loc[after, "dhard CI high"] if mine else None,
+                            "hard verdict vs control": against_control.loc[after, "hard verdict"] if mine else ""})
             rows.append(row)
     table = pd.DataFrame(rows)
     runs = sorted(set(table["run"])) if len(table) else []
-    study.save_table(table, "pruned", checkpoints=runs, resamples=study.profile.bootstrap_resamples,
+    control_note = (f"; the control is the trained parent fine-tuned, unpruned, for the same {p.finetune_epochs} "
+                    "epochs, and 'vs control' the fine-tuned pruned model minus it: pruning's cost at equal training"
+                    if controls else "; no pruning control in this profile (its pruning_control is off)")
+    study.save_table(table, "pruned", checkpoints=runs, resamples=p.bootstrap_resamples,
                      caption="Pruned variants (20% of the SSH internal channels, L1): AP of the trained parent, "
                              f"after pruning and after fine-tuning from it, on the {evaluation_split(study).note} "
-                             "(one training run each: 'one seed: not established')",
+                             f"(one training run each: 'one seed: not established'){control_note}",
                      headline="; ".join(f"{row['run']} ({row['stage']}): hard {row['AP hard %']:.1f}%"
                                         for _, row in table.iterrows()))
     return table
@@ -290,11 +312,21 @@ def describe_pruned(study: Study, name: str = "pruned"):
     lines = []
     for variant, part in table.groupby("variant", sort=False):
         parent, before, after = (part.iloc[i] for i in range(3))
-        lines.append(f"{variant}: parent hard AP {parent['AP hard %']:.1f} %, right after pruning "
-                     f"{before['AP hard %']:.1f} % ({before['dhard AP pts vs parent']:+.1f} points, "
-                     f"{before['hard verdict']}), after fine-tuning {after['AP hard %']:.1f} % "
-                     f"({after['dhard AP pts vs parent']:+.1f} points, {after['hard verdict']})")
-    return markdown("**What this shows.**\n\n- " + "\n- ".join(lines))
+        line = (f"{variant}: parent hard AP {parent['AP hard %']:.1f} %, right after pruning "
+                f"{before['AP hard %']:.1f} % ({before['dhard AP pts vs parent']:+.1f} points, "
+                f"{before['hard verdict']}), after fine-tuning {after['AP hard %']:.1f} % "
+                f"({after['dhard AP pts vs parent']:+.1f} points, {after['hard verdict']})")
+        if len(part) > 3:
+            control = part.iloc[3]
+            line += (f"; the unpruned parent fine-tuned the same way reaches {control['AP hard %']:.1f} %, so at equal "
+                     f"training pruning costs {after['dhard AP pts vs control']:+.1f} points "
+                     f"[{after['dhard vs control CI low']:+.1f}, {after['dhard vs control CI high']:+.1f}], "
+                     f"{after['hard verdict vs control']}")
+        lines.append(line)
+    return markdown("**What this shows.**\n\n- " + "\n- ".join(lines)
+                    + ("" if "dhard AP pts vs control" in table else
+                       "\n\nThis profile has no pruning control (the parent fine-tuned unpruned for as long), so a "
+                       "gain after fine-tuning may be the extra training rather than the pruning."))
 
 
 def ablation_figure(study: Study, name: str = "ablations"):

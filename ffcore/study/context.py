@@ -21,6 +21,7 @@ from ffcore.paths import default_synthetic_root, default_widerface_root, figures
 from ffcore.provenance import Provenance
 from ffcore.study.datasets import DatasetMissingError, prepare_dataset  # noqa: F401  (re-exported)
 from ffcore.study.run_profiles import RunProfile, get_profile
+from ffcore.study.display import CAPTION, configure_display
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Study:
 
         write_table(table, self.tables_dir, name, self._provenance_for(data_free, checkpoints, notes),
                     caption=caption, headline=headline, columns=columns)
+        table.attrs[CAPTION] = caption   # shown above the table in a notebook (ffcore.study.display)
         return table
 
     def save_figure(self, fig, name: str, headline: str | None = None,
@@ -160,13 +162,5 @@ def open_study(profile: str | RunProfile = "smoke", data_root: str | Path | None
     study = Study(profile=run_profile, data_root=root, device=device or run_profile.device, force=bool(force))
     if prepare_data:
         prepare_dataset(run_profile, root)
-    _configure_display()
+    configure_display()
     return study
-
-
-def _configure_display() -> None:
-    """Let notebook tables show their explanatory text columns instead of cutting them at 50 characters."""
-    import pandas as pd
-
-    pd.set_option("display.max_colwidth", 100)
-    pd.set_option("display.width", 180)

@@ -11,10 +11,18 @@ A run lives in results/<profile>/checkpoints/<run>/ and its name says what was t
     featherface_v2_pruned20                             pruned from the trained parent, then fine-tuned
     featherface_v2_pruned20_not_finetuned               pruned from the trained parent only (made by the
                                                         same job as featherface_v2_pruned20)
+    featherface_v2_finetuned_unpruned                   the pruning control: the trained parent fine-tuned,
+                                                        unpruned, exactly as featherface_v2_pruned20 is
+    featherface_v1_ep40, featherface_v2_distilled_ep20  the training-budget curve: the same recipe for
+                                                        another length (the profile's `budget_epochs`)
+    featherface_v2_own_recipe[_seed1]                   V2 with its own recipe (the profile's
+                                                        `student_own_preset`) instead of the shared one
 
 V1 and its one-part swaps train with the profile's `train_preset` for `epochs`; V2 alone,
 V2 distilled (every teacher) and the V2 variants with `student_preset` for
-`student_epochs`, so each comparison changes only the factor it studies.
+`student_epochs`, so each comparison changes only the factor it studies. The modifiers of a
+name come in this order: `<model>[_distilled[_<teacher>]][_own_recipe][_ep<N>][_finetuned_unpruned]
+[_not_finetuned][_seed<K>]`.
 
 This module only names and orders runs (`study_plan`); nothing here trains or reads a
 checkpoint. It sits below the modules that train (`ffcore.study.training`) and report.
@@ -30,7 +38,11 @@ from ffcore.study.run_profiles import RunProfile
 
 DISTILLED_SUFFIX = "_distilled"
 NOT_FINETUNED_SUFFIX = "_not_finetuned"
+# the pruning control: the unpruned parent fine-tuned exactly like its pruned variant
+UNPRUNED_FINETUNE_SUFFIX = "_finetuned_unpruned"
+OWN_RECIPE_SUFFIX = "_own_recipe"
 _SEED = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
+_EPOCHS = re.compile(r"^(?P<base>.+)_ep(?P<epochs>\d+)$")
 BASELINE = "featherface_v1"
 # V2's registered variants train with the student recipe (compared with V2, not with V1).
 V2_VARIANTS = ("featherface_v2_ultra", "featherface_v2_vit")
@@ -86,18 +98,46 @@ def split_seed(run: str) -> tuple[str, int]:
     return (match["base"], int(match["seed"])) if match else (run, 0)
 
 
+def budget_run(run: str, epochs: int) -> str:
+    """The run of the training-budget curve: `run` (without a seed) trained for `epochs`."""
+    return f"{run}_ep{epochs}"
+
+
+def run_epochs(run: str) -> int | None:
+    """The training length a budget run's name states (`featherface_v1_ep40_seed1` -> 40), else None."""
+    base = split_seed(run)[0].removesuffix(NOT_FINETUNED_SUFFIX).removesuffix(UNPRUNED_FINETUNE_SUFFIX)
+    match = _EPOCHS.match(base)
+    return int(match["epochs"]) if match else None
+
+
+def is_own_recipe(run: str) -> bool:
+    base = split_seed(run)[0]
+    match = _EPOCHS.match(base)
+    return (match["base"] if match else base).endswith(OWN_RECIPE_SUFFIX)
+
+
+def is_unpruned_finetune(run: str) -> bool:
+    return split_seed(run)[0].endswith(UNPRUNED_FINETUNE_SUFFIX)
+
+
+def _core(run: str) -> str:
+    """The name without its seed, stage, budget and recipe modifiers: `<model>[_distilled[_<teacher>]]`."""
+    base = split_seed(run)[0].removesuffix(NOT_FINETUNED_SUFFIX).removesuffix(UNPRUNED_FINETUNE_SUFFIX)
+    match = _EPOCHS.match(base)
+    return (match["base"] if match else base).removesuffix(OWN_RECIPE_SUFFIX)
+
+
 def model_of_run(run: str) -> str:
     """Registry name of the model a run trains (`featherface_v2_distilled_seed1` -> `featherface_v2`)."""
     if run in REFERENCE_RUNS:
         return REFERENCE_RUNS[run][0]
-    base, _ = split_seed(run)
-    base = base.removesuffix(NOT_FINETUNED_SUFFIX)
+    base = _core(run)
     return base.split(DISTILLED_SUFFIX)[0] if DISTILLED_SUFFIX in base else base
 
 
 def teacher_of_run(profile: RunProfile, run: str) -> Teacher | None:
     """The teacher of a distilled run (None for a supervised run)."""
-    base, _ = split_seed(run)
+    base = _core(run)
     if DISTILLED_SUFFIX not in base:
         return None
     tag = base.split(DISTILLED_SUFFIX, 1)[1].removeprefix("_")
@@ -190,13 +230,14 @@ class PlannedRun:
 
     name: str
     kind: str                          # "train" | "distill" | "prune" (prune, keep the cut model, fine-tune)
+                                       # | "finetune" (fine-tune the trained parent, unpruned: the control)
     model: str
     preset: str
     epochs: int
     seed: int                          # training seed (profile seed + the run's seed index)
     depends_on: tuple[str, ...] = ()   # runs that must be complete first (the teacher, the pruned parent)
     teacher: Teacher | None = None
-    parent: str | None = None          # pruned runs: the trained parent run
+    parent: str | None = None          # pruned and control runs: the trained parent run
 
     @property
     def companions(self) -> tuple[str, ...]:
@@ -209,7 +250,8 @@ class PlannedRun:
     def describe(self) -> str:
         after = f" after {', '.join(self.depends_on)}" if self.depends_on else ""
         what = {"train": "train", "distill": f"distil from {self.teacher.label if self.teacher else '?'}",
-                "prune": f"prune {self.parent} and fine-tune"}[self.kind]
+                "prune": f"prune {self.parent} and fine-tune",
+                "finetune": f"fine-tune {self.parent} unpruned"}[self.kind]
         return f"{self.name}: {what}, {self.preset} x {self.epochs} epochs, seed {self.seed}{after}"
 
 
@@ -231,7 +273,19 @@ def planned_run(profile: RunProfile, run: str) -> PlannedRun:
         parent_run = offset_run(profile, parent)
         return PlannedRun(run, "prune", model, preset, profile.finetune_epochs, seed, depends_on=(parent_run,),
                           parent=parent_run)
+    if is_unpruned_finetune(run):
+        # the same fine-tuning as the pruned variant's (recipe, length, seed), from the same parent
+        preset, _ = recipe(profile, model)
+        parent_run = offset_run(profile, model)
+        return PlannedRun(run, "finetune", model, preset, profile.finetune_epochs, seed, depends_on=(parent_run,),
+                          parent=parent_run)
     preset, epochs = recipe(profile, model)
+    if is_own_recipe(run):
+        if profile.student_own_preset is None:
+            raise ValueError(f"run {run!r} trains with the student's own recipe, but profile {profile.name!r} "
+                             f"names none (its student_own_preset is None)")
+        preset = profile.student_own_preset
+    epochs = run_epochs(run) or epochs
     teacher = teacher_of_run(profile, run)
     if teacher is not None:
         return PlannedRun(run, "distill", model, preset, epochs, seed,
@@ -255,7 +309,37 @@ def planned_runs(profile: RunProfile) -> list[str]:
     runs += [offset_run(profile, model, seed) for model in (*study_swaps(profile), *study_v2_variants(profile))
              for seed in profile.model_seeds]
     runs += [offset_run(profile, model) for model in study_pruned_variants(profile)]
+    runs += pruning_control_runs(profile)
+    runs += own_recipe_runs(profile)
+    runs += [run for epochs in profile.budget_epochs for run in budget_runs(profile, epochs)]
     return runs
+
+
+def budget_arms(profile: RunProfile) -> list[str]:
+    """The arms of the training-budget curve (names without seed or length): V1, V2 alone, V2 distilled."""
+    return [profile.teacher, profile.student, profile.student + DISTILLED_SUFFIX]
+
+
+def budget_runs(profile: RunProfile, epochs: int) -> list[str]:
+    """The budget curve's runs at `epochs`: each arm once, with the first seed (the teacher of the
+    distilled arm stays the profile's teacher run, so only the student's length changes)."""
+    return [offset_run(profile, budget_run(arm, epochs)) for arm in budget_arms(profile)
+            if epochs != recipe(profile, model_of_run(arm))[1]]   # that length is the arm's own run
+
+
+def own_recipe_runs(profile: RunProfile) -> list[str]:
+    """V2 trained with its own recipe over `model_seeds` (none when the profile names no such preset)."""
+    if profile.student_own_preset is None:
+        return []
+    return [offset_run(profile, profile.student + OWN_RECIPE_SUFFIX, seed) for seed in profile.model_seeds]
+
+
+def pruning_control_runs(profile: RunProfile) -> list[str]:
+    """The unpruned parent of each pruned variant, fine-tuned like it (when the profile asks for the control)."""
+    if not profile.pruning_control:
+        return []
+    return [offset_run(profile, pruned_parent(variant) + UNPRUNED_FINETUNE_SUFFIX)
+            for variant in study_pruned_variants(profile)]
 
 
 def study_plan(profile: RunProfile, only: list[str] | None = None) -> list[PlannedRun]:
@@ -284,6 +368,8 @@ def _dependency_order(jobs: dict[str, PlannedRun]) -> list[PlannedRun]:
     pending = list(jobs.values())
     while pending:
         ready = [job for job in pending if all(dep in placed or dep not in jobs for dep in job.depends_on)]
+        # the longest first (stable otherwise): side-by-side workers then finish on the short ones
+        ready.sort(key=lambda job: -job.epochs)
         if not ready:
             raise ValueError("the plan's dependencies form a cycle: " + ", ".join(j.name for j in pending))
         for job in ready:

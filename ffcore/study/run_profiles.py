@@ -43,6 +43,15 @@ class RunProfile:
     # run of the first seed); one seed makes every comparison with them "one seed: not established"
     model_seeds: tuple[int, ...] = (0,)
     finetune_epochs: int = 1          # pruned variants: fine-tuning from their trained parent
+    # the pruning control: each pruned variant's parent also fine-tuned, unpruned, for finetune_epochs
+    # (so the pruned model is compared with as much training as it had)
+    pruning_control: bool = False
+    # the training-budget curve: V1, V2 alone and V2 distilled also trained for these lengths (first
+    # seed; the distillation's teacher stays V1's run of `epochs`)
+    budget_epochs: tuple[int, ...] = ()
+    # V2 also trained with its own recipe (a training preset) over `model_seeds`, against the shared
+    # `student_preset`; None: not trained
+    student_own_preset: str | None = None
     bootstrap_resamples: int = 1000   # resamples of the validation images for every AP interval
     real_photo_scale: str = "origin"  # test scale of the real-photo check ("origin" or a long side in pixels)
     synthetic_train_images: int | None = None   # size of the generated dataset (synthetic profiles)
@@ -126,6 +135,8 @@ SMOKE = RunProfile(
     eval_scale="320", eval_limit=None,
     bench_sizes=(320,), bench_repeats=3, bench_backends=("torch",),
     bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2", *FORK_MODELS),
+    # every kind of run, for a step each: the budget curve, V2's own recipe and the pruning control
+    budget_epochs=(3,), student_own_preset="synthetic_cpu_v2_thesis", pruning_control=True,
 )
 
 # Every model of the study trains with the `synthetic_cpu` recipe (320 px crops, batch 8, OneCycle
@@ -173,19 +184,26 @@ FULL = RunProfile(
 
 # The synthetic study with what does not fit in the default profile's 90 minutes: all seven one-part
 # swaps of V1 and both V2 variants, each over three seeds like V1 itself (so every swap and variant
-# gets a pooled verdict and V2 against V1 is pooled on both sides), and the distillation from the
-# WIDER FACE-trained ECA-CBAM teacher. Its 43 trainings need about 3.5 hours of two workers, an
-# estimate from the synthetic run's per-run wall times (V1 12 min of one worker, ssh_grouped 6,
-# V2 5, V2 distilled 8) and the images/s of the swaps and variants against V1 and V2 (the other five
-# swaps 0.92-1.02x V1, V2 ultra 0.98x and V2 ViT 0.65x V2: results/benchmarks/train_step_swaps.log).
+# gets a pooled verdict and V2 against V1 is pooled on both sides), the distillation from the
+# WIDER FACE-trained ECA-CBAM teacher, V2 with its own recipe (the thesis's, scaled: three seeds),
+# the training-budget curve (V1, V2 alone and V2 distilled for 20 and 40 epochs beside the 10 of
+# every other run; one seed each) and the pruning control (each pruned variant's parent fine-tuned,
+# unpruned, for the same 2 epochs). The first 43 of its 54 trainings need about 3.5 hours of two
+# workers, an estimate from the synthetic run's per-run wall times (V1 12 min of one worker,
+# ssh_grouped 6, V2 5, V2 distilled 8) and the images/s of the swaps and variants against V1 and V2
+# (the other five swaps 0.92-1.02x V1, V2 ultra 0.98x and V2 ViT 0.65x V2: results/benchmarks/
+# train_step_swaps.log); the budget curve adds about 2.5 hours of one worker (V1 for 60 more epochs,
+# V2 alone and distilled for 60 each). Its measured duration is in results/synthetic_long/summary.md.
 # Run it in parts: interrupted, `run_all.py --profile synthetic_long` resumes from the last
 # finished epoch of each run and skips finished runs.
 SYNTHETIC_LONG = replace(
     SYNTHETIC_PROFILE,
     name="synthetic_long",
     description="synthetic dataset, the synthetic profile's recipe, every one-part swap and V2 variant over three "
-                "seeds and the WIDER FACE-teacher distillation (hours on a CPU; resumable)",
+                "seeds, the WIDER FACE-teacher distillation, V2's own recipe, the training-budget curve and the "
+                "pruning control (hours on a CPU; resumable)",
     model_seeds=(0, 1, 2), ablation_swaps=None, v2_variants=None, widerface_teachers=None,
+    budget_epochs=(20, 40), student_own_preset="synthetic_cpu_v2_thesis", pruning_control=True,
 )
 
 PROFILES: dict[str, RunProfile] = {p.name: p for p in (SMOKE, SYNTHETIC_PROFILE, SYNTHETIC_LONG, FULL)}

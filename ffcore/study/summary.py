@@ -7,6 +7,7 @@ so the summary lists exactly what exists on disk, nothing typed in by hand.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -87,6 +88,7 @@ def write_summary(profile: str, wall_times: list[tuple[str, str, float]] | None 
                 row.name, row.headline, row.files, row.dataset, row.checkpoints, row.commit)) + " |")
         lines.append("")
     lines += _training_runs(profile)
+    lines += _measured_duration(profile)
     if wall_times:
         total = sum(seconds for _, _, seconds in wall_times)
         lines += ["## Wall time of the run that wrote these artifacts", "", "| notebook | status | wall time |",
@@ -95,6 +97,36 @@ def write_summary(profile: str, wall_times: list[tuple[str, str, float]] | None 
         lines += [f"| total | | {total / 60:.1f} min |", ""]
     out.write_text("\n".join(lines))
     return out
+
+
+DURATION_LOG = "run_from_empty_caches.log"
+_ELAPSED = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?P<clock>[\d:.]+)")
+
+
+def elapsed_seconds(clock: str) -> float:
+    """GNU time's elapsed wall clock ("1:01:02" or "12:34.56") in seconds."""
+    seconds = 0.0
+    for part in clock.split(":"):
+        seconds = 60 * seconds + float(part)
+    return seconds
+
+
+def _measured_duration(profile: str) -> list[str]:
+    """The run from empty caches, timed by GNU time (`results/<profile>/run_from_empty_caches.log`; a run
+    made in parts holds one timing per part): what the profile costs, even when the run that wrote the
+    artifacts reused its trainings."""
+    log = results_dir() / profile / DURATION_LOG
+    if not log.is_file():
+        return []
+    parts = [elapsed_seconds(match["clock"]) for match in _ELAPSED.finditer(log.read_text())]
+    if not parts:
+        raise ValueError(f"{log} holds no GNU time timing ('Elapsed (wall clock) time ...'); "
+                         "it is the log of a run timed with /usr/bin/time -v")
+    each = ", ".join(f"{seconds / 60:.1f}" for seconds in parts)
+    return ["## Duration measured from empty caches", "",
+            f"`results/{profile}/{DURATION_LOG}`: {len(parts)} part{'s' * (len(parts) > 1)} timed by GNU time, "
+            f"{sum(parts) / 60:.1f} min of wall clock in all" + (f" ({each} min)" if len(parts) > 1 else "")
+            + "; the log holds each part's command and output.", ""]
 
 
 def _training_runs(profile: str) -> list[str]:

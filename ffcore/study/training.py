@@ -107,8 +107,8 @@ def _train_config(study: Study, job: PlannedRun):
                         batch_size=p.batch_size, device=study.device, seed=job.seed,
                         workers=p.workers, progress=False, tensorboard=False,
                         max_steps_per_epoch=p.max_steps_per_epoch)
-    if job.kind == "prune":
-        # fine-tuning starts from the pruned parent's weights, at a tenth of the parent's learning rate
+    if job.kind in ("prune", "finetune"):
+        # fine-tuning starts from the (pruned) parent's weights, at a tenth of the parent's learning rate
         config = replace(config, lr=config.lr / 10, pretrained_backbone=False)
     elif not has_imagenet_backbone(create_model(job.model)):
         # e.g. the ViT variant: no ImageNet file fits its backbone; a deliberate random start, recorded
@@ -147,7 +147,7 @@ def _dependency_hash(study: Study, job: PlannedRun) -> dict[str, str] | None:
             return {"teacher": file_sha256(_teacher_weights(study, job.teacher))}
         record = read_record(study.run_dir(job.teacher.run))
         return {"teacher": record["best_sha256"]} if record and record.get("complete") else None
-    if job.kind == "prune":
+    if job.kind in ("prune", "finetune"):
         record = read_record(study.run_dir(job.parent))
         return {"parent": record["best_sha256"]} if record and record.get("complete") else None
     return {}
@@ -245,7 +245,16 @@ def _execute(study: Study, job: PlannedRun, resume: bool):
         return train(config, resume=resume)
     if job.kind == "distill":
         return distill(config, _distill_config(study, job), resume=resume)
+    if job.kind == "finetune":
+        return train(config, resume=resume, model=_parent_model(study, job), kind="finetune")
     return train(config, resume=resume, model=_pruned_model(study, job, keep_cut=not resume), kind="finetune")
+
+
+def _parent_model(study: Study, job: PlannedRun):
+    """The trained parent itself (the pruning control fine-tunes it unpruned)."""
+    from ffcore.models import load_pretrained
+
+    return load_pretrained(model_of_run(job.parent), study.checkpoint_path(job.parent)).train()
 
 
 def _pruned_model(study: Study, job: PlannedRun, keep_cut: bool):
