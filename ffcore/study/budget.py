@@ -136,7 +136,7 @@ def describe_budget(study: Study, name: str = "training_budget_differences"):
                                                f" ({row['seeds']} seed{'s' * (row['seeds'] > 1)})"
                                                for _, row in part.iterrows())
                        for arm, part in aps.groupby("arm", sort=False))
-    lines = "\n".join(f"- {row['comparison']} ({row['seeds']} seeds): {_pooled_sentence(row)}"
+    lines = "\n".join(f"- {row['comparison']} (seeds {row['seeds']}): {_pooled_sentence(row)}"
                       for _, row in table.iterrows())
     return markdown(f"**What this shows.** Hard AP against the training length:\n\n{curves}\n\nDifferences at each "
                     f"length (pooled 95 % intervals; a length with one run per arm states no higher or lower):\n\n"
@@ -157,12 +157,15 @@ def budget_figure(study: Study, name: str = "training_budget"):
     arms = list(dict.fromkeys(table["arm"]))
     styles = model_styles(arms)
     fig, axes = new_figure(ncols=len(SETTINGS), aspect=0.36, sharey=False)
+    # arms side by side around each length, so their intervals do not hide one another
+    dodge = 0.012 * (table["epochs"].max() - table["epochs"].min() or 1)
     for ax, setting in zip(axes[0], SETTINGS):
-        for arm in arms:
+        for index, arm in enumerate(arms):
             part = table[table["arm"] == arm].sort_values("epochs")
             errors = [part[f"AP {setting} %"] - part[f"{setting} CI low"],
                       part[f"{setting} CI high"] - part[f"AP {setting} %"]]
-            ax.errorbar(part["epochs"], part[f"AP {setting} %"], yerr=errors, capsize=3,
+            ax.errorbar(part["epochs"] + (index - (len(arms) - 1) / 2) * dodge, part[f"AP {setting} %"],
+                        yerr=errors, capsize=3,
                         color=styles[arm]["color"], marker=styles[arm]["marker"],
                         label=pretty_name(arm, teacher=study.profile.teacher))
         ax.set_xticks(sorted(set(table["epochs"])))
@@ -214,10 +217,14 @@ def describe_own_recipe(study: Study, name: str = "v2_own_recipe"):
     table = _read_table(study, name)
     pooled = table[table["run"] == POOLED].iloc[0]
     return markdown(f"**What this shows.** V2 with its own recipe ({p.student_own_preset}) averages hard AP "
-                    f"{pooled['AP hard %']:.1f} % over {int(pooled['arm seeds'])} seeds, with the shared recipe "
-                    f"({p.student_preset}) {pooled['vs AP hard %']:.1f} % over {int(pooled['vs seeds'])}. Pooled "
+                    f"{pooled['AP hard %']:.1f} % over {_seeds(pooled['arm seeds'])}, with the shared recipe "
+                    f"({p.student_preset}) {pooled['vs AP hard %']:.1f} % over {_seeds(pooled['vs seeds'])}. Pooled "
                     f"difference (95 % interval over seeds, then images): {_pooled_sentence(pooled)}. "
                     + _recipe_reading(pooled["hard verdict"]))
+
+
+def _seeds(count) -> str:
+    return f"{int(count)} seed" + "s" * (int(count) > 1)
 
 
 def _recipe_reading(hard_verdict: str) -> str:

@@ -527,13 +527,17 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
     (recall: reference faces found; precision: detections that are reference faces; IoU >= 0.5).
 
     The references are detectors, not ground truth: the table measures agreement with them.
-    `runs` None: every run of the study trained so far (checkpoint on disk)."""
+    `runs` None: every model run of the study trained so far (checkpoint on disk); the recipe questions'
+    runs (the training-budget curve, V2's own recipe, the pruning control) train the same models again
+    and are left out."""
     from ffcore.paths import shared_dir
     from ffcore.preprocess import read_image
+    from ffcore.study.plan import is_own_recipe, is_unpruned_finetune, run_epochs
     from ffcore.study.training import planned_runs, reference_runs, trained_on
 
     if runs is None:
-        runs = [run for run in planned_runs(study.profile) if study.checkpoint_path(run).is_file()]
+        runs = [run for run in planned_runs(study.profile) if study.checkpoint_path(run).is_file()
+                and run_epochs(run) is None and not is_own_recipe(run) and not is_unpruned_finetune(run)]
 
     photos = sorted((shared_dir() / "images").glob("*.jpg"))
     references = reference_runs()
@@ -570,15 +574,17 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
                    **{r: study.used_checkpoints.get(r, "") for r in references}}
     # real photos: the numbers are about real data whatever the profile's training data was
     from ffcore.provenance import REAL_PHOTOS, Provenance, write_table
+    from ffcore.study.display import CAPTION
 
     provenance = Provenance(profile=study.profile.name, dataset=REAL_PHOTOS, checkpoints=checkpoints,
                             notes={"images": sorted(images), "threshold": DETECTION_THRESHOLD, "test_scale": scale,
                                    "models trained on": study.dataset,
                                    "reference": "detections of the WIDER FACE-trained detectors, not annotations"})
     main = table[table["reference"] == references[0]]
-    write_table(table, study.tables_dir, name, provenance,
-                caption=f"Real photos: detections >= {DETECTION_THRESHOLD} against the faces the WIDER FACE-trained "
-                        f"detectors find (IoU >= {REAL_PHOTO_IOU})",
+    caption = (f"Real photos: detections >= {DETECTION_THRESHOLD} against the faces the WIDER FACE-trained "
+               f"detectors find (IoU >= {REAL_PHOTO_IOU})")
+    table.attrs[CAPTION] = caption   # shown above the table in a notebook
+    write_table(table, study.tables_dir, name, provenance, caption=caption,
                 headline="; ".join(f"{row['run']} on {row['image']}: {row['matched']}/{row['reference faces']} "
                                    f"{references[0]} faces" for _, row in main.iterrows()))
     return table

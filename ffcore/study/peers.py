@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ffcore.study.context import Study
+from ffcore.study.display import CAPTION
 
 BENCH_COMMAND = "make peers && .venv-peers/bin/python benchmarks/bench_peers.py"
 REQUIRED_COLUMNS = ("run_id", "detector", "kind", "image", "size", "height", "width", "threads", "median_ms",
@@ -90,10 +91,10 @@ def peer_latency_table(study: Study, path: str | Path | None = None, name: str =
     headline = (f"fastest on {fastest['image']} at {fastest['size']}: {fastest['detector']} "
                 f"{fastest['median_ms']:.1f} ms (median of {launches} launch(es), load average "
                 f"{fastest['load_average']:.1f} while timed)")
-    write_table(summary, study.tables_dir, name, _provenance(study, table),
-                caption="Peers and our models, whole pipeline on the real photos, batch 1 "
-                        f"({', '.join(map(str, sorted(set(table['threads'].astype(int)))))} threads)",
-                headline=headline)
+    caption = ("Peers and our models, whole pipeline on the real photos, batch 1 "
+               f"({', '.join(map(str, sorted(set(table['threads'].astype(int)))))} threads)")
+    summary.attrs[CAPTION] = caption   # shown above the table in a notebook
+    write_table(summary, study.tables_dir, name, _provenance(study, table), caption=caption, headline=headline)
     return summary
 
 
