@@ -113,9 +113,10 @@ def test_the_summary_states_the_duration_measured_from_empty_caches(tmp_path, mo
     log = tmp_path / "synthetic_long" / "run_from_empty_caches.log"
     log.parent.mkdir(parents=True)
     log.write_text("part 1\n\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:30:00\npart 2 (shared with tests)\n"
-                   "\tElapsed (wall clock) time (h:mm:ss or m:ss): 45:00.00\n")
+                   "\tElapsed (wall clock) time (h:mm:ss or m:ss): 45:00.00\npart 3, killed\n"
+                   "Elapsed (wall clock from the part's start and stop times) (h:mm:ss or m:ss): 0:10:30\n")
     section = "\n".join(_measured_duration("synthetic_long"))
-    assert "2 parts timed by GNU time, 135.0 min of wall clock in all (90.0, 45.0 min)" in section
+    assert "3 parts timed, 145.5 min of wall clock in all (90.0, 45.0, 10.5 min)" in section
     log.write_text("no timing here\n")
     with pytest.raises(ValueError, match="no GNU time timing"):
         _measured_duration("synthetic_long")

@@ -100,7 +100,10 @@ def write_summary(profile: str, wall_times: list[tuple[str, str, float]] | None 
 
 
 DURATION_LOG = "run_from_empty_caches.log"
-_ELAPSED = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?P<clock>[\d:.]+)")
+# GNU time's line, or the same figure for a part that was killed before GNU time could report,
+# taken from the part's logged start and stop times
+_ELAPSED = re.compile(r"Elapsed \(wall clock(?:\) time| from the part's start and stop times\)) \(h:mm:ss or m:ss\): "
+                      r"(?P<clock>[\d:.]+)")
 
 
 def elapsed_seconds(clock: str) -> float:
@@ -112,9 +115,9 @@ def elapsed_seconds(clock: str) -> float:
 
 
 def _measured_duration(profile: str) -> list[str]:
-    """The run from empty caches, timed by GNU time (`results/<profile>/run_from_empty_caches.log`; a run
-    made in parts holds one timing per part): what the profile costs, even when the run that wrote the
-    artifacts reused its trainings."""
+    """The run from empty caches, timed by GNU time (a part killed first: from its start and stop times;
+    `results/<profile>/run_from_empty_caches.log`, one timing per part of a run made in parts): what
+    the profile costs, even when the run that wrote the artifacts reused its trainings."""
     log = results_dir() / profile / DURATION_LOG
     if not log.is_file():
         return []
@@ -124,7 +127,7 @@ def _measured_duration(profile: str) -> list[str]:
                          "it is the log of a run timed with /usr/bin/time -v")
     each = ", ".join(f"{seconds / 60:.1f}" for seconds in parts)
     return ["## Duration measured from empty caches", "",
-            f"`results/{profile}/{DURATION_LOG}`: {len(parts)} part{'s' * (len(parts) > 1)} timed by GNU time, "
+            f"`results/{profile}/{DURATION_LOG}`: {len(parts)} part{'s' * (len(parts) > 1)} timed, "
             f"{sum(parts) / 60:.1f} min of wall clock in all" + (f" ({each} min)" if len(parts) > 1 else "")
             + "; the log holds each part's command and output.", ""]
 
