@@ -433,3 +433,21 @@ def pd_notna(value) -> bool:
     import pandas as pd
 
     return bool(pd.notna(value))
+
+
+def test_the_progress_line_weighs_the_trainings_left_by_their_epochs(results, capsys):
+    from ffcore.study.context import open_study
+    from ffcore.study.plan import planned_run, planned_runs
+    from ffcore.study.training import TrainingProgress
+
+    study = open_study("synthetic_long", prepare_data=False)
+    progress = TrainingProgress(study)
+    progress.path.parent.mkdir(parents=True)
+    # 10 + 10 + 2 epochs in 1100 s: 50 s an epoch
+    progress.path.write_text(json.dumps({"featherface_v1": 500, "featherface_v2": 500, "featherface_v1_pruned20": 100}))
+    with progress.step("featherface_v1_ep40", 40):
+        pass
+    others = [run for run in planned_runs(study.profile) if run != "featherface_v1_ep40"]
+    epochs = sum(planned_run(study.profile, run).epochs for run in others)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert f"{len(others)} other trainings left, about {epochs * 50 / 60:.0f} min of one worker ({epochs} epochs)" in line

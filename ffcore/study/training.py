@@ -44,8 +44,10 @@ class TrainingProgress:
     """One line per training of the whole run, with a rough ETA, on the console that launched it.
 
     Notebooks run in separate kernels, so what has been trained is read from the run records on
-    disk and finished trainings' wall times from results/<profile>/progress.json; the ETA is
-    (trainings left) x (mean wall time of the trainings finished so far)."""
+    disk and finished trainings' wall times from results/<profile>/progress.json. The estimate is
+    the epochs left (the planned epochs of every other unfinished run) x the mean wall time per epoch
+    of the trainings finished so far: the work left for one worker, which side-by-side workers
+    share. Runs of 2 and 40 epochs weigh as such, not as one training each."""
 
     def __init__(self, study: Study):
         self.study = study
@@ -55,6 +57,17 @@ class TrainingProgress:
         if not self.path.is_file():
             return {}
         return json.loads(self.path.read_text())   # our own file: a torn one is a bug worth seeing
+
+    def _seconds_per_epoch(self, times: dict[str, float]) -> float | None:
+        """Mean wall time per epoch of the finished trainings of the plan (None before the first)."""
+        epochs = seconds = 0.0
+        for run, wall in times.items():
+            try:
+                epochs += planned_run(self.study.profile, run).epochs
+            except (KeyError, ValueError):   # a run of an earlier plan: its length is unknown here
+                continue
+            seconds += wall
+        return seconds / epochs if epochs else None
 
     def say(self, line: str) -> None:
         print(line, flush=True)
@@ -67,9 +80,11 @@ class TrainingProgress:
         planned = planned_runs(self.study.profile)
         missing = [r for r in planned if r != run and not _is_complete(self.study, r)]
         times = self._times()
-        mean = sum(times.values()) / len(times) if times else None
-        eta = f"ETA of the {len(missing)} other trainings left ~{len(missing) * mean / 60:.0f} min" if mean \
-            else f"{len(missing)} other trainings left"
+        eta = f"{len(missing)} other trainings left"
+        per_epoch = self._seconds_per_epoch(times)
+        if per_epoch:
+            epochs_left = sum(planned_run(self.study.profile, r).epochs for r in missing)
+            eta += f", about {epochs_left * per_epoch / 60:.0f} min of one worker ({epochs_left} epochs)"
         done = len(planned) - len(missing) - (run in planned)
         self.say(f"[{time.strftime('%H:%M:%S')}] {action} {run} ({epochs} epochs); "
                  f"{done}/{len(planned)} trainings of the run done; {eta}")
