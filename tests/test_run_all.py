@@ -121,10 +121,13 @@ def test_full_profile_runs_every_notebook_on_a_generated_widerface_tree(tmp_path
                  "real_photo_scale='256'",
                  "finetune_epochs=1", "bootstrap_resamples=50", "bench_sizes=(128,)", "bench_repeats=1",
                  "bench_backends=('torch',)", "bench_models=('featherface_v1', 'featherface_v2')", "flops_size=128",
-                 "val_every=0", "workers=0"]
+                 "val_every=0", "workers=0",
+                 # every run under a seed offset, and the recipe questions: names no unit test builds end to end
+                 "seed_offset=100", "budget_epochs=(2,)", "pruning_control=True",
+                 "student_own_preset='synthetic_cpu_v2_thesis'"]
     command = [sys.executable, str(REPO / "run_all.py"), "--profile", "full", "--data", str(data), "--device", "cpu",
                "--epochs", "1", "--image-size", "64"] + [f"--override={o}" for o in overrides]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for name in run_all.NOTEBOOKS:
         assert name in run.stdout and "FAILED" not in run.stdout
@@ -132,7 +135,7 @@ def test_full_profile_runs_every_notebook_on_a_generated_widerface_tree(tmp_path
     tables = tmp_path / "results" / "full" / "tables"
     assert (tables / "real_photo_check.csv").is_file()   # real photos: stamped as such, not as synthetic
     for table in ("v1_ap", "distillation_ap", "distillation_comparison", "ablations", "v2_variants", "pruned",
-                  "benchmark"):
+                  "benchmark", "training_budget", "training_budget_differences", "v2_own_recipe"):
         assert (tables / f"{table}.csv").is_file(), table
         sidecar = json.loads((tables / f"{table}.json").read_text())
         assert sidecar["dataset"] == "synthetic", table    # a generated tree copied anywhere stays synthetic
@@ -140,6 +143,10 @@ def test_full_profile_runs_every_notebook_on_a_generated_widerface_tree(tmp_path
     for figure in ("v1_ap_intervals", "distillation_comparison_intervals", "ablations_intervals", "latency"):
         assert (figures / f"{figure}.png").is_file(), figure
     assert (tmp_path / "results" / "full" / "summary.md").is_file()
+    checkpoints = tmp_path / "results" / "full" / "checkpoints"
+    assert (checkpoints / "featherface_v2_distilled_ep2_seed100" / "best.pt").is_file()
+    assert (checkpoints / "featherface_v2_finetuned_unpruned_seed100" / "best.pt").is_file()
+    assert not [path.name for path in checkpoints.iterdir() if not path.name.endswith(("_seed100", "_seed101"))]
 
 
 def test_default_profile_is_synthetic_without_widerface_and_says_why(tmp_path):
