@@ -81,6 +81,7 @@ def budget_table(study: Study, name: str = "training_budget") -> pd.DataFrame:
             used += list(runs.values())
     table = pd.DataFrame(rows)
     study.save_table(table, name, checkpoints=used, resamples=p.bootstrap_resamples, split=evaluation_split(study).name,
+                     columns=["arm", "epochs", "seeds", *(f"AP {s} %" for s in SETTINGS)],
                      caption=_budget_caption(study, "AP against the training budget"),
                      headline="; ".join(f"{row['arm']} {row['epochs']} epochs: hard {row['AP hard %']:.1f}% "
                                         f"[{row['hard CI low']:.1f}, {row['hard CI high']:.1f}]"
@@ -112,6 +113,9 @@ def budget_differences(study: Study, name: str = "training_budget_differences") 
     table = pd.concat(frames, ignore_index=True)
     runs = sorted({run for points in lengths.values() for runs in points.values() for run in runs.values()})
     study.save_table(table, name, checkpoints=runs, resamples=p.bootstrap_resamples, split=evaluation_split(study).name,
+                     # the verdict printed beside each interval: it is what the table states
+                     columns=["comparison", "seeds", *(f"d{s} AP pts" for s in SETTINGS), "hard verdict", "AP hard %",
+                              "vs AP hard %"],
                      caption=_budget_caption(study, "The distillation gain and V2 against V1 at each training budget "
                                                     "(AP points; the row's difference of mean APs with its pooled 95% "
                                                     "interval and verdict)"),
