@@ -103,41 +103,39 @@ def budget_run(run: str, epochs: int) -> str:
     return f"{run}_ep{epochs}"
 
 
-def run_epochs(run: str) -> int | None:
-    """The training length a budget run's name states (`featherface_v1_ep40_seed1` -> 40), else None."""
+def _modifiers(run: str) -> tuple[str, bool, int | None]:
+    """(the name without its seed, stage, recipe and budget modifiers: `<model>[_distilled[_<teacher>]]`,
+    trained with the student's own recipe, the budget run's epochs or None) of a run name."""
     base = split_seed(run)[0].removesuffix(NOT_FINETUNED_SUFFIX).removesuffix(UNPRUNED_FINETUNE_SUFFIX)
     match = _EPOCHS.match(base)
-    return int(match["epochs"]) if match else None
+    base = match["base"] if match else base
+    return base.removesuffix(OWN_RECIPE_SUFFIX), base.endswith(OWN_RECIPE_SUFFIX), int(match["epochs"]) if match else None
+
+
+def run_epochs(run: str) -> int | None:
+    """The training length a budget run's name states (`featherface_v1_ep40_seed1` -> 40), else None."""
+    return _modifiers(run)[2]
 
 
 def is_own_recipe(run: str) -> bool:
-    base = split_seed(run)[0]
-    match = _EPOCHS.match(base)
-    return (match["base"] if match else base).endswith(OWN_RECIPE_SUFFIX)
+    return _modifiers(run)[1]
 
 
 def is_unpruned_finetune(run: str) -> bool:
     return split_seed(run)[0].endswith(UNPRUNED_FINETUNE_SUFFIX)
 
 
-def _core(run: str) -> str:
-    """The name without its seed, stage, budget and recipe modifiers: `<model>[_distilled[_<teacher>]]`."""
-    base = split_seed(run)[0].removesuffix(NOT_FINETUNED_SUFFIX).removesuffix(UNPRUNED_FINETUNE_SUFFIX)
-    match = _EPOCHS.match(base)
-    return (match["base"] if match else base).removesuffix(OWN_RECIPE_SUFFIX)
-
-
 def model_of_run(run: str) -> str:
     """Registry name of the model a run trains (`featherface_v2_distilled_seed1` -> `featherface_v2`)."""
     if run in REFERENCE_RUNS:
         return REFERENCE_RUNS[run][0]
-    base = _core(run)
+    base = _modifiers(run)[0]
     return base.split(DISTILLED_SUFFIX)[0] if DISTILLED_SUFFIX in base else base
 
 
 def teacher_of_run(profile: RunProfile, run: str) -> Teacher | None:
     """The teacher of a distilled run (None for a supervised run)."""
-    base = _core(run)
+    base = _modifiers(run)[0]
     if DISTILLED_SUFFIX not in base:
         return None
     tag = base.split(DISTILLED_SUFFIX, 1)[1].removeprefix("_")

@@ -261,26 +261,25 @@ def _execute(study: Study, job: PlannedRun, resume: bool):
     if job.kind == "distill":
         return distill(config, _distill_config(study, job), resume=resume)
     if job.kind == "finetune":
-        return train(config, resume=resume, model=_parent_model(study, job), kind="finetune")
+        return train(config, resume=resume, model=_parent_model(study, job).train(), kind="finetune")
     return train(config, resume=resume, model=_pruned_model(study, job, keep_cut=not resume), kind="finetune")
 
 
 def _parent_model(study: Study, job: PlannedRun):
-    """The trained parent itself (the pruning control fine-tunes it unpruned)."""
+    """The trained parent of a pruned or control job, as loaded. job.parent is a run
+    (`featherface_v2_seed100` under a seed offset); its model is what gets built."""
     from ffcore.models import load_pretrained
 
-    return load_pretrained(model_of_run(job.parent), study.checkpoint_path(job.parent)).train()
+    return load_pretrained(model_of_run(job.parent), study.checkpoint_path(job.parent))
 
 
 def _pruned_model(study: Study, job: PlannedRun, keep_cut: bool):
     """The parent cut by L1 pruning (`ffcore.pruning`); on a fresh start also kept as `<run>_not_finetuned`."""
     from ffcore.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-    from ffcore.models import load_pretrained
     from ffcore.pruning import DEFAULT_RATIO, prune_context
 
     parent_checkpoint = study.checkpoint_path(job.parent)
-    # job.parent is a run (`featherface_v2_seed100` under a seed offset); its model is what gets built
-    pruned = prune_context(load_pretrained(model_of_run(job.parent), parent_checkpoint), DEFAULT_RATIO)
+    pruned = prune_context(_parent_model(study, job), DEFAULT_RATIO)
     pruned.name = job.model
     if keep_cut:
         (companion,) = job.companions
