@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default=None, choices=PROFILE_NAMES,
                         help="full: WIDER FACE from data/widerface, the papers' schedules, GPU; synthetic: every "
                              "model trained on generated data with one CPU recipe (its measured duration: results/synthetic/summary.md); "
-                             "synthetic_long: the same recipe with every one-part swap and V2 variant over three seeds, "
-                             "the training-budget curve, V2's own recipe and the pruning control (hours; rerun the "
-                             "command to resume); "
+                             "synthetic_long: the same recipe, with V1, V2 and V2 distilled also trained for 20 and 40 "
+                             "epochs (the training-budget curve) and the pruning control; synthetic_seeds: the same "
+                             "recipe with every one-part swap and V2 variant over three seeds, V2's own recipe and "
+                             "the WIDER FACE-teacher distillation (each about two hours; rerun the command to resume); "
                              "smoke: tiny synthetic set, minutes, checks the pipeline only. Default: full when "
                              "data/widerface is complete and CUDA is available, otherwise synthetic")
     parser.add_argument("--data", default=None,

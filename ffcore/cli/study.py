@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-PROFILE_NAMES = ("smoke", "synthetic", "synthetic_long", "full")   # ffcore.study.run_profiles.PROFILES (a test keeps them equal)
+PROFILE_NAMES = ("smoke", "synthetic", "synthetic_long", "synthetic_seeds", "full")   # ffcore.study.run_profiles.PROFILES (a test keeps them equal)
 
 
 def _study_options(p: argparse.ArgumentParser) -> None:

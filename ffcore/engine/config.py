@@ -148,7 +148,7 @@ SYNTHETIC_CPU = TrainConfig(model="featherface_v1", epochs=8, batch_size=8, imag
                             amp=False, tensorboard=False, channels_last=True)
 
 # The thesis's V2 recipe (V2_THESIS) brought to the synthetic CPU setting, to train V2 with its own
-# recipe beside the shared one (the synthetic_long profile): V2_THESIS's optimiser, peak learning rate
+# recipe beside the shared one (the synthetic_seeds profile): V2_THESIS's optimiser, peak learning rate
 # (1e-3), weight decay, MixUp / CutMix and warm-up + cosine schedule, the warm-up scaled to the same share
 # of the run (5 of 400 epochs = 1.25 %: 0.125 of the synthetic profile's 10 epochs). Crop, batch, NHWC
 # and the validation scale are synthetic_cpu's, so only the recipe differs from the shared one.

@@ -23,9 +23,17 @@ from ffcore.study.context import Study
 from ffcore.study.datasets import evaluation_split
 
 
+def _profiles_setting(field: str) -> str:
+    """The study profiles (not smoke, which only proves the pipeline) that set `field`, e.g. "`synthetic_long`"."""
+    from ffcore.study.run_profiles import PROFILES
+
+    names = [f"`{name}`" for name, profile in PROFILES.items() if name != "smoke" and getattr(profile, field)]
+    return " and ".join(names) or "no study profile"
+
+
 def _not_trained(what: str, field: str, value) -> pd.DataFrame:
     return pd.DataFrame([{"run": "none", "status": f"not trained: the profile's {field} is {value!r}, so {what} is "
-                                                  "left out (the synthetic_long profile trains it)"}])
+                                                  f"left out (the {_profiles_setting(field)} profile trains it)"}])
 
 
 def budget_lengths(study: Study) -> dict[str, list[tuple[int, dict[int, str]]]]:
@@ -132,7 +140,7 @@ def describe_budget(study: Study, name: str = "training_budget_differences"):
     if not p.budget_epochs:
         return markdown("**What this shows.** This profile trains every model for one length only (its "
                         "`budget_epochs` is empty), so it says nothing about the training budget; the "
-                        "`synthetic_long` profile adds 20 and 40 epochs.")
+                        f"{_profiles_setting('budget_epochs')} profile adds 20 and 40 epochs.")
     aps = _read_table(study, "training_budget")
     table = _read_table(study, name)
     curves = "\n".join(f"- {arm}: " + ", ".join(f"{row['epochs']} epochs {row['AP hard %']:.1f} % "
@@ -217,7 +225,8 @@ def describe_own_recipe(study: Study, name: str = "v2_own_recipe"):
     p = study.profile
     if p.student_own_preset is None:
         return markdown("**What this shows.** This profile trains V2 with the shared recipe only "
-                        "(`student_own_preset` is None); the `synthetic_long` profile adds V2's own recipe.")
+                        f"(`student_own_preset` is None); the {_profiles_setting('student_own_preset')} profile adds "
+                        "V2's own recipe.")
     table = _read_table(study, name)
     pooled = table[table["run"] == POOLED].iloc[0]
     return markdown(f"**What this shows.** V2 with its own recipe ({p.student_own_preset}) averages hard AP "

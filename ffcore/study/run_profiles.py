@@ -149,7 +149,8 @@ SMOKE = RunProfile(
 # worker and V2 about 5.5. Inside 90 minutes the profile trains V1, two of its one-part swaps (context
 # and neck, the two largest parts), V2 alone and distilled from V1 for five seeds each and the two
 # pruned fine-tunes (15 trainings). The other five swaps, V2's variants, V1 over seeds and the
-# distillation from the WIDER FACE-trained teacher do not fit beside them: they are `synthetic_long`'s.
+# distillation from the WIDER FACE-trained teacher do not fit beside them: they are `synthetic_seeds`'s,
+# and the training-budget curve and the pruning control are `synthetic_long`'s.
 SYNTHETIC_PROFILE = RunProfile(
     name="synthetic",
     description="synthetic dataset, every model trained with one CPU recipe on a CPU (the measured duration is in "
@@ -182,31 +183,43 @@ FULL = RunProfile(
     val_every=10, workers=4,
 )
 
-# The synthetic study with what does not fit in the default profile's 90 minutes: all seven one-part
-# swaps of V1 and both V2 variants, each over three seeds like V1 itself (so every swap and variant
-# gets a pooled verdict and V2 against V1 is pooled on both sides), the distillation from the
-# WIDER FACE-trained ECA-CBAM teacher, V2 with its own recipe (the thesis's, scaled: three seeds),
-# the training-budget curve (V1, V2 alone and V2 distilled for 20 and 40 epochs beside the 10 of
-# every other run; one seed each) and the pruning control (each pruned variant's parent fine-tuned,
-# unpruned, for the same 2 epochs). The first 43 of its 54 trainings need about 3.5 hours of two
-# workers, an estimate from the synthetic run's per-run wall times (V1 12 min of one worker,
-# ssh_grouped 6, V2 5, V2 distilled 8) and the images/s of the swaps and variants against V1 and V2
-# (the other five swaps 0.92-1.02x V1, V2 ultra 0.98x and V2 ViT 0.65x V2: results/benchmarks/
-# train_step_swaps.log); the budget curve adds about 2.5 hours of one worker (V1 for 60 more epochs,
-# V2 alone and distilled for 60 each). Its measured duration is in results/synthetic_long/summary.md.
-# Run it in parts: interrupted, `run_all.py --profile synthetic_long` resumes from the last
-# finished epoch of each run and skips finished runs.
+# The synthetic study with what does not fit in the default profile's 90 minutes, in two profiles that
+# each fit an afternoon of this 2-core machine (all of it in one profile takes about 4.5 hours: 43 of
+# its 54 trainings took 3.5 hours of two workers). Both resume when interrupted: `run_all.py --profile
+# NAME` resumes each run from its last finished epoch and skips finished runs. Their measured durations
+# are in results/<profile>/summary.md.
+#
+# `synthetic_long`: the training-budget curve (V1, V2 alone and V2 distilled from V1's 10-epoch run,
+# each trained for 10, 20 and 40 epochs on one seed: does V2 only lack training at 10 epochs, does the
+# distillation gain shrink with the budget?) and the pruning control (each pruned variant's parent
+# fine-tuned, unpruned, for the same 2 epochs). Per-run times of one worker beside another, measured in
+# an earlier run: V1 for 20 / 40 epochs 26.9 / 55.1 min, V2 for 40 epochs 25.8, so its 13 trainings
+# take about 1.7 hours of two workers.
 SYNTHETIC_LONG = replace(
     SYNTHETIC_PROFILE,
     name="synthetic_long",
-    description="synthetic dataset, the synthetic profile's recipe, every one-part swap and V2 variant over three "
-                "seeds, the WIDER FACE-teacher distillation, V2's own recipe, the training-budget curve and the "
-                "pruning control (hours on a CPU; resumable)",
-    model_seeds=(0, 1, 2), ablation_swaps=None, v2_variants=None, widerface_teachers=None,
-    budget_epochs=(20, 40), student_own_preset="synthetic_cpu_v2_thesis", pruning_control=True,
+    description="synthetic dataset, the synthetic profile's recipe: AP against the training budget (10 / 20 / 40 "
+                "epochs) for V1, V2 alone and V2 distilled, and the pruning control (hours on a CPU; resumable)",
+    seeds=(0,), model_seeds=(0,), ablation_swaps=(), v2_variants=(), widerface_teachers=(),
+    budget_epochs=(20, 40), pruning_control=True,
 )
 
-PROFILES: dict[str, RunProfile] = {p.name: p for p in (SMOKE, SYNTHETIC_PROFILE, SYNTHETIC_LONG, FULL)}
+# `synthetic_seeds`: all seven one-part swaps of V1 and both V2 variants, each over three seeds like V1
+# itself (so every swap and variant gets a pooled verdict and V2 against V1 is pooled on both sides), the
+# distillation from the WIDER FACE-trained ECA-CBAM teacher and V2 with its own recipe (the thesis's,
+# scaled) over three seeds. Per-run times of one worker beside another, measured in an earlier run: V1
+# 11.6-12.0 min, five swaps 7.0-9.2, ssh_grouped 4.0, V2 ultra 3.4, V2 ViT 5.2, V2 own recipe 3.3, so
+# its 42 trainings take about 2.3 hours of two workers.
+SYNTHETIC_SEEDS = replace(
+    SYNTHETIC_PROFILE,
+    name="synthetic_seeds",
+    description="synthetic dataset, the synthetic profile's recipe: every one-part swap and V2 variant over three "
+                "seeds, the WIDER FACE-teacher distillation and V2's own recipe (hours on a CPU; resumable)",
+    seeds=(0, 1, 2), model_seeds=(0, 1, 2), ablation_swaps=None, v2_variants=None, widerface_teachers=None,
+    student_own_preset="synthetic_cpu_v2_thesis",
+)
+
+PROFILES: dict[str, RunProfile] = {p.name: p for p in (SMOKE, SYNTHETIC_PROFILE, SYNTHETIC_LONG, SYNTHETIC_SEEDS, FULL)}
 
 
 def get_profile(name: str) -> RunProfile:
