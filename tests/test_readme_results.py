@@ -9,16 +9,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_readme_results_block_equals_the_committed_tables(monkeypatch):
+@pytest.mark.parametrize("profile", ["synthetic", "synthetic_long", "synthetic_seeds"])
+def test_the_readme_results_block_equals_the_committed_tables(monkeypatch, profile):
     from ffcore.study.readme_results import block, results_markdown
 
     monkeypatch.setenv("FFCORE_RESULTS", str(REPO / "results"))
-    tables = REPO / "results" / "synthetic" / "tables"
+    tables = REPO / "results" / profile / "tables"
     if not (tables / "v1_ap.csv").is_file():
-        pytest.skip("no committed synthetic run")
-    assert block("synthetic", (REPO / "README.md").read_text()) == results_markdown("synthetic"), (
-        "README.md's results block differs from results/synthetic/tables: run "
-        "`ffcore thesis --profile synthetic --readme README.md`")
+        pytest.skip(f"no committed {profile} run")
+    assert block(profile, (REPO / "README.md").read_text()) == results_markdown(profile), (
+        f"README.md's results block differs from results/{profile}/tables: run "
+        f"`ffcore thesis --profile {profile} --readme README.md`")
 
 
 def test_a_readme_without_the_block_is_an_error_naming_the_markers():

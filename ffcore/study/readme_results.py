@@ -4,9 +4,12 @@
 
 - the AP of every model of notebook 01's and 03's AP tables (`v1_ap`, `distillation_ap`) with its 95 %
   interval over the evaluation images;
+- where the profile trains the budget curve, the AP of each arm at each training length
+  (`training_budget`);
 - every comparison that carries a verdict over training seeds: the `pooled` rows of the seed
-  comparisons (`distillation_comparison`, `v2_vs_v1`), and the one-part swaps of `ablations`,
-  with the difference, its interval and the verdict as the tables state them;
+  comparisons (`distillation_comparison`, `v2_vs_v1`, `training_budget_differences`), the one-part
+  swaps of `ablations` and V2's variants (`v2_variants`), with the difference, its interval and the
+  verdict as the tables state them;
 - the run's wall time, from its summary (`ffcore.study.numbers.run_summary`).
 
 The README holds the block between `<!-- results:<profile>:begin -->` and `<!-- results:<profile>:end -->`;
@@ -24,7 +27,9 @@ from ffcore.provenance import read_table_csv
 
 SETTINGS = ("easy", "medium", "hard")
 AP_TABLES = ("v1_ap", "distillation_ap")
-SEED_COMPARISONS = ("distillation_comparison", "v2_vs_v1")
+SEED_COMPARISONS = ("distillation_comparison", "v2_vs_v1", "training_budget_differences")
+PAIRED_TABLES = ("ablations", "v2_variants")   # a row per model with its `vs` reference
+BUDGET_TABLE = "training_budget"
 
 
 def _markers(profile: str) -> tuple[str, str]:
@@ -40,35 +45,56 @@ def _difference_cell(row, setting: str) -> str:
             f"{row[f'{setting} verdict']}")
 
 
+def _trained_table(path: Path):
+    """The table at `path`, or None where the profile did not write it or wrote its one-row "not trained" note."""
+    if not path.is_file():
+        return None
+    table = read_table_csv(path)
+    return None if "status" in table.columns else table
+
+
 def results_markdown(profile: str) -> str:
     tables = results_dir() / profile / "tables"
+    used = []
     lines = ["| model (trained on) | easy | medium | hard |", "|---|---|---|---|"]
     seen = set()
     for name in AP_TABLES:
-        path = tables / f"{name}.csv"
-        if not path.is_file():
+        table = _trained_table(tables / f"{name}.csv")
+        if table is None:
             continue
-        for _, row in read_table_csv(path).iterrows():
+        used.append(name)
+        for _, row in table.iterrows():
             if row["run"] in seen:
                 continue
             seen.add(row["run"])
             lines.append(f"| {row['run']} ({row['trained on']}) | " + " | ".join(_ap_cell(row, s) for s in SETTINGS)
                          + " |")
+    budget = _trained_table(tables / f"{BUDGET_TABLE}.csv")
+    if budget is not None:
+        used.append(BUDGET_TABLE)
+        lines += ["", "| training budget: model, epochs (seeds) | easy | medium | hard |", "|---|---|---|---|"]
+        for _, row in budget.iterrows():
+            lines.append(f"| {row['arm']}, {row['epochs']} epochs ({row['seeds']}) | "
+                         + " | ".join(_ap_cell(row, s) for s in SETTINGS) + " |")
     lines += ["", "| comparison (seeds) | Δ easy | Δ medium | Δ hard |", "|---|---|---|---|"]
     for name in SEED_COMPARISONS:
-        path = tables / f"{name}.csv"
-        if not path.is_file():
+        table = _trained_table(tables / f"{name}.csv")
+        if table is None:
             continue
-        table = read_table_csv(path)
+        used.append(name)
         for _, row in table[table["run"] == "pooled"].iterrows():
             lines.append(f"| {row['comparison']}, pooled ({row['seeds']}) | "
                          + " | ".join(_difference_cell(row, s) for s in SETTINGS) + " |")
-    path = tables / "ablations.csv"
-    if path.is_file():
-        table = read_table_csv(path)
-        for _, row in table[table["vs"].fillna("") != ""].iterrows():
-            lines.append(f"| {row['model']} vs {row['vs']} | " + " | ".join(_difference_cell(row, s) for s in SETTINGS)
-                         + " |")
+    for name in PAIRED_TABLES:
+        table = _trained_table(tables / f"{name}.csv")
+        compared = None if table is None else table[table["vs"].fillna("") != ""]
+        if compared is None or compared.empty:   # only the reference row: the profile trains none of them
+            continue
+        used.append(name)
+        for _, row in compared.iterrows():
+            seeds = f" ({row['seeds']})" if "seeds" in table.columns else ""
+            lines.append(f"| {row['model']} vs {row['vs']}{seeds} | "
+                         + " | ".join(_difference_cell(row, s) for s in SETTINGS) + " |")
     from ffcore.study.numbers import run_summary, wall_times
 
     summary = run_summary(profile)
@@ -76,7 +102,7 @@ def results_markdown(profile: str) -> str:
         times = wall_times(summary)
         lines += ["", f"Wall time ({summary.name}): " + ", ".join(f"{name} {minutes:.1f} min"
                                                                   for name, minutes in times.items()) + "."]
-    source = f"results/{profile}/tables/ ({', '.join((*AP_TABLES, *SEED_COMPARISONS, 'ablations'))})"
+    source = f"results/{profile}/tables/ ({', '.join(used)})"
     return "\n".join([f"AP % with its 95 % interval; differences in AP points. Generated from {source} by "
                       f"`ffcore thesis --profile {profile} --readme README.md`.", "", *lines])
 
