@@ -311,6 +311,10 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
     table["vs"] = table["vs"].fillna("")      # an empty cell reads back as NaN
     pooled_rows = table["run"] == "pooled"    # seed comparisons: the row that carries the verdict
     compared = table[(table["vs"] != "") | pooled_rows].reset_index(drop=True)
+    if compared.empty:
+        # a profile that trains none of the table's comparisons (synthetic_long trains no swap): nothing to draw
+        print(f"{table_name}: no comparison in this profile's table, so no figure (the table holds its reference only)")
+        return None
     pooled = (compared["run"] == "pooled").to_numpy()
     comparison = compared["comparison"] if "comparison" in compared else compared["run"]
     labels = [f"pooled over seeds ({seeds}):\n{_wrapped(str(c), 44)}" if is_pooled
