@@ -27,3 +27,18 @@ def test_a_readme_without_the_block_is_an_error_naming_the_markers():
 
     with pytest.raises(ValueError, match="results:smoke:begin"):
         block("smoke", "# nothing here\n")
+
+
+def test_rewriting_fills_an_empty_block_between_its_own_markers(tmp_path, monkeypatch):
+    from ffcore.study import readme_results
+
+    monkeypatch.setattr(readme_results, "results_markdown", lambda profile: f"table of {profile}")
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\n<!-- results:a:begin -->\n\n<!-- results:a:end -->\n"
+                      "<!-- results:b:begin -->\nold\n<!-- results:b:end -->\nold\n")
+    readme_results.rewrite_readme("a", readme)
+    readme_results.rewrite_readme("b", readme)
+    assert readme.read_text() == ("# title\n\n<!-- results:a:begin -->\ntable of a\n<!-- results:a:end -->\n"
+                                  "<!-- results:b:begin -->\ntable of b\n<!-- results:b:end -->\nold\n")
+    readme_results.rewrite_readme("a", readme)   # idempotent
+    assert readme_results.block("a", readme.read_text()) == "table of a"

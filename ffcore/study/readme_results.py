@@ -96,29 +96,42 @@ def results_markdown(profile: str) -> str:
             lines.append(f"| {row['model']} vs {row['vs']}{seeds} | "
                          + " | ".join(_difference_cell(row, s) for s in SETTINGS) + " |")
     from ffcore.study.numbers import run_summary, wall_times
+    from ffcore.study.summary import DURATION_LOG, measured_parts
 
     summary = run_summary(profile)
+    parts = measured_parts(profile)
     if summary is not None:
         times = wall_times(summary)
-        lines += ["", f"Wall time ({summary.name}): " + ", ".join(f"{name} {minutes:.1f} min"
-                                                                  for name, minutes in times.items()) + "."]
+        # a run made in parts: the summary is the last part's, which may have reused the trainings
+        what = "Wall time of the run that wrote these artifacts" if parts and summary.name == "summary.md" else "Wall time"
+        lines += ["", f"{what} ({summary.name}): " + ", ".join(f"{name} {minutes:.1f} min"
+                                                            for name, minutes in times.items()) + "."]
+    if parts:
+        each = f" in {len(parts)} parts ({' + '.join(f'{seconds / 60:.1f}' for seconds in parts)} min)"
+        lines += ["", f"Duration from empty caches ({DURATION_LOG}, GNU time): {sum(parts) / 60:.1f} min"
+                      f"{each if len(parts) > 1 else ''}."]
     source = f"results/{profile}/tables/ ({', '.join(used)})"
     return "\n".join([f"AP % with its 95 % interval; differences in AP points. Generated from {source} by "
                       f"`ffcore thesis --profile {profile} --readme README.md`.", "", *lines])
 
 
-def block(profile: str, text: str) -> str:
-    """The README's current block for `profile` (between the markers), or an error naming them."""
+def _block_match(profile: str, text: str) -> re.Match:
     begin, end = _markers(profile)
-    match = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), text, re.S)
+    match = re.search(re.escape(begin) + r"\n(.*?)\n?" + re.escape(end), text, re.S)
     if not match:
         raise ValueError(f"no results block for profile {profile!r}: add the lines {begin} and {end}")
-    return match.group(1)
+    return match
+
+
+def block(profile: str, text: str) -> str:
+    """The README's current block for `profile` (between the markers), or an error naming them."""
+    return _block_match(profile, text).group(1)
 
 
 def rewrite_readme(profile: str, readme: str | Path) -> Path:
+    """Replace the block between `profile`'s markers (an empty block too) with what its tables give."""
     path = Path(readme)
     text = path.read_text()
-    old = block(profile, text)
-    path.write_text(text.replace(old, results_markdown(profile), 1))
+    match = _block_match(profile, text)
+    path.write_text(text[:match.start(1)] + results_markdown(profile) + "\n" + text[match.end(1):].lstrip("\n"))
     return path

@@ -114,10 +114,10 @@ def elapsed_seconds(clock: str) -> float:
     return seconds
 
 
-def _measured_duration(profile: str) -> list[str]:
-    """The run from empty caches, timed by GNU time (a part killed first: from its start and stop times;
-    `results/<profile>/run_from_empty_caches.log`, one timing per part of a run made in parts): what
-    the profile costs, even when the run that wrote the artifacts reused its trainings."""
+def measured_parts(profile: str) -> list[float]:
+    """Seconds of each part of the run from empty caches, timed by GNU time (a part killed first: from its
+    start and stop times; `results/<profile>/run_from_empty_caches.log`, one timing per part of a run made
+    in parts); empty without the log."""
     log = results_dir() / profile / DURATION_LOG
     if not log.is_file():
         return []
@@ -125,6 +125,15 @@ def _measured_duration(profile: str) -> list[str]:
     if not parts:
         raise ValueError(f"{log} holds no GNU time timing ('Elapsed (wall clock) time ...'); "
                          "it is the log of a run timed with /usr/bin/time -v")
+    return parts
+
+
+def _measured_duration(profile: str) -> list[str]:
+    """What the profile costs from empty caches, even when the run that wrote the artifacts reused its
+    trainings (see `measured_parts`)."""
+    parts = measured_parts(profile)
+    if not parts:
+        return []
     each = ", ".join(f"{seconds / 60:.1f}" for seconds in parts)
     return ["## Duration measured from empty caches", "",
             f"`results/{profile}/{DURATION_LOG}`: {len(parts)} part{'s' * (len(parts) > 1)} timed, "
