@@ -33,7 +33,7 @@ smoke: $(STAMP)
 # injected parameters (so the smoke defaults apply) and checks only the data-free cells.
 test: $(STAMP)
 	$(PY) -m pytest -q tests
-	$(PY) -c "from ffcore.study.notebooks import write_smoke_copies; write_smoke_copies('notebooks', '.nbval')"
+	$(PY) -c "from ffcore.runs.notebooks import write_smoke_copies; write_smoke_copies('notebooks', '.nbval')"
 	$(PY) -m pytest -q --nbval-lax --nbval-kernel-name python3 .nbval
 
 # JupyterLab refuses to start as root without --allow-root (containers often run as root).
@@ -62,7 +62,7 @@ $(PEERS_STAMP): requirements-peers.txt
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install -q -r requirements-peers.txt
 	$(PEERS_VENV)/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0 mediapipe==0.10.21
-	$(PEERS_VENV)/bin/python -c "from ffcore.peers import load_peers; _, s = load_peers(); assert not s, s"
+	$(PEERS_VENV)/bin/python -c "from ffcore.bench.peers import load_peers; _, s = load_peers(); assert not s, s"
 	touch $(PEERS_STAMP)
 
 .PHONY: peers

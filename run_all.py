@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="override every training length of the profile")
     parser.add_argument("--image-size", type=int, default=None, help="override the profile's training image size")
     parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override any field of the profile (ffcore/study/run_profiles.py), VALUE a Python literal, e.g. "
+                        help="override any field of the profile (ffcore/runs/profiles.py), VALUE a Python literal, e.g. "
                              "--override max_steps_per_epoch=1 --override \"bench_backends=('torch',)\"")
     parser.add_argument("--in-place", action="store_true",
                         help="write the executed notebooks back into notebooks/ (to commit the reference run's "
@@ -104,9 +104,9 @@ def default_profile(data_root: Path | None = None) -> tuple[str, str]:
     CUDA is available, otherwise `synthetic`."""
     import torch
 
-    from ffcore.study.run_profiles import get_profile
-    from ffcore.study.context import default_data_root
-    from ffcore.study.datasets import DatasetMissingError, check_dataset
+    from ffcore.runs.profiles import get_profile
+    from ffcore.runs.context import default_data_root
+    from ffcore.runs.datasets import DatasetMissingError, check_dataset
 
     full = get_profile("full")
     root = data_root or default_data_root(full)
@@ -172,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all.py: no --profile given; running {args.profile!r}: {why}", flush=True)
 
     # Fail before any notebook starts when the profile's data or device is not there.
-    from ffcore.study.run_profiles import get_profile
-    from ffcore.study.datasets import DatasetMissingError, check_dataset
-    from ffcore.study.context import default_data_root
+    from ffcore.runs.profiles import get_profile
+    from ffcore.runs.datasets import DatasetMissingError, check_dataset
+    from ffcore.runs.context import default_data_root
 
     profile = get_profile(args.profile)
     data_root = Path(args.data).expanduser().resolve() if args.data else default_data_root(profile)
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     params = notebook_parameters(args)
-    from ffcore.study.jobs import StudyArguments
+    from ffcore.runs.jobs import StudyArguments
 
     arguments = StudyArguments(profile.name, data_root=str(data_root) if args.data else None, device=args.device,
                                epochs=args.epochs, image_size=args.image_size,
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training the plan of profile {profile.name!r} before the notebooks "
               f"(`ffcore study status --profile {profile.name}` shows where each run stands)", flush=True)
         start = time.perf_counter()
-        from ffcore.study.jobs import start_workers
+        from ffcore.runs.jobs import start_workers
 
         code = start_workers(arguments, workers, force=args.force)
         training_time = time.perf_counter() - start
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         timings.append((name, "ok", elapsed))
         print(f"[{position}/{len(names)}] {name} done in {elapsed:.1f} s", flush=True)
 
-    from ffcore.study.summary import write_summary
+    from ffcore.report.summary import write_summary
 
     summary_path = write_summary(profile.name, wall_times=timings if names == list(NOTEBOOKS) else None)
     _print_summary(timings, time.perf_counter() - total_start)
@@ -259,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare_with(profile: str, reference: str) -> int:
-    """`--compare-with`: this run's stated verdicts beside REF's (ffcore.study.compare)."""
+    """`--compare-with`: this run's stated verdicts beside REF's (ffcore.report.agreement)."""
     import pandas as pd
 
     from ffcore.paths import results_dir
-    from ffcore.study.compare import compare_results, describe_comparison, tables_at
+    from ffcore.report.agreement import compare_results, describe_comparison, tables_at
 
     try:
         theirs, holder = tables_at(reference, profile, REPO_ROOT)
@@ -284,7 +284,7 @@ def compare_with(profile: str, reference: str) -> int:
 
 def submit_trainings(arguments, args: argparse.Namespace) -> int:
     """`--launcher slurm`: every run of the plan as a submitit job; the notebooks run afterwards."""
-    from ffcore.study.jobs import ClusterOptions, submit_plan
+    from ffcore.runs.jobs import ClusterOptions, submit_plan
 
     options = ClusterOptions(cluster="slurm", partition=args.partition, gpus_per_job=args.gpus_per_job,
                              time_limit_min=args.time_limit, max_concurrent=args.max_concurrent)

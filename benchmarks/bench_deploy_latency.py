@@ -16,7 +16,7 @@
    per-operator profile of both deploy graphs at 640x640, 1 thread.
 
 Writes `deploy_latency.csv` (every launch), `deploy_ladder.csv` and `operator_profile.csv` to
-`--out-dir`; notebook 05 reads them from results/deploy/ (`ffcore.study.deploy`). Run it on an
+`--out-dir`; notebook 05 reads them from results/deploy/ (`ffcore.study.onnx_latency`). Run it on an
 idle machine: the load average is kept beside every figure and the notebook flags a loaded run.
 """
 
@@ -50,7 +50,7 @@ def export_graphs(work_dir: Path) -> dict[str, str]:
     import torch
 
     from ffcore.eval.detect import DEFAULT_WEIGHTS
-    from ffcore.export import export_onnx
+    from ffcore.deploy.export import export_onnx
     from ffcore.models import create_model, load_pretrained
     from ffcore.paths import shared_dir
 

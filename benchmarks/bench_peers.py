@@ -17,7 +17,7 @@ One CSV row per (detector, image, size): latency distribution (every sample, med
 percentiles), detection count at the detector's operating point and the boxes in pixels of
 the original photo, for drawing. `--append` adds the rows of this launch to an existing CSV,
 so that several process launches can be compared (`run_id` tells them apart).
-`ffcore.study.peers` reads the CSV for notebook 05.
+`ffcore.study.peer_detectors` reads the CSV for notebook 05.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))   # ffcore from this checkout, also when .venv-peers has not installed it
 
-from ffcore.peers import PEER_FACTORIES, load_peers  # noqa: E402  (needs the path above)
+from ffcore.bench.peers import PEER_FACTORIES, load_peers  # noqa: E402  (needs the path above)
 
 DEFAULT_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2", "featherface_eca_cbam")
 # Trained weights shipped in ../shared/weights; other models need --weights (or --allow-untrained).

@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                           "rounds": rates[(model, candidate.name)], "ratio_to_baseline": ratio,
                           "gflops": gflops, "peak_gflops": peak, "compile_s": compile_s.get(model)})
     if args.json:
-        from ffcore.provenance import git_state
+        from ffcore.report.provenance import git_state
 
         record = {"dataset": "synthetic", "git": git_state(), "load_average_before": load_before,
                   "load_average_after": os.getloadavg()[0], "rounds": args.rounds, "warmup": args.warmup,

@@ -9,7 +9,7 @@ from torch import nn
 
 from ffcore.anchors import num_priors
 from ffcore.bench import BenchConfig, PeakRss, get_bench_config, run_benchmark, speed_ratios, torch_operator_times
-from ffcore.peers import load_peers
+from ffcore.bench.peers import load_peers
 
 
 class TinyDetector(nn.Module):
@@ -108,7 +108,7 @@ def _fake_peers(monkeypatch, calls):
     """Peer factories that start, lack their library, lack their files or refuse this machine."""
     import numpy as np
 
-    from ffcore import peers as peers_module
+    from ffcore.bench import peers as peers_module
 
     def starts():
         def detect(image):
@@ -149,7 +149,7 @@ def test_peers_that_cannot_start_are_skipped_with_their_reason_and_the_others_ti
 
 
 def test_a_peer_that_fails_otherwise_is_a_bug_and_propagates(monkeypatch):
-    from ffcore import peers as peers_module
+    from ffcore.bench import peers as peers_module
 
     def broken():
         raise ValueError("bad threshold")

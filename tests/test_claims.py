@@ -63,11 +63,11 @@ def test_claims_compared_with_measurements_by_hand():
 @pytest.fixture()
 def study(tmp_path, monkeypatch):
     """A smoke-profile study writing into tmp_path, FLOPs counted at 64 px to stay quick."""
-    from ffcore.study.run_profiles import get_profile
+    from ffcore.runs.profiles import get_profile
     from ffcore.study import Study
 
-    monkeypatch.setattr("ffcore.study.context.results_dir", lambda: tmp_path / "results")
-    monkeypatch.setattr("ffcore.study.context.figures_dir", lambda: tmp_path / "figures")
+    monkeypatch.setattr("ffcore.runs.context.results_dir", lambda: tmp_path / "results")
+    monkeypatch.setattr("ffcore.runs.context.figures_dir", lambda: tmp_path / "figures")
     profile = dataclasses.replace(get_profile("smoke"), flops_size=64)
     return Study(profile=profile, data_root=tmp_path / "data", device="cpu")
 

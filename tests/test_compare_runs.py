@@ -7,7 +7,7 @@ import subprocess
 
 import pandas as pd
 
-from ffcore.study.compare import compare_results, describe_comparison, stated_verdicts, tables_at
+from ffcore.report.agreement import compare_results, describe_comparison, stated_verdicts, tables_at
 
 
 def _verdicts(d, low, high, verdict):
@@ -18,7 +18,7 @@ def _verdicts(d, low, high, verdict):
 
 
 def _csv(table: pd.DataFrame, path) -> None:
-    """As `ffcore.provenance.write_table` writes it: a provenance line, then the CSV."""
+    """As `ffcore.report.provenance.write_table` writes it: a provenance line, then the CSV."""
     path.write_text("# SYNTHETIC DATA (not WIDER FACE) | profile test\n" + table.to_csv(index=False))
 
 

@@ -131,7 +131,7 @@ def test_tables_and_figures_carry_provenance(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ffcore.provenance import Provenance, write_figure, write_table
+    from ffcore.report.provenance import Provenance, write_figure, write_table
 
     provenance = Provenance(profile="smoke", dataset="synthetic", checkpoints={"v1": "abc123"})
     paths = write_table(pd.DataFrame({"model": ["a_b"], "params": [1.5]}), tmp_path, "t", provenance,
@@ -151,7 +151,7 @@ def test_tables_and_figures_carry_provenance(tmp_path):
 
 
 def test_each_kind_of_data_has_its_own_label():
-    from ffcore.provenance import NO_DATA, REAL_PHOTOS, SYNTHETIC, WIDERFACE, Provenance
+    from ffcore.report.provenance import NO_DATA, REAL_PHOTOS, SYNTHETIC, WIDERFACE, Provenance
 
     labels = {kind: Provenance(profile="synthetic", dataset=kind).label() for kind in (SYNTHETIC, WIDERFACE, REAL_PHOTOS)}
     assert labels[SYNTHETIC].startswith("SYNTHETIC DATA") and labels[WIDERFACE].startswith("WIDER FACE")

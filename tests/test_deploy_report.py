@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ffcore.study.context import open_study
-from ffcore.study.deploy import (DeployBenchmarkMissingError, deploy_dir, deploy_ladder_table, deploy_latency_summary,
+from ffcore.runs.context import open_study
+from ffcore.study.onnx_latency import (DeployBenchmarkMissingError, deploy_dir, deploy_ladder_table, deploy_latency_summary,
                                  deploy_latency_table, describe_deployment, operator_profile_table, read_deploy_csv)
 
 

@@ -433,7 +433,7 @@ def test_figures_from_results(tiny_gt):
     # the runs are named once, below the panels, in the order given
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["worse", "good"]
     # made by the project's one figure factory: a pyplot figure (shown by a notebook) in the thesis style
-    from ffcore.plotting import TEXT_WIDTH
+    from ffcore.report.plotting import TEXT_WIDTH
     assert plt.fignum_exists(figure.number) and figure.get_size_inches()[0] == pytest.approx(TEXT_WIDTH)
     assert plt.rcParams["font.size"] == 9
     plt.close(figure)

@@ -7,10 +7,10 @@ import onnx
 import pytest
 import torch
 
-from ffcore.export import (ExportError, calibration_images, check_parity, export_onnx, onnx_operators,
+from ffcore.deploy.export import (ExportError, calibration_images, check_parity, export_onnx, onnx_operators,
                            output_agreement, quantize_int8, sample_batch)
 from ffcore.models import create_model, load_pretrained
-from ffcore.onnx_runtime import OnnxDetector
+from ffcore.deploy.runtime import OnnxDetector
 from ffcore.paths import shared_dir
 from ffcore.postprocess import postprocess
 
@@ -191,7 +191,7 @@ def test_same_padding_matches_the_tensorflow_formula_for_every_size():
 # --------------------------------------------------------------------------------------------
 
 def test_every_deploy_step_keeps_v2_outputs_within_1e_5_and_rewrites_what_it_names():
-    from ffcore.deploy import DeploySteps, deploy_model, max_output_difference
+    from ffcore.deploy.graph import DeploySteps, deploy_model, max_output_difference
     from ffcore.models.shuffle import ChannelShuffleLight
 
     torch.set_num_threads(1)
@@ -214,7 +214,7 @@ def test_every_deploy_step_keeps_v2_outputs_within_1e_5_and_rewrites_what_it_nam
 
 
 def test_deploy_rewrites_are_exact_for_retinaface_and_v1_too():
-    from ffcore.deploy import deploy_model, max_output_difference
+    from ffcore.deploy.graph import deploy_model, max_output_difference
 
     torch.set_num_threads(1)
     for name in ("retinaface_mnet025", "featherface_v1"):
@@ -246,7 +246,7 @@ def test_export_writes_the_deploy_graph_by_default_and_the_literal_one_on_reques
 
 
 def test_int8_keeps_the_first_convolution_and_the_heads_in_float(v2_export, tmp_path):
-    from ffcore.export import float_boundary_nodes
+    from ffcore.deploy.export import float_boundary_nodes
 
     _, result = v2_export
     graph = onnx.load(str(result.path)).graph
@@ -299,7 +299,7 @@ def test_int8_calibration_finds_every_training_layout_the_data_layer_accepts(tmp
 def test_calibration_reader_letterboxes_like_the_inference_input(tmp_path):
     import cv2
 
-    from ffcore.export import _calibration_reader
+    from ffcore.deploy.export import _calibration_reader
     from ffcore.preprocess import MEAN_BGR
 
     image = np.random.default_rng(0).integers(0, 256, (90, 150, 3), dtype=np.uint8)

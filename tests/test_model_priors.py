@@ -52,8 +52,8 @@ def test_onnx_detector_reads_the_anchors_stored_at_export(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from ffcore.export import _write_prior_config
-    from ffcore.onnx_runtime import OnnxDetector
+    from ffcore.deploy.export import _write_prior_config
+    from ffcore.deploy.runtime import OnnxDetector
 
     # the smallest graph with the detector's input: the metadata, not the graph, is under test
     graph = helper.make_graph([helper.make_node("Identity", ["input"], ["loc"])], "g",

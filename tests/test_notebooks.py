@@ -43,7 +43,7 @@ def test_there_are_five_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_parameters_cell_is_first_literal_only_and_smoke(path):
-    from ffcore.study.run_profiles import SMOKE
+    from ffcore.runs.profiles import SMOKE
 
     cells = code_cells(path)
     assert "parameters" in cells[0].get("metadata", {}).get("tags", []), "first code cell must be tagged"
@@ -89,7 +89,7 @@ def test_only_deterministic_cells_are_checked(path):
 def test_notebooks_are_committed_with_the_outputs_of_a_complete_run():
     """The committed notebooks hold a whole run (the synthetic reference run): every cell has output,
     none an error, and papermill's injected cell (if any) names a known profile."""
-    from ffcore.study.run_profiles import PROFILES
+    from ffcore.runs.profiles import PROFILES
 
     for path in NOTEBOOKS:
         notebook = json.loads(path.read_text())
@@ -128,7 +128,7 @@ def test_every_table_and_figure_is_introduced_and_data_cells_are_explained():
 
 
 def test_profiles_and_overrides():
-    from ffcore.study.run_profiles import PROFILES, get_profile
+    from ffcore.runs.profiles import PROFILES, get_profile
 
     assert set(PROFILES) == {"smoke", "synthetic", "synthetic_long", "synthetic_seeds", "full"}
     assert get_profile("smoke").is_synthetic and not get_profile("full").is_synthetic
@@ -169,8 +169,8 @@ def test_claims_are_found_in_the_seed_documents():
 def test_summary_lists_every_artifact_with_its_headline(tmp_path, monkeypatch):
     import pandas as pd
 
-    import ffcore.study.summary as summary
-    from ffcore.provenance import Provenance, write_table
+    import ffcore.report.summary as summary
+    from ffcore.report.provenance import Provenance, write_table
 
     monkeypatch.setattr(summary, "results_dir", lambda: tmp_path / "results")
     monkeypatch.setattr(summary, "figures_dir", lambda: tmp_path / "figs")
@@ -187,7 +187,7 @@ def test_summary_lists_every_artifact_with_its_headline(tmp_path, monkeypatch):
 def test_notebook_tables_show_every_column_and_their_caption():
     import pandas as pd
 
-    from ffcore.study.display import CAPTION, captioned_html, configure_display
+    from ffcore.report.display import CAPTION, captioned_html, configure_display
 
     configure_display()
     wide = pd.DataFrame([{f"column {i}": i for i in range(40)} | {"AP hard %": 57.3, "hard CI high": 64.3}])
@@ -203,8 +203,8 @@ def test_notebook_tables_show_every_column_and_their_caption():
 def test_a_saved_table_carries_its_caption(tmp_path, monkeypatch):
     monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("FFCORE_FIGURES", str(tmp_path / "figures"))
-    from ffcore.study.context import open_study
-    from ffcore.study.display import CAPTION
+    from ffcore.runs.context import open_study
+    from ffcore.report.display import CAPTION
 
     from ffcore.study.architecture import parameter_table
 

@@ -1,4 +1,4 @@
-"""Every number the chapter cites is a macro generated from a table (ffcore.study.numbers)."""
+"""Every number the chapter cites is a macro generated from a table (ffcore.report.numbers)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ffcore.study.numbers import (check_numbers, cited_numbers, macro_name, printed_matches, wall_times,
+from ffcore.report.numbers import (check_numbers, cited_numbers, macro_name, printed_matches, wall_times,
                                   write_numbers)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from ffcore.paths import shared_dir
-from ffcore.peers import PEER_FACTORIES, load_peers
-from ffcore.study import peers as peer_study
+from ffcore.bench.peers import PEER_FACTORIES, load_peers
+from ffcore.study import peer_detectors as peer_study
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
@@ -29,8 +29,8 @@ def _bench_peers():
 
 @pytest.fixture
 def study(tmp_path, monkeypatch):
-    from ffcore.study.run_profiles import get_profile
-    from ffcore.study.context import Study
+    from ffcore.runs.profiles import get_profile
+    from ffcore.runs.context import Study
 
     monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("FFCORE_FIGURES", str(tmp_path / "figures"))
@@ -125,7 +125,7 @@ def test_every_peer_runs_in_its_environment_and_returns_boxes_in_the_image():
 import json, sys
 import cv2
 sys.path.insert(0, sys.argv[1])
-from ffcore.peers import load_peers
+from ffcore.bench.peers import load_peers
 peers, skipped = load_peers()
 image = cv2.resize(cv2.imread(sys.argv[2]), (640, 443))
 print(json.dumps({"skipped": skipped, "found": {p.name: p.detect(image).tolist() for p in peers}}))

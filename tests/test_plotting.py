@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ffcore.plotting import model_style, model_styles, pretty_name
+from ffcore.report.plotting import model_style, model_styles, pretty_name
 
 
 @pytest.mark.parametrize("name, label", [

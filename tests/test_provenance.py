@@ -1,4 +1,4 @@
-"""What a sidecar says about the code, the data and the machine (ffcore.provenance)."""
+"""What a sidecar says about the code, the data and the machine (ffcore.report.provenance)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ffcore.provenance import (NOTEBOOK_ENV, Provenance, dataset_fingerprint, environment, git_state,
+from ffcore.report.provenance import (NOTEBOOK_ENV, Provenance, dataset_fingerprint, environment, git_state,
                                write_table)
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
@@ -95,7 +95,7 @@ def test_sidecar_records_seeds_preset_environment_notebook_and_manifest(tmp_path
 
 
 def test_environment_imports_nothing_heavy():
-    code = ("import sys; from ffcore.provenance import environment; environment(); "
+    code = ("import sys; from ffcore.report.provenance import environment; environment(); "
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)")
     repo = Path(__file__).resolve().parents[1]
     result = subprocess.run([__import__("sys").executable, "-c", code], cwd=repo, capture_output=True, text=True,
@@ -105,7 +105,7 @@ def test_environment_imports_nothing_heavy():
 
 
 def test_the_summary_states_the_duration_measured_from_empty_caches(tmp_path, monkeypatch):
-    from ffcore.study.summary import _measured_duration, elapsed_seconds
+    from ffcore.report.summary import _measured_duration, elapsed_seconds
 
     monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path))
     assert elapsed_seconds("1:01:02") == 3662 and elapsed_seconds("12:34.5") == 754.5

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("profile", ["synthetic", "synthetic_long", "synthetic_seeds"])
 def test_the_readme_results_block_equals_the_committed_tables(monkeypatch, profile):
-    from ffcore.study.readme_results import block, results_markdown
+    from ffcore.report.results_blocks import block, results_markdown
 
     monkeypatch.setenv("FFCORE_RESULTS", str(REPO / "results"))
     tables = REPO / "results" / profile / "tables"
@@ -23,14 +23,14 @@ def test_the_readme_results_block_equals_the_committed_tables(monkeypatch, profi
 
 
 def test_a_readme_without_the_block_is_an_error_naming_the_markers():
-    from ffcore.study.readme_results import block
+    from ffcore.report.results_blocks import block
 
     with pytest.raises(ValueError, match="results:smoke:begin"):
         block("smoke", "# nothing here\n")
 
 
 def test_rewriting_fills_an_empty_block_between_its_own_markers(tmp_path, monkeypatch):
-    from ffcore.study import readme_results
+    from ffcore.report import results_blocks as readme_results
 
     monkeypatch.setattr(readme_results, "results_markdown", lambda profile: f"table of {profile}")
     readme = tmp_path / "README.md"

@@ -156,7 +156,7 @@ def test_default_profile_is_synthetic_without_widerface_and_says_why(tmp_path):
 
 
 def test_smoke_copies_drop_the_injected_parameters_so_the_smoke_defaults_apply(tmp_path):
-    from ffcore.study.notebooks import write_smoke_copies
+    from ffcore.runs.notebooks import write_smoke_copies
 
     source = tmp_path / "notebooks"
     source.mkdir()

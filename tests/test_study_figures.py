@@ -11,10 +11,10 @@ import pytest
 @pytest.fixture()
 def study(tmp_path, monkeypatch):
     from ffcore.study import Study
-    from ffcore.study.run_profiles import get_profile
+    from ffcore.runs.profiles import get_profile
 
-    monkeypatch.setattr("ffcore.study.context.results_dir", lambda: tmp_path / "results")
-    monkeypatch.setattr("ffcore.study.context.figures_dir", lambda: tmp_path / "figures")
+    monkeypatch.setattr("ffcore.runs.context.results_dir", lambda: tmp_path / "results")
+    monkeypatch.setattr("ffcore.runs.context.figures_dir", lambda: tmp_path / "figures")
     profile = dataclasses.replace(get_profile("smoke"), seeds=(0, 1))
     return Study(profile=profile, data_root=tmp_path / "data", device="cpu")
 

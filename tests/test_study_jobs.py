@@ -24,8 +24,8 @@ TINY = {"image_size": 64, "batch_size": 4, "max_steps_per_epoch": 1, "epochs": 2
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from ffcore.study.datasets import prepare_dataset
-    from ffcore.study.run_profiles import get_profile
+    from ffcore.runs.datasets import prepare_dataset
+    from ffcore.runs.profiles import get_profile
 
     root = tmp_path_factory.mktemp("smoke_data") / "smoke"
     return prepare_dataset(get_profile("smoke"), root)
@@ -39,7 +39,7 @@ def results(tmp_path, monkeypatch) -> Path:
 
 
 def tiny_study(data_root: Path, **changes):
-    from ffcore.study.context import open_study
+    from ffcore.runs.context import open_study
 
     return open_study("smoke", data_root=data_root, overrides={**TINY, **changes}, prepare_data=False)
 
@@ -47,8 +47,8 @@ def tiny_study(data_root: Path, **changes):
 # ------------------------------------------------------------------------------------ the plan
 
 def test_plan_orders_runs_after_their_teacher_and_parent():
-    from ffcore.study.plan import dependency_depths, study_plan
-    from ffcore.study.run_profiles import get_profile
+    from ffcore.runs.plan import dependency_depths, study_plan
+    from ffcore.runs.profiles import get_profile
 
     full = get_profile("full")
     plan = study_plan(full)
@@ -70,8 +70,8 @@ def test_plan_orders_runs_after_their_teacher_and_parent():
 
 
 def test_model_seeds_train_v1_its_swaps_and_v2_variants_over_seeds_with_the_first_v1_as_teacher():
-    from ffcore.study.plan import one_part_swaps, planned_runs, study_plan, v2_variants
-    from ffcore.study.run_profiles import get_profile
+    from ffcore.runs.plan import one_part_swaps, planned_runs, study_plan, v2_variants
+    from ffcore.runs.profiles import get_profile
 
     long = get_profile("synthetic_seeds")
     runs = planned_runs(long)
@@ -104,7 +104,7 @@ def test_swaps_over_model_seeds_are_trained_and_pooled_by_the_ablation_table(dat
 
 
 def test_a_pruned_run_under_a_seed_offset_is_cut_from_its_shifted_parent(data_root, results):
-    from ffcore.study.training import finetune_pruned_or_load
+    from ffcore.runs.training import finetune_pruned_or_load
 
     study = tiny_study(data_root, seed_offset=100)
     finetune_pruned_or_load(study, "featherface_v2_pruned20")
@@ -120,7 +120,7 @@ def test_a_pruned_run_under_a_seed_offset_is_cut_from_its_shifted_parent(data_ro
 
 def _interrupt_after(monkeypatch, epochs: int) -> None:
     """Make the next training stop after `epochs` epochs, as a killed process would leave it."""
-    import ffcore.study.training as training
+    import ffcore.runs.training as training
 
     original = training._train_config
     monkeypatch.setattr(training, "_train_config",
@@ -128,8 +128,8 @@ def _interrupt_after(monkeypatch, epochs: int) -> None:
 
 
 def test_an_interrupted_run_is_partial_then_resumes_to_the_uninterrupted_weights(data_root, results, monkeypatch):
-    from ffcore.study.training import ensure_run, job_state, run_states_table, train_or_load
-    from ffcore.study.plan import planned_run
+    from ffcore.runs.training import ensure_run, job_state, run_states_table, train_or_load
+    from ffcore.runs.plan import planned_run
 
     straight = tiny_study(data_root, epochs=3)
     assert ensure_run(straight, "featherface_v1") == "trained"
@@ -159,8 +159,8 @@ def test_an_interrupted_run_is_partial_then_resumes_to_the_uninterrupted_weights
 
 
 def test_a_complete_run_with_another_configuration_is_stale_and_retrained_only_with_force(data_root, results):
-    from ffcore.study.run_state import StaleRunError
-    from ffcore.study.training import ensure_run, run_states_table
+    from ffcore.runs.records import StaleRunError
+    from ffcore.runs.training import ensure_run, run_states_table
 
     ensure_run(tiny_study(data_root), "featherface_v2")
     longer = tiny_study(data_root, student_epochs=3)
@@ -173,7 +173,7 @@ def test_a_complete_run_with_another_configuration_is_stale_and_retrained_only_w
 
 
 def test_a_retrained_teacher_makes_its_students_stale(data_root, results):
-    from ffcore.study.training import ensure_run, run_states_table
+    from ffcore.runs.training import ensure_run, run_states_table
 
     study = tiny_study(data_root)
     ensure_run(study, "featherface_v2_distilled")        # trains the teacher first
@@ -191,7 +191,7 @@ def test_a_retrained_teacher_makes_its_students_stale(data_root, results):
 # --------------------------------------------------------------------------------------- locks
 
 def test_one_owner_per_run_and_a_dead_owner_is_taken_over(tmp_path):
-    from ffcore.study.run_state import RunLock, RunLockedError
+    from ffcore.runs.records import RunLock, RunLockedError
 
     first = RunLock(tmp_path)
     assert first.try_acquire() is None
@@ -211,8 +211,8 @@ def test_one_owner_per_run_and_a_dead_owner_is_taken_over(tmp_path):
 
 
 def test_two_worker_processes_share_the_plan_without_training_a_run_twice(data_root, results):
-    from ffcore.study.jobs import StudyArguments, start_workers
-    from ffcore.study.run_state import read_record
+    from ffcore.runs.jobs import StudyArguments, start_workers
+    from ffcore.runs.records import read_record
 
     arguments = StudyArguments("smoke", data_root=str(data_root), overrides=TINY)
     runs = ["featherface_v2_distilled", "featherface_v2"]
@@ -227,8 +227,8 @@ def test_two_worker_processes_share_the_plan_without_training_a_run_twice(data_r
 
 
 def test_submitit_local_executor_runs_a_plan_with_one_dependency(data_root, results):
-    from ffcore.study.jobs import ClusterOptions, StudyArguments, submit_plan
-    from ffcore.study.run_state import read_record
+    from ffcore.runs.jobs import ClusterOptions, StudyArguments, submit_plan
+    from ffcore.runs.records import read_record
 
     arguments = StudyArguments("smoke", data_root=str(data_root), overrides=TINY)
     jobs = submit_plan(arguments, ClusterOptions(cluster="local", time_limit_min=10, gpus_per_job=0,
@@ -258,7 +258,7 @@ def test_study_status_command_prints_every_run_state(data_root, results):
 
 def test_profile_names_of_the_command_line_are_the_profiles():
     from ffcore.cli.study import PROFILE_NAMES
-    from ffcore.study.run_profiles import PROFILES
+    from ffcore.runs.profiles import PROFILES
 
     assert set(PROFILE_NAMES) == set(PROFILES)
 
@@ -312,8 +312,8 @@ def test_sharded_validation_gives_the_single_process_ap(data_root):
 
 
 def test_the_summary_lists_every_run_with_how_it_was_trained(data_root, results, monkeypatch):
-    from ffcore.study.summary import write_summary
-    from ffcore.study.training import ensure_run
+    from ffcore.report.summary import write_summary
+    from ffcore.runs.training import ensure_run
 
     study = tiny_study(data_root, epochs=3)
     with monkeypatch.context() as patch:
@@ -329,9 +329,9 @@ def test_the_summary_lists_every_run_with_how_it_was_trained(data_root, results,
 
 
 def test_the_long_profile_plans_the_budget_curve_the_own_recipe_and_the_pruning_control():
-    from ffcore.study.plan import (is_own_recipe, model_of_run, planned_run, planned_runs, run_epochs, study_plan,
+    from ffcore.runs.plan import (is_own_recipe, model_of_run, planned_run, planned_runs, run_epochs, study_plan,
                                    teacher_of_run)
-    from ffcore.study.run_profiles import get_profile
+    from ffcore.runs.profiles import get_profile
 
     long = get_profile("synthetic_long")
     runs = planned_runs(long)
@@ -369,8 +369,8 @@ def test_the_long_profile_plans_the_budget_curve_the_own_recipe_and_the_pruning_
 
 
 def test_an_own_recipe_run_needs_a_profile_that_names_the_recipe():
-    from ffcore.study.plan import planned_run
-    from ffcore.study.run_profiles import get_profile
+    from ffcore.runs.plan import planned_run
+    from ffcore.runs.profiles import get_profile
 
     with pytest.raises(ValueError, match="student_own_preset"):
         planned_run(get_profile("synthetic"), "featherface_v2_own_recipe")
@@ -440,9 +440,9 @@ def pd_notna(value) -> bool:
 
 
 def test_the_progress_line_weighs_the_trainings_left_by_their_epochs(results, capsys):
-    from ffcore.study.context import open_study
-    from ffcore.study.plan import planned_run, planned_runs
-    from ffcore.study.training import TrainingProgress
+    from ffcore.runs.context import open_study
+    from ffcore.runs.plan import planned_run, planned_runs
+    from ffcore.runs.training import TrainingProgress
 
     study = open_study("synthetic_long", prepare_data=False)
     progress = TrainingProgress(study)

@@ -1,4 +1,4 @@
-"""Tables as LaTeX (ffcore.tex, ffcore.provenance.write_table): what the .tex prints, and that it compiles."""
+"""Tables as LaTeX (ffcore.report.tex, ffcore.report.provenance.write_table): what the .tex prints, and that it compiles."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ffcore.provenance import Provenance, render_table_file, write_table
-from ffcore.tex import PREAMBLE_PACKAGES, TexLayout, column_label, escape, interval_cell, render_table
+from ffcore.report.provenance import Provenance, render_table_file, write_table
+from ffcore.report.tex import PREAMBLE_PACKAGES, TexLayout, column_label, escape, interval_cell, render_table
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_TABLES = REPO / "results" / "synthetic" / "tables"
@@ -91,7 +91,7 @@ def test_width_cap_drops_verdicts_first():
 
 
 def _rows(table: pd.DataFrame):
-    from ffcore.tex import frame_rows
+    from ffcore.report.tex import frame_rows
 
     return frame_rows(table)
 
@@ -108,12 +108,12 @@ def test_write_table_keeps_caption_and_layout_so_rendering_again_gives_the_same_
 
 
 def test_committed_tables_are_rendered_from_their_csv():
-    """results/synthetic/tables/*.tex are what ffcore.tex makes of the CSVs (rerun `ffcore thesis` if not)."""
+    """results/synthetic/tables/*.tex are what ffcore.report.tex makes of the CSVs (rerun `ffcore thesis` if not)."""
     for csv in sorted(SYNTHETIC_TABLES.glob("*.csv")):
         record = json.loads(csv.with_suffix(".json").read_text())
         assert "caption" in record, f"{csv.with_suffix('.json')}: no caption recorded"
-        from ffcore.provenance import read_table_csv, table_caption
-        from ffcore.tex import frame_rows
+        from ffcore.report.provenance import read_table_csv, table_caption
+        from ffcore.report.tex import frame_rows
 
         expected = render_table(*frame_rows(read_table_csv(csv)), csv.stem,
                                 table_caption(record["caption"], Provenance.from_record(record)),

@@ -1,4 +1,4 @@
-"""The results chapter (ffcore.study.thesis): every artifact in its notebook's section, sources named."""
+"""The results chapter (ffcore.report.chapter): every artifact in its notebook's section, sources named."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ffcore.study import thesis
+from ffcore.report import chapter as thesis
 
 REPO = Path(__file__).resolve().parents[1]
 

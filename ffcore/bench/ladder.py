@@ -1,4 +1,4 @@
-"""The deploy ladder: each model exported at every step of `ffcore.deploy.DeploySteps` (the
+"""The deploy ladder: each model exported at every step of `ffcore.deploy.graph.DeploySteps` (the
 literal graph, then each exact rewrite added in turn), timed side by side and profiled."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from ffcore.bench.timing import time_onnx_interleaved
 
 
 def export_deploy_ladder(models: dict[str, nn.Module], out_dir: str | Path) -> dict[tuple[str, str], Path]:
-    """ONNX files of each model at every step of `ffcore.deploy.DeploySteps` (the literal graph,
+    """ONNX files of each model at every step of `ffcore.deploy.graph.DeploySteps` (the literal graph,
     then each exact rewrite added in turn): {(model name, step): path}. Each export runs the
     parity check against the model it came from (1e-4), the rewrite its own (1e-5)."""
-    from ffcore.deploy import DeploySteps, deploy_model
-    from ffcore.export import export_onnx
+    from ffcore.deploy.graph import DeploySteps, deploy_model
+    from ffcore.deploy.export import export_onnx
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,7 @@ def time_deploy_ladder(graphs: dict[tuple[str, str], Path], size: tuple[int, int
 
     Columns: model, step, nodes (ONNX nodes in the file), threads, median/p10/p90 ms, the load
     average, and `vs_reference`: the ratio to `reference`'s last step in the same rounds."""
-    from ffcore.export import onnx_operators
+    from ffcore.deploy.export import onnx_operators
 
     timed = time_onnx_interleaved({f"{m}|{s}": p for (m, s), p in graphs.items()}, sizes=(size,),
                                   threads=threads, rounds=rounds)

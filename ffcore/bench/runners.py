@@ -94,7 +94,7 @@ def _torch_runner(name: str, model: nn.Module) -> Runner:
 
 
 def _onnx_runner(name: str, backend: str, onnx_path: Path, parameters: int, prior_config=None) -> Runner:
-    from ffcore.onnx_runtime import OnnxDetector
+    from ffcore.deploy.runtime import OnnxDetector
 
     sessions: dict[int, OnnxDetector] = {}
     runner = Runner(model=name, backend=backend, file_bytes=onnx_path.stat().st_size, parameters=parameters,
@@ -113,7 +113,7 @@ def _onnx_runner(name: str, backend: str, onnx_path: Path, parameters: int, prio
 
 def _calibration_files(count: int) -> list[Path]:
     """Validation images of the synthetic dataset when it exists, else the shared demo photos."""
-    from ffcore.export import calibration_images
+    from ffcore.deploy.export import calibration_images
     from ffcore.paths import default_synthetic_root, shared_dir
 
     try:
@@ -124,7 +124,7 @@ def _calibration_files(count: int) -> list[Path]:
 
 def build_runners(models: Sequence[tuple[str, nn.Module]], backends: Sequence[str], work_dir: Path,
                   calibration_count: int = 8, calibration_size: int = 640) -> list[Runner]:
-    from ffcore.export import export_onnx, quantize_int8
+    from ffcore.deploy.export import export_onnx, quantize_int8
 
     runners = []
     for name, model in models:

@@ -153,7 +153,7 @@ def run_benchmark(models: Sequence[str | tuple[str, nn.Module]], config: BenchCo
     `weights` maps a model name to a checkpoint (random weights otherwise: the timings of the
     forward pass do not depend on the weights; post-processing does, through the number of
     candidate boxes above the score threshold). With `peers`, installed peer detectors
-    (`ffcore.peers`) are timed at batch 1 with their own pre/post-processing inside the
+    (`ffcore.bench.peers`) are timed at batch 1 with their own pre/post-processing inside the
     forward column; the ones not installed are listed in `table.attrs["skipped_peers"]`.
     """
     import pandas as pd
@@ -176,7 +176,7 @@ def run_benchmark(models: Sequence[str | tuple[str, nn.Module]], config: BenchCo
                                 calibration_size=max(max(s) for s in config.sizes))
         skipped = {}
         if peers:
-            from ffcore.peers import load_peers
+            from ffcore.bench.peers import load_peers
 
             peer_runners, skipped = load_peers()
             runners += [Runner(model=p.name, backend=p.backend, detect=p.detect, file_bytes=p.file_bytes,
@@ -230,7 +230,7 @@ def time_onnx_interleaved(graphs: dict[str, str | Path], sizes: Sequence[tuple[i
     """
     import pandas as pd
 
-    from ffcore.onnx_runtime import ort_session
+    from ffcore.deploy.runtime import ort_session
     from ffcore.preprocess import sample_batch
 
     rows = []

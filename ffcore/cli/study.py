@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-PROFILE_NAMES = ("smoke", "synthetic", "synthetic_long", "synthetic_seeds", "full")   # ffcore.study.run_profiles.PROFILES (a test keeps them equal)
+PROFILE_NAMES = ("smoke", "synthetic", "synthetic_long", "synthetic_seeds", "full")   # ffcore.runs.profiles.PROFILES (a test keeps them equal)
 
 
 def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", required=True, choices=PROFILE_NAMES,
-                   help="the run profile (ffcore/study/run_profiles.py)")
+                   help="the run profile (ffcore/runs/profiles.py)")
     p.add_argument("--data", default=None, help="dataset root (default: the profile's)")
     p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="training device (default: the profile's)")
     p.add_argument("--epochs", type=int, default=None, help="override every training length of the profile")
@@ -89,7 +89,7 @@ def add_study(sub) -> None:
 
 
 def _arguments(profile, data, device, epochs, image_size, override):
-    from ffcore.study.jobs import StudyArguments
+    from ffcore.runs.jobs import StudyArguments
 
     return StudyArguments(profile=profile, data_root=data, device=device, epochs=epochs, image_size=image_size,
                           overrides=parse_overrides(override))
@@ -121,7 +121,7 @@ def _print_table(table) -> None:
 
 def plan_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=(),
                  images_per_second=None, train_images=None) -> int:
-    from ffcore.study.plan import study_plan
+    from ffcore.runs.plan import study_plan
 
     study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
     plan = study_plan(study.profile)
@@ -159,7 +159,7 @@ def _training_images(study) -> int:
 
 
 def status_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=()) -> int:
-    from ffcore.study.training import run_states_table
+    from ffcore.runs.training import run_states_table
 
     study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
     table = run_states_table(study)
@@ -171,8 +171,8 @@ def status_command(action, profile, data=None, device=None, epochs=None, image_s
 
 def train_command(action, profile, runs=(), workers=1, threads=None, force=False, data=None, device=None,
                   epochs=None, image_size=None, override=()) -> int:
-    from ffcore.study.run_state import StaleRunError
-    from ffcore.study.jobs import start_workers, train_plan
+    from ffcore.runs.records import StaleRunError
+    from ffcore.runs.jobs import start_workers, train_plan
 
     arguments = _arguments(profile, data, device, epochs, image_size, override)
     if workers > 1:
@@ -193,7 +193,7 @@ def train_command(action, profile, runs=(), workers=1, threads=None, force=False
 def submit_command(action, profile, runs=(), cluster=None, partition=None, gpus_per_job=1, cpus_per_job=8,
                    time_limit=24 * 60, max_concurrent=8, folder=None, force=False, data=None, device=None,
                    epochs=None, image_size=None, override=()) -> int:
-    from ffcore.study.jobs import ClusterOptions, submit_plan
+    from ffcore.runs.jobs import ClusterOptions, submit_plan
 
     options = ClusterOptions(cluster=cluster, partition=partition, gpus_per_job=gpus_per_job,
                              cpus_per_job=cpus_per_job, time_limit_min=time_limit, max_concurrent=max_concurrent,

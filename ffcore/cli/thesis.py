@@ -24,11 +24,11 @@ def add_thesis(sub) -> None:
 def thesis_command(profile: str = "synthetic", no_build: bool = False, check_numbers: bool = False,
                    readme: str | None = None) -> int:
     from ffcore.paths import figures_dir
-    from ffcore.study.numbers import check_numbers as check
-    from ffcore.study.thesis import ThesisToolsMissing, build_chapter, write_chapter
+    from ffcore.report.numbers import check_numbers as check
+    from ffcore.report.chapter import ThesisToolsMissing, build_chapter, write_chapter
 
     if readme is not None:
-        from ffcore.study.readme_results import rewrite_readme
+        from ffcore.report.results_blocks import rewrite_readme
 
         try:
             print(f"rewrote the {profile} results block of {rewrite_readme(profile, readme)}")

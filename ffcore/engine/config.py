@@ -135,7 +135,7 @@ SMOKE = TrainConfig(model="retinaface_mnet025", epochs=2, batch_size=4, image_si
                     progress=False, max_steps_per_epoch=4)
 
 # FeatherFace V1 on the synthetic dataset on a CPU: the recipe of the study's 'synthetic' profile,
-# which runs it for 10 epochs (ffcore/study/run_profiles.py sets `epochs`) on the 400 synthetic
+# which runs it for 10 epochs (ffcore/runs/profiles.py sets `epochs`) on the 400 synthetic
 # training images at 320 px, validation at a fixed long side of 320 px. The preset's own 8 epochs
 # are what benchmarks/bench_train_synthetic.py measured (1 thread): about 7 minutes of training,
 # AP easy 0.88 on the synthetic validation split; 4 epochs stay near zero AP. NHWC tensors

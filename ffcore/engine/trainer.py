@@ -357,7 +357,7 @@ class Trainer:
 
     # -- the loop
     def run(self, resume: bool = False) -> TrainResult:
-        from ffcore.provenance import git_state
+        from ffcore.report.provenance import git_state
 
         self._validate_settings()
         main = self.context.is_main

@@ -1,5 +1,5 @@
-"""Figures of evaluation results (made by `ffcore.plotting.new_figure`, the project's one figure
-factory; saving and provenance stamps are the caller's, through `ffcore.provenance.write_figure`).
+"""Figures of evaluation results (made by `ffcore.report.plotting.new_figure`, the project's one figure
+factory; saving and provenance stamps are the caller's, through `ffcore.report.provenance.write_figure`).
 
 - `pr_curves_figure`: precision-recall curves, one panel per setting, each panel's APs (%)
   ranked in its corner and the runs named once below.
@@ -39,7 +39,7 @@ def pr_curves_figure(results: EvalResult | Sequence[EvalResult], labels: Sequenc
     never goes (precision is high at low recall)."""
     results = _as_list(results)
     labels = _labels(results, labels)
-    from ffcore.plotting import PALETTE, TEXT_WIDTH, new_figure
+    from ffcore.report.plotting import PALETTE, TEXT_WIDTH, new_figure
 
     colours = list(colours) if colours is not None else [PALETTE[i % len(PALETTE)] for i in range(len(results))]
     if len(colours) != len(results):
@@ -88,7 +88,7 @@ def recall_by_size_figure(results: EvalResult | Sequence[EvalResult], ground_tru
     n_bins = len(bins) - 1
     names = [f"{bins[i]:g}-{bins[i + 1]:g}" if np.isfinite(bins[i + 1]) else f">{bins[i]:g}" for i in range(n_bins)]
 
-    from ffcore.plotting import new_figure
+    from ffcore.report.plotting import new_figure
 
     width = max(6.0, 0.8 * n_bins + 2)
     figure, ax = new_figure(width=width, aspect=4.0 / width)

@@ -77,7 +77,7 @@ def tf_same_max_pool2d(x: torch.Tensor, kernel_size: int, stride: int) -> torch.
     the backbone's stride-2 size; it cannot, and the export fails for general sizes. As one
     operator whose output size is written (n - 1) // s + 1 -- the very expression a padded
     stride-s convolution gives -- the shapes agree symbolically, and the ONNX translation
-    (`ffcore.export`) computes the padding from the input's shape inside the graph.
+    (`ffcore.deploy.export`) computes the padding from the input's shape inside the graph.
     """
     return F.max_pool2d(tf_same_pad(x, kernel_size, stride), kernel_size, stride)
 

@@ -6,7 +6,7 @@
     study.train_or_load(ctx, "featherface_v1")      # reuses results/<profile>/checkpoints/<run>/best.pt
     study.pr_curves_figure(ctx, ["featherface_v1"]) # Figure, also written to thesis_figures/<profile>/
 
-Every table goes through `ffcore.provenance.write_table` (CSV + LaTeX + sidecar JSON) and
+Every table goes through `ffcore.report.provenance.write_table` (CSV + LaTeX + sidecar JSON) and
 every figure through `write_figure` (PDF + PNG + sidecar JSON); `summary_table` writes
 results/<profile>/summary.md listing them all with their headline numbers.
 """
@@ -22,7 +22,7 @@ from ffcore.study.architecture import (claims_table, compare_parts_table, effici
 from ffcore.study.budget import (budget_differences, budget_figure, budget_table, describe_budget,
                                  describe_own_recipe, own_recipe_comparison)
 from ffcore.study.benchmarks import benchmark_table, latency_figure, measured_benchmark, published_comparison_figure
-from ffcore.study.context import DatasetMissingError, Study, open_study
+from ffcore.runs.context import DatasetMissingError, Study, open_study
 from ffcore.study.gate_health import describe_gate_health, gate_health_table
 from ffcore.study.fork_models import (attention_maps_figure, fork_detections_figure, fork_parameter_table,
                                       fork_training_log_figure, fork_weights_table)
@@ -32,11 +32,11 @@ from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, des
                                      evaluate_run, evaluate_runs, intervals_figure, paired_comparison,
                                      pr_curves_figure, real_photo_check, real_photo_detections_figure,
                                      validation_detections_figure, what_this_shows)
-from ffcore.study.deploy import (deploy_ladder_table, deploy_latency_table, describe_deployment,
+from ffcore.study.onnx_latency import (deploy_ladder_table, deploy_latency_table, describe_deployment,
                                  operator_profile_table)
-from ffcore.study.peers import peer_detections_figure, peer_latency_figure, peer_latency_table
-from ffcore.study.summary import artifact_index, summary_table, write_summary
-from ffcore.study.training import (distill_or_load, distillation_runs, finetune_pruned_or_load, planned_runs,
+from ffcore.study.peer_detectors import peer_detections_figure, peer_latency_figure, peer_latency_table
+from ffcore.report.summary import artifact_index, summary_table, write_summary
+from ffcore.runs.training import (distill_or_load, distillation_runs, finetune_pruned_or_load, planned_runs,
                                    reference_runs, run_history, seed_runs_table, study_run, train_or_load,
                                    training_curves_figure, widerface_teacher_table)
 

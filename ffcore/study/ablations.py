@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
-from ffcore.study.context import Study
-from ffcore.study.plan import BASELINE, one_part_swaps, study_swaps, study_v2_variants, v2_variants  # noqa: F401
-from ffcore.study.datasets import evaluation_split
+from ffcore.runs.context import Study
+from ffcore.runs.plan import BASELINE, one_part_swaps, study_swaps, study_v2_variants, v2_variants  # noqa: F401
+from ffcore.runs.datasets import evaluation_split
 
 
 def _left_out(declared: list[str], trained: list[str]) -> str:
@@ -67,7 +67,7 @@ def ablation_variants(study: Study) -> pd.DataFrame:
 def _arm(study: Study, run: str) -> dict[int, str]:
     """seed -> run of every seed the study trains for `run`'s model (just `run` when the plan has no other)."""
     from ffcore.study.comparisons import arm_runs
-    from ffcore.study.training import split_seed
+    from ffcore.runs.training import split_seed
 
     base, seed = split_seed(run)
     try:
@@ -86,7 +86,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
     from ffcore.study.architecture import model_summary
     from ffcore.study.comparisons import difference_columns, seeds_text
     from ffcore.study.evaluation import evaluate_run
-    from ffcore.study.training import model_of_run
+    from ffcore.runs.training import model_of_run
 
     p = study.profile
     size = p.flops_size
@@ -121,7 +121,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
 
 def _train_all(study: Study, runs: list[str], owned_here: list[str]) -> None:
     """Train or load every seed the study trains of each run's model (`_arm`)."""
-    from ffcore.study.training import train_or_load
+    from ffcore.runs.training import train_or_load
 
     owned = {run for name in owned_here for run in _arm(study, name).values()}
     for name in runs:
@@ -148,7 +148,7 @@ def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
 def ablation_table(study: Study) -> pd.DataFrame:
     """V1 and each one-part swap (declared in the zoo), trained with V1's recipe, evaluated on the same
     images: AP with intervals and the paired difference with V1 and its verdict."""
-    from ffcore.study.training import study_run
+    from ffcore.runs.training import study_run
 
     swaps = [study_run(study, model) for model in study_swaps(study.profile)]
     baseline = study_run(study, BASELINE)
@@ -168,7 +168,7 @@ def ablation_table(study: Study) -> pd.DataFrame:
 
 def v2_variants_table(study: Study) -> pd.DataFrame:
     """V2's registered variants, trained with V2's recipe, against V2 (paired differences)."""
-    from ffcore.study.training import study_run
+    from ffcore.runs.training import study_run
 
     variants = [study_run(study, model) for model in study_v2_variants(study.profile)]
     v2 = study_run(study, "featherface_v2")
@@ -193,8 +193,8 @@ def pruned_table(study: Study) -> pd.DataFrame:
     and the pruned model's difference with it: what pruning costs at equal training."""
     from ffcore.study.architecture import model_summary
     from ffcore.study.evaluation import ap_frame, paired_comparison
-    from ffcore.study.plan import UNPRUNED_FINETUNE_SUFFIX, pruning_control_runs
-    from ffcore.study.training import (NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent,
+    from ffcore.runs.plan import UNPRUNED_FINETUNE_SUFFIX, pruning_control_runs
+    from ffcore.runs.training import (NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent,
                                        study_pruned_variants, study_run, train_or_load)
 
     p = study.profile
@@ -331,7 +331,7 @@ def describe_pruned(study: Study, name: str = "pruned"):
 
 def ablation_figure(study: Study, name: str = "ablations"):
     """Parameters and hard AP (with its 95 % interval) of V1 and every one-part swap."""
-    from ffcore.plotting import PALETTE, model_style, new_figure, pretty_name
+    from ffcore.report.plotting import PALETTE, model_style, new_figure, pretty_name
 
     table = pd.read_csv(study.tables_dir / "ablations.csv", comment="#")
     models = list(table["model"])

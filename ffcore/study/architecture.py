@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import pandas as pd
 
-from ffcore.study.context import Study
+from ffcore.runs.context import Study
 
 FLOP_NOTE = "fvcore; one multiply-add = one FLOP"
 
@@ -142,7 +142,7 @@ def parts_figure(study: Study, models: list[str]):
     """Stacked bars: parameters and FLOPs per part for each model."""
     import numpy as np
 
-    from ffcore.plotting import PALETTE, new_figure, pretty_name
+    from ffcore.report.plotting import PALETTE, new_figure, pretty_name
 
     size = study.profile.flops_size
     tables = {m: _parts(m, size).set_index("part").drop(index="total") for m in models}

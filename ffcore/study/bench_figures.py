@@ -6,7 +6,7 @@ from __future__ import annotations
 def latency_figure(table, size: tuple[int, int] = (640, 640), batch: int = 1, threads: int | None = None,
                    title: str | None = None):
     """Bar chart of the forward-pass medians (p10-p90 whiskers) per model and backend; returns the Figure."""
-    from ffcore.plotting import model_styles, new_figure, pretty_name
+    from ffcore.report.plotting import model_styles, new_figure, pretty_name
 
     threads = threads if threads is not None else int(table.threads.max())
     selected = table[(table.height == size[0]) & (table.width == size[1]) & (table.batch == batch)

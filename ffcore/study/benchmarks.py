@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ffcore.study.context import Study
-from ffcore.study.run_profiles import FORK_MODELS
+from ffcore.runs.context import Study
+from ffcore.runs.profiles import FORK_MODELS
 
 MAIN_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2")
 BENCH_COLUMNS = ("model", "backend", "height", "width", "threads", "forward_median_ms", "forward_p10_ms",
@@ -108,7 +108,7 @@ def published_comparison_figure(study: Study, setting: str = "hard", name: str |
     Our points are stars and, on the synthetic profiles, labelled SYNTHETIC DATA: they are not
     comparable with WIDER FACE numbers."""
     from ffcore.paths import shared_dir
-    from ffcore.plotting import MARKERS, PALETTE, model_styles, new_figure, pretty_name
+    from ffcore.report.plotting import MARKERS, PALETTE, model_styles, new_figure, pretty_name
     from ffcore.study.architecture import model_summary
     from ffcore.study.evaluation import evaluate_run
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
-from ffcore.study.context import Study
-from ffcore.study.datasets import evaluation_split
+from ffcore.runs.context import Study
+from ffcore.runs.datasets import evaluation_split
 
 
 def _profiles_setting(field: str) -> str:
     """The study profiles (not smoke, which only proves the pipeline) that set `field`, e.g. "`synthetic_long`"."""
-    from ffcore.study.run_profiles import PROFILES
+    from ffcore.runs.profiles import PROFILES
 
     names = [f"`{name}`" for name, profile in PROFILES.items() if name != "smoke" and getattr(profile, field)]
     return " and ".join(names) or "no study profile"
@@ -40,7 +40,7 @@ def budget_lengths(study: Study) -> dict[str, list[tuple[int, dict[int, str]]]]:
     """arm -> [(epochs, {seed: run}), ...] in increasing length: the profile's own length (every seed
     of the arm) and each of its `budget_epochs` (the budget runs of the plan)."""
     from ffcore.study.comparisons import arm_runs
-    from ffcore.study.plan import budget_arms, budget_run, model_of_run, recipe
+    from ffcore.runs.plan import budget_arms, budget_run, model_of_run, recipe
 
     p = study.profile
     lengths = {}
@@ -66,7 +66,7 @@ def budget_table(study: Study, name: str = "training_budget") -> pd.DataFrame:
     """AP (95 % interval) of each budget arm at each training length: trains or loads every run first."""
     from ffcore.eval.bootstrap import pooled_ap
     from ffcore.study.evaluation import evaluate_run
-    from ffcore.study.training import train_or_load
+    from ffcore.runs.training import train_or_load
 
     p = study.profile
     if not p.budget_epochs:
@@ -101,7 +101,7 @@ def budget_differences(study: Study, name: str = "training_budget_differences") 
     """At every length: V2 distilled minus V2 alone, and V2 alone minus V1 (the `pooled` rows of
     `comparisons.seed_comparison`, so each verdict comes from its pooled interval)."""
     from ffcore.study.comparisons import POOLED, _pooled_headline, seed_comparison
-    from ffcore.study.plan import DISTILLED_SUFFIX
+    from ffcore.runs.plan import DISTILLED_SUFFIX
 
     p = study.profile
     if not p.budget_epochs:
@@ -159,7 +159,7 @@ def describe_budget(study: Study, name: str = "training_budget_differences"):
 def budget_figure(study: Study, name: str = "training_budget"):
     """AP (easy, medium, hard panels) against training epochs, one line per arm, with 95 % intervals.
     None (and a line saying why) when the profile trains one length only."""
-    from ffcore.plotting import model_styles, new_figure, pretty_name
+    from ffcore.report.plotting import model_styles, new_figure, pretty_name
     from ffcore.study.evaluation import _read_table
 
     if not study.profile.budget_epochs:
@@ -196,8 +196,8 @@ def budget_figure(study: Study, name: str = "training_budget"):
 def own_recipe_comparison(study: Study, name: str = "v2_own_recipe") -> pd.DataFrame:
     """V2 with its own recipe minus V2 with the shared recipe: rows per shared seed, then `pooled`."""
     from ffcore.study.comparisons import _pooled_caption, _pooled_headline, arm_runs, seed_comparison
-    from ffcore.study.plan import OWN_RECIPE_SUFFIX, recipe
-    from ffcore.study.training import train_or_load
+    from ffcore.runs.plan import OWN_RECIPE_SUFFIX, recipe
+    from ffcore.runs.training import train_or_load
 
     p = study.profile
     if p.student_own_preset is None:

@@ -1,7 +1,7 @@
 """AP tables, precision–recall curves and detection pictures of a study's runs.
 
 APs follow the official WIDER FACE protocol (`ffcore.eval`) on the study's evaluation split
-(`ffcore.study.datasets.evaluation_split`: the held-out test split when the dataset has one,
+(`ffcore.runs.datasets.evaluation_split`: the held-out test split when the dataset has one,
 else the validation split, as on WIDER FACE, which publishes no test labels). Each run's result
 is cached in results/<profile>/cache/eval_<run>.json keyed by the checkpoint hash, the model's
 code, the evaluator's code, the split and the test settings, so later notebooks reuse it instead
@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
-from ffcore.study.context import Study
-from ffcore.study.datasets import evaluation_split
-from ffcore.study.training import ensure_checkpoint, model_of_run
+from ffcore.runs.context import Study
+from ffcore.runs.datasets import evaluation_split
+from ffcore.runs.training import ensure_checkpoint, model_of_run
 
 DETECTION_THRESHOLD = 0.5
 MAX_DRAWN = 60
@@ -122,7 +122,7 @@ def ap_frame(study: Study, runs: list[str]) -> pd.DataFrame:
     """AP (%) per run and setting with its 95 % bootstrap interval over the evaluation images, parameter
     counts and what the weights were trained on (no artifact written)."""
     from ffcore.study.architecture import model_summary
-    from ffcore.study.training import trained_on
+    from ffcore.runs.training import trained_on
 
     rows = []
     for run in runs:
@@ -243,7 +243,7 @@ def intervals_figure(study: Study, runs: list[str], name: str = "ap_intervals"):
     """AP (%) with its 95 % bootstrap interval, one row per run, one panel per setting; each run in
     its model's colour. Each panel's axis spans its own values, so an interval a few points wide
     stays wider than its marker."""
-    from ffcore.plotting import model_styles, new_figure
+    from ffcore.report.plotting import model_styles, new_figure
 
     table = ap_frame(study, runs).reset_index(drop=True)
     styles = model_styles(table["run"])
@@ -288,7 +288,7 @@ def _pad_axis(ax, lows, highs, include: float | None = None) -> None:
 
 def run_label(study: Study, run: str) -> str:
     """A legend label: `pretty_name` of the run, naming the study's teacher for a run distilled from it."""
-    from ffcore.plotting import pretty_name
+    from ffcore.report.plotting import pretty_name
 
     return pretty_name(run, teacher=study.profile.teacher)
 
@@ -305,7 +305,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
     two-level bootstrap interval, the row the verdict is read from) is drawn as a diamond below its seeds."""
     from matplotlib.lines import Line2D
 
-    from ffcore.plotting import new_figure
+    from ffcore.report.plotting import new_figure
 
     table = _read_table(study, table_name).rename(columns={"model": "run"})   # ablation tables name rows by model
     table["vs"] = table["vs"].fillna("")      # an empty cell reads back as NaN
@@ -362,7 +362,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
 def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
     """Precision–recall curves (ffcore.eval.plots), one panel per setting, one line per run."""
     from ffcore.eval.plots import pr_curves_figure as draw_pr_curves
-    from ffcore.plotting import model_styles
+    from ffcore.report.plotting import model_styles
 
     results = [evaluate_run(study, run) for run in runs]
     styles = model_styles(runs)
@@ -377,7 +377,7 @@ def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
 
 def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):
     """Grouped bars of AP per setting for several runs."""
-    from ffcore.plotting import model_styles, new_figure
+    from ffcore.report.plotting import model_styles, new_figure
 
     table = ap_frame(study, runs)
     styles = model_styles(table["run"])
@@ -405,7 +405,7 @@ def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):
 def _draw(ax, image_bgr, detections, ground_truth_xyxy=None, title: str = "") -> None:
     import matplotlib.patches as patches
 
-    from ffcore.plotting import PALETTE
+    from ffcore.report.plotting import PALETTE
 
     ax.imshow(image_bgr[:, :, ::-1])
     ax.axis("off")
@@ -444,9 +444,9 @@ def _validation_sample(study: Study):
 def validation_detections_figure(study: Study, run: str = "featherface_v1", name: str | None = None):
     """The trained run on a validation image: detections (score >= 0.5) over the dashed ground truth."""
     from ffcore.eval.detect import detect_faces
-    from ffcore.plotting import new_figure, pretty_name
+    from ffcore.report.plotting import new_figure, pretty_name
     from ffcore.preprocess import read_image
-    from ffcore.study.plan import split_seed
+    from ffcore.runs.plan import split_seed
 
     path, ground_truth = _validation_sample(study)
     image = read_image(path)
@@ -468,9 +468,9 @@ def real_photo_detections_figure(study: Study, image_name: str = "crowd.jpg", na
     from ffcore.checkpoint import file_sha256
     from ffcore.eval.detect import DEFAULT_WEIGHTS, detect_faces, load_detector
     from ffcore.paths import shared_dir
-    from ffcore.plotting import new_figure, pretty_name
+    from ffcore.report.plotting import new_figure, pretty_name
     from ffcore.preprocess import read_image
-    from ffcore.provenance import REAL_PHOTOS, Provenance, write_figure
+    from ffcore.report.provenance import REAL_PHOTOS, Provenance, write_figure
 
     weights = shared_dir().joinpath(*DEFAULT_WEIGHTS["retinaface_mnet025"])
     image_path = shared_dir() / "images" / image_name
@@ -536,8 +536,8 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
     and are left out."""
     from ffcore.paths import shared_dir
     from ffcore.preprocess import read_image
-    from ffcore.study.plan import is_own_recipe, is_unpruned_finetune, run_epochs
-    from ffcore.study.training import planned_runs, reference_runs, trained_on
+    from ffcore.runs.plan import is_own_recipe, is_unpruned_finetune, run_epochs
+    from ffcore.runs.training import planned_runs, reference_runs, trained_on
 
     if runs is None:
         runs = [run for run in planned_runs(study.profile) if study.checkpoint_path(run).is_file()
@@ -577,8 +577,8 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
     checkpoints = {**{r: study.used_checkpoints.get(r, "") for r in runs},
                    **{r: study.used_checkpoints.get(r, "") for r in references}}
     # real photos: the numbers are about real data whatever the profile's training data was
-    from ffcore.provenance import REAL_PHOTOS, Provenance, write_table
-    from ffcore.study.display import CAPTION
+    from ffcore.report.provenance import REAL_PHOTOS, Provenance, write_table
+    from ffcore.report.display import CAPTION
 
     provenance = Provenance(profile=study.profile.name, dataset=REAL_PHOTOS, checkpoints=checkpoints,
                             notes={"images": sorted(images), "threshold": DETECTION_THRESHOLD, "test_scale": scale,
@@ -597,7 +597,7 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
 def describe_real_photo_check(study: Study, name: str = "real_photo_check"):
     """"What this shows" for the real-photo check, from the written table: recall and precision model
     by model (a model trained over several seeds gives the range over its runs), never pooled."""
-    from ffcore.study.plan import split_seed
+    from ffcore.runs.plan import split_seed
 
     table = _read_table(study, name)
     synthetic = table[~table["trained on"].str.contains("WIDER")]

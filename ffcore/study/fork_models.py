@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ffcore.study.context import Study
+from ffcore.runs.context import Study
 
 FORK_MODEL = "featherface_eca_cbam"
 FORK_WEIGHTS_FILE = "featherface_eca_cbam_widerface.pth"
@@ -53,7 +53,7 @@ def load_fork_detector(device: str = "cpu"):
 
 def _weights_provenance(study: Study, **notes):
     from ffcore.checkpoint import file_sha256
-    from ffcore.provenance import REAL_PHOTOS, Provenance
+    from ffcore.report.provenance import REAL_PHOTOS, Provenance
 
     # used for the real photos only (detections, attention masks): the weights were trained on WIDER FACE
     path = fork_weights_path()
@@ -131,9 +131,9 @@ def fork_training_log_figure(study: Study, run: str = FORK_MODEL, name: str = "f
     from ffcore.paths import shared_dir
     from matplotlib.ticker import LogFormatter
 
-    from ffcore.plotting import model_style, new_figure, pretty_name
-    from ffcore.provenance import WIDERFACE, Provenance, write_figure
-    from ffcore.study.training import run_history
+    from ffcore.report.plotting import model_style, new_figure, pretty_name
+    from ffcore.report.provenance import WIDERFACE, Provenance, write_figure
+    from ffcore.runs.training import run_history
 
     log_path = shared_dir() / "reference" / FORK_LOG_FILE
     fork = read_fork_training_log(log_path)
@@ -177,9 +177,9 @@ def fork_detections_figure(study: Study, image_name: str = "crowd.jpg", name: st
     from ffcore.checkpoint import file_sha256
     from ffcore.eval.detect import DEFAULT_WEIGHTS, detect_faces, load_detector
     from ffcore.paths import shared_dir
-    from ffcore.plotting import new_figure, pretty_name
+    from ffcore.report.plotting import new_figure, pretty_name
     from ffcore.preprocess import read_image
-    from ffcore.provenance import write_figure
+    from ffcore.report.provenance import write_figure
     from ffcore.study.evaluation import DETECTION_THRESHOLD, _draw
 
     image = read_image(shared_dir() / "images" / image_name)
@@ -252,7 +252,7 @@ def _record_fork_weights(study: Study) -> str:
 # ---------------------------------------------------------------------- attention maps
 
 def _attention_model(study: Study, run: str):
-    from ffcore.plotting import pretty_name
+    from ffcore.report.plotting import pretty_name
 
     if run == FORK_WEIGHTS_RUN:
         return load_fork_detector(study.device), pretty_name(FORK_WEIGHTS_RUN)
@@ -274,9 +274,9 @@ def attention_maps_figure(study: Study, run: str = FORK_WEIGHTS_RUN, image_name:
 
     from ffcore.eval.attention_maps import attention_masks_for_image
     from ffcore.paths import shared_dir
-    from ffcore.plotting import PALETTE, new_figure
+    from ffcore.report.plotting import PALETTE, new_figure
     from ffcore.preprocess import read_image
-    from ffcore.provenance import write_figure
+    from ffcore.report.provenance import write_figure
 
     image = read_image(shared_dir() / "images" / image_name)
     model, description = _attention_model(study, run)

@@ -8,7 +8,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from ffcore.provenance import SYNTHETIC_MARKER
+from ffcore.report.provenance import SYNTHETIC_MARKER
 
 GENERATOR_VERSION = 2
 MANIFEST = SYNTHETIC_MARKER   # provenance reads it: a copied tree stays labelled synthetic

@@ -23,7 +23,7 @@ def preview_grid(root: str | Path | None = None, n: int = 12, columns: int = 4, 
     from matplotlib.patches import Rectangle
 
     from ffcore.data.annotations import read_wider_bbx_gt
-    from ffcore.plotting import new_figure
+    from ffcore.report.plotting import new_figure
     from ffcore.preprocess import read_image
 
     root = ensure_synthetic_dataset() if root is None else Path(root)

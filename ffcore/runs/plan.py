@@ -25,7 +25,7 @@ name come in this order: `<model>[_distilled[_<teacher>]][_own_recipe][_ep<N>][_
 [_not_finetuned][_seed<K>]`.
 
 This module only names and orders runs (`study_plan`); nothing here trains or reads a
-checkpoint. It sits below the modules that train (`ffcore.study.training`) and report.
+checkpoint. It sits below the modules that train (`ffcore.runs.training`) and report.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ffcore.study.run_profiles import RunProfile
+from ffcore.runs.profiles import RunProfile
 
 DISTILLED_SUFFIX = "_distilled"
 NOT_FINETUNED_SUFFIX = "_not_finetuned"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ffcore.study.context import Study
-from ffcore.study.display import CAPTION
+from ffcore.runs.context import Study
+from ffcore.report.display import CAPTION
 
 BENCH_COMMAND = "make peers && .venv-peers/bin/python benchmarks/bench_peers.py"
 REQUIRED_COLUMNS = ("run_id", "detector", "kind", "image", "size", "height", "width", "threads", "median_ms",
@@ -69,7 +69,7 @@ def peer_latency_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _provenance(study: Study, table: pd.DataFrame, **notes):
-    from ffcore.provenance import REAL_PHOTOS, Provenance
+    from ffcore.report.provenance import REAL_PHOTOS, Provenance
 
     # Real photos and real trained detectors (ours on WIDER FACE; peers ship their own weights),
     # whatever the profile: the artifact says so rather than inheriting the profile's dataset.
@@ -82,7 +82,7 @@ def _provenance(study: Study, table: pd.DataFrame, **notes):
 def peer_latency_table(study: Study, path: str | Path | None = None, name: str = "peer_latency") -> pd.DataFrame:
     """Whole-pipeline latency of the peers and of our trained models, timed side by side on the
     real photos at 640 px (long side) and at their original size, with detection counts."""
-    from ffcore.provenance import write_table
+    from ffcore.report.provenance import write_table
 
     table = load_peer_benchmark(path)
     summary = peer_latency_summary(table).round(2)
@@ -106,8 +106,8 @@ def peer_latency_figure(study: Study, size: str = "640", path: str | Path | None
     import matplotlib.patches as patches
     from matplotlib.lines import Line2D
 
-    from ffcore.plotting import PALETTE, new_figure, pretty_name
-    from ffcore.provenance import write_figure
+    from ffcore.report.plotting import PALETTE, new_figure, pretty_name
+    from ffcore.report.provenance import write_figure
 
     table = load_peer_benchmark(path)
     selected = table[table["size"] == str(size)]
@@ -153,9 +153,9 @@ def peer_detections_figure(study: Study, image: str = "crowd.jpg", size: str = "
     import matplotlib.patches as patches
 
     from ffcore.paths import shared_dir
-    from ffcore.plotting import PALETTE, new_figure, pretty_name
+    from ffcore.report.plotting import PALETTE, new_figure, pretty_name
     from ffcore.preprocess import read_image
-    from ffcore.provenance import write_figure
+    from ffcore.report.provenance import write_figure
 
     table = load_peer_benchmark(path)
     rows = table[(table["image"] == image) & (table["size"] == str(size))]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ffcore.onnx_runtime import INPUT_NAME, OUTPUT_NAMES, PRIOR_CONFIG_KEY, OnnxDetector
+from ffcore.deploy.runtime import INPUT_NAME, OUTPUT_NAMES, PRIOR_CONFIG_KEY, OnnxDetector
 from ffcore.preprocess import sample_batch
 
 MIN_OPSET = 19            # first opset with DeformConv
@@ -82,7 +82,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
                 deploy: bool = True) -> ExportResult:
     """Export `model` (eval mode, CPU, float32) to ONNX with dynamic batch, height and width.
 
-    `deploy` (default): the graph written is `ffcore.deploy.deploy_model(model)` -- batch norm
+    `deploy` (default): the graph written is `ffcore.deploy.graph.deploy_model(model)` -- batch norm
     folded, shuffles folded into the next convolution, heads merged, compact attention; exact
     rewrites, checked against the model at 1e-5 before export. `deploy=False` writes the
     literal graph of the modules as trained. The parity check always compares with `model`.
@@ -99,7 +99,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float().cpu()
     if deploy:
-        from ffcore.deploy import deploy_model
+        from ffcore.deploy.graph import deploy_model
 
         graph_model = deploy_model(model)
     else:

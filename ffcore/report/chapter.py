@@ -2,7 +2,7 @@
 
 `write_chapter(profile)` writes into thesis_figures/<profile>/:
 
-    preamble.tex   the packages the generated tables and figures need (`ffcore.tex.PREAMBLE_PACKAGES`)
+    preamble.tex   the packages the generated tables and figures need (`ffcore.report.tex.PREAMBLE_PACKAGES`)
     numbers.tex    one macro per cited number; numbers.json says where each comes from
     results.tex    the chapter body: one section per notebook, every table (\\input) and figure
                    (\\includegraphics) that notebook wrote, with its "what this shows" headline,
@@ -10,7 +10,7 @@
     chapter.tex    a standalone document around results.tex (`build_chapter` compiles it)
 
 Which notebook wrote an artifact is read, in order, from: the sidecar's "notebook" (recorded when
-the runner sets `ffcore.provenance.NOTEBOOK_ENV`); the time windows of the executed notebooks
+the runner sets `ffcore.report.provenance.NOTEBOOK_ENV`); the time windows of the executed notebooks
 (papermill's start and end times in results/<profile>/notebooks/, or in notebooks/ when their
 injected profile is this one); a notebook whose source names the artifact in a string. What none of
 them places goes to a last section, "Other artifacts", so nothing is left out.
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ffcore.paths import REPO_ROOT, figures_dir, results_dir
-from ffcore.provenance import NO_DATA, REAL_PHOTOS, SYNTHETIC, render_table_file
-from ffcore.study.numbers import cited_numbers, macro_name, write_numbers
-from ffcore.tex import PREAMBLE_PACKAGES, escape
+from ffcore.report.provenance import NO_DATA, REAL_PHOTOS, SYNTHETIC, render_table_file
+from ffcore.report.numbers import cited_numbers, macro_name, write_numbers
+from ffcore.report.tex import PREAMBLE_PACKAGES, escape
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 OTHER = "other"
@@ -249,7 +249,7 @@ def render_tables(profile: str) -> list[Path]:
 
 
 def _chapter_body(profile: str, chapter_dir: Path) -> list[str]:
-    from ffcore.study.run_profiles import get_profile
+    from ffcore.runs.profiles import get_profile
 
     run_profile = get_profile(profile)
     books = notebooks()

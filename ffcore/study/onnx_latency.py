@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ffcore.study.context import Study
+from ffcore.runs.context import Study
 
 BENCH_COMMAND = ".venv/bin/python benchmarks/bench_deploy_latency.py"
 RETINAFACE = "retinaface_mnet025"

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ffcore.paths import default_synthetic_root, default_widerface_root, figures_dir, results_dir
-from ffcore.provenance import Provenance
-from ffcore.study.datasets import DatasetMissingError, prepare_dataset  # noqa: F401  (re-exported)
-from ffcore.study.run_profiles import RunProfile, get_profile
-from ffcore.study.display import CAPTION, configure_display
+from ffcore.report.provenance import Provenance
+from ffcore.runs.datasets import DatasetMissingError, prepare_dataset  # noqa: F401  (re-exported)
+from ffcore.runs.profiles import RunProfile, get_profile
+from ffcore.report.display import CAPTION, configure_display
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Study:
     def dataset(self) -> str:
         """The profile's dataset, or "synthetic" when the data root is a generated tree (it carries
         the generator's marker), wherever it was copied."""
-        from ffcore.provenance import dataset_of
+        from ffcore.report.provenance import dataset_of
 
         return dataset_of(self.data_root, self.profile.dataset)
 
@@ -101,7 +101,7 @@ class Study:
                 "student": {"name": student} if student == train else {"name": student, **asdict(get_preset(student))}}
 
     def _provenance_for(self, data_free: bool, checkpoints, notes) -> Provenance:
-        from ffcore.provenance import NO_DATA
+        from ffcore.report.provenance import NO_DATA
 
         if data_free:   # parameters, FLOPs, shapes: no dataset and no training behind the numbers
             return Provenance(profile=self.profile.name, dataset=NO_DATA, notes=dict(notes))
@@ -110,17 +110,17 @@ class Study:
     def save_table(self, table, name: str, caption: str, headline: str | None = None,
                    checkpoints: Iterable[str] | Mapping[str, str] = (), data_free: bool = False,
                    columns: list[str] | None = None, **notes):
-        """`columns`: the CSV columns the .tex prints, in order (None: `ffcore.tex`'s rule); the CSV keeps all."""
-        from ffcore.provenance import write_table
+        """`columns`: the CSV columns the .tex prints, in order (None: `ffcore.report.tex`'s rule); the CSV keeps all."""
+        from ffcore.report.provenance import write_table
 
         write_table(table, self.tables_dir, name, self._provenance_for(data_free, checkpoints, notes),
                     caption=caption, headline=headline, columns=columns)
-        table.attrs[CAPTION] = caption   # shown above the table in a notebook (ffcore.study.display)
+        table.attrs[CAPTION] = caption   # shown above the table in a notebook (ffcore.report.display)
         return table
 
     def save_figure(self, fig, name: str, headline: str | None = None,
                     checkpoints: Iterable[str] | Mapping[str, str] = (), data_free: bool = False, **notes):
-        from ffcore.provenance import write_figure
+        from ffcore.report.provenance import write_figure
 
         write_figure(fig, self.figures_dir, name, self._provenance_for(data_free, checkpoints, notes),
                      headline=headline)

@@ -10,7 +10,7 @@
   comparisons (`distillation_comparison`, `v2_vs_v1`, `training_budget_differences`), the one-part
   swaps of `ablations` and V2's variants (`v2_variants`), with the difference, its interval and the
   verdict as the tables state them;
-- the run's wall time, from its summary (`ffcore.study.numbers.run_summary`).
+- the run's wall time, from its summary (`ffcore.report.numbers.run_summary`).
 
 The README holds the block between `<!-- results:<profile>:begin -->` and `<!-- results:<profile>:end -->`;
 `ffcore thesis --profile P --readme README.md` rewrites it and tests/test_readme_results.py checks
@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from ffcore.paths import results_dir
-from ffcore.provenance import read_table_csv
+from ffcore.report.provenance import read_table_csv
 
 SETTINGS = ("easy", "medium", "hard")
 AP_TABLES = ("v1_ap", "distillation_ap")
@@ -95,8 +95,8 @@ def results_markdown(profile: str) -> str:
             seeds = f" ({row['seeds']})" if "seeds" in table.columns else ""
             lines.append(f"| {row['model']} vs {row['vs']}{seeds} | "
                          + " | ".join(_difference_cell(row, s) for s in SETTINGS) + " |")
-    from ffcore.study.numbers import run_summary, wall_times
-    from ffcore.study.summary import DURATION_LOG, measured_parts
+    from ffcore.report.numbers import run_summary, wall_times
+    from ffcore.report.summary import DURATION_LOG, measured_parts
 
     summary = run_summary(profile)
     parts = measured_parts(profile)

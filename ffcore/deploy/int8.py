@@ -17,7 +17,7 @@ def int8_ap_change(fp32_path: str | Path, int8_path: str | Path, data_root: str 
 
     from ffcore.data.ground_truth import SETTINGS
     from ffcore.eval.predict import evaluate_model
-    from ffcore.onnx_runtime import OnnxDetector
+    from ffcore.deploy.runtime import OnnxDetector
 
     if data_root is None:
         from ffcore.data.synth import ensure_synthetic_dataset

@@ -2,8 +2,8 @@
 reused only when complete.
 
 The catalogue (which runs a profile has, their names, recipes and dependencies) is
-`ffcore.study.plan`; where each run stands (its completion record, fingerprint and lock) is
-`ffcore.study.run_state`. This module executes a run:
+`ffcore.runs.plan`; where each run stands (its completion record, fingerprint and lock) is
+`ffcore.runs.records`. This module executes a run:
 
 - done (the record says complete, with the profile's fingerprint): reused;
 - partial (last.pt holds k of N epochs): resumed from last.pt, bit-exact;
@@ -28,12 +28,12 @@ from typing import Iterator
 
 import pandas as pd
 
-from ffcore.study.context import Study
-from ffcore.study.plan import (DISTILLED_SUFFIX, NOT_FINETUNED_SUFFIX, REFERENCE_RUNS, V2_VARIANTS,  # noqa: F401
+from ffcore.runs.context import Study
+from ffcore.runs.plan import (DISTILLED_SUFFIX, NOT_FINETUNED_SUFFIX, REFERENCE_RUNS, V2_VARIANTS,  # noqa: F401
                                WIDERFACE_TEACHERS, PlannedRun, Teacher, model_of_run, offset_run, planned_run,
                                planned_runs, pruned_parent, recipe, reference_runs, seeded_run, split_seed,
                                study_plan, study_pruned_variants, teacher_of_run, trained_on, widerface_teacher_runs)
-from ffcore.study.run_state import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
+from ffcore.runs.records import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
                                     how_trained, locked, read_record, run_state, start_record)
 
 # what a clean retraining removes from a run folder (the lock stays: it is ours)
@@ -100,7 +100,7 @@ class TrainingProgress:
 
 def study_run(study: Study, run: str, seed: int = 0) -> str:
     """The study's run of `run` (a model or distilled run name without a seed) for its `seed`-th training
-    seed, shifted by the profile's `seed_offset` (`ffcore.study.plan.offset_run`)."""
+    seed, shifted by the profile's `seed_offset` (`ffcore.runs.plan.offset_run`)."""
     return offset_run(study.profile, run, seed)
 
 
@@ -232,7 +232,7 @@ def ensure_run(study: Study, run: str, force: bool = False, wait: bool = True) -
 
 
 def _git_commit() -> str | None:
-    from ffcore.provenance import git_state
+    from ffcore.report.provenance import git_state
 
     return git_state().get("commit")
 
@@ -454,7 +454,7 @@ def run_states_table(study: Study, only: list[str] | None = None) -> pd.DataFram
 
 def training_curves_figure(study: Study, runs: list[str], name: str = "training_curves"):
     """Training loss (and validation AP where the recipe validated) per epoch, one line per run."""
-    from ffcore.plotting import model_styles, new_figure, pretty_name
+    from ffcore.report.plotting import model_styles, new_figure, pretty_name
 
     histories = {run: run_history(study, run) for run in runs}
     has_ap = any("ap_hard" in h and h["ap_hard"].notna().any() for h in histories.values())

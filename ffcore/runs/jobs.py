@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ffcore.study.context import Study, open_study
-from ffcore.study.plan import PlannedRun, dependency_depths, study_plan
-from ffcore.study.run_state import RunLockedError, live_holder, read_record
-from ffcore.study.training import _clear_run, ensure_run
+from ffcore.runs.context import Study, open_study
+from ffcore.runs.plan import PlannedRun, dependency_depths, study_plan
+from ffcore.runs.records import RunLockedError, live_holder, read_record
+from ffcore.runs.training import _clear_run, ensure_run
 
 DEPENDENCY_POLL_S = 15.0
 
@@ -85,7 +85,7 @@ def _waits_on_held(study: Study, job: PlannedRun) -> bool:
 
 def clear_runs(study: Study, jobs: list[PlannedRun], say=print) -> None:
     """Delete the runs' records and checkpoints (under their locks) so they train from scratch."""
-    from ffcore.study.run_state import locked
+    from ffcore.runs.records import locked
 
     for job in jobs:
         run_dir = study.run_dir(job.name)
@@ -224,7 +224,7 @@ def submit_plan(arguments: StudyArguments, options: ClusterOptions, runs: list[s
     depends on succeeded (SLURM `afterok`)."""
     import submitit
 
-    from ffcore.study.training import job_state
+    from ffcore.runs.training import job_state
 
     study = arguments.open(prepare_data=True)    # generate / check the data once, before any job
     plan = study_plan(study.profile, runs)

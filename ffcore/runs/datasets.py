@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ffcore.study.run_profiles import RunProfile
+from ffcore.runs.profiles import RunProfile
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -66,7 +66,7 @@ class EvaluationSplit:
 
 
 def evaluation_split(study) -> EvaluationSplit:
-    """`study` (a `ffcore.study.context.Study`, which imports this module): the held-out test split when the dataset has one (the synthetic generator writes it from its
+    """`study` (a `ffcore.runs.context.Study`, which imports this module): the held-out test split when the dataset has one (the synthetic generator writes it from its
     own image stream, and no recipe was tuned on it), else the validation split.
 
     The one place the study chooses: every AP table, interval and verdict evaluates here, while

@@ -1,6 +1,6 @@
 """ONNX Runtime: a session with fixed threads, and an exported detector behind the PyTorch contract.
 
-An ffcore ONNX file (`ffcore.export.export_onnx`) takes `image` [B, 3, H, W] float32 and
+An ffcore ONNX file (`ffcore.deploy.export.export_onnx`) takes `image` [B, 3, H, W] float32 and
 returns (loc, conf, landm); its anchor geometry is stored in the model metadata under
 `PRIOR_CONFIG_KEY`, since the outputs only decode with it. `OnnxDetector` reads both, so the
 evaluator, `postprocess` and the benchmark treat an ONNX file like a model.

@@ -1,6 +1,6 @@
 """results/<profile>/summary.md: every table and figure of a profile with its headline number.
 
-Built from the sidecar JSON files that `ffcore.provenance` writes beside each artifact,
+Built from the sidecar JSON files that `ffcore.report.provenance` writes beside each artifact,
 so the summary lists exactly what exists on disk, nothing typed in by hand.
 """
 
@@ -61,7 +61,7 @@ def _markdown_cell(value: str) -> str:
 def write_summary(profile: str, wall_times: list[tuple[str, str, float]] | None = None) -> Path:
     """Write results/<profile>/summary.md and return its path. `wall_times`: (notebook, status,
     seconds) of the run_all.py run that produced the artifacts, listed at the end."""
-    from ffcore.study.run_profiles import get_profile
+    from ffcore.runs.profiles import get_profile
 
     run_profile = get_profile(profile)
     index = artifact_index(profile)
@@ -143,8 +143,8 @@ def _measured_duration(profile: str) -> list[str]:
 
 def _training_runs(profile: str) -> list[str]:
     """A section with every run folder's record: complete or not, epochs, how it was trained (and every
-    resume), wall time and the commit it was trained at (`ffcore.study.run_state`)."""
-    from ffcore.study.run_state import how_trained, read_record
+    resume), wall time and the commit it was trained at (`ffcore.runs.records`)."""
+    from ffcore.runs.records import how_trained, read_record
 
     folder = results_dir() / profile / "checkpoints"
     runs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []

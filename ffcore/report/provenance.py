@@ -227,9 +227,9 @@ def write_table(table, out_dir: str | Path, name: str, provenance: Provenance, c
                 headline: str | None = None, float_format: str = "%.4g",
                 columns: list[str] | None = None, max_columns: int | None = None) -> dict[str, Path]:
     """Write a pandas DataFrame as CSV (every column), LaTeX (`\\input`-ready, the printed choice of
-    columns: `ffcore.tex.TexLayout`) and a sidecar JSON that keeps the caption and that choice, so
+    columns: `ffcore.report.tex.TexLayout`) and a sidecar JSON that keeps the caption and that choice, so
     `render_table_file` can redo the LaTeX from the CSV alone."""
-    from ffcore.tex import MAX_COLUMNS, TexLayout, frame_rows, render_table
+    from ffcore.report.tex import MAX_COLUMNS, TexLayout, frame_rows, render_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -272,7 +272,7 @@ def render_table_file(csv_path: str | Path) -> Path:
     """Rewrite a table's .tex from its CSV and sidecar JSON (no recomputation); returns the .tex path.
 
     Sidecars written before the caption was recorded: the caption is read back from the old .tex."""
-    from ffcore.tex import TexLayout, frame_rows, render_table
+    from ffcore.report.tex import TexLayout, frame_rows, render_table
 
     csv_path = Path(csv_path)
     sidecar = csv_path.with_suffix(".json")
