@@ -31,17 +31,24 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "ffcore"
 
-# Bottom to top; keep in step with the drawing in docs/design.md.
+# Bottom to top; keep in step with the drawing in docs/design.md. A unit is a top-level module or
+# subpackage of ffcore, or one module of a package listed by its dotted name ("report.tex"): the
+# reporting package lends its low modules (stamps, LaTeX, figures, tables) to the layers below
+# and keeps its chapter modules above the runs they read; such a package's __init__ imports nothing.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("ffcore", "paths", "anchors", "boxes", "preprocess", "postprocess", "losses", "checkpoint",
-              "provenance", "plotting", "onnx_runtime", "tex")),
+              "report.provenance", "report.tex", "report.plotting", "report.tables", "report.display")),
     ("models", ("models",)),
     ("data", ("data",)),
     ("eval", ("eval",)),
-    ("tools", ("engine", "export", "deploy", "complexity", "bench", "pruning", "peers")),
+    ("tools", ("engine", "deploy", "complexity", "bench", "pruning")),
+    ("runs", ("runs",)),
+    ("report", ("report",)),
     ("study", ("study",)),
     ("cli", ("cli", "__main__")),
 )
+# Units that are one module of a package, by dotted name relative to ffcore.
+MODULE_UNITS = frozenset(unit for _, units in LAYERS for unit in units if "." in unit)
 
 # Calls whose first argument names a module to load.
 NAME_LOADERS = {"import_module", "__import__", "find_spec", "resolve_name"}
@@ -162,7 +169,11 @@ def references(path: Path, root: Path) -> list[Reference]:
 
 def unit_of(module: str) -> str:
     parts = module.split(".")
-    return parts[0] if len(parts) == 1 else parts[1]
+    if len(parts) == 1:
+        return parts[0]
+    if ".".join(parts[1:3]) in MODULE_UNITS:
+        return ".".join(parts[1:3])
+    return parts[1]
 
 
 def layer_index(unit: str, layers=LAYERS) -> int | None:
@@ -299,6 +310,18 @@ def test_no_two_modules_of_a_unit_use_each_other_in_a_cycle():
     assert not gone, f"{', '.join(gone)} no longer cycle(s): remove from KNOWN_CYCLES in tests/test_layers.py"
 
 
+def test_a_package_that_lends_modules_to_lower_layers_imports_nothing_itself():
+    # Importing ffcore.report.tex runs ffcore/report/__init__.py first: were that file to import
+    # a chapter module, every low user of tex would load the layers above it.
+    for package in sorted({unit.split(".")[0] for unit in MODULE_UNITS}):
+        init = PACKAGE / package / "__init__.py"
+        found = references(init, PACKAGE)
+        assert not found, f"{init.relative_to(REPO)} must import nothing: {found}"
+        tree = ast.parse(init.read_text())
+        imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+        assert not imports, f"{init.relative_to(REPO)}:{imports[0].lineno} imports; it must stay empty"
+
+
 def test_the_checker_sees_every_kind_of_reference_in_the_real_tree():
     # Guards the guard: the package holds references of all three kinds (lazy imports for
     # start-up time, `ffcore.data`'s lazy exports loaded by name), so a checker blind to one
@@ -327,7 +350,8 @@ def test_design_doc_draws_every_layer_and_unit():
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     root = tmp_path / "ffcore"
     for name in ("__init__.py", "models/__init__.py", "data/__init__.py", "eval/__init__.py", "study/__init__.py",
-                 "paths.py", "export.py", "deploy.py", "cli/__init__.py"):
+                 "paths.py", "deploy/__init__.py", "bench/__init__.py", "report/__init__.py",
+                 "cli/__init__.py"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("")
     for name, text in files.items():
@@ -377,13 +401,27 @@ def test_downward_lazy_imports_docstrings_and_own_names_are_allowed(tmp_path):
 
 def test_a_cycle_between_units_of_one_layer_is_reported_with_both_references(tmp_path):
     root = _tree(tmp_path, {
-        "export.py": "from ffcore.deploy import deploy_model\n",
-        "deploy.py": "def check():\n    from ffcore.export import sample_batch\n",
+        "deploy/export.py": "from ffcore.bench.ladder import deploy_ladder\n",
+        "bench/ladder.py": "def check():\n    from ffcore.deploy.export import sample_batch\n",
     })
     assert layer_violations(root, repo=tmp_path) == []        # same layer: only the cycle is wrong
     cycles = unit_cycles(root, repo=tmp_path)
     assert len(cycles) == 1, cycles
-    assert "ffcore/deploy.py:2 deploy -> export" in cycles[0] and "ffcore/export.py:1 export -> deploy" in cycles[0]
+    assert ("ffcore/bench/ladder.py:2 bench -> deploy" in cycles[0]
+            and "ffcore/deploy/export.py:1 deploy -> bench" in cycles[0])
+
+
+def test_a_module_unit_keeps_its_own_layer_apart_from_its_package(tmp_path):
+    # report.tex sits in the base layer and data may use it; report.tex may not use the
+    # report package's chapter, which sits above runs.
+    root = _tree(tmp_path, {
+        "report/tex.py": "def f():\n    from ffcore.report.chapter import build_chapter\n",
+        "report/chapter.py": "from ffcore.report.tex import escape\n",
+        "data/synth.py": "from ffcore.report.tex import escape\n",
+    })
+    (problem,) = layer_violations(root, repo=tmp_path)
+    assert problem.startswith("ffcore/report/tex.py:2: ffcore.report.tex (layer base) uses ffcore.report.chapter "
+                              "(layer report) inside a function"), problem
 
 
 @pytest.mark.parametrize("files, words", [
