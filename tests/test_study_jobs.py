@@ -104,7 +104,7 @@ def test_swaps_over_model_seeds_are_trained_and_pooled_by_the_ablation_table(dat
 
 
 def test_a_pruned_run_under_a_seed_offset_is_cut_from_its_shifted_parent(data_root, results):
-    from ffcore.runs.training import finetune_pruned_or_load
+    from ffcore.study.training_tables import finetune_pruned_or_load
 
     study = tiny_study(data_root, seed_offset=100)
     finetune_pruned_or_load(study, "featherface_v2_pruned20")
@@ -128,7 +128,8 @@ def _interrupt_after(monkeypatch, epochs: int) -> None:
 
 
 def test_an_interrupted_run_is_partial_then_resumes_to_the_uninterrupted_weights(data_root, results, monkeypatch):
-    from ffcore.runs.training import ensure_run, job_state, run_states_table, train_or_load
+    from ffcore.runs.training import ensure_run, job_state, run_states_table
+    from ffcore.study.training_tables import train_or_load
     from ffcore.runs.plan import planned_run
 
     straight = tiny_study(data_root, epochs=3)

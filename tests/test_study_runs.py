@@ -19,7 +19,7 @@ def study(tmp_path, monkeypatch):
 
 
 def test_run_names_say_model_seed_and_teacher(study):
-    from ffcore.runs.training import model_of_run, seeded_run, split_seed, teacher_of_run
+    from ffcore.runs.plan import model_of_run, seeded_run, split_seed, teacher_of_run
 
     assert seeded_run("featherface_v2", 0) == "featherface_v2" and seeded_run("featherface_v2", 2) == "featherface_v2_seed2"
     assert split_seed("featherface_v2_distilled_seed1") == ("featherface_v2_distilled", 1)
@@ -38,7 +38,7 @@ def test_run_names_say_model_seed_and_teacher(study):
 
 
 def test_each_comparison_shares_one_recipe(study):
-    from ffcore.runs.training import recipe
+    from ffcore.runs.plan import recipe
 
     v1 = recipe(study.profile, "featherface_v1")
     assert all(recipe(study.profile, m) == v1 for m in ("featherface_v1_ssh_grouped", "featherface_v1_eca_cbam"))
@@ -53,7 +53,7 @@ def test_ablation_rows_are_the_declared_one_part_swaps(study):
 
     from ffcore.models.zoo import DETECTOR_CONFIGS
     from ffcore.study.ablations import ablation_models, one_part_swaps
-    from ffcore.runs.training import planned_runs
+    from ffcore.runs.plan import planned_runs
 
     swaps = one_part_swaps()
     # Expected rows found from the configs themselves, field by field: a registered detector whose
@@ -79,7 +79,7 @@ def test_a_profile_trains_the_rows_it_chooses_and_nothing_else(study, tmp_path):
     from dataclasses import replace
 
     from ffcore.study.ablations import one_part_swaps, study_swaps, study_v2_variants
-    from ffcore.runs.training import planned_runs, widerface_teacher_runs
+    from ffcore.runs.plan import planned_runs, widerface_teacher_runs
 
     chosen = study.profile.ablation_swaps
     assert chosen and study_swaps(study.profile) == [s for s in one_part_swaps() if s in chosen]
@@ -95,7 +95,8 @@ def test_a_profile_trains_the_rows_it_chooses_and_nothing_else(study, tmp_path):
 
 def test_ap_cache_is_keyed_on_the_checkpoint_and_both_codes_and_a_bad_cache_is_an_error(study):
     from ffcore.study.evaluation import _cache_key, evaluate_run, evaluation_code_version, model_code_version
-    from ffcore.runs.training import ensure_checkpoint, reference_runs
+    from ffcore.runs.plan import reference_runs
+    from ffcore.runs.training import ensure_checkpoint
 
     if "retinaface_mnet025_widerface" not in reference_runs():
         pytest.skip("shared RetinaFace weights absent")
@@ -139,7 +140,8 @@ def test_a_seed_offset_shifts_every_trained_run_and_its_name(study):
 
     from ffcore.study.comparisons import arm_runs
     from ffcore.runs.plan import planned_run
-    from ffcore.runs.training import _train_config, planned_runs, split_seed, study_run
+    from ffcore.runs.plan import planned_runs, split_seed
+    from ffcore.runs.training import _train_config, study_run
 
     shifted = open_study(replace(study.profile, seed_offset=100), data_root=study.data_root, prepare_data=False)
     first, second = planned_runs(study.profile), planned_runs(shifted.profile)

@@ -26,7 +26,7 @@ from pathlib import Path
 from ffcore.runs.context import Study, open_study
 from ffcore.runs.plan import PlannedRun, dependency_depths, study_plan
 from ffcore.runs.records import RunLockedError, live_holder, read_record
-from ffcore.runs.training import _clear_run, ensure_run
+from ffcore.runs.training import clear_run, ensure_run
 
 DEPENDENCY_POLL_S = 15.0
 
@@ -92,7 +92,7 @@ def clear_runs(study: Study, jobs: list[PlannedRun], say=print) -> None:
         if not run_dir.exists():
             continue
         with locked(run_dir, wait=True, say=say):
-            _clear_run(study, job)
+            clear_run(study, job)
         say(f"{job.name}: cleared for retraining (--force)")
 
 

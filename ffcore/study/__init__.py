@@ -36,9 +36,11 @@ from ffcore.study.onnx_latency import (deploy_ladder_table, deploy_latency_table
                                  operator_profile_table)
 from ffcore.study.peer_detectors import peer_detections_figure, peer_latency_figure, peer_latency_table
 from ffcore.report.summary import artifact_index, summary_table, write_summary
-from ffcore.runs.training import (distill_or_load, distillation_runs, finetune_pruned_or_load, planned_runs,
-                                   reference_runs, run_history, seed_runs_table, study_run, train_or_load,
-                                   training_curves_figure, widerface_teacher_table)
+from ffcore.runs.plan import planned_runs, reference_runs
+from ffcore.runs.training import study_run
+from ffcore.study.training_tables import (distill_or_load, distillation_runs, finetune_pruned_or_load, run_history,
+                                          seed_runs_table, train_or_load, training_curves_figure,
+                                          widerface_teacher_table)
 
 __all__ = [
     "DatasetMissingError", "Study", "open_study",

@@ -67,7 +67,7 @@ def ablation_variants(study: Study) -> pd.DataFrame:
 def _arm(study: Study, run: str) -> dict[int, str]:
     """seed -> run of every seed the study trains for `run`'s model (just `run` when the plan has no other)."""
     from ffcore.study.comparisons import arm_runs
-    from ffcore.runs.training import split_seed
+    from ffcore.runs.plan import split_seed
 
     base, seed = split_seed(run)
     try:
@@ -86,7 +86,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
     from ffcore.study.architecture import model_summary
     from ffcore.study.comparisons import difference_columns, seeds_text
     from ffcore.study.evaluation import evaluate_run
-    from ffcore.runs.training import model_of_run
+    from ffcore.runs.plan import model_of_run
 
     p = study.profile
     size = p.flops_size
@@ -121,7 +121,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
 
 def _train_all(study: Study, runs: list[str], owned_here: list[str]) -> None:
     """Train or load every seed the study trains of each run's model (`_arm`)."""
-    from ffcore.runs.training import train_or_load
+    from ffcore.study.training_tables import train_or_load
 
     owned = {run for name in owned_here for run in _arm(study, name).values()}
     for name in runs:
@@ -194,8 +194,9 @@ def pruned_table(study: Study) -> pd.DataFrame:
     from ffcore.study.architecture import model_summary
     from ffcore.study.evaluation import ap_frame, paired_comparison
     from ffcore.runs.plan import UNPRUNED_FINETUNE_SUFFIX, pruning_control_runs
-    from ffcore.runs.training import (NOT_FINETUNED_SUFFIX, finetune_pruned_or_load, pruned_parent,
-                                       study_pruned_variants, study_run, train_or_load)
+    from ffcore.runs.plan import NOT_FINETUNED_SUFFIX, pruned_parent, study_pruned_variants
+    from ffcore.runs.training import study_run
+    from ffcore.study.training_tables import finetune_pruned_or_load, train_or_load
 
     p = study.profile
     rows = []

@@ -66,7 +66,7 @@ def budget_table(study: Study, name: str = "training_budget") -> pd.DataFrame:
     """AP (95 % interval) of each budget arm at each training length: trains or loads every run first."""
     from ffcore.eval.bootstrap import pooled_ap
     from ffcore.study.evaluation import evaluate_run
-    from ffcore.runs.training import train_or_load
+    from ffcore.study.training_tables import train_or_load
 
     p = study.profile
     if not p.budget_epochs:
@@ -197,7 +197,7 @@ def own_recipe_comparison(study: Study, name: str = "v2_own_recipe") -> pd.DataF
     """V2 with its own recipe minus V2 with the shared recipe: rows per shared seed, then `pooled`."""
     from ffcore.study.comparisons import _pooled_caption, _pooled_headline, arm_runs, seed_comparison
     from ffcore.runs.plan import OWN_RECIPE_SUFFIX, recipe
-    from ffcore.runs.training import train_or_load
+    from ffcore.study.training_tables import train_or_load
 
     p = study.profile
     if p.student_own_preset is None:

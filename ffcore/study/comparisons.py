@@ -24,7 +24,7 @@ POOLED = "pooled"
 def arm_runs(study: Study, base: str) -> dict[int, str]:
     """training seed -> run, for every run of the study's plan whose name without its seed is `base`
     (`featherface_v2` -> {0: "featherface_v2", 1: "featherface_v2_seed1", ...})."""
-    from ffcore.runs.training import planned_runs, split_seed
+    from ffcore.runs.plan import planned_runs, split_seed
 
     runs = {split_seed(run)[1]: run for run in planned_runs(study.profile) if split_seed(run)[0] == base}
     if not runs:
@@ -123,7 +123,7 @@ def _per_seed_sentence(rows: pd.DataFrame) -> str:
 def distillation_comparison(study: Study, name: str = "distillation_comparison") -> pd.DataFrame:
     """V2 distilled from the profile's teacher vs V2 alone over the profile's seeds (rows per seed, then
     `pooled`), then each WIDER FACE-trained teacher's distillation (one run) vs V2 alone of the same seed."""
-    from ffcore.runs.training import DISTILLED_SUFFIX, seeded_run, split_seed, widerface_teacher_runs
+    from ffcore.runs.plan import DISTILLED_SUFFIX, seeded_run, split_seed, widerface_teacher_runs
 
     student = study.profile.student
     table = seed_comparison(study, arm_runs(study, student + DISTILLED_SUFFIX), arm_runs(study, student),
@@ -143,7 +143,7 @@ def distillation_comparison(study: Study, name: str = "distillation_comparison")
 
 def describe_distillation(study: Study, name: str = "distillation_comparison"):
     """"What this shows" for the distillation comparison, from the written table."""
-    from ffcore.runs.training import DISTILLED_SUFFIX
+    from ffcore.runs.plan import DISTILLED_SUFFIX
 
     table = _read_table(study, name)
     main = f"{study.profile.student}{DISTILLED_SUFFIX} vs {study.profile.student}"
@@ -166,7 +166,8 @@ def describe_distillation(study: Study, name: str = "distillation_comparison"):
 def v2_v1_comparison(study: Study, name: str = "v2_vs_v1") -> pd.DataFrame:
     """V2 alone over its seeds against V1 over its seeds (the thesis's central claim): rows per
     shared seed, then `pooled`. With one V1 run the pooled verdict is "one seed: not established"."""
-    from ffcore.runs.training import recipe, train_or_load
+    from ffcore.runs.plan import recipe
+    from ffcore.study.training_tables import train_or_load
 
     p = study.profile
     student, teacher = arm_runs(study, p.student), arm_runs(study, p.teacher)

@@ -19,7 +19,8 @@ import pandas as pd
 from ffcore.data.ground_truth import SETTINGS
 from ffcore.runs.context import Study
 from ffcore.runs.datasets import evaluation_split
-from ffcore.runs.training import ensure_checkpoint, model_of_run
+from ffcore.runs.plan import model_of_run
+from ffcore.runs.training import ensure_checkpoint
 
 DETECTION_THRESHOLD = 0.5
 MAX_DRAWN = 60
@@ -122,7 +123,7 @@ def ap_frame(study: Study, runs: list[str]) -> pd.DataFrame:
     """AP (%) per run and setting with its 95 % bootstrap interval over the evaluation images, parameter
     counts and what the weights were trained on (no artifact written)."""
     from ffcore.study.architecture import model_summary
-    from ffcore.runs.training import trained_on
+    from ffcore.runs.plan import trained_on
 
     rows = []
     for run in runs:
@@ -537,7 +538,7 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
     from ffcore.paths import shared_dir
     from ffcore.preprocess import read_image
     from ffcore.runs.plan import is_own_recipe, is_unpruned_finetune, run_epochs
-    from ffcore.runs.training import planned_runs, reference_runs, trained_on
+    from ffcore.runs.plan import planned_runs, reference_runs, trained_on
 
     if runs is None:
         runs = [run for run in planned_runs(study.profile) if study.checkpoint_path(run).is_file()

@@ -133,7 +133,7 @@ def fork_training_log_figure(study: Study, run: str = FORK_MODEL, name: str = "f
 
     from ffcore.report.plotting import model_style, new_figure, pretty_name
     from ffcore.report.provenance import WIDERFACE, Provenance, write_figure
-    from ffcore.runs.training import run_history
+    from ffcore.study.training_tables import run_history
 
     log_path = shared_dir() / "reference" / FORK_LOG_FILE
     fork = read_fork_training_log(log_path)

@@ -38,7 +38,7 @@ def _validation_tensors(study: Study):
 def default_gate_runs(study: Study) -> list[str]:
     """V1, V2 alone and V2 distilled over every seed the study trains them with."""
     from ffcore.study.comparisons import arm_runs
-    from ffcore.runs.training import DISTILLED_SUFFIX
+    from ffcore.runs.plan import DISTILLED_SUFFIX
 
     p = study.profile
     return [run for base in (p.teacher, p.student, p.student + DISTILLED_SUFFIX) for run in arm_runs(study, base).values()]
@@ -49,7 +49,7 @@ def gate_health_table(study: Study, runs: list[str] | None = None, name: str = "
     MLP's dead hidden ReLUs, and the gate's min / max over the validation images."""
     from ffcore.eval.attention_maps import channel_gate_health
     from ffcore.study.evaluation import load_run_model
-    from ffcore.runs.training import model_of_run, split_seed
+    from ffcore.runs.plan import model_of_run, split_seed
 
     runs = runs or default_gate_runs(study)
     rows = []
