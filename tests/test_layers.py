@@ -322,6 +322,18 @@ def test_a_package_that_lends_modules_to_lower_layers_imports_nothing_itself():
         assert not imports, f"{init.relative_to(REPO)}:{imports[0].lineno} imports; it must stay empty"
 
 
+def test_no_module_imports_a_private_name_of_another():
+    # A name with a leading underscore is its module's own; one that another module needs is
+    # public (or moves to where both can reach it).
+    crossing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == PACKAGE.name:
+                crossing += [f"{path.relative_to(REPO)}:{node.lineno} imports {alias.name} from {node.module}"
+                             for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not crossing, "\n".join(crossing)
+
+
 def test_the_checker_sees_every_kind_of_reference_in_the_real_tree():
     # Guards the guard: the package holds references of all three kinds (lazy imports for
     # start-up time, `ffcore.data`'s lazy exports loaded by name), so a checker blind to one

@@ -29,7 +29,7 @@ def _row(run, vs, seed, d, low, high, verdict):
 def test_differences_figure_shows_every_verdict_and_the_pooled_row(study):
     import matplotlib.pyplot as plt
 
-    from ffcore.study.evaluation import VERDICT_COLOURS, differences_figure
+    from ffcore.study.ap_figures import VERDICT_COLOURS, differences_figure
 
     pooled = {**_row("pooled", "", -1, 0.75, -0.25, 1.9, "inside the noise"),
               "comparison": "featherface_v2_distilled vs featherface_v2", "seeds": "2 vs 2, paired by seed"}

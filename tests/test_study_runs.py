@@ -180,7 +180,7 @@ def test_the_evaluation_split_is_the_held_out_test_split_when_the_data_has_one(t
 def test_real_photo_paragraph_gives_recall_and_precision_model_by_model(study):
     import pandas as pd
 
-    from ffcore.study.evaluation import describe_real_photo_check
+    from ffcore.study.detections import describe_real_photo_check
 
     rows = []
     for run, image, faces, detections, matched in (

@@ -112,7 +112,8 @@ def test_committed_tables_are_rendered_from_their_csv():
     for csv in sorted(SYNTHETIC_TABLES.glob("*.csv")):
         record = json.loads(csv.with_suffix(".json").read_text())
         assert "caption" in record, f"{csv.with_suffix('.json')}: no caption recorded"
-        from ffcore.report.provenance import read_table_csv, table_caption
+        from ffcore.report.provenance import table_caption
+        from ffcore.report.tables import read_table_csv
         from ffcore.report.tex import frame_rows
 
         expected = render_table(*frame_rows(read_table_csv(csv)), csv.stem,

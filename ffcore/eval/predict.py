@@ -36,7 +36,7 @@ class PredictionRun:
         return self.metadata["scale_label"]
 
 
-def _validation_index(images, check_images: bool = True):
+def validation_index(images, check_images: bool = True):
     """A `ValidationIndex` as given, or the one of a WIDER-format dataset root."""
     from ffcore.data.layout import WiderFaceLayout
     from ffcore.data.validation import ValidationIndex
@@ -66,7 +66,7 @@ def predict_widerface(model: torch.nn.Module, images, out_dir: str | Path, scale
     scale = parse_scale(scale)
     if caps is not None:
         test_time = dataclasses.replace(test_time, postprocess=postprocess_with_caps(caps, test_time.postprocess))
-    index = _validation_index(images)
+    index = validation_index(images)
     entries = list(index)[:limit] if limit is not None else list(index)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def predict_widerface(model: torch.nn.Module, images, out_dir: str | Path, scale
     return PredictionRun(out_dir=out_dir, metadata=metadata)
 
 
-def _ground_truth_dir(dataset_root: str | Path) -> Path:
+def ground_truth_dir(dataset_root: str | Path) -> Path:
     from ffcore.data.layout import WiderFaceLayout
 
     return WiderFaceLayout.find(dataset_root, need=("val", "val_gt")).ground_truth_dir
@@ -129,7 +129,7 @@ def evaluate_model(model: torch.nn.Module, dataset_root: str | Path, scale: str 
     from ffcore.eval.predictions import MissingPredictionsWarning
     from ffcore.eval.protocol import evaluate
 
-    ground_truth = load_ground_truth(_ground_truth_dir(dataset_root))
+    ground_truth = load_ground_truth(ground_truth_dir(dataset_root))
     with tempfile.TemporaryDirectory(prefix="ffcore_pred_") as tmp:
         target = Path(out_dir) if out_dir is not None else Path(tmp)
         run = predict_widerface(model, dataset_root, target, scale=scale, multiscale=multiscale, flip=flip,

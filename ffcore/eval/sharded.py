@@ -22,11 +22,11 @@ def predict_shard(model: torch.nn.Module, dataset_root: str | Path, rank: int, w
                   scale: str | int = "origin", device: str | torch.device = "cpu") -> ShardBoxes:
     """Detections of this rank's share of the validation images (every world_size-th, from `rank`)."""
     from ffcore.eval.inference import detect_image, detections_to_xywh_score, parse_scale
-    from ffcore.eval.predict import _validation_index
+    from ffcore.eval.predict import validation_index
     from ffcore.preprocess import read_image
 
     scale = parse_scale(scale)
-    entries = list(_validation_index(dataset_root))[rank::world_size]
+    entries = list(validation_index(dataset_root))[rank::world_size]
     model = model.to(device).eval()
     shard: ShardBoxes = []
     for entry in entries:
@@ -39,11 +39,11 @@ def evaluate_shards(shards: list[ShardBoxes], dataset_root: str | Path, label: s
     """The `EvalResult` of the union of every rank's shard (written as prediction files, then read back
     through the same reader as a single-process evaluation)."""
     from ffcore.eval import load_ground_truth, read_predictions
-    from ffcore.eval.predict import _ground_truth_dir
+    from ffcore.eval.predict import ground_truth_dir
     from ffcore.eval.predictions import write_prediction_file
     from ffcore.eval.protocol import evaluate
 
-    ground_truth = load_ground_truth(_ground_truth_dir(dataset_root))
+    ground_truth = load_ground_truth(ground_truth_dir(dataset_root))
     with tempfile.TemporaryDirectory(prefix="ffcore_val_") as tmp:
         for shard in shards:
             for event, name, boxes in shard:

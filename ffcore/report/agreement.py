@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ffcore.report.provenance import read_table_csv
+from ffcore.report.tables import read_table_csv
 
 SETTINGS = ("easy", "medium", "hard")
 _SEED = re.compile(r"_seed\d+$")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ffcore.paths import results_dir
-from ffcore.report.provenance import read_table_csv
+from ffcore.report.tables import read_table_csv
 
 AP_COLUMNS = ("AP easy %", "AP medium %", "AP hard %")
 DELTA_COLUMNS = ("deasy AP pts", "dmedium AP pts", "dhard AP pts")

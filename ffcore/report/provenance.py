@@ -247,13 +247,6 @@ def write_table(table, out_dir: str | Path, name: str, provenance: Provenance, c
     return {"csv": csv_path, "tex": tex_path, "json": csv_path.with_suffix(".json")}
 
 
-def read_table_csv(csv_path: str | Path):
-    """A table CSV written by `write_table` (its provenance line skipped) as a DataFrame."""
-    import pandas as pd
-
-    return pd.read_csv(csv_path, comment=None, skiprows=1)
-
-
 def _caption_of_old_tex(tex_path: Path, label: str) -> str:
     """The caller's caption from a .tex written before sidecars kept it (its `\\caption{...}`, label removed)."""
     text = tex_path.read_text() if tex_path.is_file() else ""
@@ -272,6 +265,7 @@ def render_table_file(csv_path: str | Path) -> Path:
     """Rewrite a table's .tex from its CSV and sidecar JSON (no recomputation); returns the .tex path.
 
     Sidecars written before the caption was recorded: the caption is read back from the old .tex."""
+    from ffcore.report.tables import read_table_csv
     from ffcore.report.tex import TexLayout, frame_rows, render_table
 
     csv_path = Path(csv_path)

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from ffcore.paths import results_dir
-from ffcore.report.provenance import read_table_csv
+from ffcore.report.tables import read_table_csv
 
 SETTINGS = ("easy", "medium", "hard")
 AP_TABLES = ("v1_ap", "distillation_ap")

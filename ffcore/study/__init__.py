@@ -27,11 +27,10 @@ from ffcore.study.gate_health import describe_gate_health, gate_health_table
 from ffcore.study.fork_models import (attention_maps_figure, fork_detections_figure, fork_parameter_table,
                                       fork_training_log_figure, fork_weights_table)
 from ffcore.study.comparisons import arm_runs, describe_distillation, describe_v2_v1, distillation_comparison, v2_v1_comparison
-from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, describe_ap_table,
-                                     describe_real_photo_check, differences_figure,
-                                     evaluate_run, evaluate_runs, intervals_figure, paired_comparison,
-                                     pr_curves_figure, real_photo_check, real_photo_detections_figure,
-                                     validation_detections_figure, what_this_shows)
+from ffcore.study.ap_figures import ap_bars_figure, differences_figure, intervals_figure, pr_curves_figure
+from ffcore.study.detections import (dataset_preview_figure, describe_real_photo_check, real_photo_check,
+                                     real_photo_detections_figure, validation_detections_figure)
+from ffcore.study.evaluation import describe_ap_table, evaluate_run, evaluate_runs, paired_comparison, what_this_shows
 from ffcore.study.onnx_latency import (deploy_ladder_table, deploy_latency_table, describe_deployment,
                                  operator_profile_table)
 from ffcore.study.peer_detectors import peer_detections_figure, peer_latency_figure, peer_latency_table

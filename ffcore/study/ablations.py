@@ -250,9 +250,9 @@ def pruned_table(study: Study) -> pd.DataFrame:
 
 def describe_comparison(study: Study, name: str):
     """"What this shows" for `ablations` or `v2_variants`, from the written table."""
-    from ffcore.study.evaluation import _read_table, markdown
+    from ffcore.report.tables import read_table, markdown
 
-    table = _read_table(study, name)
+    table = read_table(study, name)
     table["part swapped"] = table["part swapped"].fillna("")   # an empty cell reads back as NaN
     reference = table[table["hard verdict"] == "reference"].iloc[0]
     others = table[table["hard verdict"] != "reference"]
@@ -307,9 +307,9 @@ def _seed_noise_note(study: Study, others: pd.DataFrame) -> str:
 
 
 def describe_pruned(study: Study, name: str = "pruned"):
-    from ffcore.study.evaluation import _read_table, markdown
+    from ffcore.report.tables import read_table, markdown
 
-    table = _read_table(study, name)
+    table = read_table(study, name)
     lines = []
     for variant, part in table.groupby("variant", sort=False):
         parent, before, after = (part.iloc[i] for i in range(3))

@@ -100,7 +100,7 @@ def budget_table(study: Study, name: str = "training_budget") -> pd.DataFrame:
 def budget_differences(study: Study, name: str = "training_budget_differences") -> pd.DataFrame:
     """At every length: V2 distilled minus V2 alone, and V2 alone minus V1 (the `pooled` rows of
     `comparisons.seed_comparison`, so each verdict comes from its pooled interval)."""
-    from ffcore.study.comparisons import POOLED, _pooled_headline, seed_comparison
+    from ffcore.study.comparisons import POOLED, pooled_headline, seed_comparison
     from ffcore.runs.plan import DISTILLED_SUFFIX
 
     p = study.profile
@@ -127,28 +127,28 @@ def budget_differences(study: Study, name: str = "training_budget_differences") 
                      caption=_budget_caption(study, "The distillation gain and V2 against V1 at each training budget "
                                                     "(AP points; the row's difference of mean APs with its pooled 95% "
                                                     "interval and verdict)"),
-                     headline=_pooled_headline(table))
+                     headline=pooled_headline(table))
     return table
 
 
 def describe_budget(study: Study, name: str = "training_budget_differences"):
     """"What this shows" for the budget curve, from the written tables."""
-    from ffcore.study.comparisons import _pooled_sentence
-    from ffcore.study.evaluation import _read_table, markdown
+    from ffcore.study.comparisons import pooled_sentence
+    from ffcore.report.tables import read_table, markdown
 
     p = study.profile
     if not p.budget_epochs:
         return markdown("**What this shows.** This profile trains every model for one length only (its "
                         "`budget_epochs` is empty), so it says nothing about the training budget; the "
                         f"{_profiles_setting('budget_epochs')} profile adds 20 and 40 epochs.")
-    aps = _read_table(study, "training_budget")
-    table = _read_table(study, name)
+    aps = read_table(study, "training_budget")
+    table = read_table(study, name)
     curves = "\n".join(f"- {arm}: " + ", ".join(f"{row['epochs']} epochs {row['AP hard %']:.1f} % "
                                                f"[{row['hard CI low']:.1f}, {row['hard CI high']:.1f}]"
                                                f" ({row['seeds']} seed{'s' * (row['seeds'] > 1)})"
                                                for _, row in part.iterrows())
                        for arm, part in aps.groupby("arm", sort=False))
-    lines = "\n".join(f"- {row['comparison']} (seeds {row['seeds']}): {_pooled_sentence(row)}"
+    lines = "\n".join(f"- {row['comparison']} (seeds {row['seeds']}): {pooled_sentence(row)}"
                       for _, row in table.iterrows())
     return markdown(f"**What this shows.** Hard AP against the training length:\n\n{curves}\n\nDifferences at each "
                     f"length (pooled 95 % intervals; a length with one run per arm states no higher or lower):\n\n"
@@ -160,12 +160,12 @@ def budget_figure(study: Study, name: str = "training_budget"):
     """AP (easy, medium, hard panels) against training epochs, one line per arm, with 95 % intervals.
     None (and a line saying why) when the profile trains one length only."""
     from ffcore.report.plotting import model_styles, new_figure, pretty_name
-    from ffcore.study.evaluation import _read_table
+    from ffcore.report.tables import read_table
 
     if not study.profile.budget_epochs:
         print("no training-budget curve: this profile trains every model for one length (budget_epochs is empty)")
         return None
-    table = _read_table(study, "training_budget")
+    table = read_table(study, "training_budget")
     arms = list(dict.fromkeys(table["arm"]))
     styles = model_styles(arms)
     fig, axes = new_figure(ncols=len(SETTINGS), aspect=0.36, sharey=False)
@@ -195,7 +195,7 @@ def budget_figure(study: Study, name: str = "training_budget"):
 
 def own_recipe_comparison(study: Study, name: str = "v2_own_recipe") -> pd.DataFrame:
     """V2 with its own recipe minus V2 with the shared recipe: rows per shared seed, then `pooled`."""
-    from ffcore.study.comparisons import _pooled_caption, _pooled_headline, arm_runs, seed_comparison
+    from ffcore.study.comparisons import pooled_caption, pooled_headline, arm_runs, seed_comparison
     from ffcore.runs.plan import OWN_RECIPE_SUFFIX, recipe
     from ffcore.study.training_tables import train_or_load
 
@@ -212,27 +212,27 @@ def own_recipe_comparison(study: Study, name: str = "v2_own_recipe") -> pd.DataF
     runs = sorted([*own.values(), *shared.values()])
     study.save_table(table, name, checkpoints=runs, resamples=p.bootstrap_resamples, split=evaluation_split(study).name,
                      recipes={"own": p.student_own_preset, "shared": p.student_preset},
-                     caption=_pooled_caption(study, f"V2 with its own recipe ({p.student_own_preset}) minus V2 with "
+                     caption=pooled_caption(study, f"V2 with its own recipe ({p.student_own_preset}) minus V2 with "
                                                     f"the shared recipe ({p.student_preset}), both {epochs} epochs"),
-                     headline=_pooled_headline(table))
+                     headline=pooled_headline(table))
     return table
 
 
 def describe_own_recipe(study: Study, name: str = "v2_own_recipe"):
-    from ffcore.study.comparisons import POOLED, _pooled_sentence
-    from ffcore.study.evaluation import _read_table, markdown
+    from ffcore.study.comparisons import POOLED, pooled_sentence
+    from ffcore.report.tables import read_table, markdown
 
     p = study.profile
     if p.student_own_preset is None:
         return markdown("**What this shows.** This profile trains V2 with the shared recipe only "
                         f"(`student_own_preset` is None); the {_profiles_setting('student_own_preset')} profile adds "
                         "V2's own recipe.")
-    table = _read_table(study, name)
+    table = read_table(study, name)
     pooled = table[table["run"] == POOLED].iloc[0]
     return markdown(f"**What this shows.** V2 with its own recipe ({p.student_own_preset}) averages hard AP "
                     f"{pooled['AP hard %']:.1f} % over {_seeds(pooled['arm seeds'])}, with the shared recipe "
                     f"({p.student_preset}) {pooled['vs AP hard %']:.1f} % over {_seeds(pooled['vs seeds'])}. Pooled "
-                    f"difference (95 % interval over seeds, then images): {_pooled_sentence(pooled)}. "
+                    f"difference (95 % interval over seeds, then images): {pooled_sentence(pooled)}. "
                     + _recipe_reading(pooled["hard verdict"]))
 
 

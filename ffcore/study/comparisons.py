@@ -16,7 +16,9 @@ import pandas as pd
 
 from ffcore.runs.context import Study
 from ffcore.runs.datasets import evaluation_split
-from ffcore.study.evaluation import SETTINGS, _read_table, evaluate_run, markdown, paired_comparison
+from ffcore.data.ground_truth import SETTINGS
+from ffcore.report.tables import read_table, markdown
+from ffcore.study.evaluation import evaluate_run, paired_comparison
 
 POOLED = "pooled"
 
@@ -87,7 +89,7 @@ def _sd(values) -> float:
     return round(float(values.std(ddof=1)), 2) if values.size > 1 else float("nan")
 
 
-def _pooled_caption(study: Study, what: str) -> str:
+def pooled_caption(study: Study, what: str) -> str:
     split = evaluation_split(study)
     return (f"{what} (AP points) on the {split.note}: one row per training seed both arms share (paired 95% "
             f"bootstrap interval over the images; a single pair of runs is 'one seed: not established'), then the "
@@ -95,13 +97,13 @@ def _pooled_caption(study: Study, what: str) -> str:
             f"seeds, then images; {study.profile.bootstrap_resamples} resamples) and the only verdict")
 
 
-def _pooled_headline(table: pd.DataFrame) -> str:
+def pooled_headline(table: pd.DataFrame) -> str:
     return "; ".join(f"{row['comparison']}, pooled over {row['seeds']} seeds: " + ", ".join(
         f"{s} {row[f'd{s} AP pts']:+.1f} [{row[f'd{s} CI low']:+.1f}, {row[f'd{s} CI high']:+.1f}] "
         f"({row[f'{s} verdict']})" for s in SETTINGS) for _, row in table[table["run"] == POOLED].iterrows())
 
 
-def _pooled_sentence(row: pd.Series) -> str:
+def pooled_sentence(row: pd.Series) -> str:
     """The pooled row in words: every higher / lower with its pooled interval."""
     parts = [f"{s} {row[f'd{s} AP pts']:+.1f} points [{row[f'd{s} CI low']:+.1f}, {row[f'd{s} CI high']:+.1f}], "
              f"{row[f'{s} verdict']}" for s in SETTINGS]
@@ -135,9 +137,9 @@ def distillation_comparison(study: Study, name: str = "distillation_comparison")
     runs = sorted((set(table["run"]) | set(table["vs"])) - {POOLED, ""})
     study.save_table(table, name, checkpoints=runs, resamples=study.profile.bootstrap_resamples,
                      split=evaluation_split(study).name,
-                     caption=_pooled_caption(study, "V2 distilled minus V2 alone")
+                     caption=pooled_caption(study, "V2 distilled minus V2 alone")
                      + "; the distillations from WIDER FACE-trained teachers are one run each",
-                     headline=_pooled_headline(table))
+                     headline=pooled_headline(table))
     return table
 
 
@@ -145,7 +147,7 @@ def describe_distillation(study: Study, name: str = "distillation_comparison"):
     """"What this shows" for the distillation comparison, from the written table."""
     from ffcore.runs.plan import DISTILLED_SUFFIX
 
-    table = _read_table(study, name)
+    table = read_table(study, name)
     main = f"{study.profile.student}{DISTILLED_SUFFIX} vs {study.profile.student}"
     ours = table[table["comparison"] == main]
     pooled = ours[ours["run"] == POOLED].iloc[0]
@@ -154,7 +156,7 @@ def describe_distillation(study: Study, name: str = "distillation_comparison"):
                      f"{row['dhard CI high']:+.1f}], {row['hard verdict']}" for _, row in others.iterrows())
     return markdown(f"**What this shows.** Pooled over the training seeds ({pooled['seeds']}; V2 distilled from "
                     f"{study.profile.teacher} against V2 alone; 95 % interval from resampling the seeds, then the "
-                    f"{evaluation_split(study).name} images), distillation changes V2's AP by: {_pooled_sentence(pooled)}. "
+                    f"{evaluation_split(study).name} images), distillation changes V2's AP by: {pooled_sentence(pooled)}. "
                     f"V2 alone averages {pooled['vs AP hard %']:.1f} % hard AP (sd {pooled['vs AP hard sd']:.1f} "
                     f"over seeds), distilled {pooled['AP hard %']:.1f} % (sd {pooled['AP hard sd']:.1f})."
                     + _per_seed_sentence(ours[ours["run"] != POOLED])
@@ -178,16 +180,16 @@ def v2_v1_comparison(study: Study, name: str = "v2_vs_v1") -> pd.DataFrame:
     runs = sorted((set(table["run"]) | set(table["vs"])) - {POOLED, ""})
     study.save_table(table, name, checkpoints=runs, resamples=p.bootstrap_resamples, split=evaluation_split(study).name,
                      recipes={m: f"{preset}, {epochs} epochs" for m, (preset, epochs) in recipes.items()},
-                     caption=_pooled_caption(study, f"{p.student} minus {p.teacher}")
+                     caption=pooled_caption(study, f"{p.student} minus {p.teacher}")
                      + "; " + ", ".join(f"{m} trained with {preset} for {epochs} epochs"
                                         for m, (preset, epochs) in recipes.items()),
-                     headline=_pooled_headline(table))
+                     headline=pooled_headline(table))
     return table
 
 
 def describe_v2_v1(study: Study, name: str = "v2_vs_v1"):
     """The V2-vs-V1 paragraph, from the written table."""
-    table = _read_table(study, name)
+    table = read_table(study, name)
     pooled = table[table["run"] == POOLED].iloc[0]
     arm, reference = pooled["comparison"].split(" vs ")
     one_seed = str(pooled["hard verdict"]).startswith("one seed")
@@ -199,5 +201,5 @@ def describe_v2_v1(study: Study, name: str = "v2_vs_v1"):
     return markdown(f"**What this shows.** {arm} ({arm_count} seed{'s' * (arm_count > 1)}) averages hard AP "
                     f"{pooled['AP hard %']:.1f} %, {reference} ({ref_count} seed{'s' * (ref_count > 1)}) "
                     f"{pooled['vs AP hard %']:.1f} % on the {evaluation_split(study).name} split. Pooled difference "
-                    f"{arm} minus {reference} (95 % interval over seeds, then images): {_pooled_sentence(pooled)}. "
+                    f"{arm} minus {reference} (95 % interval over seeds, then images): {pooled_sentence(pooled)}. "
                     + reading)

@@ -180,7 +180,7 @@ def fork_detections_figure(study: Study, image_name: str = "crowd.jpg", name: st
     from ffcore.report.plotting import new_figure, pretty_name
     from ffcore.preprocess import read_image
     from ffcore.report.provenance import write_figure
-    from ffcore.study.evaluation import DETECTION_THRESHOLD, _draw
+    from ffcore.study.detections import DETECTION_THRESHOLD, draw_detections
 
     image = read_image(shared_dir() / "images" / image_name)
     retina_weights = shared_dir().joinpath(*DEFAULT_WEIGHTS["retinaface_mnet025"])
@@ -192,7 +192,7 @@ def fork_detections_figure(study: Study, image_name: str = "crowd.jpg", name: st
              pretty_name("retinaface_mnet025_widerface")))):
         detections = detect_faces(detector, image, threshold=DETECTION_THRESHOLD, device=study.device)
         found[model_name] = len(detections)
-        _draw(ax, image, detections, None, f"{title}\n{len(detections)} faces with score ≥ {DETECTION_THRESHOLD}")
+        draw_detections(ax, image, detections, None, f"{title}\n{len(detections)} faces with score ≥ {DETECTION_THRESHOLD}")
     provenance = _weights_provenance(study, image=image_name, threshold=DETECTION_THRESHOLD)
     provenance.checkpoints[retina_weights.name] = file_sha256(retina_weights)
     name = name or f"fork_detections_{Path(image_name).stem}"

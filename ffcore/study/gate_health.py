@@ -78,9 +78,9 @@ def gate_health_table(study: Study, runs: list[str] | None = None, name: str = "
 
 def describe_gate_health(study: Study, name: str = "gate_health"):
     """"What this shows" for the gate-health table, from the written table."""
-    from ffcore.study.evaluation import _read_table, markdown
+    from ffcore.report.tables import read_table, markdown
 
-    table = _read_table(study, name)
+    table = read_table(study, name)
     lines = []
     for (arm, position), part in table.groupby(["arm", "position"], sort=False):
         dead = part[part["share constant %"] >= 100]

@@ -146,7 +146,7 @@ def operator_profile_table(study: Study, folder: str | Path | None = None) -> pd
 
 def describe_deployment(study: Study, folder: str | Path | None = None):
     """"What this shows" for the deployment tables: the verdict on V2 vs RetinaFace, from the CSVs."""
-    from ffcore.study.evaluation import markdown
+    from ffcore.report.tables import markdown
 
     launches = read_deploy_csv("deploy_latency.csv", folder)
     summary = deploy_latency_summary(launches)
