@@ -7,10 +7,13 @@ from pathlib import Path
 
 
 def read_table_csv(csv_path: str | Path):
-    """A table CSV written by `write_table` (its provenance line skipped) as a DataFrame."""
+    """A table CSV written by `write_table` as a DataFrame: its provenance line (`# ...`) skipped,
+    nothing else (a `#` inside a cell is data, not a comment)."""
     import pandas as pd
 
-    return pd.read_csv(csv_path, comment=None, skiprows=1)
+    with open(csv_path) as handle:
+        stamped = handle.readline().startswith("#")
+    return pd.read_csv(csv_path, comment=None, skiprows=1 if stamped else 0)
 
 
 def read_table(study, name: str):
