@@ -35,13 +35,13 @@ KERNEL = "python3"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ffcore.cli.study import PROFILE_NAMES
+    from ffcore.runs.profiles import PROFILES
 
     parser = argparse.ArgumentParser(
         prog="run_all.py",
         description="Execute the study notebooks (01 baseline ... 05 benchmarks) with papermill for one "
                     "run profile and write their tables, figures and summary.")
-    parser.add_argument("--profile", default=None, choices=PROFILE_NAMES,
+    parser.add_argument("--profile", default=None, choices=tuple(PROFILES),
                         help="full: WIDER FACE from data/widerface, the papers' schedules, GPU; synthetic: every "
                              "model trained on generated data with one CPU recipe (its measured duration: results/synthetic/summary.md); "
                              "synthetic_long: the same recipe, with V1, V2 and V2 distilled also trained for 20 and 40 "

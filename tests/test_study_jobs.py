@@ -257,13 +257,6 @@ def test_study_status_command_prints_every_run_state(data_root, results):
     assert "featherface_v2_distilled: distil from featherface_v1" in plan and "after featherface_v1" in plan
 
 
-def test_profile_names_of_the_command_line_are_the_profiles():
-    from ffcore.cli.study import PROFILE_NAMES
-    from ffcore.runs.profiles import PROFILES
-
-    assert set(PROFILE_NAMES) == set(PROFILES)
-
-
 # --------------------------------------------------------------------------------- honest starts
 
 def test_a_missing_imagenet_file_stops_training_and_names_the_file(tmp_path, monkeypatch):

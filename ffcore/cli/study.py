@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-PROFILE_NAMES = ("smoke", "synthetic", "synthetic_long", "synthetic_seeds", "full")   # ffcore.runs.profiles.PROFILES (a test keeps them equal)
+from ffcore.runs.profiles import PROFILES
 
 
 def _study_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", required=True, choices=PROFILE_NAMES,
+    p.add_argument("--profile", required=True, choices=tuple(PROFILES),
                    help="the run profile (ffcore/runs/profiles.py)")
     p.add_argument("--data", default=None, help="dataset root (default: the profile's)")
     p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="training device (default: the profile's)")
