@@ -124,7 +124,26 @@ def test_claims_table_puts_each_claim_beside_its_measurement(study):
     assert one("featherface_v1", "<100MB", "000", QUANTITIES["runtime_memory_mb"])["measured"] == 12.5
     # claims about detectors the registry lacks say so
     assert one("MTCNN (not registered)", "1.2M", "003")["claim vs measured"] == "model not registered"
+    assert (study.tables_dir / "seed_claims_vs_benchmark.csv").is_file()
+    assert not (study.tables_dir / "seed_claims_vs_measured.csv").exists()   # notebook 02's name, not 05's
+
+
+@needs_seeds
+def test_claims_table_without_a_benchmark_times_nothing_and_is_the_same_twice(study, monkeypatch):
+    """Notebook 02's table: counts, FLOPs and sizes measured; runtime claims not measured, never timed."""
+    from ffcore.study.architecture import claims_table
+
+    def timing(*args, **kwargs):
+        raise AssertionError("claims_table timed a model without a benchmark")
+
+    monkeypatch.setattr("ffcore.bench.run_benchmark", timing)
+    first = claims_table(study)
+    runtime = first[first.quantity.isin([QUANTITIES[q] for q in ("latency_ms", "fps", "runtime_memory_mb")])]
+    assert len(runtime) and runtime["measured"].isna().all()
+    assert runtime["measured how"].str.startswith("not measured here").all()
+    pd.testing.assert_frame_equal(first, claims_table(study))
     assert (study.tables_dir / "seed_claims_vs_measured.csv").is_file()
+    assert not (study.tables_dir / "seed_claims_vs_benchmark.csv").exists()
 
 
 @needs_seeds

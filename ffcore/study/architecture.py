@@ -173,16 +173,18 @@ def parts_figure(study: Study, models: list[str]):
                              flops_counter=FLOP_NOTE)
 
 
-def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.DataFrame:
+def claims_table(study: Study, benchmark: pd.DataFrame | None = None, name: str | None = None) -> pd.DataFrame:
     """Every parameter, FLOP, memory and latency claim of the seed documents (quoted, with file and
     line) beside the figure measured on the registered model, or the parts of it, the claim is about.
 
     Parameters: true count and thop's count. FLOPs: fvcore at the profile's FLOP size (one
     multiply-add = one FLOP). Model size: the FP32 state_dict file. INT8 size, latency, FPS and
     memory in use: the rows of `benchmark` (a `ffcore.bench.run_benchmark` table, as notebook 05
-    makes) at that size and batch 1; latency, FPS and memory not found there are measured here
-    (PyTorch eager on this machine's CPU, random weights). A claimed device (a phone) is in the
-    "seed's conditions" column: the measurement is never on that device.
+    makes) at that size and batch 1. Nothing is timed here: without a benchmark (notebook 02) the
+    runtime claims say "not measured" and the table is deterministic, written as
+    `seed_claims_vs_measured`; with one (notebook 05) it is written as `seed_claims_vs_benchmark`,
+    so each notebook writes its own artifact (`name` overrides either). A claimed device (a phone)
+    is in the "seed's conditions" column: the measurement is never on that device.
     """
     import io
 
@@ -195,7 +197,6 @@ def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.Data
     registered = set(list_models())
     size = study.profile.flops_size
     seeds = shared_dir() / "seeds"
-    runtime = ("latency_ms", "fps", "runtime_memory_mb")
 
     def bench_rows(table: pd.DataFrame | None, backend: str) -> dict[str, pd.Series]:
         if table is None or table.empty:
@@ -205,18 +206,10 @@ def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.Data
             rows = rows[rows["batch"] == 1]
         return {model: group.iloc[0] for model, group in rows.groupby("model")}
 
+    # The run's benchmark is the only timing: a model it did not time at this size is reported as
+    # not measured rather than timed here (two timings would disagree, and a table without a
+    # benchmark stays the same from one call to the next).
     torch_rows, int8_rows = bench_rows(benchmark, "torch"), bench_rows(benchmark, "onnx_int8")
-    missing = sorted({c.model for c in SEED_CLAIMS if c.quantity in runtime and c.model in registered}
-                     - set(torch_rows))
-    # Given a run's benchmark, its timing is the only one: a model it did not time at this size is
-    # reported as not measured rather than timed a second time (two timings would disagree).
-    if missing and benchmark is None:
-        from ffcore.bench import get_bench_config, run_benchmark
-
-        threads = 2 if study.device == "cpu" else 1
-        config = get_bench_config("smoke", sizes=((size, size),), backends=("torch",), threads=(threads,),
-                                  repeats=study.profile.bench_repeats)
-        torch_rows.update(bench_rows(run_benchmark(missing, config), "torch"))
 
     def state_dict_mb(name: str) -> float:
         buffer = io.BytesIO()
@@ -244,6 +237,8 @@ def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.Data
                 return None, None, "not measured here: pass a benchmark table with onnx_int8 rows (notebook 05)"
             return round(float(row["model_file_mb"]), 3), None, "ONNX Runtime INT8 file (benchmark)"
         row = torch_rows.get(claim.model)
+        if row is None and benchmark is None:
+            return None, None, "not measured here: pass a run's benchmark table (notebook 05 does)"
         if row is None:
             sizes = sorted({f"{h}x{w}" for h, w in zip(benchmark["height"], benchmark["width"])})
             return None, None, (f"not measured: this run's benchmark timed no PyTorch {claim.model} at {size}x{size} "
@@ -283,7 +278,8 @@ def claims_table(study: Study, benchmark: pd.DataFrame | None = None) -> pd.Data
     v1 = model_summary("featherface_v1", size)
     v1_counts = [parse_value(c.quote)[0] for c in SEED_CLAIMS
                  if c.model == "featherface_v1" and c.quantity == "parameters" and not c.parts]
-    study.save_table(table, "seed_claims_vs_measured", data_free=True,
+    name = name or ("seed_claims_vs_measured" if benchmark is None else "seed_claims_vs_benchmark")
+    study.save_table(table, name, data_free=True,
                      # the page shows the claim against the measurement; thop and the how stay in the CSV
                      columns=["model", "quantity", "counted", "claim (quoted)", "measured", "claim vs measured",
                               "source"],
