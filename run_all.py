@@ -28,8 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+from ffcore.paths import NOTEBOOK_DIR, REPO_ROOT
 NOTEBOOKS = ("01_baseline", "02_v2_architecture", "03_distillation", "04_ablations", "05_benchmarks")
 KERNEL = "python3"
 
@@ -263,7 +262,7 @@ def compare_with(profile: str, reference: str) -> int:
     import pandas as pd
 
     from ffcore.paths import results_dir
-    from ffcore.report.agreement import compare_results, describe_comparison, tables_at
+    from ffcore.report.agreement import compare_results, describe_agreement, tables_at
 
     try:
         theirs, holder = tables_at(reference, profile, REPO_ROOT)
@@ -276,7 +275,7 @@ def compare_with(profile: str, reference: str) -> int:
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 60):
         print(table[["table", "comparison", "setting", "verdict A", "verdict B", "same direction",
                      "intervals overlap", "agree"]].to_string(index=False))
-    print(f"{describe_comparison(table)} (A: this run, B: {reference}); written to {out}")
+    print(f"{describe_agreement(table)} (A: this run, B: {reference}); written to {out}")
     if holder is not None:
         holder.cleanup()
     return 0

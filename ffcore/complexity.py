@@ -92,7 +92,7 @@ def _modules_run_in_forward(model: nn.Module, size: int = _PROBE_SIZE) -> set[nn
     return ran
 
 
-def parameter_table(model: nn.Module) -> pd.DataFrame:
+def parameter_counts(model: nn.Module) -> pd.DataFrame:
     """One row per part plus a `total` row: true parameter count and thop's count."""
     thop_counts = thop_profile(model)
     rows = []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"   # the study notebooks, NN_*.ipynb
 
 def _origin_checkout() -> Path | None:
     """The local repository this checkout was cloned from, if any (read from .git/config, no git call)."""

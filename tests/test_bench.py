@@ -68,9 +68,9 @@ def test_speed_ratios_and_figure(table):
     assert math.isclose(ratios.speedup_vs_tiny.iloc[0], 1.0)
     with pytest.raises(KeyError, match="reference model"):
         speed_ratios(table, "missing", backend="torch", size=(64, 64), batch=1, threads=1)
-    from ffcore.study.bench_figures import latency_figure
+    from ffcore.study.bench_figures import draw_latency
 
-    figure = latency_figure(table, size=(64, 64), batch=2, threads=1)
+    figure = draw_latency(table, size=(64, 64), batch=2, threads=1)
     assert isinstance(figure, matplotlib.figure.Figure)
     assert len(figure.axes[0].patches) == 4   # 2 models x 2 backends
     # one colour per model: "tiny" and "tiny_copy" are unknown to the fixed palette yet never share one

@@ -7,7 +7,7 @@ import subprocess
 
 import pandas as pd
 
-from ffcore.report.agreement import compare_results, describe_comparison, stated_verdicts, tables_at
+from ffcore.report.agreement import compare_results, describe_agreement, stated_verdicts, tables_at
 
 
 def _verdicts(d, low, high, verdict):
@@ -47,7 +47,7 @@ def test_runs_with_disjoint_seeds_line_up_and_disagreements_are_named(tmp_path):
     assert not pooled["agree"].any() and pooled["same direction"].all() and pooled["intervals overlap"].all()
     swap = table[table["comparison"] == "featherface_v1_ssh_grouped vs featherface_v1"]
     assert swap["agree"].all()
-    assert describe_comparison(table).startswith("3 of 6 verdicts agree")
+    assert describe_agreement(table).startswith("3 of 6 verdicts agree")
 
 
 def test_a_git_ref_is_read_like_a_results_folder(tmp_path):

@@ -13,7 +13,7 @@ import torch.nn as nn
 from ffcore.models import create_model, list_models
 from ffcore.models.context import ModulatedDeformConv2d
 from ffcore.cli import main
-from ffcore.complexity import (count_flops, explain_thop_difference, parameter_table, thop_blind_spots,
+from ffcore.complexity import (count_flops, explain_thop_difference, parameter_counts, thop_blind_spots,
                                thop_profile)
 
 
@@ -36,7 +36,7 @@ def test_thop_column_comes_from_the_pinned_thop():
     model = create_model("featherface_v1")
     direct_macs, direct_params = thop.profile(copy.deepcopy(model), inputs=(torch.zeros(1, 3, 64, 64),),
                                               verbose=False)
-    assert row(parameter_table(model), "total")["thop_parameters"] == int(direct_params)
+    assert row(parameter_counts(model), "total")["thop_parameters"] == int(direct_params)
     assert thop_profile(model)["macs"] == int(direct_macs) > 0
 
 
@@ -48,7 +48,7 @@ def test_thop_leaves_the_model_untouched():
 
 
 def test_featherface_v1_true_and_thop_counts():
-    table = parameter_table(create_model("featherface_v1"))
+    table = parameter_counts(create_model("featherface_v1"))
     assert row(table, "total")["parameters"] == 592_371
     assert row(table, "total")["thop_parameters"] == 488_661  # the paper's "0.49M"
     # thop misses the deform_conv2d weights (3 levels x 34,560) and the 30 BiFPN fusion weights
@@ -67,9 +67,9 @@ def test_thop_difference_is_explained_with_counts():
 
 
 def test_retinaface_and_v2_tables():
-    retina = parameter_table(create_model("retinaface_mnet025"))
+    retina = parameter_counts(create_model("retinaface_mnet025"))
     assert row(retina, "total")["parameters"] == row(retina, "total")["thop_parameters"] == 426_608
-    v2 = parameter_table(create_model("featherface_v2"))
+    v2 = parameter_counts(create_model("featherface_v2"))
     assert row(v2, "total")["parameters"] == 256_156
     assert row(v2, "neck")["missed_by_thop"] == 20  # two BiFPN_Light cells x 10 fusion weights
 
@@ -130,7 +130,7 @@ def test_thop_count_is_the_true_count_less_what_it_cannot_see(name):
     """For every registered model: thop's own figure (per part and in total) = true count minus
     the parameters the structural account says thop cannot count."""
     model = create_model(name)
-    table = parameter_table(model)
+    table = parameter_counts(model)
     parts, total = table.iloc[:-1], table.iloc[-1]
     assert total["part"] == "total"
     assert int(parts["parameters"].sum()) == int(total["parameters"]) == sum(p.numel() for p in model.parameters())

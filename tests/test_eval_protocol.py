@@ -418,14 +418,14 @@ def test_candidate_pruning_equals_full_iou_matrix_on_crowded_images(real_gt):
 
 
 def test_figures_from_results(tiny_gt):
-    from ffcore.eval.plots import pr_curves_figure, recall_by_size_figure
+    from ffcore.eval.plots import draw_pr_curves, recall_by_size_figure
 
     preds = {("1--A", "img_0"): np.array([FACE_A + [0.9], FACE_B + [0.4]]), ("2--B", "img_1"): np.array([[0, 0, 5, 5, 0.8]])}
     good = evaluate(preds, tiny_gt, label="good")
     worse = evaluate({("1--A", "img_0"): np.array([FACE_A + [0.9]])}, tiny_gt, label="worse")
     import matplotlib.pyplot as plt
 
-    figure = pr_curves_figure([worse, good])
+    figure = draw_pr_curves([worse, good])
     axes = figure.get_axes()
     assert [ax.get_title() for ax in axes] == ["Easy set", "Medium set", "Hard set"]
     legend = [t.get_text() for t in axes[2].get_legend().get_texts()]

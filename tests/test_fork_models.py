@@ -80,12 +80,12 @@ def test_sequential_gates_space_after_channels_parallel_from_the_input():
 
 @pytest.mark.parametrize("name", sorted(FORK_MODELS))
 def test_registered_with_exact_parameter_counts_and_part_tables(name):
-    from ffcore.complexity import parameter_table
+    from ffcore.complexity import parameter_counts
 
     assert name in list_models()
     model = create_model(name)
     assert n_params(model) == FORK_MODELS[name][0]
-    table = parameter_table(model).set_index("part")
+    table = parameter_counts(model).set_index("part")
     assert table.loc["total", "parameters"] == FORK_MODELS[name][0]
     assert table.loc["shuffle", "parameters"] == 0                 # the shuffle alone, no conv/BN
     assert model.config.neck_channels == 52

@@ -15,7 +15,7 @@ from ffcore.eval.bootstrap import (ONE_SEED, PooledDifference, paired_difference
 from ffcore.eval.protocol import _count_at_or_above, score_thresholds
 from tests.test_bootstrap import random_study
 
-SETTINGS = ("easy", "medium", "hard")
+from ffcore.data.ground_truth import SETTINGS
 
 
 def seeded_runs(gt, rng, qualities) -> dict[int, object]:

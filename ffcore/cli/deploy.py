@@ -150,7 +150,7 @@ def bench_command(models: Sequence[str] | None = None, out: str | None = None, r
     import pandas as pd
 
     from ffcore.bench import get_bench_config, run_benchmark, speed_ratios
-    from ffcore.study.bench_figures import latency_figure
+    from ffcore.study.bench_figures import draw_latency
 
     overrides: dict = {}
     if repeats is not None:
@@ -189,6 +189,6 @@ def bench_command(models: Sequence[str] | None = None, out: str | None = None, r
         table.to_csv(out, index=False)
         print(f"wrote {out}")
     if figure:
-        latency_figure(table).savefig(figure)
+        draw_latency(table).savefig(figure)
         print(f"wrote {figure}")
     return 0

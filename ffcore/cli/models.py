@@ -50,14 +50,14 @@ def add_prune(sub) -> None:
 def params_command(models: list[str] | None = None, size: int = 640, no_flops: bool = False,
                    json_out: str | None = None) -> int:
     """`ffcore params`: per-part table for every (or the named) registered model(s)."""
-    from ffcore.complexity import count_flops, explain_thop_difference, parameter_table
+    from ffcore.complexity import count_flops, explain_thop_difference, parameter_counts
     from ffcore.models import create_model, list_models
 
     report = {}
     flop_column = f"mflops_{size}x{size} (1 MAC = 1 FLOP)"
     for name in models or list_models():
         model = create_model(name)
-        table = parameter_table(model)
+        table = parameter_counts(model)
         if not no_flops:
             flops = count_flops(model, size, size)
             table[flop_column] = [round(flops[part] / 1e6, 1) for part in table["part"]]

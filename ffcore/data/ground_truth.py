@@ -27,6 +27,7 @@ MAX_ABS_COORDINATE = 1e6
 
 
 def setting_file(setting: str) -> str:
+    """The ground-truth file of one setting (`wider_hard_val.mat`); `ALL_FACES_FILE` holds every face."""
     return f"wider_{setting}_val.mat"
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ffcore.data.matfiles import SETTINGS, VAL_MAT, setting_mat_name
+from ffcore.data.ground_truth import ALL_FACES_FILE, SETTINGS, setting_file
 
 NEEDS = ("train", "train_landmarks", "val", "val_gt")
 HELDOUT_TEST_DIR = "heldout_test"
@@ -77,10 +77,10 @@ class WiderFaceLayout:
         # RetinaFace's label.txt paths are relative to the images folder next to it when there is one.
         if labels is not None and (labels.parent / "images").is_dir():
             train_images = labels.parent / "images"
-        gt_dir = next((d for d in c["ground_truth_dir"] if (d / VAL_MAT).is_file()), None)
+        gt_dir = next((d for d in c["ground_truth_dir"] if (d / ALL_FACES_FILE).is_file()), None)
         test = root / HELDOUT_TEST_DIR
         complete_test = (test / "WIDER_val" / "images").is_dir() and all(
-            (test / "ground_truth" / name).is_file() for name in (VAL_MAT, *map(setting_mat_name, SETTINGS)))
+            (test / "ground_truth" / name).is_file() for name in (ALL_FACES_FILE, *map(setting_file, SETTINGS)))
         return cls(root=root, train_images=train_images, val_images=_first_dir(c["val_images"]),
                    retinaface_train_labels=labels, train_bbx_gt=_first_file(c["train_bbx_gt"]),
                    val_bbx_gt=_first_file(c["val_bbx_gt"]), ground_truth_dir=gt_dir,
@@ -104,9 +104,9 @@ class WiderFaceLayout:
         c = self._candidates(self.root)
         any_train_labels = self.retinaface_train_labels is not None or self.train_bbx_gt is not None
         any_val_list = self.ground_truth_dir is not None or self.val_bbx_gt is not None
-        gt_files = [d / VAL_MAT for d in c["ground_truth_dir"]]
+        gt_files = [d / ALL_FACES_FILE for d in c["ground_truth_dir"]]
         settings_present = self.ground_truth_dir is not None and all(
-            (self.ground_truth_dir / setting_mat_name(s)).is_file() for s in SETTINGS)
+            (self.ground_truth_dir / setting_file(s)).is_file() for s in SETTINGS)
         return [
             ("train", "training images WIDER_train/images/<event>/<name>.jpg", self.train_images is not None,
              c["train_images"], "WIDER_train.zip from the WIDER FACE site"),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ffcore.data.matfiles import VAL_MAT
+from ffcore.data.ground_truth import ALL_FACES_FILE
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ValidationIndex:
         truth = load_ground_truth(gt_dir, settings=())
         entries = [ValidationEntry(images_dir / event / f"{name}.jpg", event, name)
                    for event, name in zip(truth.events, truth.names)]
-        return cls(entries, Path(gt_dir) / VAL_MAT)
+        return cls(entries, Path(gt_dir) / ALL_FACES_FILE)
 
     @classmethod
     def from_bbx_gt(cls, list_path: str | Path, images_dir: str | Path) -> "ValidationIndex":

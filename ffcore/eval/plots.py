@@ -1,7 +1,7 @@
 """Figures of evaluation results (made by `ffcore.report.plotting.new_figure`, the project's one figure
 factory; saving and provenance stamps are the caller's, through `ffcore.report.provenance.write_figure`).
 
-- `pr_curves_figure`: precision-recall curves, one panel per setting, each panel's APs (%)
+- `draw_pr_curves`: precision-recall curves, one panel per setting, each panel's APs (%)
   ranked in its corner and the runs named once below.
 - `recall_by_size_figure`: recall of the counted faces per face-size bin, where small faces
   get lost.
@@ -31,7 +31,7 @@ def _labels(results: list[EvalResult], labels: Sequence[str] | None) -> list[str
     return [r.label or f"result {i + 1}" for i, r in enumerate(results)]
 
 
-def pr_curves_figure(results: EvalResult | Sequence[EvalResult], labels: Sequence[str] | None = None,
+def draw_pr_curves(results: EvalResult | Sequence[EvalResult], labels: Sequence[str] | None = None,
                      settings: Sequence[str] = SETTINGS, title: str | None = None,
                      colours: Sequence[str] | None = None):
     """One precision-recall panel per setting (recall and precision in %). The runs are named once, in a

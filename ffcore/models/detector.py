@@ -23,7 +23,7 @@ from ffcore.models.shuffle import SHUFFLES, LevelShuffle
 
 NONE = "none"
 
-# Parts in forward order; `parameter_table` in ffcore.complexity reports one row per part.
+# Parts in forward order; `parameter_counts` in ffcore.complexity reports one row per part.
 PARTS = ("backbone", "backbone_attention", "neck", "neck_attention", "context", "shuffle", "heads")
 
 

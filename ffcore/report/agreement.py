@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ffcore.data.ground_truth import SETTINGS
 from ffcore.report.tables import read_table_csv
 
-SETTINGS = ("easy", "medium", "hard")
 _SEED = re.compile(r"_seed\d+$")
 
 
@@ -94,7 +94,7 @@ def tables_at(reference: str, profile: str, repo: Path) -> tuple[Path, tempfile.
     return Path(holder.name), holder
 
 
-def describe_comparison(table: pd.DataFrame) -> str:
+def describe_agreement(table: pd.DataFrame) -> str:
     both = table[table["in"] == "both"]
     agree = int(both["agree"].sum())
     return (f"{agree} of {len(both)} verdicts agree; {int(both['same direction'].sum())} have the same direction and "

@@ -27,12 +27,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ffcore.paths import REPO_ROOT, figures_dir, results_dir
+from ffcore.paths import NOTEBOOK_DIR, REPO_ROOT, figures_dir, results_dir
 from ffcore.report.provenance import NO_DATA, REAL_PHOTOS, SYNTHETIC, render_table_file
 from ffcore.report.numbers import cited_numbers, macro_name, write_numbers
 from ffcore.report.tex import PREAMBLE_PACKAGES, escape
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 OTHER = "other"
 APT_LINE = "apt-get install -y texlive-latex-recommended texlive-latex-extra latexmk"
 # The .sty files the preamble loads, checked before compiling so a missing one is named.

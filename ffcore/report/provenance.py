@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ffcore.paths import REPO_ROOT
+from ffcore.paths import NOTEBOOK_DIR, REPO_ROOT
 
 SYNTHETIC = "synthetic"
 WIDERFACE = "widerface"
@@ -45,7 +45,6 @@ def dataset_of(data_root: str | Path, declared: str) -> str:
 # change what an artifact was computed by. Notebooks count by their source cells only: their
 # outputs change with every run.
 CODE_PATHS = ("ffcore", "run_all.py", "requirements.txt", "pyproject.toml")
-NOTEBOOK_DIR = "notebooks"
 # The packages whose versions decide the numbers (read from their metadata: nothing is imported).
 VERSIONED_PACKAGES = ("torch", "torchvision", "onnxruntime", "numpy")
 # Annotation files that identify a WIDER-format tree when it has no synthetic manifest.
@@ -79,7 +78,7 @@ def code_diff(root: Path = REPO_ROOT) -> str | None:
     untracked = (_git(root, "ls-files", "--others", "--exclude-standard", "--", *CODE_PATHS) or "").split()
     for name in sorted(untracked):
         parts.append(f"untracked {name}\n{(root / name).read_text(errors='replace')}")
-    changed = (_git(root, "diff", "HEAD", "--name-only", "--", f"{NOTEBOOK_DIR}/*.ipynb") or "").split()
+    changed = (_git(root, "diff", "HEAD", "--name-only", "--", f"{NOTEBOOK_DIR.relative_to(REPO_ROOT).as_posix()}/*.ipynb") or "").split()
     for name in sorted(changed):
         committed = _git(root, "show", f"HEAD:{name}")
         now = (root / name).read_text() if (root / name).is_file() else None

@@ -22,10 +22,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ffcore.data.ground_truth import SETTINGS
 from ffcore.paths import results_dir
 from ffcore.report.tables import read_table_csv
 
-SETTINGS = ("easy", "medium", "hard")
 AP_TABLES = ("v1_ap", "distillation_ap")
 SEED_COMPARISONS = ("distillation_comparison", "v2_vs_v1", "training_budget_differences")
 PAIRED_TABLES = ("ablations", "v2_variants")   # a row per model with its `vs` reference

@@ -130,7 +130,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
 
 def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
     """Precision–recall curves (ffcore.eval.plots), one panel per setting, one line per run."""
-    from ffcore.eval.plots import pr_curves_figure as draw_pr_curves
+    from ffcore.eval.plots import draw_pr_curves
     from ffcore.report.plotting import model_styles
 
     results = [evaluate_run(study, run) for run in runs]

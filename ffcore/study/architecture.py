@@ -27,11 +27,11 @@ def _parts(name: str, size: int) -> pd.DataFrame:
     """Per-part parameters (true, thop) and FLOPs of a registered model, `total` last."""
     import torch
 
-    from ffcore.complexity import count_flops, parameter_table
+    from ffcore.complexity import count_flops, parameter_counts
 
     with torch.no_grad():
         model = _model(name)
-        table = parameter_table(model)
+        table = parameter_counts(model)
         flops = count_flops(model, size, size)
     table["mflops"] = [flops[part] / 1e6 for part in table["part"]]
     return table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def latency_figure(table, size: tuple[int, int] = (640, 640), batch: int = 1, threads: int | None = None,
+def draw_latency(table, size: tuple[int, int] = (640, 640), batch: int = 1, threads: int | None = None,
                    title: str | None = None):
     """Bar chart of the forward-pass medians (p10-p90 whiskers) per model and backend; returns the Figure."""
     from ffcore.report.plotting import model_styles, new_figure, pretty_name

@@ -82,9 +82,9 @@ def measured_benchmark(study: Study) -> pd.DataFrame:
 
 
 def latency_figure(study: Study, name: str = "latency"):
-    """Bar chart of the benchmark's forward-pass medians (ffcore.study.bench_figures.latency_figure), from this
+    """Bar chart of the benchmark's forward-pass medians (ffcore.study.bench_figures.draw_latency), from this
     run's one timing. No data stamp: a forward pass of random input involves no dataset."""
-    from ffcore.study.bench_figures import latency_figure as draw_latency
+    from ffcore.study.bench_figures import draw_latency
 
     table = measured_benchmark(study)
     size = max(study.profile.bench_sizes)

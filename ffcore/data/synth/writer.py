@@ -15,7 +15,8 @@ import numpy as np
 
 from ffcore.data.annotations import ImageAnnotation, write_retinaface_labels, write_wider_bbx_gt
 from ffcore.data.layout import HELDOUT_TEST_DIR
-from ffcore.data.matfiles import SETTINGS, write_ground_truth
+from ffcore.data.ground_truth import SETTINGS
+from ffcore.data.matfiles import write_ground_truth
 from ffcore.data.synth.config import GENERATOR_VERSION, MANIFEST, SynthConfig
 from ffcore.data.synth.difficulty import difficulty_masks, has_landmarks
 from ffcore.data.synth.render import render_image
