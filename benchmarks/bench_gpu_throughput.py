@@ -144,7 +144,7 @@ def model_rates(name: str, root: Path, recipe: Recipe) -> tuple[float, float]:
     from ffcore.engine.config import get_preset
     from ffcore.engine.distributed import DistributedContext
     from ffcore.engine.run_log import RunLogger
-    from ffcore.engine.train import DetectionTask, build_model, multibox_loss_for
+    from ffcore.engine.supervised import DetectionTask, build_model, multibox_loss_for
     from ffcore.engine.trainer import Trainer, _EpochRun
 
     device = torch.device(recipe.device)

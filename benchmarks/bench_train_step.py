@@ -87,7 +87,7 @@ def child(spec: dict) -> dict:
     from ffcore.engine.distill import DistillationTask
     from ffcore.engine.distributed import DistributedContext
     from ffcore.engine.run_log import RunLogger
-    from ffcore.engine.train import DetectionTask, build_model, multibox_loss_for
+    from ffcore.engine.supervised import DetectionTask, build_model, multibox_loss_for
     from ffcore.engine.trainer import Trainer, _EpochRun
 
     name = spec["model"]

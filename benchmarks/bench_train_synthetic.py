@@ -52,7 +52,7 @@ def main() -> None:
     from ffcore.data.synth import ensure_synthetic_dataset
     from ffcore.engine import DistillConfig, get_preset
     from ffcore.engine.distill import distill
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     root = ensure_synthetic_dataset(args.data)
     overrides = {k: v for k, v in {"epochs": args.epochs, "image_size": args.image_size,

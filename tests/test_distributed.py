@@ -92,7 +92,7 @@ def _worker(rank: int, world_size: int, port: int, root: str, out: str, dump_dir
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)})
     _hold_fixed_what_may_differ()
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     config = tiny_config(Path(root), Path(out), device="cpu", epochs=2, max_steps_per_epoch=None,
                          batch_size=IMAGES // world_size, optimizer="sgd", lr=0.05, momentum=0.9,
@@ -116,7 +116,7 @@ def test_two_gloo_processes_train_what_one_process_trains_at_the_same_global_bat
     rank0, rank1 = _run(2, root, tmp_path / "ddp", dumps)
     (single,) = _run(1, root, tmp_path / "single", dumps)
 
-    from ffcore.engine.train import build_model
+    from ffcore.engine.supervised import build_model
 
     initial = build_model("retinaface_mnet025", {}, False, seed=0).state_dict()
     weights = [k for k, v in single["state_dict"].items() if v.is_floating_point() and "running" not in k]

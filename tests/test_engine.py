@@ -13,7 +13,7 @@ import torch
 
 from ffcore.checkpoint import CheckpointError, load_checkpoint_file
 from ffcore.engine import TrainingDivergedError, get_preset, preset_names
-from ffcore.engine.train import train
+from ffcore.engine.supervised import train
 from ffcore.engine.config import TrainConfig
 from ffcore.engine.schedules import build_optimizer, build_scheduler
 

@@ -294,7 +294,7 @@ def test_fork_schedule_is_cosine_warm_restarts_stepped_per_epoch():
 
 def test_fork_recipe_matches_priors_at_overlap_half():
     from ffcore.engine import get_preset
-    from ffcore.engine.train import multibox_loss_for
+    from ffcore.engine.supervised import multibox_loss_for
 
     model = create_model("featherface_eca_cbam")
     assert multibox_loss_for(model, get_preset("fork_eca_cbam")).config.overlap_threshold == 0.5

@@ -13,7 +13,7 @@ import torch
 
 from ffcore.checkpoint import load_checkpoint_file
 from ffcore.engine.config import get_preset
-from ffcore.engine.train import train
+from ffcore.engine.supervised import train
 
 
 @pytest.fixture(scope="module")

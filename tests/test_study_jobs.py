@@ -261,7 +261,7 @@ def test_study_status_command_prints_every_run_state(data_root, results):
 
 def test_a_missing_imagenet_file_stops_training_and_names_the_file(tmp_path, monkeypatch):
     import ffcore.paths
-    from ffcore.engine.train import build_model, initialisation
+    from ffcore.engine.supervised import build_model, initialisation
     from ffcore.engine.config import get_preset
 
     monkeypatch.setattr(ffcore.paths, "find_imagenet_backbone", lambda: None)
@@ -277,7 +277,7 @@ def test_a_missing_imagenet_file_stops_training_and_names_the_file(tmp_path, mon
 def test_resume_refuses_another_world_size_unless_allowed(data_root, tmp_path):
     from ffcore.checkpoint import save_checkpoint
     from ffcore.engine.config import get_preset
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     config = get_preset("smoke", data_root=str(data_root), out_dir=str(tmp_path / "run"), image_size=64, epochs=2,
                         max_steps_per_epoch=1, stop_after_epoch=1)

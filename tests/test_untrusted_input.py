@@ -185,7 +185,7 @@ def tiny_root(tmp_path_factory) -> Path:
 
 def test_training_checkpoints_need_nothing_beyond_the_safe_loader(tiny_root, tmp_path):
     from ffcore.checkpoint import unsafe_globals
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     result = train(tiny_config(tiny_root, tmp_path / "run", epochs=1))
     assert unsafe_globals(result.last_checkpoint) == []
@@ -195,7 +195,7 @@ def test_training_checkpoints_need_nothing_beyond_the_safe_loader(tiny_root, tmp
 
 def test_a_version1_checkpoint_with_a_numpy_rng_array_still_resumes(tiny_root, tmp_path):
     """Checkpoints written before RNG states were stored as tensors resume to the same weights."""
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     config = tiny_config(tiny_root, tmp_path / "straight")
     train(config)
@@ -252,7 +252,7 @@ def _corrupt(image: Path) -> None:
 
 
 def _tree_with_interrupted_run(root: Path, out: Path, **overrides):
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     config = tiny_config(write_tiny_wider_tree(root), out, max_steps_per_epoch=None, **overrides)
     assert train(replace(config, stop_after_epoch=1)).ok
@@ -261,7 +261,7 @@ def _tree_with_interrupted_run(root: Path, out: Path, **overrides):
 
 def test_a_corrupt_image_stops_training_naming_it_and_keeps_the_last_good_checkpoint(tmp_path):
     from ffcore.data.datasets import UnreadableImageError
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     out = tmp_path / "run"
     config = _tree_with_interrupted_run(tmp_path / "data", out, workers=2)   # records cross worker processes
@@ -279,7 +279,7 @@ def test_a_corrupt_image_stops_training_naming_it_and_keeps_the_last_good_checkp
 
 
 def test_unreadable_images_are_skipped_and_counted_when_asked(tmp_path):
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     out = tmp_path / "run"
     config = _tree_with_interrupted_run(tmp_path / "data", out, skip_unreadable_images=True)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ffcore.engine import get_preset
 from ffcore.engine.config import TRAINING_PRESETS, TrainConfig
-from ffcore.engine.train import train
+from ffcore.engine.supervised import train
 from ffcore.engine.schedules import build_optimizer
 from ffcore.models import create_model
 from ffcore.models.blocks import DropBlock2d
@@ -154,7 +154,7 @@ def test_progressive_distillation_preset_and_schedule():
 
 def test_the_trainer_tells_the_task_each_epoch(tmp_path, monkeypatch):
     """The schedule is a function of the epoch alone, called before each epoch (resume included)."""
-    from ffcore.engine.train import DetectionTask
+    from ffcore.engine.supervised import DetectionTask
 
     calls = []
     monkeypatch.setattr(DetectionTask, "begin_epoch", lambda self, epoch, epochs: calls.append((epoch, epochs)),

@@ -261,7 +261,7 @@ def train_command(preset: str | None = None, config: str | None = None, resume: 
     recipe, _, preset = resolve_recipe(options, config, preset, resume, DEFAULT_TRAIN_PRESET)
     import logging
 
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     save_recipe(recipe, None, preset, "train")

@@ -8,8 +8,8 @@
 Training presets (`TRAINING_PRESETS`): featherface_paper, v2_thesis, retinaface_paper, smoke,
 synthetic_cpu, ... (see `ffcore.engine.config`).
 
-`run_training` / `run_distillation` are `ffcore.engine.train.train` and
-`ffcore.engine.distill.distill` under names that do not hide their modules: `ffcore.engine.train`
+`run_training` / `run_distillation` are `ffcore.engine.supervised.train` and
+`ffcore.engine.distill.distill` under names that do not hide their modules: `ffcore.engine.supervised`
 stays the module. Importing this package builds nothing.
 """
 
@@ -29,7 +29,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "feature_mse": ("ffcore.engine.distill", "feature_mse"),
     "kd_class_loss": ("ffcore.engine.distill", "kd_class_loss"),
     "run_distillation": ("ffcore.engine.distill", "distill"),
-    "run_training": ("ffcore.engine.train", "train"),
+    "run_training": ("ffcore.engine.supervised", "train"),
     "Trainer": ("ffcore.engine.trainer", "Trainer"),
     "TrainingDivergedError": ("ffcore.engine.trainer", "TrainingDivergedError"),
     "TrainResult": ("ffcore.engine.trainer", "TrainResult"),

@@ -46,7 +46,7 @@ from torch import nn
 # without importing torch); imported here, its historical home, for callers of this module.
 from ffcore.engine.config import DISTILL_PRESETS, DistillConfig, TrainConfig  # noqa: F401
 from ffcore.engine.distributed import setup_distributed, teardown_distributed
-from ffcore.engine.train import build_model, initialisation, multibox_loss_for
+from ffcore.engine.supervised import build_model, initialisation, multibox_loss_for
 from ffcore.engine.trainer import Trainer, TrainResult
 from ffcore.losses import MultiBoxLoss
 

@@ -251,7 +251,7 @@ def clear_run(study: Study, job: PlannedRun) -> None:
 
 def _execute(study: Study, job: PlannedRun, resume: bool):
     from ffcore.engine.distill import distill
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
 
     config = _train_config(study, job)
     if job.kind == "train":

@@ -1,7 +1,7 @@
 """`train(config) -> TrainResult` (the `ffcore train` command is `ffcore.cli.training`).
 
     from ffcore.engine import get_preset
-    from ffcore.engine.train import train
+    from ffcore.engine.supervised import train
     result = train(get_preset("synthetic_cpu", data_root="data/synthetic", out_dir="runs/v1_synth"))
     result.final_ap, result.best_checkpoint, result.metrics_frame()
 
