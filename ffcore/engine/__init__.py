@@ -9,8 +9,8 @@ Training presets (`TRAINING_PRESETS`): featherface_paper, v2_thesis, retinaface_
 synthetic_cpu, ... (see `ffcore.engine.config`).
 
 `run_training` / `run_distillation` are `ffcore.engine.supervised.train` and
-`ffcore.engine.distill.distill` under names that do not hide their modules: `ffcore.engine.supervised`
-stays the module. Importing this package builds nothing.
+`ffcore.engine.distill.distill`; both drive the loop of `ffcore.engine.trainer.Trainer`.
+Importing this package builds nothing.
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ def _set_rng_state(state: dict) -> None:
 
 
 @dataclass
-class _RunState:
+class _LoopState:
     """What the phases of one `Trainer.run` share: data, the optimised module and its optimiser, the history."""
 
     dataset: Any
@@ -388,7 +388,7 @@ class Trainer:
         return self._result(run, status, message, epochs_completed, logger)
 
     # -- set-up and resume
-    def _setup(self, resume: bool, logger: RunLogger) -> _RunState:
+    def _setup(self, resume: bool, logger: RunLogger) -> _LoopState:
         """Data, module, optimiser, scheduler, scaler (restored from last.pt on resume), priors."""
         config, context, device = self.config, self.context, self.device
         seed_everything(_epoch_seed(config.seed, -1, 0))
@@ -425,13 +425,13 @@ class Trainer:
                 logger.message(dataset.report.summary())
         # a resumed run's wall time continues from the saved history
         wall_start = time.perf_counter() - (history[-1]["wall_time_s"] if history else 0.0)
-        return _RunState(dataset=dataset, sampler=sampler, loader=loader, steps_per_epoch=steps_per_epoch,
+        return _LoopState(dataset=dataset, sampler=sampler, loader=loader, steps_per_epoch=steps_per_epoch,
                          module=module, trained=trained, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                          priors=priors, mix_config=self._mix_config(), start_epoch=start_epoch, history=history,
                          best_value=best_value, wall_start=wall_start)
 
     # -- one epoch of optimisation
-    def _begin_epoch(self, run: _RunState, epoch: int) -> np.random.Generator:
+    def _begin_epoch(self, run: _LoopState, epoch: int) -> np.random.Generator:
         """Re-seed everything from (seed, epoch, rank), so a resumed run draws what an unbroken one would;
         returns the epoch's MixUp / CutMix generator."""
         config, context = self.config, self.context
@@ -448,7 +448,7 @@ class Trainer:
             self.task.begin_epoch(epoch, config.epochs)
         return mix_rng
 
-    def _train_epoch(self, run: _RunState, epoch: int, logger: RunLogger) -> _EpochRun:
+    def _train_epoch(self, run: _LoopState, epoch: int, logger: RunLogger) -> _EpochRun:
         """The optimisation steps of one epoch; stops early (with the reason) on a non-finite loss or an
         unreadable image that is not to be skipped."""
         config, context = self.config, self.context
@@ -488,7 +488,7 @@ class Trainer:
             progress.close()
         return outcome
 
-    def _train_step(self, run: _RunState, outcome: _EpochRun, step: int, images, targets, unreadable,
+    def _train_step(self, run: _LoopState, outcome: _EpochRun, step: int, images, targets, unreadable,
                     mix_rng: np.random.Generator, logger: RunLogger) -> bool:
         """One batch: loss terms (averaged over ranks), then the update unless the epoch must stop.
         Returns False when it must (recorded in `outcome`)."""
@@ -559,7 +559,7 @@ class Trainer:
         met_unreadable = bool(unreadable) and not self.context.enabled
         return every == 1 or last or met_unreadable or (outcome.steps_done + 1) % every == 0
 
-    def _update(self, run: _RunState, total: torch.Tensor) -> None:
+    def _update(self, run: _LoopState, total: torch.Tensor) -> None:
         config = self.config
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(total).backward()
@@ -600,7 +600,7 @@ class Trainer:
         return True
 
     # -- validation and the epoch's metrics
-    def _epoch_row(self, run: _RunState, epoch: int, outcome: _EpochRun) -> dict[str, Any]:
+    def _epoch_row(self, run: _LoopState, epoch: int, outcome: _EpochRun) -> dict[str, Any]:
         """The epoch's metrics row: lr, mean losses, AP when validating, skipped images, timings."""
         config, context = self.config, self.context
         broadcast_buffers(run.module, context)
@@ -622,7 +622,7 @@ class Trainer:
         row["wall_time_s"] = time.perf_counter() - run.wall_start
         return row
 
-    def _update_best(self, run: _RunState, row: dict[str, Any]) -> bool:
+    def _update_best(self, run: _LoopState, row: dict[str, Any]) -> bool:
         """Whether `row` improves on the best value so far (lower loss, or higher AP); updates it if so."""
         metric = self.config.best_metric
         if metric == "loss":
@@ -638,7 +638,7 @@ class Trainer:
         return improved
 
     # -- checkpoints and logs
-    def _checkpoint(self, run: _RunState, epoch: int, row: dict[str, Any], improved: bool, git: dict,
+    def _checkpoint(self, run: _LoopState, epoch: int, row: dict[str, Any], improved: bool, git: dict,
                     logger: RunLogger) -> None:
         """last.pt (and best.pt when improved), metrics.csv, scalars and the epoch's log line; rank 0 writes."""
         if self.context.is_main:
@@ -655,7 +655,7 @@ class Trainer:
         barrier(self.context)
 
     # -- the result
-    def _result(self, run: _RunState, status: str, message: str, epochs_completed: int,
+    def _result(self, run: _LoopState, status: str, message: str, epochs_completed: int,
                 logger: RunLogger) -> TrainResult:
         self.task.model.eval()
         final_ap = None

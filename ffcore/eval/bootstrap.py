@@ -173,12 +173,6 @@ def verdict(difference: Interval, unit: str = "AP points") -> str:
     return "higher" if difference.estimate > 0 else "lower"
 
 
-def intervals_by_setting(intervals: Mapping[str, Interval], percent: bool = True) -> dict[str, str]:
-    """{"AP easy %": "88.10 [85.2, 90.7]", ...} for tables."""
-    factor = 100.0 if percent else 1.0
-    return {f"AP {s} %": str(i.scaled(factor)) for s, i in intervals.items()}
-
-
 # ----------------------------------------------------------------------------- seeds and images
 
 @dataclass(frozen=True)
