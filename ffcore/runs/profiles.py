@@ -72,8 +72,8 @@ class RunProfile:
     # Which of the declared comparisons this profile trains (None: all of them). A CPU profile
     # cannot afford every V1-sized training; the tables say which rows were left out.
     ablation_swaps: tuple[str, ...] | None = None      # V1's one-part swaps (ffcore.models.zoo.ONE_PART_SWAPS)
-    v2_variants: tuple[str, ...] | None = None         # V2's registered variants (ffcore.runs.training.V2_VARIANTS)
-    widerface_teachers: tuple[str, ...] | None = None  # tags of ffcore.runs.training.WIDERFACE_TEACHERS
+    v2_variants: tuple[str, ...] | None = None         # V2's registered variants (ffcore.runs.plan.V2_VARIANTS)
+    widerface_teachers: tuple[str, ...] | None = None  # tags of ffcore.runs.plan.WIDERFACE_TEACHERS
     workers: int = 0                  # DataLoader processes of each training
     train_workers: int = 1            # trainings run side by side before the notebooks (run_all.py --workers)
     seed: int = 0
