@@ -27,7 +27,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ffcore.paths import NOTEBOOK_DIR, REPO_ROOT, figures_dir, results_dir
+from ffcore.paths import NOTEBOOK_DIR, figures_dir, results_dir
 from ffcore.report.provenance import NO_DATA, REAL_PHOTOS, SYNTHETIC, render_table_file
 from ffcore.report.numbers import cited_numbers, macro_name, write_numbers
 from ffcore.report.tex import PREAMBLE_PACKAGES, escape

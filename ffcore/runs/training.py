@@ -103,7 +103,7 @@ def study_run(study: Study, run: str, seed: int = 0) -> str:
 
 
 def _is_complete(study: Study, run: str) -> bool:
-    record = readrecord_checkpoint(study.run_dir(run))
+    record = read_record(study.run_dir(run))
     return bool(record and record.get("complete"))
 
 
@@ -158,10 +158,10 @@ def _dependency_hash(study: Study, job: PlannedRun) -> dict[str, str] | None:
     if job.kind == "distill":
         if job.teacher.run is None:
             return {"teacher": file_sha256(_teacher_weights(study, job.teacher))}
-        record = readrecord_checkpoint(study.run_dir(job.teacher.run))
+        record = read_record(study.run_dir(job.teacher.run))
         return {"teacher": record["best_sha256"]} if record and record.get("complete") else None
     if job.kind in ("prune", "finetune"):
-        record = readrecord_checkpoint(study.run_dir(job.parent))
+        record = read_record(study.run_dir(job.parent))
         return {"parent": record["best_sha256"]} if record and record.get("complete") else None
     return {}
 
@@ -287,9 +287,9 @@ def _pruned_model(study: Study, job: PlannedRun, keep_cut: bool):
                          "model_overrides": dict(getattr(pruned, "overrides", {})), "state_dict": pruned.state_dict(),
                          "kind": "pruned", "epoch": 0, "parent": job.parent,
                          "parent_checkpoint": str(parent_checkpoint), "git_commit": _git_commit()})
-        record = startrecord_checkpoint(study.run_dir(companion), {**expected_fingerprint(study, job), "kind": "prune_cut"}, 0,
+        record = start_record(study.run_dir(companion), {**expected_fingerprint(study, job), "kind": "prune_cut"}, 0,
                               "trained", 0, None)
-        finishrecord_checkpoint(study.run_dir(companion), record, 0, 0.0)
+        finish_record(study.run_dir(companion), record, 0, 0.0)
     return pruned.train()
 
 
@@ -315,7 +315,7 @@ def record_checkpoint(study: Study, run: str) -> Path:
 
     path = study.checkpoint_path(run)
     study.used_checkpoints[run] = file_sha256(path)
-    record = readrecord_checkpoint(study.run_dir(run)) or {}
+    record = read_record(study.run_dir(run)) or {}
     if record.get("git_commit"):
         study.checkpoint_commits[run] = record["git_commit"]
     return path

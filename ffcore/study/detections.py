@@ -57,7 +57,7 @@ def _validation_sample(study: Study):
 def validation_detections_figure(study: Study, run: str = "featherface_v1", name: str | None = None):
     """The trained run on a validation image: detections (score >= 0.5) over the dashed ground truth."""
     from ffcore.eval.detect import detect_faces
-    from ffcore.report.plotting import new_figure, pretty_name
+    from ffcore.report.plotting import new_figure
     from ffcore.preprocess import read_image
     from ffcore.runs.plan import split_seed
 

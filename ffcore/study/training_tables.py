@@ -21,15 +21,17 @@ def run_history(study: Study, run: str) -> pd.DataFrame:
                                 f"(study.train_or_load(ctx, {run!r}))")
     return pd.read_csv(path)
 
-def runrun_status(action: str, record: dict | None) -> str:
+
+def run_status(action: str, record: dict | None) -> str:
     """"trained", "resumed from epoch k", or "reused (trained | resumed from epoch k)"."""
     return f"reused ({how_trained(record)})" if action == "reused" else action
+
 
 def run_row(study: Study, run: str, action: str) -> dict:
     from ffcore.checkpoint import load_checkpoint_file
 
     payload = load_checkpoint_file(study.checkpoint_path(run))
-    record = readrecord_checkpoint(study.run_dir(run)) or {}
+    record = read_record(study.run_dir(run)) or {}
     history = run_history(study, run) if (study.run_dir(run) / "metrics.csv").is_file() else pd.DataFrame()
     best = payload.get("best_metric") or {}
     task = "loss_task" if "loss_task" in history else "loss"   # distillation logs its task loss apart
@@ -46,6 +48,7 @@ def run_row(study: Study, run: str, action: str) -> dict:
         row["teacher"] = f"{payload['teacher_name']}@{payload.get('teacher_sha256', '?')}"
     return row
 
+
 def save_run_table(study: Study, run: str, action: str) -> pd.DataFrame:
     table = pd.DataFrame([run_row(study, run, action)])
     row = table.iloc[0]
@@ -54,6 +57,7 @@ def save_run_table(study: Study, run: str, action: str) -> pd.DataFrame:
                               f"final training task loss {row['final task loss']}")
     return table
 
+
 def train_or_load(study: Study, run: str, force: bool | None = None) -> pd.DataFrame:
     """Train a registered model with its recipe in the profile (`plan.recipe`), resume it when a
     previous attempt stopped, or reuse it when complete. `<model>_seed<N>` trains with seed N."""
@@ -61,6 +65,7 @@ def train_or_load(study: Study, run: str, force: bool | None = None) -> pd.DataF
     action = ensure_run(study, run, force=force)
     record_checkpoint(study, run)
     return save_run_table(study, run, action)
+
 
 def distill_or_load(study: Study, teacher: str | None = None, student: str | None = None,
                     force: bool | None = None, seed: int = 0, run: str | None = None) -> pd.DataFrame:
@@ -77,6 +82,7 @@ def distill_or_load(study: Study, teacher: str | None = None, student: str | Non
         raise ValueError(f"run {run!r} is not a distillation run (no {DISTILLED_SUFFIX!r} in its name)")
     return train_or_load(study, run, force=force)
 
+
 def widerface_teacher_table(study: Study) -> pd.DataFrame:
     """Distil V2 from each WIDER FACE-trained teacher the profile chooses (`widerface_teachers`),
     or reuse the checkpoints: one row per run. A profile that chooses none gets an empty table
@@ -89,11 +95,13 @@ def widerface_teacher_table(study: Study) -> pd.DataFrame:
         return pd.DataFrame([{"run": "none", "status": f"not trained: {why}"}])
     return pd.concat([distill_or_load(study, run=run) for run in runs], ignore_index=True)
 
+
 def distillation_runs(study: Study) -> list[str]:
     """V2 alone, V2 distilled from the profile's teacher (seed 0), then from each WIDER FACE teacher trained."""
     student = study.profile.student
     return [study_run(study, student), study_run(study, student + DISTILLED_SUFFIX),
             *widerface_teacher_runs(study.profile)]
+
 
 def finetune_pruned_or_load(study: Study, variant: str, force: bool | None = None) -> pd.DataFrame:
     """Prune the trained parent of `variant` (L1, `ffcore.pruning`), keep that model as
@@ -108,6 +116,7 @@ def finetune_pruned_or_load(study: Study, variant: str, force: bool | None = Non
     record_checkpoint(study, run)
     return save_run_table(study, run, action)
 
+
 def seed_runs_table(study: Study) -> pd.DataFrame:
     """V2 alone and V2 distilled from the profile's teacher for every training seed of the profile
     (trained or loaded), one row per run: the central comparison's repetitions."""
@@ -117,6 +126,7 @@ def seed_runs_table(study: Study) -> pd.DataFrame:
         tables.append(train_or_load(study, study_run(study, student, seed)))
         tables.append(distill_or_load(study, seed=seed))
     return pd.concat(tables, ignore_index=True)
+
 
 def training_curves_figure(study: Study, runs: list[str], name: str = "training_curves"):
     """Training loss (and validation AP where the recipe validated) per epoch, one line per run."""
