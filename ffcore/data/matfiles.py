@@ -1,4 +1,4 @@
-"""The official WIDER FACE evaluation ground truth (.mat): a small reader and a writer.
+"""The official WIDER FACE evaluation ground truth (.mat): a writer of files in its structure.
 
 Structure of the official files (as `scipy.io.loadmat` returns them), E events:
 - `event_list` (E, 1) cell of strings ("0--Parade");
