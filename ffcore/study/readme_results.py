@@ -14,7 +14,7 @@
 
 docs/results.md holds each profile's block between `<!-- results:<profile>:begin -->` and
 `<!-- results:<profile>:end -->`; `ffcore thesis --profile P --results-page docs/results.md` rewrites it and
-tests/test_readme_results.py checks that the committed page equals what the committed tables give.
+tests/report/test_results_page.py checks that the committed page equals what the committed tables give.
 """
 
 from __future__ import annotations
