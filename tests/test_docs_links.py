@@ -1,5 +1,5 @@
-"""The front page and the manual link each other: every relative link of README.md and docs/*.md
-names a file that exists and, with a #fragment, a heading of that file."""
+"""The front page and the manual link each other: every relative link of README.md, docs/*.md and the
+generated folders' READMEs names a file that exists and, with a #fragment, a heading of that file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
+         *[REPO / folder / "README.md" for folder in ("data", "weights", "results", "thesis_figures")]]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
