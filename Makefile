@@ -3,6 +3,8 @@
 #                    otherwise `synthetic` (about an hour on a 2-core CPU)
 #   make smoke       the tiny smoke profile (a few minutes): checks the pipeline, not the models
 #   make test        set up .venv and run the tests plus smoke copies of the notebooks under nbval
+#                    (the end-to-end study run, marked slow, is left to make test-all)
+#   make test-all    the same with the slow tests
 #   make lab         JupyterLab on the notebooks (also as root, as in containers)
 #   make peers       .venv-peers with the peer detectors (MTCNN, BlazeFace, dlib, Haar) for bench_peers.py
 #   make thesis      the results chapter of PROFILE (default synthetic): thesis_figures/<profile>/chapter.pdf
@@ -11,7 +13,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce smoke test lab clean-results
+.PHONY: setup reproduce smoke test test-all lab clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,11 +32,16 @@ smoke: $(STAMP)
 	$(PY) run_all.py --profile smoke
 
 # The committed notebooks hold the outputs of a study run (run_all.py --in-place); nbval runs copies without the
-# injected parameters (so the smoke defaults apply) and checks only the data-free cells.
+# injected parameters (so the smoke defaults apply) and checks only the data-free cells. The tests marked slow
+# (an end-to-end run_all.py that executes the notebooks a second time) run only in test-all.
+PYTEST_SELECT ?= -m "not slow"
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(PYTEST_SELECT) tests
 	$(PY) -c "from ffcore.runs.notebooks import write_smoke_copies; write_smoke_copies('notebooks', '.nbval')"
 	$(PY) -m pytest -q --nbval-lax --nbval-kernel-name python3 .nbval
+
+test-all:
+	$(MAKE) test PYTEST_SELECT=
 
 # JupyterLab refuses to start as root without --allow-root (containers often run as root).
 lab: $(STAMP)

@@ -10,7 +10,7 @@ is the figure least disturbed by other work). One extra `python -X importtime` l
 command lists the heavy packages the command imported and their cumulative import time,
 which tells what a command pays for before it does any work. `evaluate` reads prediction
 files generated from the ground truth (benchmarks/bench_eval.py's realistic predictions: about
-four boxes per face), written once before the timed runs. tests/test_startup.py guards the
+four boxes per face), written once before the timed runs. tests/cli/test_startup.py guards the
 import graph these times follow from.
 """
 

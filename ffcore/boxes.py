@@ -1,7 +1,7 @@
 """Box and landmark coding, IoU and NMS (vectorised; no loops over priors).
 
 `nms` and `box_iou` compute exactly what `torchvision.ops`' functions of the same names do
-(tests/test_startup.py compares them) without importing torchvision: its package import pulls
+(tests/cli/test_startup.py compares them) without importing torchvision: its package import pulls
 in torch._dynamo and doubles the start-up of `ffcore detect`.
 
 Boxes are in point form (x1, y1, x2, y2) unless a name says otherwise; priors are

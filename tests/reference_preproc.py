@@ -1,5 +1,5 @@
 """Pytorch_Retinaface's training augmentation (`data/data_augment.py`, `preproc`), written out
-line by line as the oracle of tests/test_transforms.py; not part of ffcore.
+line by line as the oracle of tests/data/test_transforms.py; not part of ffcore.
 
 Two deliberate departures from the file, both about where randomness comes from, none
 about what is computed:

@@ -12,7 +12,6 @@ import builtins
 import csv
 import io
 import pickle
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,9 +22,7 @@ import torch
 from ffcore.checkpoint import (CheckpointError, UnsafeCheckpointError, file_sha256, load_checkpoint_file,
                                save_checkpoint)
 from ffcore.paths import shared_dir
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_engine import tiny_config, write_tiny_wider_tree  # noqa: E402
+from support import tiny_config, write_tiny_wider_tree
 
 SHARED = shared_dir()
 WEIGHTS = SHARED / "weights"

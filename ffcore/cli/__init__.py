@@ -16,7 +16,7 @@ Each group module has `add_<command>(sub)` functions, listed once in `COMMANDS`,
 `<command>_command(**options) -> int` handlers. The group modules import only the standard
 library and torch-free parts of ffcore at module level; a handler imports the heavy libraries
 (torch, OpenCV, pandas, ...) when it runs, so `ffcore --help` stays fast and `import ffcore`
-does no work (tests/test_startup.py checks which modules each command imports).
+does no work (tests/cli/test_startup.py checks which modules each command imports).
 
 User errors (a bad option or value, a missing file, an unreadable checkpoint) end in one line
 on stderr and exit code 2, never in a traceback (`ffcore.cli.common.USER_ERRORS`).

@@ -15,23 +15,23 @@ def add_thesis(sub) -> None:
     p.add_argument("--no-build", action="store_true", help="write the LaTeX sources only, do not run latexmk")
     p.add_argument("--check-numbers", action="store_true",
                    help="only check thesis_figures/<profile>/numbers.json against the tables (exit 1 on a mismatch)")
-    p.add_argument("--readme", default=None, metavar="FILE",
+    p.add_argument("--results-page", default=None, metavar="FILE",
                    help="only rewrite FILE's results block for the profile (between <!-- results:<profile>:begin --> "
-                        "and its end marker) from the tables")
+                        "and its end marker) from the tables; the committed page is docs/results.md")
     p.set_defaults(handler=thesis_command)
 
 
 def thesis_command(profile: str = "synthetic", no_build: bool = False, check_numbers: bool = False,
-                   readme: str | None = None) -> int:
+                   results_page: str | None = None) -> int:
     from ffcore.paths import figures_dir
     from ffcore.report.numbers import check_numbers as check
     from ffcore.report.chapter import ThesisToolsMissing, build_chapter, write_chapter
 
-    if readme is not None:
-        from ffcore.report.results_blocks import rewrite_readme
+    if results_page is not None:
+        from ffcore.report.results_blocks import rewrite_page
 
         try:
-            print(f"rewrote the {profile} results block of {rewrite_readme(profile, readme)}")
+            print(f"rewrote the {profile} results block of {rewrite_page(profile, results_page)}")
         except (ValueError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

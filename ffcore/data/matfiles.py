@@ -1,4 +1,4 @@
-"""The official WIDER FACE evaluation ground truth (.mat): the writer.
+"""The official WIDER FACE evaluation ground truth (.mat): a writer of files in its structure.
 
 Structure of the official files (as `scipy.io.loadmat` returns them), E events:
 - `event_list` (E, 1) cell of strings ("0--Parade");
@@ -18,9 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ffcore.data.ground_truth import ALL_FACES_FILE, SETTINGS, setting_file
+from ffcore.data.ground_truth import SETTINGS
 
+VAL_MAT = "wider_face_val.mat"
 LABEL_KEYS = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
+
+
+def setting_mat_name(setting: str) -> str:
+    return f"wider_{setting}_val.mat"
 
 
 def _cell(items: list) -> np.ndarray:
@@ -63,12 +68,12 @@ def write_ground_truth(out_dir: str | Path, events: list[tuple[str, list[tuple[s
         base[f"{key}_label_list"] = _cell([
             _cell([np.asarray(labels.get(key, np.zeros(len(boxes))), dtype=np.uint8).reshape(-1, 1)
                    for _, boxes, labels in images]) for _, images in events])
-    written = [out_dir / ALL_FACES_FILE]
+    written = [out_dir / VAL_MAT]
     savemat(str(written[0]), base, do_compression=True)
     for setting in SETTINGS:
         gt_list = _cell([_cell([_index_array(np.asarray(indices) + 1) for indices in per_event])
                          for per_event in kept[setting]])
-        path = out_dir / setting_file(setting)
+        path = out_dir / setting_mat_name(setting)
         savemat(str(path), {**base, "gt_list": gt_list}, do_compression=True)
         written.append(path)
     return written

@@ -97,7 +97,7 @@ class TrainConfig:
 
 
 # The values of the fields that name a choice (the `ffcore train` options offer exactly these;
-# `ffcore.engine.schedules` builds each optimiser and schedule, tests/test_cli.py checks both agree).
+# `ffcore.engine.schedules` builds each optimiser and schedule, tests/cli/test_cli.py checks both agree).
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "warmup_cosine", "step", "constant", "cosine_restarts")
 BEST_METRICS = ("easy", "medium", "hard", "loss")

@@ -1,4 +1,4 @@
-"""The README's results block, generated from a profile's tables: no number in it is typed by hand.
+"""The results page's blocks (docs/results.md), generated from a profile's tables: no number in them is typed by hand.
 
 `results_markdown(profile)` renders, from results/<profile>/tables/:
 
@@ -12,9 +12,9 @@
   verdict as the tables state them;
 - the run's wall time, from its summary (`ffcore.report.numbers.run_summary`).
 
-The README holds the block between `<!-- results:<profile>:begin -->` and `<!-- results:<profile>:end -->`;
-`ffcore thesis --profile P --readme README.md` rewrites it and tests/test_readme_results.py checks
-that the committed README equals what the committed tables give.
+docs/results.md holds each profile's block between `<!-- results:<profile>:begin -->` and
+`<!-- results:<profile>:end -->`; `ffcore thesis --profile P --results-page docs/results.md` rewrites it and
+tests/report/test_results_page.py checks that the committed page equals what the committed tables give.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ AP_TABLES = ("v1_ap", "distillation_ap")
 SEED_COMPARISONS = ("distillation_comparison", "v2_vs_v1", "training_budget_differences")
 PAIRED_TABLES = ("ablations", "v2_variants")   # a row per model with its `vs` reference
 BUDGET_TABLE = "training_budget"
+RESULTS_PAGE = "docs/results.md"   # relative to the repository root
 
 
 def _markers(profile: str) -> tuple[str, str]:
@@ -112,7 +113,7 @@ def results_markdown(profile: str) -> str:
                       f"{each if len(parts) > 1 else ''}."]
     source = f"results/{profile}/tables/ ({', '.join(used)})"
     return "\n".join([f"AP % with its 95 % interval; differences in AP points. Generated from {source} by "
-                      f"`ffcore thesis --profile {profile} --readme README.md`.", "", *lines])
+                      f"`ffcore thesis --profile {profile} --results-page {RESULTS_PAGE}`.", "", *lines])
 
 
 def _block_match(profile: str, text: str) -> re.Match:
@@ -124,13 +125,13 @@ def _block_match(profile: str, text: str) -> re.Match:
 
 
 def block(profile: str, text: str) -> str:
-    """The README's current block for `profile` (between the markers), or an error naming them."""
+    """The page's current block for `profile` (between the markers), or an error naming them."""
     return _block_match(profile, text).group(1)
 
 
-def rewrite_readme(profile: str, readme: str | Path) -> Path:
-    """Replace the block between `profile`'s markers (an empty block too) with what its tables give."""
-    path = Path(readme)
+def rewrite_page(profile: str, page: str | Path) -> Path:
+    """Replace the block between `profile`'s markers in `page` (an empty block too) with what its tables give."""
+    path = Path(page)
     text = path.read_text()
     match = _block_match(profile, text)
     path.write_text(text[:match.start(1)] + results_markdown(profile) + "\n" + text[match.end(1):].lstrip("\n"))

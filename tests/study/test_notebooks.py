@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 # Study functions whose output depends on training, timing or the machine: never checked by nbval.

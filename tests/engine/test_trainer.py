@@ -7,7 +7,6 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,30 +15,7 @@ from ffcore.engine import TrainingDivergedError, get_preset, preset_names
 from ffcore.engine.supervised import train
 from ffcore.engine.config import TrainConfig
 from ffcore.engine.schedules import build_optimizer, build_scheduler
-
-
-def write_tiny_wider_tree(root: Path, images: int = 12, size: int = 96, seed: int = 0) -> Path:
-    """A WIDER-format root (train/label.txt + train/images) of flat-coloured 'faces' on noise."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    image_dir = root / "train" / "images" / "0--Tiny"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(images):
-        image = rng.uniform(60, 200, size=(size, size, 3)).astype(np.uint8)
-        lines.append(f"# 0--Tiny/{i}.jpg")
-        for _ in range(int(rng.integers(1, 4))):
-            s = rng.uniform(size / 6, size / 2)
-            x, y = rng.uniform(0, size - s, 2)
-            cv2.rectangle(image, (int(x), int(y)), (int(x + s), int(y + s)), (40, 90, 180), -1)
-            points = [x + 0.3 * s, y + 0.4 * s, x + 0.7 * s, y + 0.4 * s, x + 0.5 * s, y + 0.6 * s,
-                      x + 0.35 * s, y + 0.8 * s, x + 0.65 * s, y + 0.8 * s]
-            triples = [v for j in range(5) for v in (points[2 * j], points[2 * j + 1], 1.0)]
-            lines.append(" ".join(f"{v:.1f}" for v in [x, y, s, s, *triples, 0.9]))
-        cv2.imwrite(str(image_dir / f"{i}.jpg"), image)
-    (root / "train" / "label.txt").write_text("\n".join(lines) + "\n")
-    return root
+from support import tiny_config, write_tiny_wider_tree
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +37,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def tiny_config(root: Path, out: Path, **overrides) -> TrainConfig:
-    settings = {"image_size": 64, "batch_size": 4, "max_steps_per_epoch": 2, **overrides}
-    return get_preset("smoke", data_root=str(root), out_dir=str(out), **settings)
 
 
 # ----------------------------------------------------------------------------- presets, schedules

@@ -23,7 +23,7 @@ from ffcore.engine.supervised import train
 from ffcore.engine.schedules import build_optimizer
 from ffcore.models import create_model
 from ffcore.models.blocks import DropBlock2d
-from test_engine import tiny_config, write_tiny_wider_tree
+from support import tiny_config, write_tiny_wider_tree
 
 
 @pytest.fixture(autouse=True)

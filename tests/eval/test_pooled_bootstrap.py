@@ -13,7 +13,7 @@ from ffcore.eval import evaluate, voc_ap
 from ffcore.eval.bootstrap import (ONE_SEED, PooledDifference, paired_difference, pooled_ap, pooled_difference,
                                    two_level_draws, verdict)
 from ffcore.eval.protocol import _count_at_or_above, score_thresholds
-from tests.test_bootstrap import random_study
+from support import random_study
 
 from ffcore.data.ground_truth import SETTINGS
 

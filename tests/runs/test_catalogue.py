@@ -118,7 +118,7 @@ def test_the_model_code_version_follows_the_models_package_and_postprocess_only(
 
     from ffcore.study.evaluation import model_code_version
 
-    package = Path(__file__).resolve().parents[1] / "ffcore"
+    package = Path(__file__).resolve().parents[2] / "ffcore"
     copy = tmp_path / "ffcore"
     shutil.copytree(package / "models", copy / "models", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(package / "postprocess.py", copy / "postprocess.py")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu_throughput.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu_throughput.py"
 
 
 def _script():

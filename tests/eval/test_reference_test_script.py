@@ -153,7 +153,6 @@ def photo_tree(tmp_path_factory):
 
 
 @needs_weights
-@pytest.mark.slow
 @pytest.mark.parametrize("scale, origin_size", [("origin", True), (PYTORCH_RETINAFACE_SCALE, False)])
 def test_predict_writes_what_test_widerface_writes(photo_tree, tmp_path, scale, origin_size):
     from ffcore.eval.detect import load_detector

@@ -14,7 +14,7 @@ import pytest
 
 from ffcore.cli import COMMANDS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "torchvision", "torch._dynamo", "cv2", "pandas", "matplotlib", "onnx", "onnxruntime", "scipy",
          "fvcore", "sympy", "yaml")
 SUBCOMMANDS = ("params", "models", "synth", "train", "distill", "predict", "evaluate", "detect", "export", "bench",

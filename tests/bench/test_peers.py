@@ -15,7 +15,7 @@ from ffcore.paths import shared_dir
 from ffcore.bench.peers import PEER_FACTORIES, load_peers
 from ffcore.study import peer_detectors as peer_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
 
 
@@ -118,7 +118,6 @@ def test_study_functions_write_the_table_and_figures(bench_csv, study):
         peer_study.peer_latency_figure(study, size="320", path=bench_csv)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not PEERS_PYTHON.is_file(), reason="the peers' environment is not built (make peers)")
 def test_every_peer_runs_in_its_environment_and_returns_boxes_in_the_image():
     script = """

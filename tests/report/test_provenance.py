@@ -97,7 +97,7 @@ def test_sidecar_records_seeds_preset_environment_notebook_and_manifest(tmp_path
 def test_environment_imports_nothing_heavy():
     code = ("import sys; from ffcore.report.provenance import environment; environment(); "
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)")
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     result = subprocess.run([__import__("sys").executable, "-c", code], cwd=repo, capture_output=True, text=True,
                             env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr

@@ -10,33 +10,7 @@ from ffcore.eval import SETTINGS, GroundTruth, evaluate, voc_ap
 from ffcore.eval.bootstrap import (ap_intervals, bootstrap_ap, paired_difference, percentile_interval,
                                    resample_weights, verdict)
 from ffcore.eval.protocol import _count_at_or_above, score_thresholds
-
-
-def random_study(rng, images: int, detector_quality: float = 1.0):
-    """(ground truth, predictions mapping): faces of random sizes (nested settings by size), a
-    detector that finds most faces with jittered boxes plus a few scored false positives."""
-    per_image, boxes_all = [], []
-    for _ in range(images):
-        n = int(rng.integers(0, 7))
-        xy = rng.uniform(0, 400, (n, 2))
-        side = rng.uniform(6, 80, (n, 1))
-        per_image.append(np.c_[xy, side, side])
-    counts = [len(b) for b in per_image]
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    boxes = np.concatenate(per_image) if sum(counts) else np.zeros((0, 4))
-    side = boxes[:, 2]
-    kept = {"easy": side >= 40, "medium": side >= 20, "hard": side >= 8}
-    gt = GroundTruth(events=("0--Event",) * images, names=tuple(f"img_{i}" for i in range(images)),
-                     boxes=boxes, offsets=offsets, kept=kept)
-    mapping = {}
-    for i, faces in enumerate(per_image):
-        found = faces[rng.random(len(faces)) < 0.4 + 0.5 * detector_quality * np.clip(faces[:, 2] / 40, 0, 1)]
-        jitter = found + rng.normal(0, 0.08, found.shape) * found[:, 2:3]
-        true_scores = np.clip(rng.normal(0.55 + 0.3 * detector_quality, 0.15, len(found)), 0.01, 1)
-        fp = np.c_[rng.uniform(0, 400, (3, 2)), rng.uniform(6, 60, (3, 2))]
-        fp_scores = np.clip(rng.normal(0.4, 0.15, 3), 0.01, 1)
-        mapping[gt.image_key(i)] = np.c_[np.concatenate([jitter, fp]), np.concatenate([true_scores, fp_scores])]
-    return gt, mapping
+from support import random_study
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import run_all  # noqa: E402
@@ -106,6 +106,7 @@ def test_full_with_an_incomplete_tree_names_what_is_missing(tmp_path):
     assert "incomplete" in result.stderr and "data/README.md" in result.stderr
 
 
+@pytest.mark.slow     # the five notebooks again, after nbval's run of them: `make test-all`
 def test_full_profile_runs_every_notebook_on_a_generated_widerface_tree(tmp_path):
     """The `full` path without WIDER FACE: `ffcore synth` writes the exact WIDER FACE layout, run_all
     runs the five notebooks on it with CPU overrides, every artifact is written and stamped synthetic

@@ -10,7 +10,7 @@ import torch
 from ffcore.checkpoint import load_checkpoint_file, save_checkpoint
 from ffcore.engine import DistillConfig, feature_mse, kd_class_loss
 from ffcore.engine.distill import distill
-from test_engine import tiny_config, write_tiny_wider_tree
+from support import tiny_config, write_tiny_wider_tree
 
 
 def test_kd_loss_by_hand():

@@ -304,7 +304,7 @@ def test_fork_recipe_matches_priors_at_overlap_half():
 def test_fork_recipe_trains_with_one_command(tmp_path):
     from ffcore.checkpoint import load_checkpoint_file
     from ffcore.cli import main
-    from test_engine import write_tiny_wider_tree
+    from support import write_tiny_wider_tree
 
     root = write_tiny_wider_tree(tmp_path / "data", images=8)
     out = tmp_path / "fork"
@@ -326,7 +326,7 @@ def test_fork_recipe_trains_with_one_command(tmp_path):
 def test_distill_from_the_trained_eca_cbam_teacher(tmp_path):
     from ffcore.checkpoint import load_checkpoint_file
     from ffcore.cli import main
-    from test_engine import write_tiny_wider_tree
+    from support import write_tiny_wider_tree
 
     root = write_tiny_wider_tree(tmp_path / "data", images=8)
     out = tmp_path / "kd"

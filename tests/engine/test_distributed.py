@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from test_engine import tiny_config
+from support import tiny_config
 
 TOLERANCE = 1e-6
 IMAGES = 4

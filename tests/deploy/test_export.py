@@ -123,7 +123,6 @@ def test_old_opset_is_refused_and_a_disagreeing_model_fails_strict_parity(tmp_pa
     assert not report.passed and abs(report.max_abs_diff - 1.0) < 1e-3
 
 
-@pytest.mark.slow
 def test_v1_exports_as_onnx_deformconv_and_runs_at_any_input_size(tmp_path):
     torch.set_num_threads(1)
     model = _reference_model("featherface_v1")

@@ -20,7 +20,7 @@ from ffcore.cli.training import RECIPE_FILE, resolve_recipe, save_recipe
 from ffcore.engine.config import (BEST_METRICS, DISTILL_PRESETS, OPTIMIZERS, SCHEDULES, TRAINING_PRESETS,
                                   DistillConfig, TrainConfig, get_preset)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "ffcore"
 NOT_FIELDS = ("command", "handler", "preset", "config", "resume", "distill_preset")
 
@@ -201,7 +201,7 @@ def test_recipe_file_then_command_line_and_the_saved_run_yaml_repeats_the_run(tm
 
 
 def test_train_writes_run_yaml_beside_the_checkpoint(tmp_path):
-    from test_engine import write_tiny_wider_tree
+    from support import write_tiny_wider_tree
 
     root = write_tiny_wider_tree(tmp_path / "tiny")
     out = tmp_path / "run"
@@ -324,3 +324,14 @@ def test_recipe_types_are_declared_types():
     # what the generated options rely on: every field's annotation resolves without torch
     hints = typing.get_type_hints(TrainConfig) | typing.get_type_hints(DistillConfig)
     assert set(hints) == set(SAMPLES)
+
+
+def test_cli_help_lists_every_command(capsys):
+    from ffcore.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("params", "synth", "train", "distill", "predict", "evaluate", "detect", "export", "bench"):
+        assert command in out
