@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"median {rows[-1]['median_ms']:8.1f} ms  p10-p90 {rows[-1]['p10_ms']:.1f}-"
                       f"{rows[-1]['p90_ms']:.1f}  {len(found):3d} faces", flush=True)
 
-    out = Path(args.out) if args.out else REPO_ROOT / "results" / "peers" / "peer_benchmark.csv"  # as study.peers reads it
+    out = Path(args.out) if args.out else REPO_ROOT / "results" / "peers" / "peer_benchmark.csv"  # as study.peer_detectors reads it
     out.parent.mkdir(parents=True, exist_ok=True)
     append = args.append and out.is_file()
     with out.open("a" if append else "w", newline="") as handle:

@@ -113,7 +113,7 @@ def _onnx_runner(name: str, backend: str, onnx_path: Path, parameters: int, prio
 
 def _calibration_files(count: int) -> list[Path]:
     """Validation images of the synthetic dataset when it exists, else the shared demo photos."""
-    from ffcore.deploy.export import calibration_images
+    from ffcore.deploy.int8 import calibration_images
     from ffcore.paths import default_synthetic_root, shared_dir
 
     try:
@@ -124,7 +124,8 @@ def _calibration_files(count: int) -> list[Path]:
 
 def build_runners(models: Sequence[tuple[str, nn.Module]], backends: Sequence[str], work_dir: Path,
                   calibration_count: int = 8, calibration_size: int = 640) -> list[Runner]:
-    from ffcore.deploy.export import export_onnx, quantize_int8
+    from ffcore.deploy.export import export_onnx
+    from ffcore.deploy.int8 import quantize_int8
 
     runners = []
     for name, model in models:

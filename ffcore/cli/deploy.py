@@ -103,7 +103,8 @@ def export_command(model: str, out: str, weights: str | None = None, int8: bool 
     """`ffcore export`: export, print the parity report; optionally quantise to INT8 and report agreement/AP.
     Exit code 1 when the parity check failed."""
     from ffcore.deploy.int8 import int8_ap_change
-    from ffcore.deploy.export import export_onnx, output_agreement, quantize_int8
+    from ffcore.deploy.export import export_onnx
+    from ffcore.deploy.int8 import output_agreement, quantize_int8
     from ffcore.models import create_model, load_pretrained
 
     network = load_pretrained(model, weights) if weights else create_model(model)

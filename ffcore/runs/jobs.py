@@ -5,7 +5,7 @@ Two levels of parallelism, as in the field's codebases: one training across GPUs
 side, which for models of 0.26-0.6 M parameters beats spreading one run over devices.
 
 - `train_plan`: one process works through the plan in dependency order, taking every run it
-  can own (`run_state.RunLock`) and skipping the ones another process holds. N such processes
+  can own (`records.RunLock`) and skipping the ones another process holds. N such processes
   started together (`start_workers`, `run_all.py --workers N`, `ffcore study train --workers N`)
   share the plan through the run locks alone: nothing assigns runs to them.
 - `submit_plan`: every run becomes a submitit job (`RunJob`), the plan's dependency levels

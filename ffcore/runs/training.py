@@ -193,7 +193,7 @@ def ensure_run(study: Study, run: str, force: bool = False, wait: bool = True) -
 
     Its dependencies (teacher, pruned parent) are completed first, never forced. A stale run is
     an error naming the fields that differ, unless `force`. Another process training the run is
-    waited for (`wait`) or reported (`run_state.RunLockedError`)."""
+    waited for (`wait`) or reported (`records.RunLockedError`)."""
     job = planned_run(study.profile, run)
     for dependency in job.depends_on:
         ensure_run(study, dependency, force=False, wait=True)

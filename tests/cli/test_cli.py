@@ -307,7 +307,8 @@ def test_parser_defaults_are_the_library_defaults():
     from ffcore.cli.deploy import DEFAULT_MODELS
     from ffcore.cli.models import DEFAULT_PRUNE_RATIO
     from ffcore.eval.detect import DEFAULT_THRESHOLD
-    from ffcore.deploy.export import DEFAULT_CALIBRATION, DEFAULT_OPSET
+    from ffcore.deploy.export import DEFAULT_OPSET
+    from ffcore.deploy.int8 import DEFAULT_CALIBRATION
     from ffcore.models import list_models
     from ffcore.pruning import DEFAULT_RATIO
 

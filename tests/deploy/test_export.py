@@ -7,8 +7,8 @@ import onnx
 import pytest
 import torch
 
-from ffcore.deploy.export import (ExportError, calibration_images, check_parity, export_onnx, onnx_operators,
-                           output_agreement, quantize_int8, sample_batch)
+from ffcore.deploy.export import ExportError, check_parity, export_onnx, onnx_operators, sample_batch
+from ffcore.deploy.int8 import calibration_images, output_agreement, quantize_int8
 from ffcore.models import create_model, load_pretrained
 from ffcore.deploy.runtime import OnnxDetector
 from ffcore.paths import shared_dir
@@ -245,7 +245,7 @@ def test_export_writes_the_deploy_graph_by_default_and_the_literal_one_on_reques
 
 
 def test_int8_keeps_the_first_convolution_and_the_heads_in_float(v2_export, tmp_path):
-    from ffcore.deploy.export import float_boundary_nodes
+    from ffcore.deploy.int8 import float_boundary_nodes
 
     _, result = v2_export
     graph = onnx.load(str(result.path)).graph
@@ -298,7 +298,7 @@ def test_int8_calibration_finds_every_training_layout_the_data_layer_accepts(tmp
 def test_calibration_reader_letterboxes_like_the_inference_input(tmp_path):
     import cv2
 
-    from ffcore.deploy.export import _calibration_reader
+    from ffcore.deploy.int8 import _calibration_reader
     from ffcore.preprocess import MEAN_BGR
 
     image = np.random.default_rng(0).integers(0, 256, (90, 150, 3), dtype=np.uint8)
