@@ -5,6 +5,7 @@
     ffcore study train --profile synthetic --workers 2     # every run, two processes side by side
     ffcore study train --profile full featherface_v1       # one run (and what it depends on)
     ffcore study submit --profile full --partition gpu --gpus-per-job 1 --time-limit 1440 --max-concurrent 8
+    ffcore study preflight --profile full --data data/widerface --steps 2   # what would stop it, and its ETA
 """
 
 from __future__ import annotations
@@ -66,6 +67,23 @@ def add_study(sub) -> None:
     train.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
     train.add_argument("--force", action="store_true", help="retrain the named runs (all without names) from scratch")
     train.set_defaults(handler=train_command)
+
+    preflight = actions.add_parser(
+        "preflight", help="check the data, weights and device; with --steps, time every job and estimate the plan",
+        description="Check what would stop the study: every listed training and validation image exists and a "
+                    "sample decodes, the annotation and evaluation .mat files parse, the ImageNet backbone and "
+                    "shared weights are there (naming the runs that would be dropped), the CUDA device and driver "
+                    "fit torch's CUDA build. With --steps N, also train every job for two epochs of N steps and "
+                    "validate it on a few images, on the real device, in a scratch folder (never "
+                    "results/<profile>), and print the images/s per model and the plan's ETA.")
+    _study_options(preflight)
+    preflight.add_argument("runs", nargs="*", help="run names (default: every run of the plan)")
+    preflight.add_argument("--steps", type=int, default=0,
+                           help="also train every job for two epochs of STEPS steps and estimate the plan (0: checks only)")
+    preflight.add_argument("--scratch", default=None,
+                           help="where the trial trains (default results/preflight/<profile>; emptied first)")
+    preflight.add_argument("--val-images", type=int, default=8, help="validation images timed per model (default 8)")
+    preflight.set_defaults(handler=preflight_command)
 
     submit = actions.add_parser("submit", help="submit every run as a SLURM job through submitit",
                                 description="Submit every run that is not done as a submitit job. Each dependency "
@@ -134,6 +152,10 @@ def plan_command(action, profile, data=None, device=None, epochs=None, image_siz
     for index, job in enumerate(plan, 1):
         estimate = f"  ~{hours[job.name]:.1f} h" if images_per_second else ""
         print(f"{index:3d}. {job.describe()}{estimate}")
+    from ffcore.study.plan import unavailable_runs
+
+    for run, why in unavailable_runs(study.profile).items():
+        print(f"left out: {run}: {why}")
     return 0
 
 
@@ -182,12 +204,40 @@ def train_command(action, profile, runs=(), workers=1, threads=None, force=False
 
         torch.set_num_threads(threads)
     study = arguments.open(prepare_data=True)
+    refused = refuse_before_training(study, list(runs) or None)
+    if refused:
+        return refused
     try:
         train_plan(study, list(runs) or None, force=force)
     except (StaleRunError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def preflight_command(action, profile, runs=(), steps=0, scratch=None, val_images=8, data=None, device=None,
+                      epochs=None, image_size=None, override=()) -> int:
+    from ffcore.study.preflight import run_preflight
+
+    study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
+    return run_preflight(study, list(runs) or None, steps=steps, scratch=scratch, val_images=val_images)
+
+
+def refuse_before_training(study, runs=None, device: bool = True, prog: str = "ffcore study") -> int:
+    """The pre-flight's cheap checks for a WIDER FACE profile before its trainings start: 0 when they
+    pass (or the profile is synthetic), else 2 with every problem printed. `device=False` for a
+    submission, which needs no GPU where it is made."""
+    if study.profile.is_synthetic:
+        return 0
+    from ffcore.study.preflight import preflight_checks
+
+    report = preflight_checks(study, runs, device=device)
+    if report.ok:
+        return 0
+    print(report.text(), file=sys.stderr)
+    print(f"{prog}: the pre-flight found {len(report.errors)} problem(s) (lines marked ERROR); nothing was "
+          f"started. `ffcore study preflight --profile {study.profile.name}` repeats these checks.", file=sys.stderr)
+    return 2
 
 
 def submit_command(action, profile, runs=(), cluster=None, partition=None, gpus_per_job=1, cpus_per_job=8,
@@ -198,7 +248,10 @@ def submit_command(action, profile, runs=(), cluster=None, partition=None, gpus_
     options = ClusterOptions(cluster=cluster, partition=partition, gpus_per_job=gpus_per_job,
                              cpus_per_job=cpus_per_job, time_limit_min=time_limit, max_concurrent=max_concurrent,
                              folder=folder)
-    jobs = submit_plan(_arguments(profile, data, device, epochs, image_size, override), options,
-                       list(runs) or None, force=force)
+    arguments = _arguments(profile, data, device, epochs, image_size, override)
+    refused = refuse_before_training(arguments.open(prepare_data=False), list(runs) or None, device=False)
+    if refused:
+        return refused
+    jobs = submit_plan(arguments, options, list(runs) or None, force=force)
     print(f"{len(jobs)} job(s) submitted; follow them with `ffcore study status --profile {profile}`")
     return 0

@@ -136,6 +136,11 @@ def _train_config(study: Study, job: PlannedRun):
     return config
 
 
+def run_train_config(study: Study, job: PlannedRun):
+    """The TrainConfig `job` trains with in this study (what the pre-flight times and checks)."""
+    return _train_config(study, job)
+
+
 def _distill_config(study: Study, job: PlannedRun):
     from ffcore.engine.distill import DistillConfig
 
