@@ -5,11 +5,15 @@ trains the plan's jobs briefly in a scratch folder and prints images/s and the p
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from ffcore.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # run_all.py is a script beside the package
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +105,30 @@ def test_the_trial_trains_in_a_scratch_folder_and_prints_images_per_second_and_a
     assert "ETA of the plan (1 runs, 400 epochs)" in out and "validation" in out
     assert (results / "preflight" / "full" / "checkpoints" / "featherface_v2" / "metrics.csv").is_file()
     assert not (results / "full").exists()                                # the real results are untouched
+
+
+def test_run_all_refuses_a_tree_with_a_missing_validation_image_before_any_training(wider_tree, tmp_path, results,
+                                                                                       capsys):
+    import run_all  # noqa: E402
+
+    tree = tmp_path / "widerface"
+    shutil.copytree(wider_tree, tree)
+    victim = sorted((tree / "WIDER_val" / "images").rglob("*.jpg"))[0]
+    victim.unlink()
+    assert run_all.main(["--profile", "full", "--data", str(tree), "--device", "cpu", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(victim) in err and "run_all.py: the pre-flight found" in err
+
+
+def test_without_a_usable_gpu_the_default_profile_notice_says_why(wider_tree, monkeypatch):
+    import torch
+
+    import run_all
+    from ffcore.study import preflight
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(preflight, "nvidia_driver_version", lambda: "535.104.05")
+    profile, why = run_all.default_profile(wider_tree)
+    assert profile == "synthetic"
+    assert "NOT the full study" in why and "needs NVIDIA driver >= 580" in why and "535.104.05" in why
