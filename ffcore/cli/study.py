@@ -53,6 +53,9 @@ def add_study(sub) -> None:
                                             "fields that differ, running with its owner), how it was trained, its "
                                             "checkpoint and wall time. Trains nothing.")
     _study_options(status)
+    status.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="trainings running side by side, for the plan's ETA (worker processes, or SLURM jobs "
+                             "at once: --max-concurrent); default: the profile's train_workers")
     status.set_defaults(handler=status_command)
 
     train = actions.add_parser("train", help="train the given runs, or all, respecting dependencies",
@@ -180,14 +183,19 @@ def _training_images(study) -> int:
     return images
 
 
-def status_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=()) -> int:
+def status_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=(),
+                   workers=None) -> int:
+    from ffcore.study.progress import add_progress_columns, plan_eta, plan_progress
     from ffcore.study.training import run_states_table
 
     study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
     table = run_states_table(study)
+    progress = plan_progress(study, table)
+    table = add_progress_columns(table, progress)
     _print_table(table)
-    counts = table["state"].str.split(" ").str[0].str.rstrip(",").value_counts()
+    counts = table["state"].str.split(" ").str[0].str.rstrip(",:").value_counts()
     print("; ".join(f"{state} {count}" for state, count in counts.items()))
+    print(plan_eta(study, progress, workers or study.profile.train_workers))
     return 0
 
 
@@ -196,6 +204,9 @@ def train_command(action, profile, runs=(), workers=1, threads=None, force=False
     from ffcore.study.run_state import StaleRunError
     from ffcore.study.jobs import start_workers, train_plan
 
+    from ffcore.engine.run_log import show_on_console
+
+    show_on_console()
     arguments = _arguments(profile, data, device, epochs, image_size, override)
     if workers > 1:
         return start_workers(arguments, workers, list(runs) or None, force=force, threads=threads)

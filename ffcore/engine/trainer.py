@@ -173,6 +173,12 @@ def restore_cuda_rng_states(saved: list, visible: int | None = None) -> int:
     return restored
 
 
+def _eta(wall_time_s: float, epochs_done: int, epochs: int) -> str:
+    """The run's time left at its mean wall time per epoch so far (validations included)."""
+    seconds = (epochs - epochs_done) * wall_time_s / max(1, epochs_done)
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 @dataclass
 class _RunState:
     """What the phases of one `Trainer.run` share: data, the optimised module and its optimiser, the history."""
@@ -665,7 +671,8 @@ class Trainer:
             logger.scalars({k: v for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))},
                            epoch + 1, prefix=self.kind)
             shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "wall_time_s")
-            logger.message(f"epoch {epoch + 1}/{self.config.epochs}: {shown}" + (" (best)" if improved else ""))
+            logger.message(f"epoch {epoch + 1}/{self.config.epochs}: {shown}" + (" (best)" if improved else "")
+                           + f", ETA {_eta(row['wall_time_s'], epoch + 1, self.config.epochs)}")
         barrier(self.context)
 
     # -- the result
