@@ -132,3 +132,16 @@ def test_without_a_usable_gpu_the_default_profile_notice_says_why(wider_tree, mo
     profile, why = run_all.default_profile(wider_tree)
     assert profile == "synthetic"
     assert "NOT the full study" in why and "needs NVIDIA driver >= 580" in why and "535.104.05" in why
+
+
+def test_on_a_node_without_gpu_the_device_check_fails_unless_left_out_for_a_submission(wider_tree, results,
+                                                                                        capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a usable GPU")
+    assert main(["study", "preflight", "--profile", "full", "--data", str(wider_tree)]) != 0
+    out = capsys.readouterr().out
+    assert "[ERROR  ] device: torch" in out and "CUDA" in out
+    assert main(["study", "preflight", "--profile", "full", "--data", str(wider_tree), "--no-device"]) == 0
+    assert "device" not in capsys.readouterr().out

@@ -86,6 +86,8 @@ def add_study(sub) -> None:
     preflight.add_argument("--scratch", default=None,
                            help="where the trial trains (default results/preflight/<profile>; emptied first)")
     preflight.add_argument("--val-images", type=int, default=8, help="validation images timed per model (default 8)")
+    preflight.add_argument("--no-device", action="store_true",
+                           help="leave the device out of the checks (a login node that only submits has no GPU)")
     preflight.set_defaults(handler=preflight_command)
 
     submit = actions.add_parser("submit", help="submit every run as a SLURM job through submitit",
@@ -226,12 +228,15 @@ def train_command(action, profile, runs=(), workers=1, threads=None, force=False
     return 0
 
 
-def preflight_command(action, profile, runs=(), steps=0, scratch=None, val_images=8, data=None, device=None,
-                      epochs=None, image_size=None, override=()) -> int:
+def preflight_command(action, profile, runs=(), steps=0, scratch=None, val_images=8, no_device=False, data=None,
+                      device=None, epochs=None, image_size=None, override=()) -> int:
     from ffcore.study.preflight import run_preflight
 
+    if no_device and steps:
+        raise SystemExit("ffcore study preflight: --steps trains on the device; it cannot go with --no-device")
     study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
-    return run_preflight(study, list(runs) or None, steps=steps, scratch=scratch, val_images=val_images)
+    return run_preflight(study, list(runs) or None, steps=steps, scratch=scratch, val_images=val_images,
+                         check_device=not no_device)
 
 
 def refuse_before_training(study, runs=None, device: bool = True, prog: str = "ffcore study") -> int:

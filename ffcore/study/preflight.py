@@ -400,13 +400,13 @@ def describe_estimate(study: Study, timings: dict[tuple[str, str], ModelTiming],
 
 
 def run_preflight(study: Study, runs: list[str] | None = None, steps: int = 0, scratch: Path | None = None,
-                  val_images: int = 8, say=print) -> int:
+                  val_images: int = 8, check_device: bool = True, say=print) -> int:
     """`ffcore study preflight`: the cheap checks, then the trial when `steps`; returns the exit code."""
     from ffcore.study.datasets import prepare_dataset
 
     if study.profile.is_synthetic:
         prepare_dataset(study.profile, study.data_root)
-    report = preflight_checks(study, runs)
+    report = preflight_checks(study, runs, device=check_device)
     say(report.text())
     if not report.ok:
         say(f"pre-flight: {len(report.errors)} problem(s); fix them before training (each line above names it)")
