@@ -145,3 +145,14 @@ def test_on_a_node_without_gpu_the_device_check_fails_unless_left_out_for_a_subm
     assert "[ERROR  ] device: torch" in out and "CUDA" in out
     assert main(["study", "preflight", "--profile", "full", "--data", str(wider_tree), "--no-device"]) == 0
     assert "device" not in capsys.readouterr().out
+
+
+def test_the_trial_refuses_a_scratch_folder_that_is_the_studys_own_results(wider_tree, results):
+    from ffcore.study.context import open_study
+    from ffcore.study.preflight import trial_run
+
+    study = open_study("full", data_root=wider_tree, device="cpu", prepare_data=False)
+    (results / "full").mkdir(parents=True)
+    with pytest.raises(ValueError, match="must never touch"):
+        trial_run(study, results, steps=1)
+    assert (results / "full").is_dir()

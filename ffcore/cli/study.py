@@ -244,6 +244,10 @@ def refuse_before_training(study, runs=None, device: bool = True, prog: str = "f
     pass (or the profile is synthetic), else 2 with every problem printed. `device=False` for a
     submission, which needs no GPU where it is made."""
     if study.profile.is_synthetic:
+        from ffcore.study.plan import unavailable_runs
+
+        for run, why in unavailable_runs(study.profile).items():   # said, never left out silently
+            print(f"{prog}: left out of the plan: {run}: {why}", file=sys.stderr)
         return 0
     from ffcore.study.preflight import preflight_checks
 

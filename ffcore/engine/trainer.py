@@ -176,6 +176,8 @@ def restore_cuda_rng_states(saved: list, visible: int | None = None) -> int:
 def _eta(wall_time_s: float, epochs_done: int, epochs: int) -> str:
     """The run's time left at its mean wall time per epoch so far (validations included)."""
     seconds = (epochs - epochs_done) * wall_time_s / max(1, epochs_done)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 

@@ -267,6 +267,9 @@ def trial_run(study: Study, scratch: Path, steps: int, val_images: int = 8, runs
     profile = replace(study.profile, epochs=TRIAL_EPOCHS, student_epochs=TRIAL_EPOCHS, finetune_epochs=TRIAL_EPOCHS,
                       budget_epochs=(), max_steps_per_epoch=steps, val_every=0)
     trial = ScratchStudy(replace(study, profile=profile), scratch)
+    if trial.results_root.resolve() == study.results_root.resolve():
+        raise ValueError(f"the trial's scratch folder {scratch} would put it in {study.results_root}, the study's own "
+                         f"results, which it must never touch (nor empty): choose another --scratch")
     if trial.results_root.exists():
         shutil.rmtree(trial.results_root)   # a trial starts from nothing: no earlier trial is reused
     timings: dict[tuple[str, str], ModelTiming] = {}

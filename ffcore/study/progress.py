@@ -99,6 +99,8 @@ def _like(job: PlannedRun) -> tuple:
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h" if seconds < 48 * 3600 else f"{seconds / 86400:.1f} d"
@@ -131,9 +133,10 @@ def add_progress_columns(table, progress: list[RunProgress]):
     by_run = {row.run: row for row in progress}
     table = table.copy()
     table["epochs"] = [f"{by_run[r].epochs_done}/{by_run[r].planned_epochs}" for r in table["run"]]
-    table["images/s"] = [f"{by_run[r].images_per_second:.1f}" if by_run[r].images_per_second else ""
-                         for r in table["run"]]
-    table["ETA"] = [_eta_cell(by_run[r]) for r in table["run"]]
+    at = list(table.columns).index("epochs") + 1    # beside the epochs, before the long columns
+    table.insert(at, "images/s", [f"{by_run[r].images_per_second:.1f}" if by_run[r].images_per_second else ""
+                                  for r in table["run"]])
+    table.insert(at + 1, "ETA", [_eta_cell(by_run[r]) for r in table["run"]])
     table["state"] = [by_run[r].stopped or state for r, state in zip(table["run"], table["state"])]
     return table
 
