@@ -1,6 +1,8 @@
 # Entry points for a fresh machine (see README.md):
 #   make reproduce   set up .venv and run the default study: `full` with WIDER FACE and CUDA,
-#                    otherwise `synthetic` (about an hour on a 2-core CPU)
+#                    otherwise `synthetic` (about an hour on a 2-core CPU). The pinned torch is a
+#                    CUDA 13 build: it needs NVIDIA driver >= 580, or it sees no GPU and the run is
+#                    `synthetic`, with a NOTICE saying why (README: Running the full study)
 #   make smoke       the tiny smoke profile (a few minutes): checks the pipeline, not the models
 #   make test        set up .venv and run the tests plus smoke copies of the notebooks under nbval
 #                    (the end-to-end study run, marked slow, is left to make test-all)

@@ -115,7 +115,10 @@ def default_profile(data_root: Path | None = None) -> tuple[str, str]:
         first = str(exc).splitlines()[0]
         return "synthetic", f"WIDER FACE is not complete at {root} ({first[:160]})"
     if not torch.cuda.is_available():
-        return "synthetic", f"WIDER FACE is at {root} but no CUDA device is visible"
+        from ffcore.runs.preflight import describe_cuda_mismatch, nvidia_driver_version
+
+        return "synthetic", (f"WIDER FACE is at {root} but no CUDA device is usable, so NOT the full study: "
+                             f"{describe_cuda_mismatch(torch.version.cuda, nvidia_driver_version())}")
     return "full", f"WIDER FACE is complete at {root} and CUDA is available"
 
 
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is None:
         args.profile, why = default_profile(Path(args.data).expanduser().resolve() if args.data else None)
         print(f"run_all.py: no --profile given; running {args.profile!r}: {why}", flush=True)
+        if "NOT the full study" in why:   # a notice the terminal keeps, not one line among the notebooks'
+            print(f"run_all.py: NOTICE: {why}", file=sys.stderr, flush=True)
 
     # Fail before any notebook starts when the profile's data or device is not there.
     from ffcore.runs.profiles import get_profile
@@ -197,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     arguments = StudyArguments(profile.name, data_root=str(data_root) if args.data else None, device=args.device,
                                epochs=args.epochs, image_size=args.image_size,
                                overrides=parse_overrides(args.override) if args.override else {})
+    from ffcore.cli.study import refuse_before_training
+
+    # the pre-flight's cheap checks (WIDER FACE profiles); a SLURM submission needs no GPU on this node
+    refused = refuse_before_training(arguments.open(prepare_data=False), device=args.launcher != "slurm",
+                                     prog="run_all.py")
+    if refused:
+        return refused
     if args.launcher == "slurm":
         return submit_trainings(arguments, args)
     workers = profile.train_workers if args.workers is None else args.workers

@@ -5,6 +5,7 @@
     ffcore study train --profile synthetic --workers 2     # every run, two processes side by side
     ffcore study train --profile full featherface_v1       # one run (and what it depends on)
     ffcore study submit --profile full --partition gpu --gpus-per-job 1 --time-limit 1440 --max-concurrent 8
+    ffcore study preflight --profile full --data data/widerface --steps 2   # what would stop it, and its ETA
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def add_study(sub) -> None:
                                             "fields that differ, running with its owner), how it was trained, its "
                                             "checkpoint and wall time. Trains nothing.")
     _study_options(status)
+    status.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="trainings running side by side, for the plan's ETA (worker processes, or SLURM jobs "
+                             "at once: --max-concurrent); default: the profile's train_workers")
     status.set_defaults(handler=status_command)
 
     train = actions.add_parser("train", help="train the given runs, or all, respecting dependencies",
@@ -66,6 +70,25 @@ def add_study(sub) -> None:
     train.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
     train.add_argument("--force", action="store_true", help="retrain the named runs (all without names) from scratch")
     train.set_defaults(handler=train_command)
+
+    preflight = actions.add_parser(
+        "preflight", help="check the data, weights and device; with --steps, time every job and estimate the plan",
+        description="Check what would stop the study: every listed training and validation image exists and a "
+                    "sample decodes, the annotation and evaluation .mat files parse, the ImageNet backbone and "
+                    "shared weights are there (naming the runs that would be dropped), the CUDA device and driver "
+                    "fit torch's CUDA build. With --steps N, also train every job for two epochs of N steps and "
+                    "validate it on a few images, on the real device, in a scratch folder (never "
+                    "results/<profile>), and print the images/s per model and the plan's ETA.")
+    _study_options(preflight)
+    preflight.add_argument("runs", nargs="*", help="run names (default: every run of the plan)")
+    preflight.add_argument("--steps", type=int, default=0,
+                           help="also train every job for two epochs of STEPS steps and estimate the plan (0: checks only)")
+    preflight.add_argument("--scratch", default=None,
+                           help="where the trial trains (default results/preflight/<profile>; emptied first)")
+    preflight.add_argument("--val-images", type=int, default=8, help="validation images timed per model (default 8)")
+    preflight.add_argument("--no-device", action="store_true",
+                           help="leave the device out of the checks (a login node that only submits has no GPU)")
+    preflight.set_defaults(handler=preflight_command)
 
     submit = actions.add_parser("submit", help="submit every run as a SLURM job through submitit",
                                 description="Submit every run that is not done as a submitit job. Each dependency "
@@ -134,6 +157,10 @@ def plan_command(action, profile, data=None, device=None, epochs=None, image_siz
     for index, job in enumerate(plan, 1):
         estimate = f"  ~{hours[job.name]:.1f} h" if images_per_second else ""
         print(f"{index:3d}. {job.describe()}{estimate}")
+    from ffcore.runs.plan import unavailable_runs
+
+    for run, why in unavailable_runs(study.profile).items():
+        print(f"left out: {run}: {why}")
     return 0
 
 
@@ -158,14 +185,19 @@ def _training_images(study) -> int:
     return images
 
 
-def status_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=()) -> int:
+def status_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=(),
+                   workers=None) -> int:
+    from ffcore.runs.progress import add_progress_columns, plan_eta, plan_progress
     from ffcore.runs.training import run_states_table
 
     study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
     table = run_states_table(study)
+    progress = plan_progress(study, table)
+    table = add_progress_columns(table, progress)
     _print_table(table)
-    counts = table["state"].str.split(" ").str[0].str.rstrip(",").value_counts()
+    counts = table["state"].str.split(" ").str[0].str.rstrip(",:").value_counts()
     print("; ".join(f"{state} {count}" for state, count in counts.items()))
+    print(plan_eta(study, progress, workers or study.profile.train_workers))
     return 0
 
 
@@ -174,6 +206,9 @@ def train_command(action, profile, runs=(), workers=1, threads=None, force=False
     from ffcore.runs.records import StaleRunError
     from ffcore.runs.jobs import start_workers, train_plan
 
+    from ffcore.engine.run_log import show_on_console
+
+    show_on_console()
     arguments = _arguments(profile, data, device, epochs, image_size, override)
     if workers > 1:
         return start_workers(arguments, workers, list(runs) or None, force=force, threads=threads)
@@ -182,12 +217,47 @@ def train_command(action, profile, runs=(), workers=1, threads=None, force=False
 
         torch.set_num_threads(threads)
     study = arguments.open(prepare_data=True)
+    refused = refuse_before_training(study, list(runs) or None)
+    if refused:
+        return refused
     try:
         train_plan(study, list(runs) or None, force=force)
     except (StaleRunError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def preflight_command(action, profile, runs=(), steps=0, scratch=None, val_images=8, no_device=False, data=None,
+                      device=None, epochs=None, image_size=None, override=()) -> int:
+    from ffcore.runs.preflight import run_preflight
+
+    if no_device and steps:
+        raise SystemExit("ffcore study preflight: --steps trains on the device; it cannot go with --no-device")
+    study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
+    return run_preflight(study, list(runs) or None, steps=steps, scratch=scratch, val_images=val_images,
+                         check_device=not no_device)
+
+
+def refuse_before_training(study, runs=None, device: bool = True, prog: str = "ffcore study") -> int:
+    """The pre-flight's cheap checks for a WIDER FACE profile before its trainings start: 0 when they
+    pass (or the profile is synthetic), else 2 with every problem printed. `device=False` for a
+    submission, which needs no GPU where it is made."""
+    if study.profile.is_synthetic:
+        from ffcore.runs.plan import unavailable_runs
+
+        for run, why in unavailable_runs(study.profile).items():   # said, never left out silently
+            print(f"{prog}: left out of the plan: {run}: {why}", file=sys.stderr)
+        return 0
+    from ffcore.runs.preflight import preflight_checks
+
+    report = preflight_checks(study, runs, device=device)
+    if report.ok:
+        return 0
+    print(report.text(), file=sys.stderr)
+    print(f"{prog}: the pre-flight found {len(report.errors)} problem(s) (lines marked ERROR); nothing was "
+          f"started. `ffcore study preflight --profile {study.profile.name}` repeats these checks.", file=sys.stderr)
+    return 2
 
 
 def submit_command(action, profile, runs=(), cluster=None, partition=None, gpus_per_job=1, cpus_per_job=8,
@@ -198,7 +268,10 @@ def submit_command(action, profile, runs=(), cluster=None, partition=None, gpus_
     options = ClusterOptions(cluster=cluster, partition=partition, gpus_per_job=gpus_per_job,
                              cpus_per_job=cpus_per_job, time_limit_min=time_limit, max_concurrent=max_concurrent,
                              folder=folder)
-    jobs = submit_plan(_arguments(profile, data, device, epochs, image_size, override), options,
-                       list(runs) or None, force=force)
+    arguments = _arguments(profile, data, device, epochs, image_size, override)
+    refused = refuse_before_training(arguments.open(prepare_data=False), list(runs) or None, device=False)
+    if refused:
+        return refused
+    jobs = submit_plan(arguments, options, list(runs) or None, force=force)
     print(f"{len(jobs)} job(s) submitted; follow them with `ffcore study status --profile {profile}`")
     return 0

@@ -17,6 +17,20 @@ METRICS_FILE = "metrics.csv"
 LOG_FILE = "train.log"
 
 
+def show_on_console() -> None:
+    """Send the trainers' lines (the per-epoch line: epoch k/N, losses, images/s, ETA) to stderr, once
+    per process: the console of `ffcore study train`, and so a SLURM job's log."""
+    import sys
+
+    if any(getattr(handler, "ffcore_console", False) for handler in log.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    handler.ffcore_console = True
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
 class RunLogger:
     def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool):
         self.out_dir = Path(out_dir)

@@ -155,8 +155,30 @@ def _set_rng_state(state: dict) -> None:
         numpy_state = {**numpy_state, "state": {**numpy_state["state"], "key": key}}
     np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    restore_cuda_rng_states(state.get("cuda") or [])
+
+
+def restore_cuda_rng_states(saved: list, visible: int | None = None) -> int:
+    """Restore the CUDA generators that both the checkpoint and this machine have; returns how many.
+
+    A checkpoint holds one state per GPU visible when it was written, and a run may resume on a
+    machine (or under CUDA_VISIBLE_DEVICES) with more, fewer or none: device i gets saved state i
+    for i < min(saved, visible), and the rest keep their seeds. Every epoch re-seeds all generators
+    from (seed, epoch, rank) before it draws anything, so the weights do not depend on it."""
+    if visible is None:
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    restored = min(len(saved), visible)
+    for index in range(restored):
+        torch.cuda.set_rng_state(saved[index], device=index)
+    return restored
+
+
+def _eta(wall_time_s: float, epochs_done: int, epochs: int) -> str:
+    """The run's time left at its mean wall time per epoch so far (validations included)."""
+    seconds = (epochs - epochs_done) * wall_time_s / max(1, epochs_done)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 @dataclass
@@ -651,7 +673,8 @@ class Trainer:
             logger.scalars({k: v for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))},
                            epoch + 1, prefix=self.kind)
             shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "wall_time_s")
-            logger.message(f"epoch {epoch + 1}/{self.config.epochs}: {shown}" + (" (best)" if improved else ""))
+            logger.message(f"epoch {epoch + 1}/{self.config.epochs}: {shown}" + (" (best)" if improved else "")
+                           + f", ETA {_eta(row['wall_time_s'], epoch + 1, self.config.epochs)}")
         barrier(self.context)
 
     # -- the result

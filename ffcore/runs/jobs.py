@@ -189,6 +189,9 @@ class RunJob:
         self.dependency_timeout_s = dependency_timeout_s
 
     def __call__(self) -> str:
+        from ffcore.engine.run_log import show_on_console
+
+        show_on_console()   # the per-epoch lines go to the job's log
         study = self.arguments.open(prepare_data=False)
         job = next(j for j in study_plan(study.profile, [self.run]) if j.name == self.run)
         deadline = time.monotonic() + self.dependency_timeout_s

@@ -220,6 +220,30 @@ def reference_runs() -> list[str]:
             if model in list_models() and shared_dir().joinpath(*weights).is_file()]
 
 
+def unavailable_runs(profile: RunProfile) -> dict[str, str]:
+    """{run: why} for the WIDER FACE-teacher distillations and reference detectors the profile asks for
+    but cannot have here (model not registered, or its shared weights missing): the runs that
+    `widerface_teacher_runs` and `reference_runs` leave out, so whoever prints a plan can name them."""
+    from ffcore.models import list_models
+    from ffcore.paths import shared_dir
+
+    registered = set(list_models())
+    dropped = {}
+    for tag in profile.chosen("widerface_teachers", list(WIDERFACE_TEACHERS)):
+        teacher = WIDERFACE_TEACHERS[tag]
+        run = offset_run(profile, profile.student + DISTILLED_SUFFIX + "_" + tag)
+        if teacher.model not in registered:
+            dropped[run] = f"teacher model {teacher.model} is not registered"
+        elif not teacher.shared_path().is_file():
+            dropped[run] = f"teacher weights {teacher.shared_path()} are missing"
+    for run, (model, weights) in REFERENCE_RUNS.items():
+        if model not in registered:
+            dropped[run] = f"model {model} is not registered"
+        elif not shared_dir().joinpath(*weights).is_file():
+            dropped[run] = f"reference weights {shared_dir().joinpath(*weights)} are missing"
+    return dropped
+
+
 # ------------------------------------------------------------------------------------- the plan
 
 @dataclass(frozen=True)

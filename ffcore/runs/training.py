@@ -118,7 +118,7 @@ def _train_config(study: Study, job: PlannedRun):
     config = get_preset(job.preset, model=job.model, data_root=str(study.data_root),
                         out_dir=str(study.run_dir(job.name)), epochs=job.epochs, image_size=p.image_size,
                         batch_size=p.batch_size, device=study.device, seed=job.seed,
-                        workers=p.workers, progress=False, tensorboard=False,
+                        workers=p.workers, progress=False, tensorboard=True,   # tb/ in every run folder
                         max_steps_per_epoch=p.max_steps_per_epoch)
     if job.kind in ("prune", "finetune"):
         # fine-tuning starts from the (pruned) parent's weights, at a tenth of the parent's learning rate
@@ -132,6 +132,11 @@ def _train_config(study: Study, job: PlannedRun):
         # no validation during training: keep the checkpoint with the lowest training loss
         config = replace(config, best_metric="loss")
     return config
+
+
+def run_train_config(study: Study, job: PlannedRun):
+    """The TrainConfig `job` trains with in this study (what the pre-flight times and checks)."""
+    return _train_config(study, job)
 
 
 def _distill_config(study: Study, job: PlannedRun):
@@ -247,6 +252,10 @@ def clear_run(study: Study, job: PlannedRun) -> None:
             path = study.run_dir(run) / name
             if path.exists():
                 path.unlink()
+        if (study.run_dir(run) / "tb").is_dir():   # a retrained run's curves start again
+            import shutil
+
+            shutil.rmtree(study.run_dir(run) / "tb")
 
 
 def _execute(study: Study, job: PlannedRun, resume: bool):

@@ -133,6 +133,39 @@ def test_resume_continues_exactly(tiny_root, tmp_path):
     assert straight.history[-1]["loss"] == resumed.history[-1]["loss"]
 
 
+def test_resume_on_the_cpu_from_a_checkpoint_written_with_four_gpus(tiny_root, tmp_path):
+    """A run started on a 4-GPU machine resumes on a CPU-only one: the saved CUDA generator states
+    that have no device here are left alone, and the weights match an uninterrupted run."""
+    from ffcore.checkpoint import save_checkpoint
+
+    config = tiny_config(tiny_root, tmp_path / "straight")
+    train(config)
+    interrupted = replace(config, out_dir=str(tmp_path / "resumed"))
+    train(replace(interrupted, stop_after_epoch=1))
+    last = tmp_path / "resumed" / "last.pt"
+    payload = load_checkpoint_file(last)
+    fake_state = torch.zeros(16, dtype=torch.uint8)   # the size of a CUDA Philox state
+    payload["rng_state"]["cuda"] = [fake_state.clone() for _ in range(4)]
+    save_checkpoint(last, payload)
+
+    resumed = train(interrupted, resume=True)
+    assert resumed.ok and resumed.epochs_completed == 2
+    a = load_checkpoint_file(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = load_checkpoint_file(tmp_path / "resumed" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("saved, visible, restored", [(4, 1, [0]), (1, 4, [0]), (4, 0, []), (2, 2, [0, 1])])
+def test_cuda_generator_states_are_restored_per_device_that_both_sides_have(monkeypatch, saved, visible, restored):
+    from ffcore.engine import trainer
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append((device, int(state[0]))))
+    states = [torch.full((16,), index, dtype=torch.uint8) for index in range(saved)]
+    assert trainer.restore_cuda_rng_states(states, visible=visible) == len(restored)
+    assert calls == [(index, index) for index in restored]   # device i gets saved state i
+
+
 def test_resume_refuses_a_different_recipe(tiny_root, tmp_path):
     config = tiny_config(tiny_root, tmp_path / "run", epochs=1)
     train(config)
