@@ -62,7 +62,6 @@ QUESTIONS = (
     Section("swaps", "Which parts matter (the swaps, against the placebo)?", (
         ("ablations", "AP of V1 and of each one-part swap."),
         ("ablations_intervals", "Each swap minus V1 (AP points) with 95\\% intervals."),
-        ("attention_maps_*", "The attention masks of one model on a real photo, one panel per module."),
     )),
     Section("variants", "Do the V2 variants help?"),
     Section("budget", "How much training does V2 need?", (
@@ -79,12 +78,17 @@ APPENDICES = (
     Section("training", "Training runs"),
     Section("claims", "The seed documents' claims against the measurements"),
     Section("data", "The data", (("dataset_preview", "Training images of the dataset with their boxes."),)),
+    # long per-module and per-photo tables, and figures of one panel per module: read beside the
+    # question they serve, printed where they do not interrupt it
+    Section("diagnostics", "Attention: gates and masks", (
+        ("attention_maps_*", "The attention masks of one model on a real photo, one panel per module."),)),
+    Section("photos", "Every model on the real photos"),
 )
 
 # artifact name (or fnmatch pattern; the first match wins) -> section key
 SECTION_OF: tuple[tuple[str, str], ...] = (
     ("v1_ap", "v1"), ("v1_ap_intervals", "v1"), ("v1_pr_curves", "v1"), ("v1_training_curves", "v1"),
-    ("fork_weights_ap", "v1"), ("v1_real_photo_check", "v1"), ("real_photo_check", "v1"),
+    ("fork_weights_ap", "v1"), ("v1_real_photo_check", "v1"), ("real_photo_check", "photos"),
     ("real_photo_detections", "v1"), ("detections_featherface_v1", "v1"), ("fork_detections_*", "v1"),
     ("fork_training_log", "v1"),
     ("param_counts_featherface_v1", "parts"), ("params_featherface_v1", "parts"),
@@ -92,7 +96,7 @@ SECTION_OF: tuple[tuple[str, str], ...] = (
     ("params_featherface_v2_ultra", "parts"), ("v2_vs_v1", "parts"), ("v2_vs_v1_intervals", "parts"),
     ("distillation_*", "distillation"),
     ("ablations", "swaps"), ("ablations_intervals", "swaps"), ("ablation_variants", "swaps"),
-    ("gate_health", "swaps"), ("attention_maps_*", "swaps"), ("params_fork_models", "swaps"),
+    ("gate_health", "diagnostics"), ("attention_maps_*", "diagnostics"), ("params_fork_models", "swaps"),
     ("v2_variants", "variants"), ("v2_own_recipe", "variants"), ("pruned", "variants"),
     ("training_budget", "budget"), ("training_budget_differences", "budget"),
     ("efficiency", "deployment"), ("benchmark", "deployment"), ("latency", "deployment"),

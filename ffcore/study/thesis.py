@@ -115,10 +115,10 @@ def _table_block(artifact: Artifact, chapter_dir: Path) -> list[str]:
     return [f"\\input{{{_from_chapter(artifact.path.with_suffix('.tex'), chapter_dir)}}}"]
 
 
-def _figure_block(artifact: Artifact, chapter_dir: Path) -> list[str]:
+def _figure_block(artifact: Artifact, chapter_dir: Path, height: str = "0.45") -> list[str]:
     caption = f"{sections_map.figure_caption(artifact.name)} [{escape(artifact.data_source)}]"
     return [r"\begin{figure}[htbp]", r"\centering",
-            f"\\includegraphics[width=\\linewidth,height=0.45\\textheight,keepaspectratio]"
+            f"\\includegraphics[width=\\linewidth,height={height}\\textheight,keepaspectratio]"
             f"{{{_from_chapter(artifact.path, chapter_dir)}}}",
             f"\\caption{{{caption}}}", f"\\label{{fig:{artifact.name}}}", r"\end{figure}"]
 
@@ -158,7 +158,7 @@ def _verdicts(names: list[str], tables: dict) -> list[sections_map.Verdict]:
 def _opening(section: sections_map.Section, part: list[Artifact], tables: dict, macros: _Macros,
              synthetic: bool) -> list[str]:
     """The section's first paragraph: its headline APs and its verdicts, every number a macro."""
-    names = [a.name for a in part if a.kind == "table" and a.name in tables]
+    names = [a.name for a in part if a.kind == "table" and a.name in tables]   # a figure may share a table's name
     sentences = []
     for name, rows in (("v1_ap", ("featherface_v1",)), ("distillation_ap", ("featherface_v2", "featherface_v2_distilled"))):
         if name in names and tables[name][1]:
@@ -318,7 +318,7 @@ def _duration_sentence(numbers: set[str]) -> str:
 
 def _by_section(items: list[Artifact]) -> dict[str, list[Artifact]]:
     placed: dict[str, list[Artifact]] = {}
-    for item in items:
+    for item in sorted(items, key=lambda a: (a.kind == "figure", a.created, a.name)):   # tables first
         placed.setdefault(item.section, []).append(item)
     return placed
 
@@ -347,7 +347,8 @@ def _chapter_body(profile: str, chapter_dir: Path) -> list[str]:
               r"Table~\ref{tab:headline} gathers the comparisons and their verdicts; each section below answers "
               r"one question, opening with what its tables establish.", ""]
     headline = [(s.key, v) for s in sections_map.QUESTIONS
-                for v in _verdicts([a.name for a in placed.get(s.key, []) if a.name in tables], tables)]
+                for v in _verdicts([a.name for a in placed.get(s.key, []) if a.kind == "table" and a.name in tables],
+                                   tables)]
     lines += [f"\\input{{{_from_chapter(_headline_table(profile, headline, tables, macros, chapter_dir), chapter_dir)}}}",
               r"\FloatBarrier", ""]
     for section in sections_map.QUESTIONS:
@@ -376,8 +377,9 @@ def _appendix_body(profile: str, chapter_dir: Path) -> list[str]:
             table = _training_table(profile, part, chapter_dir)
             lines += [f"\\input{{{_from_chapter(table, chapter_dir)}}}"] if table else []
         else:
-            for item in part:
-                lines += _table_block(item, chapter_dir) if item.kind == "table" else _figure_block(item, chapter_dir)
+            for item in part:   # an appendix figure may take the page: one panel per module reads only so
+                lines += (_table_block(item, chapter_dir) if item.kind == "table"
+                          else _figure_block(item, chapter_dir, height="0.8"))
         lines += [r"\FloatBarrier", ""]
     return lines + _provenance_appendix(items)
 
