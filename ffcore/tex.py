@@ -415,7 +415,7 @@ def render_table(rows: list[dict], csv_columns: Sequence[str], name: str, captio
     header = " & ".join(_header(c, w) for c, w in zip(printed, widths)) + r" \\"
     title, method = split_caption(caption)
     full_caption = escape(title)
-    notes = [method] if method else []
+    notes = [method if method.endswith(".") else method + "."] if method else []
     if constants:
         notes.append("Every row: " + "; ".join(f"{column_label(k)} {format_plain(v)}" for k, v in constants.items()) + ".")
     verdicts = {row.get(c.verdict) for row in rows for c in printed if c.verdict}

@@ -47,7 +47,7 @@ QUESTIONS = (
         ("v1_training_curves", "Training loss of V1 by epoch."),
         ("detections_featherface_v1", "V1's detections on one test image against the ground truth."),
         ("real_photo_detections", "Faces found on a real photo by a WIDER FACE-trained detector."),
-        ("fork_detections_*", "Faces found on a real photo by the fork's ECA-CBAM model and RetinaFace."),
+        ("fork_detections_*", "Faces found on {matched}.jpg by the fork's ECA-CBAM model and RetinaFace."),
         ("fork_training_log", "Training loss of the fork's ECA-CBAM model in its WIDER FACE run."),
     )),
     Section("parts", "What do V2's parts cost and save?", (
@@ -70,7 +70,7 @@ QUESTIONS = (
     Section("deployment", "Deployment: latency, size, INT8", (
         ("latency", "Forward latency at 640 by model and runtime."),
         ("peer_latency", "Latency of the published lightweight detectors and ours on the real photos."),
-        ("peer_detections_*", "Faces found on a real photo by each detector."),
+        ("peer_detections_*", "Faces found on a real photo by each detector ({matched})."),
         ("ap_vs_params_published_*", "Hard AP against parameter count."),
     )),
 )
@@ -81,7 +81,7 @@ APPENDICES = (
     # long per-module and per-photo tables, and figures of one panel per module: read beside the
     # question they serve, printed where they do not interrupt it
     Section("diagnostics", "Attention: gates and masks", (
-        ("attention_maps_*", "The attention masks of one model on a real photo, one panel per module."),)),
+        ("attention_maps_*", "The attention masks of {matched} on a real photo, one panel per module."),)),
     Section("photos", "Every model on the real photos"),
 )
 
@@ -104,6 +104,13 @@ SECTION_OF: tuple[tuple[str, str], ...] = (
     ("training_*", "training"), ("seed_claims_vs_measured", "claims"), ("dataset_preview", "data"),
 )
 SECTIONS = {s.key: s for s in (*QUESTIONS, *APPENDICES)}
+# Figures printed side by side in one float, each with its own caption: tall figures of one column
+# of panels, one per model, that would otherwise take a page each and leave half of it empty.
+SIDE_BY_SIDE = ("attention_maps_*",)
+
+
+def side_by_side(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SIDE_BY_SIDE)
 
 
 def place(name: str) -> str:
@@ -116,11 +123,14 @@ def place(name: str) -> str:
 
 
 def figure_caption(name: str) -> str:
-    """The one-sentence caption the map gives figure `name` (LaTeX)."""
+    """The one-sentence caption the map gives figure `name` (LaTeX; "{matched}" in the map's text is the
+    part of the name its pattern's "*" matched)."""
     section = SECTIONS[place(name)]
     for pattern, text in section.figures:
         if fnmatch.fnmatchcase(name, pattern):
-            return text
+            # "{matched}": the part of the name the pattern's "*" stands for (the model, the photo)
+            matched = name[len(pattern.split("*")[0]):len(name) - len(pattern.split("*")[-1])] if "*" in pattern else name
+            return text.replace("{matched}", escape(matched))
     raise KeyError(f"figure {name!r} has no caption in section {section.key!r} of "
                    f"ffcore.study.chapter_sections.QUESTIONS/APPENDICES")
 

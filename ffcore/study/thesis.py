@@ -123,6 +123,34 @@ def _figure_block(artifact: Artifact, chapter_dir: Path, height: str = "0.45") -
             f"\\caption{{{caption}}}", f"\\label{{fig:{artifact.name}}}", r"\end{figure}"]
 
 
+def _side_by_side_block(figures: list[Artifact], chapter_dir: Path) -> list[str]:
+    """Figures in one float, each in its own minipage with its own caption and label."""
+    width = f"{0.98 / len(figures):.3f}"
+    lines = [r"\begin{figure}[htbp]", r"\centering"]
+    for item in figures:
+        caption = f"{sections_map.figure_caption(item.name)} [{escape(item.data_source)}]"
+        lines += [f"\\begin{{minipage}}[t]{{{width}\\linewidth}}", r"\centering",
+                  f"\\includegraphics[width=\\linewidth,height=0.7\\textheight,keepaspectratio]"
+                  f"{{{_from_chapter(item.path, chapter_dir)}}}",
+                  f"\\caption{{{caption}}}", f"\\label{{fig:{item.name}}}", r"\end{minipage}\hfill"]
+    return lines + [r"\end{figure}"]
+
+
+def _blocks(part: list[Artifact], chapter_dir: Path, height: str = "0.45") -> list[str]:
+    """The LaTeX of a section's artifacts in order, the side-by-side figures gathered into one float."""
+    together = [a for a in part if a.kind == "figure" and sections_map.side_by_side(a.name)]
+    lines = []
+    for item in part:
+        if item in together:
+            if item is together[0]:
+                lines += _side_by_side_block(together, chapter_dir)
+        elif item.kind == "table":
+            lines += _table_block(item, chapter_dir)
+        else:
+            lines += _figure_block(item, chapter_dir, height)
+    return lines
+
+
 class _Macros:
     """(table, row, column) -> "\\Macro{}" for every number numbers.tex defines ("{}" ends the name
     without eating the space after it)."""
@@ -356,8 +384,7 @@ def _chapter_body(profile: str, chapter_dir: Path) -> list[str]:
         lines += [f"\\section{{{escape(section.title)}}}\\label{{sec:{section.key}}}", ""]
         lines += _opening(section, part, tables, macros, run_profile.is_synthetic)
         lines += _references(part)
-        for item in part:
-            lines += _table_block(item, chapter_dir) if item.kind == "table" else _figure_block(item, chapter_dir)
+        lines += _blocks(part, chapter_dir)
         lines += [r"\FloatBarrier", ""]
     return lines
 
@@ -377,9 +404,7 @@ def _appendix_body(profile: str, chapter_dir: Path) -> list[str]:
             table = _training_table(profile, part, chapter_dir)
             lines += [f"\\input{{{_from_chapter(table, chapter_dir)}}}"] if table else []
         else:
-            for item in part:   # an appendix figure may take the page: one panel per module reads only so
-                lines += (_table_block(item, chapter_dir) if item.kind == "table"
-                          else _figure_block(item, chapter_dir, height="0.8"))
+            lines += _blocks(part, chapter_dir, height="0.6")
         lines += [r"\FloatBarrier", ""]
     return lines + _provenance_appendix(items)
 
