@@ -20,7 +20,7 @@ The CSV keeps every column; the `.tex` prints a choice of them (`TexLayout`). Th
    every column left to the CSV, so nothing disappears silently.
 
 Tables longer than `LONGTABLE_ROWS` rows are a `longtable` (breaks across pages; `xltabular` when
-columns wrap); shorter ones a `table` float (`tabularx` when columns wrap). Missing values print as an en dash, sentinel values (`SENTINELS`: the seed -1 of a
+columns wrap; one font size smaller); shorter ones a `table` float (`tabularx` when columns wrap). Missing values print as an en dash, sentinel values (`SENTINELS`: the seed -1 of a
 "mean over seeds" row) as an empty cell. Long text columns wrap (`p{}` columns sized from their
 share of the text). Everything here is pure string work on a DataFrame: no TeX is run.
 """
@@ -318,7 +318,7 @@ def _column_specs(printed: list[PrintedColumn], cells: list[list[str]], line_cha
 
     Text columns longer than `WRAP_AFTER` wrap; while the unwrapped columns still leave less room than
     the wrapped ones need (`MIN_WRAP` characters each), the widest remaining text column wraps too."""
-    widths, numeric, needs = [], [], []
+    widths, numeric, needs, chunks = [], [], [], []
     for j, column in enumerate(printed):
         lengths = sorted(_plain_length(row[j]) for row in cells) or [0]
         longest_word = max((len(w) for w in column.header.split()), default=0)
@@ -327,6 +327,8 @@ def _column_specs(printed: list[PrintedColumn], cells: list[list[str]], line_cha
         # what a wrapped column needs: its typical (90th percentile) cell, and room for its longest word
         words = max((len(w) for row in cells for w in re.split(r"[ _]", _plain_text(row[j]))), default=0)
         needs.append(max(lengths[int(0.9 * (len(lengths) - 1))], min(max(words, longest_word), 20)))
+        # the widest piece a line cannot break inside ("featherface_" of an identifier, with its "_")
+        chunks.append(max((len(w) + 1 for row in cells for w in re.split(r"[ _.]", _plain_text(row[j]))), default=0))
     text = [j for j in range(len(widths)) if not numeric[j]]
     wrapped = [j for j in text if widths[j] > WRAP_AFTER]
 
@@ -344,11 +346,16 @@ def _column_specs(printed: list[PrintedColumn], cells: list[list[str]], line_cha
     # When the others leave too little, a float gets fixed-width columns instead and is scaled down
     # as a whole (adjustbox); a long table cannot be scaled and keeps the X columns.
     fits = room() >= MIN_WRAP * len(wrapped)
-    mean = sum(needs[j] for j in wrapped) / len(wrapped) if wrapped else 1
+    # each wrapped column first gets its widest unbreakable piece, then a share of what is left in
+    # proportion to its text (so no identifier sticks out of a narrow column)
+    spare = max(0, room() - sum(chunks[j] for j in wrapped))
+    total_need = sum(needs[j] for j in wrapped) or 1
+    shares = {j: chunks[j] + spare * needs[j] / total_need for j in wrapped}
+    mean = sum(shares.values()) / len(wrapped) if wrapped else 1
     specs = []
     for j, w in enumerate(widths):
         if j in wrapped and (fits or breaks_pages):
-            specs.append(rf">{{\raggedright\arraybackslash\hsize={needs[j] / mean:.3f}\hsize}}X")
+            specs.append(rf">{{\raggedright\arraybackslash\hsize={shares[j] / mean:.3f}\hsize}}X")
         elif j in wrapped:   # about half an em per character
             specs.append(rf">{{\raggedright\arraybackslash}}p{{{max(MIN_WRAP, min(needs[j], 16)) / 2:.1f}em}}")
         else:
@@ -408,8 +415,9 @@ def render_table(rows: list[dict], csv_columns: Sequence[str], name: str, captio
         raise ValueError(f"table {name!r}: no column left to print (columns {list(csv_columns)})")
     stacked = sum(c.is_interval for c in printed) > 3
     cells = [[_cell(row, c, layout.float_format, stacked) for c in printed] for row in rows]
-    size, line_characters = FONT_SIZES[min(len(printed), len(FONT_SIZES)) - 1]
     breaks_pages = len(rows) > layout.longtable_rows
+    # a table of several pages is reference matter: one size smaller (never below \scriptsize, 8 pt)
+    size, line_characters = FONT_SIZES[min(len(printed) + 3 * breaks_pages, len(FONT_SIZES)) - 1]
     specs = _column_specs(printed, cells, line_characters, breaks_pages)
     widths = [max([_plain_length(r[j]) for r in cells] or [0]) for j in range(len(printed))]
     header = " & ".join(_header(c, w) for c, w in zip(printed, widths)) + r" \\"
