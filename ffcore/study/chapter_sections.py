@@ -71,7 +71,8 @@ QUESTIONS = (
         ("latency", "Forward latency at 640 by model and runtime."),
         ("peer_latency", "Latency of the published lightweight detectors and ours on the real photos."),
         ("peer_detections_*", "Faces found on a real photo by each detector ({matched})."),
-        ("ap_vs_params_published_*", "Hard AP against parameter count."),
+        ("ap_vs_params_published_*", "Hard AP against parameter count: the published WIDER FACE detectors "
+                                      "(their reported figures) and ours.{thop}"),
     )),
 )
 APPENDICES = (
@@ -122,15 +123,15 @@ def place(name: str) -> str:
                    f"ffcore.study.chapter_sections.SECTION_OF (a question section or an appendix)")
 
 
-def figure_caption(name: str) -> str:
+def figure_caption(name: str, thop: str = "") -> str:
     """The one-sentence caption the map gives figure `name` (LaTeX; "{matched}" in the map's text is the
-    part of the name its pattern's "*" matched)."""
+    part of the name its pattern's "*" matched; "{thop}" takes `thop`, a sentence on thop's counts)."""
     section = SECTIONS[place(name)]
     for pattern, text in section.figures:
         if fnmatch.fnmatchcase(name, pattern):
             # "{matched}": the part of the name the pattern's "*" stands for (the model, the photo)
             matched = name[len(pattern.split("*")[0]):len(name) - len(pattern.split("*")[-1])] if "*" in pattern else name
-            return text.replace("{matched}", escape(matched))
+            return text.replace("{matched}", escape(matched)).replace("{thop}", thop)
     raise KeyError(f"figure {name!r} has no caption in section {section.key!r} of "
                    f"ffcore.study.chapter_sections.QUESTIONS/APPENDICES")
 

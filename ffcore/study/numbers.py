@@ -6,7 +6,7 @@
   each row once: the three APs of every row, and the hard AP's interval where the table has one;
 - every table with paired differences ("deasy AP pts" ...): the three differences of every row, and
   each difference's interval (the chapter's paragraphs state a verdict with its interval);
-- `efficiency`: each model's parameter count;
+- `efficiency`: each model's parameter count, true and thop's;
 - the run's duration (total and per notebook) from the run's summary: the run from empty caches
   when the profile has one (it trained every model), else the last run's summary;
 - the wall clock of the run from empty caches, every part of it (`summary.measured_parts`, read from
@@ -109,8 +109,8 @@ def _table_numbers(tables_dir: Path) -> list[CitedNumber]:
         if all(c in table.columns for c in DELTA_COLUMNS):
             wanted += [(c, 1, True) for c in DELTA_COLUMNS]
             wanted += [(c, 1, True) for c in DELTA_INTERVAL if c in table.columns]
-        if csv.stem == "efficiency" and "parameters" in table.columns:
-            wanted.append(("parameters", 0, False))
+        if csv.stem == "efficiency":
+            wanted += [(c, 0, False) for c in ("parameters", "thop_parameters") if c in table.columns]
         for key, (_, row) in zip(keys, table.iterrows()):
             for column, digits, signed in wanted:
                 value = row[column]

@@ -115,8 +115,17 @@ def _table_block(artifact: Artifact, chapter_dir: Path) -> list[str]:
     return [f"\\input{{{_from_chapter(artifact.path.with_suffix('.tex'), chapter_dir)}}}"]
 
 
-def _figure_block(artifact: Artifact, chapter_dir: Path, height: str = "0.45") -> list[str]:
-    caption = f"{sections_map.figure_caption(artifact.name)} [{escape(artifact.data_source)}]"
+def _thop_sentence(names: set[str]) -> str:
+    """" V1: 592,371 parameters, 488,661 by thop's count." from the efficiency macros, where they exist."""
+    true, thop = (macro_name("efficiency", "featherface_v1", c) for c in ("parameters", "thop_parameters"))
+    if true in names and thop in names:
+        return f" FeatherFace V1 has \\{true}{{}} parameters, of which thop counts \\{thop}{{}} (the paper's figure is thop's)."
+    return ""
+
+
+def _figure_block(artifact: Artifact, chapter_dir: Path, height: str = "0.45", macro_names: set[str] = frozenset()) -> list[str]:
+    caption = (f"{sections_map.figure_caption(artifact.name, _thop_sentence(set(macro_names)))} "
+               f"[{escape(artifact.data_source)}]")
     return [r"\begin{figure}[htbp]", r"\centering",
             f"\\includegraphics[width=\\linewidth,height={height}\\textheight,keepaspectratio]"
             f"{{{_from_chapter(artifact.path, chapter_dir)}}}",
@@ -136,7 +145,7 @@ def _side_by_side_block(figures: list[Artifact], chapter_dir: Path) -> list[str]
     return lines + [r"\end{figure}"]
 
 
-def _blocks(part: list[Artifact], chapter_dir: Path, height: str = "0.45") -> list[str]:
+def _blocks(part: list[Artifact], chapter_dir: Path, height: str = "0.45", macro_names: set[str] = frozenset()) -> list[str]:
     """The LaTeX of a section's artifacts in order, the side-by-side figures gathered into one float."""
     together = [a for a in part if a.kind == "figure" and sections_map.side_by_side(a.name)]
     lines = []
@@ -147,7 +156,7 @@ def _blocks(part: list[Artifact], chapter_dir: Path, height: str = "0.45") -> li
         elif item.kind == "table":
             lines += _table_block(item, chapter_dir)
         else:
-            lines += _figure_block(item, chapter_dir, height)
+            lines += _figure_block(item, chapter_dir, height, macro_names)
     return lines
 
 
@@ -384,7 +393,7 @@ def _chapter_body(profile: str, chapter_dir: Path) -> list[str]:
         lines += [f"\\section{{{escape(section.title)}}}\\label{{sec:{section.key}}}", ""]
         lines += _opening(section, part, tables, macros, run_profile.is_synthetic)
         lines += _references(part)
-        lines += _blocks(part, chapter_dir)
+        lines += _blocks(part, chapter_dir, macro_names=macros.names)
         lines += [r"\FloatBarrier", ""]
     return lines
 
