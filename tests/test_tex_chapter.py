@@ -145,3 +145,17 @@ def test_thesis_command_checks_the_numbers(synthetic_copy, capsys):
     thesis.write_chapter("synthetic", rerender_tables=False)
     assert main(["thesis", "--profile", "synthetic", "--check-numbers"]) == 0
     assert "every number agrees" in capsys.readouterr().out
+
+
+def test_tall_figures_share_one_float_side_by_side_and_wide_ones_keep_their_own(tmp_path):
+    from PIL import Image
+
+    def figure(name, size):
+        Image.new("RGB", size).save(tmp_path / f"{name}.png")
+        return thesis.Artifact("figure", name, {}, tmp_path / f"{name}.pdf", tmp_path / f"{name}.json")
+
+    tall, wide = figure("attention_maps_featherface_v1", (100, 130)), figure("latency", (130, 100))
+    assert thesis.is_tall(tall) and not thesis.is_tall(wide)
+    lines = "\n".join(thesis.side_by_side_block([tall, tall], tmp_path))
+    assert lines.count(r"\begin{minipage}") == 2 and lines.count(r"\begin{figure}") == 1
+    assert lines.count(r"\label{fig:attention_maps_featherface_v1}") == 2

@@ -105,15 +105,6 @@ SECTION_OF: tuple[tuple[str, str], ...] = (
     ("training_*", "training"), ("seed_claims_vs_measured", "claims"), ("dataset_preview", "data"),
 )
 SECTIONS = {s.key: s for s in (*QUESTIONS, *APPENDICES)}
-# Figures printed side by side in one float, each with its own caption: tall figures of one column
-# of panels, one per model, that would otherwise take a page each and leave half of it empty.
-SIDE_BY_SIDE = ("attention_maps_*",)
-
-
-def side_by_side(name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SIDE_BY_SIDE)
-
-
 def place(name: str) -> str:
     """The key of the section (question or appendix) artifact `name` belongs to."""
     for pattern, key in SECTION_OF:

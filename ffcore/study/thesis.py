@@ -132,7 +132,23 @@ def _figure_block(artifact: Artifact, chapter_dir: Path, height: str = "0.45", m
             f"\\caption{{{caption}}}", f"\\label{{fig:{artifact.name}}}", r"\end{figure}"]
 
 
-def _side_by_side_block(figures: list[Artifact], chapter_dir: Path) -> list[str]:
+TALL = 1.2   # height / width above which figures print side by side
+
+
+def is_tall(artifact: Artifact) -> bool:
+    """Whether a figure is much taller than wide (a single column of panels): such figures share one
+    float side by side rather than take a page each and leave half of it empty. Read from its PNG."""
+    from PIL import Image
+
+    png = artifact.path.with_suffix(".png")
+    if not png.is_file():
+        return False
+    with Image.open(png) as image:
+        width, height = image.size
+    return height > TALL * width
+
+
+def side_by_side_block(figures: list[Artifact], chapter_dir: Path) -> list[str]:
     """Figures in one float, each in its own minipage with its own caption and label."""
     width = f"{0.98 / len(figures):.3f}"
     lines = [r"\begin{figure}[htbp]", r"\centering"]
@@ -147,12 +163,12 @@ def _side_by_side_block(figures: list[Artifact], chapter_dir: Path) -> list[str]
 
 def _blocks(part: list[Artifact], chapter_dir: Path, height: str = "0.45", macro_names: set[str] = frozenset()) -> list[str]:
     """The LaTeX of a section's artifacts in order, the side-by-side figures gathered into one float."""
-    together = [a for a in part if a.kind == "figure" and sections_map.side_by_side(a.name)]
+    together = [a for a in part if a.kind == "figure" and is_tall(a)]
     lines = []
     for item in part:
         if item in together:
             if item is together[0]:
-                lines += _side_by_side_block(together, chapter_dir)
+                lines += side_by_side_block(together, chapter_dir)
         elif item.kind == "table":
             lines += _table_block(item, chapter_dir)
         else:
