@@ -65,7 +65,8 @@ QUESTIONS = (
     )),
     Section("variants", "Do the V2 variants help?"),
     Section("budget", "How much training does V2 need?", (
-        ("training_budget", "Hard AP against the training budget (epochs) for V1, V2 and distilled V2."),
+        ("training_budget", "AP in each setting against the training budget (epochs) for V1, V2 and distilled V2, "
+                            "with 95\\% intervals."),
     )),
     Section("deployment", "Deployment: latency, size, INT8", (
         ("latency", "Forward latency at 640 by model and runtime."),
