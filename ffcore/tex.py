@@ -73,14 +73,15 @@ _DELTA = re.compile(r"^d(easy|medium|hard) AP pts(.*)$")
 _GFLOPS = re.compile(r"^GFLOPs_(\d+)$")
 
 
-# a dot between letters, as in a module path ("attention.levels.0"): a place the line may break
-_DOTTED = re.compile(r"(?<=[A-Za-z])\.(?=[A-Za-z])")
+# a dot or slash between letters, as in a module path ("attention.levels.0") or a repository
+# ("fokouarnaud/FeatherFace"): a place the line may break
+_DOTTED = re.compile(r"(?<=[A-Za-z])([./])(?=[A-Za-z])")
 
 
 def escape(text: Any) -> str:
     """`text` as LaTeX text: every special character (% _ & # $ { } ~ ^ \\ < >) made literal, and a line
-    break allowed after the "_" and the inner "." of identifiers."""
-    return _DOTTED.sub(r".\\allowbreak{}", _ESCAPE_PATTERN.sub(lambda m: _ESCAPES[m.group(0)], str(text)))
+    break allowed after the "_" and the inner "." or "/" of identifiers."""
+    return _DOTTED.sub(r"\1\\allowbreak{}", _ESCAPE_PATTERN.sub(lambda m: _ESCAPES[m.group(0)], str(text)))
 
 
 def column_label(name: str) -> str:

@@ -40,6 +40,9 @@ def test_escape_makes_every_special_character_literal():
     assert escape("95% CI of run_1 & #2 {a} ~ ^ $ \\ < >") == (
         r"95\% CI of run\_\allowbreak{}1 \& \#2 \{a\} \textasciitilde{} \textasciicircum{} \$ \textbackslash{} "
         r"\textless{} \textgreater{}")
+    # identifiers may break after "_", and after an inner "." or "/"; numbers never
+    assert escape("neck.levels.0 of fokouarnaud/FeatherFace at 0.5") == (
+        r"neck.\allowbreak{}levels.0 of fokouarnaud/\allowbreak{}FeatherFace at 0.5")
 
 
 def test_interval_in_one_cell_and_missing_values():

@@ -99,9 +99,9 @@ def test_an_opening_paragraph_states_established_verdicts_with_macros_and_names_
     assert [r.row for r in rows] == ["swap_a", "swap_b"]
     macro = lambda t, r, c: f"\\M{r[-1].upper()}{c.split()[-1].title() if 'CI' in c else 'D'}{{}}"
     text = " ".join(sections.verdict_sentences(rows, {"ablations": table}, macro))
-    assert "swap\\_\\allowbreak{}a vs base is lower" in text and "is lower on hard (\\MAD{} AP points" in text
+    assert "\\texttt{swap\\_\\allowbreak{}a} vs base is lower" in text and "is lower on hard (\\MAD{} AP points" in text
     assert "[\\MALow{}, \\MAHigh{}]" in text
-    assert "Not established (the interval contains zero): swap\\_\\allowbreak{}b vs" in text
+    assert "Not established (the interval contains zero): \\texttt{swap\\_\\allowbreak{}b} vs" in text
     assert not re.search(r"\d", text.replace("95\\%", ""))   # no number typed in: only macros
 
 

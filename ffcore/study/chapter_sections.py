@@ -14,6 +14,7 @@ hand but the wording around the macros.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -128,6 +129,19 @@ def figure_caption(name: str, thop: str = "") -> str:
                    f"ffcore.study.chapter_sections.QUESTIONS/APPENDICES")
 
 
+_IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+
+
+def names_text(text: str) -> str:
+    """`text` as LaTeX with every run or model identifier ("featherface_v2_distilled") in \\texttt,
+    breakable after each "_" (tex.escape), and the rest escaped as prose."""
+    pieces, last = [], 0
+    for match in _IDENTIFIER.finditer(text):
+        pieces += [escape(text[last:match.start()]), f"\\texttt{{{escape(match.group(0))}}}"]
+        last = match.end()
+    return "".join(pieces) + escape(text[last:])
+
+
 # ---------------------------------------------------------------------------------------- verdicts
 
 @dataclass(frozen=True)
@@ -201,10 +215,10 @@ def verdict_sentences(rows: list[Verdict], tables: dict[str, pd.DataFrame], macr
                     _interval_text(verdict, setting, tables[verdict.table], macro))
             elif text != REFERENCE:
                 missing.setdefault(NOT_ESTABLISHED_REASONS.get(text, text), []).append(
-                    f"{escape(verdict.label)} ({setting})")
+                    f"{names_text(verdict.label)} ({setting})")
         if by_direction:
             parts = [f"{direction} on {_join(settings)}" for direction, settings in sorted(by_direction.items())]
-            sentences.append(f"Established: {escape(verdict.label)} is {'; '.join(parts)}.")
+            sentences.append(f"Established: {names_text(verdict.label)} is {'; '.join(parts)}.")
     for reason, items in missing.items():
         sentences.append(f"Not established ({escape(reason)}): {_compress(items)}.")
     return sentences
@@ -228,4 +242,4 @@ def ap_sentence(table: str, frame: pd.DataFrame, key: str, row: str, macro: Macr
         return None
     low, high = macro(table, row, "hard CI low"), macro(table, row, "hard CI high")
     interval = f"; hard 95\\% interval [{low}, {high}]" if low and high else ""
-    return (f"{escape(row)} reaches AP {' / '.join(values)} (easy / medium / hard, \\%{interval}).")
+    return (f"{names_text(row)} reaches AP {' / '.join(values)} (easy / medium / hard, \\%{interval}).")
