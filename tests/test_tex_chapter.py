@@ -82,6 +82,9 @@ def test_chapter_has_a_section_per_question_with_every_table_and_figure(syntheti
     # the duration is the run from empty caches, not the notebooks' last pass
     assert "\\RunMinutesFromEmptyCaches~minutes" in body and "summary.md" not in body
     assert "\\VOneApFeatherfaceVOneApHard" in body and "\\input{\\FFChapterDir headline}" in body
+    headline = (synthetic_copy / "headline.tex").read_text()   # the summary: APs, then every verdict row
+    assert "\\label{tab:headline}" in headline and "\\VOneApFeatherfaceVOneApHard{} [" in headline
+    assert "\\VTwoVsVOnePooledDhardApPts{}" in headline and "one seed" in headline
     commits = {json.loads(p.read_text())["git"]["commit"][:12]
                for p in (REPO / "results" / "synthetic" / "tables").glob("*.json")}
     assert "\\section{Provenance}" in appendix and any(commit in appendix for commit in commits)
