@@ -13,7 +13,8 @@ The CSV keeps every column; the `.tex` prints a choice of them (`TexLayout`). Th
    in the same cell, so a comparison table keeps every setting's verdict however narrow it is;
 6. a column that repeats an earlier printed column cell for cell (a run named like its model)
    prints once; a comparison table (differences with verdicts) prints what names its rows and its
-   differences, and leaves the APs of each arm and their spreads to the CSV (the AP tables print them);
+   differences, and leaves the APs of each arm and their spreads to the CSV (the AP tables print them),
+   and its "comparison" column too where "run" and "vs" name every row;
 7. above `max_columns` printed columns, the first column and the paired differences stay, the
    other columns fill the room left in their order, and the three settings' APs print all or not
    at all (a table with the easy AP only reads as if easy were the measure); the caption names
@@ -172,11 +173,18 @@ SHORT_VERDICT_MEANINGS = {"one seed": "one training run on a side, so no verdict
                           "noise": "the interval contains zero"}
 
 
-def _comparison_columns(printed: list[PrintedColumn]) -> list[PrintedColumn]:
-    """A comparison table's print (rule 6): what names a row, then the differences with their verdicts."""
+def _comparison_columns(printed: list[PrintedColumn], rows: Sequence[dict]) -> list[PrintedColumn]:
+    """A comparison table's print (rule 6): what names a row, then the differences with their verdicts.
+    Its "comparison" text ("a vs b") prints only where "run" and "vs" do not already say it: when the
+    runs repeat (several comparisons pooled in one table), it is the only name of a row."""
     measures = [i for i, p in enumerate(printed) if p.sources[0] in AP_SETTING_COLUMNS or _DELTA.match(p.sources[0])]
     first = measures[0] if measures else len(printed)
-    return [p for i, p in enumerate(printed) if i < first or _DELTA.match(p.sources[0])]
+    kept = [p for i, p in enumerate(printed) if i < first or _DELTA.match(p.sources[0])]
+    names = [p.sources[0] for p in kept]
+    runs = [str(row.get("run")) for row in rows]
+    if {"comparison", "run", "vs"} <= set(names) and len(set(runs)) == len(runs):
+        kept = [p for p in kept if p.sources[0] != "comparison"]
+    return kept
 
 
 def _within_cap(printed: list[PrintedColumn], cap: int) -> list[PrintedColumn]:
@@ -247,7 +255,7 @@ class TexLayout:
         constants: dict[str, Any] = {}
         if self.columns is None and len(rows) >= 3:
             # the first column too: one value on every row names no row (a seed table's "comparison")
-            for name in (c for c in chosen if c not in in_intervals):
+            for name in (c for c in chosen if c not in in_intervals and not _DELTA.match(c) and not c.endswith(" verdict")):
                 values = {row.get(name) for row in rows if not _is_missing(row.get(name))}
                 if len(values) == 1:
                     constants[name] = values.pop()
@@ -263,7 +271,7 @@ class TexLayout:
             sources = (name, *bounds[name]) if name in bounds else (name,)
             printed.append(PrintedColumn(column_label(name), sources, verdicts.get(name)))
         if self.columns is None and any(p.verdict for p in printed):
-            printed = _comparison_columns(printed)
+            printed = _comparison_columns(printed, rows)
         if len(printed) > self.max_columns:
             printed = _within_cap(printed, self.max_columns)
         shown = {s for p in printed for s in p.read}

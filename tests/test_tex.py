@@ -159,3 +159,15 @@ def test_a_caption_says_what_the_table_is_and_the_method_goes_under_it():
     assert split_caption("Model size [no data]") == ("Model size [no data]", "")
     tex = render_table(*_rows(ap_table()), "t", "AP (seed 7): one row per run [S]")
     assert r"\caption{AP [S]}" in tex and r"{\footnotesize\raggedright (seed 7) one row per run" in tex
+
+
+def test_a_comparison_prints_run_and_vs_rather_than_its_comparison_text_where_they_name_every_row():
+    columns = ["comparison", "run", "vs", "dhard AP pts", "hard verdict"]
+    rows = [{"comparison": "a vs b", "run": "a", "vs": "b", "dhard AP pts": 1.0, "hard verdict": "inside the noise"},
+            {"comparison": "a vs b", "run": "pooled", "vs": None, "dhard AP pts": 2.0, "hard verdict": "lower"},
+            {"comparison": "c vs d", "run": "c", "vs": "d", "dhard AP pts": 1.0, "hard verdict": "lower"}]
+    printed, left_out, _ = TexLayout().printed(columns, rows)
+    assert [p.sources[0] for p in printed] == ["run", "vs", "dhard AP pts"] and left_out == ["comparison"]
+    pooled_twice = rows + [{**rows[1], "comparison": "c vs d"}]
+    assert TexLayout().printed(columns, pooled_twice)[0][0].sources == ("comparison",)
+
