@@ -16,6 +16,15 @@ import numpy as np
 from ffcore.data.ground_truth import SETTINGS, GroundTruth
 from ffcore.eval.protocol import EvalResult, recall_by_face_size
 
+# The study's tables keep AP in % to two decimals and print one; every figure rounds the same way
+# (to two decimals, then to one), so a figure never prints 78.4 beside a table's 78.5.
+TABLE_DECIMALS = 2
+
+
+def percent_label(fraction: float) -> str:
+    """An AP (a fraction) as the tables print it: "78.5" for 0.784478 (78.45 in the CSV)."""
+    return f"{round(100 * float(fraction), TABLE_DECIMALS):.1f}"
+
 DEFAULT_SIZE_BINS = (0, 10, 16, 24, 32, 48, 64, 128, 256, np.inf)
 
 
@@ -55,8 +64,8 @@ def draw_pr_curves(results: EvalResult | Sequence[EvalResult], labels: Sequence[
                             label=label)
             lines.append((curve.ap, line))
         ranked = sorted(lines, key=lambda entry: -entry[0])
-        ax.legend([line for _, line in ranked], [f"{100 * ap:.1f}" for ap, _ in ranked], title="AP (%)",
-                  loc="lower left", fontsize=6, title_fontsize=6, handlelength=1.2, frameon=True, framealpha=0.9)
+        ax.legend([line for _, line in ranked], [percent_label(ap) for ap, _ in ranked], title="AP (%)",
+                  loc="lower left", fontsize=8, title_fontsize=8, handlelength=1.2, frameon=True, framealpha=0.9)
         ax.set_title(f"{setting.capitalize()} set")
         ax.set_xlabel("recall (%)")
         ax.set_xlim(0, 100)

@@ -3,12 +3,14 @@
 `cited_numbers(profile)` picks the numbers from the written tables by rule, not by list:
 
 - every table with "AP easy %" / "AP medium %" / "AP hard %" columns and a first column that names
-  each row once: the three APs of every row;
+  each row once: the three APs of every row, and the hard AP's interval where the table has one;
 - every table with paired differences ("deasy AP pts" ...): the three differences of every row, and
-  the hard difference's interval;
-- `efficiency`: each model's parameter count;
+  each difference's interval (the chapter's paragraphs state a verdict with its interval);
+- `efficiency`: each model's parameter count, true and thop's;
 - the run's duration (total and per notebook) from the run's summary: the run from empty caches
-  when the profile has one (it trained every model), else the last run's summary.
+  when the profile has one (it trained every model), else the last run's summary;
+- the wall clock of the run from empty caches, every part of it (`summary.measured_parts`, read from
+  results/<profile>/run_from_empty_caches.log), as `\\RunMinutesFromEmptyCaches`.
 
 `write_numbers(profile, out_dir)` writes `numbers.tex` (`\\newcommand` per number) and `numbers.json`
 (macro -> {"artifact", "row", "column", "value"}): `artifact` is relative to results/<profile>/,
@@ -29,8 +31,9 @@ from ffcore.paths import results_dir
 from ffcore.report.tables import read_table_csv
 
 AP_COLUMNS = ("AP easy %", "AP medium %", "AP hard %")
+AP_INTERVAL = ("hard CI low", "hard CI high")
 DELTA_COLUMNS = ("deasy AP pts", "dmedium AP pts", "dhard AP pts")
-DELTA_INTERVAL = ("dhard CI low", "dhard CI high")
+DELTA_INTERVAL = ("deasy CI low", "deasy CI high", "dmedium CI low", "dmedium CI high", "dhard CI low", "dhard CI high")
 # The run's summaries, most informative first: the run that trained everything, then the last run.
 SUMMARIES = ("summary_from_empty_caches.md", "summary.md")
 WALL_TIME_HEADING = "## Wall time of the run that wrote these artifacts"
@@ -102,11 +105,12 @@ def _table_numbers(tables_dir: Path) -> list[CitedNumber]:
         wanted: list[tuple[str, int, bool]] = []
         if all(c in table.columns for c in AP_COLUMNS):
             wanted += [(c, 1, False) for c in AP_COLUMNS]
+            wanted += [(c, 1, False) for c in AP_INTERVAL if c in table.columns]
         if all(c in table.columns for c in DELTA_COLUMNS):
             wanted += [(c, 1, True) for c in DELTA_COLUMNS]
             wanted += [(c, 1, True) for c in DELTA_INTERVAL if c in table.columns]
-        if csv.stem == "efficiency" and "parameters" in table.columns:
-            wanted.append(("parameters", 0, False))
+        if csv.stem == "efficiency":
+            wanted += [(c, 0, False) for c in ("parameters", "thop_parameters") if c in table.columns]
         for key, (_, row) in zip(keys, table.iterrows()):
             for column, digits, signed in wanted:
                 value = row[column]
@@ -149,8 +153,21 @@ def _duration_numbers(profile: str) -> list[CitedNumber]:
                         f"{minutes:.1f}") for notebook, minutes in wall_times(summary).items()]
 
 
+EMPTY_CACHES_MACRO = "RunMinutesFromEmptyCaches"
+
+
+def _empty_caches_number(profile: str) -> list[CitedNumber]:
+    from ffcore.report.summary import DURATION_LOG, measured_parts
+
+    parts = measured_parts(profile)
+    if not parts:
+        return []
+    return [CitedNumber(EMPTY_CACHES_MACRO, DURATION_LOG, "total", "wall clock", f"{sum(parts) / 60:.1f}")]
+
+
 def cited_numbers(profile: str) -> list[CitedNumber]:
-    numbers = _table_numbers(results_dir() / profile / "tables") + _duration_numbers(profile)
+    numbers = (_table_numbers(results_dir() / profile / "tables") + _duration_numbers(profile)
+               + _empty_caches_number(profile))
     seen: dict[str, CitedNumber] = {}
     for number in numbers:
         if number.macro in seen:
@@ -190,6 +207,10 @@ def check_numbers(profile: str, numbers_json: str | Path) -> list[str]:
             continue
         if source.suffix == ".md":
             actual = wall_times(source).get(entry["row"])
+        elif source.suffix == ".log":
+            from ffcore.report.summary import measured_parts
+
+            actual = sum(measured_parts(profile)) / 60
         else:
             table = read_table_csv(source)
             key = row_column(table)

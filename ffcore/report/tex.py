@@ -9,12 +9,19 @@ The CSV keeps every column; the `.tex` prints a choice of them (`TexLayout`). Th
    "<k> CI low" / "<k> CI high" prints as one cell, "94.3 [90.6, 97.0]";
 4. with at least three rows, a column holding one value (missing cells aside) moves to the
    caption ("val images: 100");
-5. above `max_columns` printed columns, the verdict columns go first (the interval of a paired
-   difference already says whether it excludes zero), then the last columns; the caption names
+5. a paired difference's verdict ("<setting> verdict") prints under the difference and its interval,
+   in the same cell, so a comparison table keeps every setting's verdict however narrow it is;
+6. a column that repeats an earlier printed column cell for cell (a run named like its model)
+   prints once; a comparison table (differences with verdicts) prints what names its rows and its
+   differences, and leaves the APs of each arm and their spreads to the CSV (the AP tables print them),
+   and its "comparison" column too where "run" and "vs" name every row;
+7. above `max_columns` printed columns, the first column and the paired differences stay, the
+   other columns fill the room left in their order, and the three settings' APs print all or not
+   at all (a table with the easy AP only reads as if easy were the measure); the caption names
    every column left to the CSV, so nothing disappears silently.
 
 Tables longer than `LONGTABLE_ROWS` rows are a `longtable` (breaks across pages; `xltabular` when
-columns wrap); shorter ones a `table` float (`tabularx` when columns wrap). Missing values print as an en dash, sentinel values (`SENTINELS`: the seed -1 of a
+columns wrap; one font size smaller); shorter ones a `table` float (`tabularx` when columns wrap). Missing values print as an en dash, sentinel values (`SENTINELS`: the seed -1 of a
 "mean over seeds" row) as an empty cell. Long text columns wrap (`p{}` columns sized from their
 share of the text). Everything here is pure string work on a DataFrame: no TeX is run.
 """
@@ -67,9 +74,15 @@ _DELTA = re.compile(r"^d(easy|medium|hard) AP pts(.*)$")
 _GFLOPS = re.compile(r"^GFLOPs_(\d+)$")
 
 
+# a dot or slash between letters, as in a module path ("attention.levels.0") or a repository
+# ("fokouarnaud/FeatherFace"): a place the line may break
+_DOTTED = re.compile(r"(?<=[A-Za-z])([./])(?=[A-Za-z])")
+
+
 def escape(text: Any) -> str:
-    """`text` as LaTeX text: every special character (% _ & # $ { } ~ ^ \\ < >) made literal."""
-    return _ESCAPE_PATTERN.sub(lambda m: _ESCAPES[m.group(0)], str(text))
+    """`text` as LaTeX text: every special character (% _ & # $ { } ~ ^ \\ < >) made literal, and a line
+    break allowed after the "_" and the inner "." or "/" of identifiers."""
+    return _DOTTED.sub(r"\1\\allowbreak{}", _ESCAPE_PATTERN.sub(lambda m: _ESCAPES[m.group(0)], str(text)))
 
 
 def column_label(name: str) -> str:
@@ -125,14 +138,64 @@ def interval_cell(value: Any, low: Any, high: Any, digits: int = 1, stacked: boo
 
 @dataclass(frozen=True)
 class PrintedColumn:
-    """One printed column: its header, the CSV columns it reads, and whether it is an interval cell."""
+    """One printed column: its header, the CSV columns it reads (value, and an interval's bounds), and
+    the verdict column printed under the value, if any."""
 
     header: str
     sources: tuple[str, ...]
+    verdict: str | None = None
 
     @property
     def is_interval(self) -> bool:
         return len(self.sources) == 3
+
+    @property
+    def read(self) -> tuple[str, ...]:
+        return (*self.sources, self.verdict) if self.verdict else self.sources
+
+
+def _verdict_column(name: str, columns: Sequence[str]) -> str | None:
+    """"easy verdict" for a difference column "deasy AP pts..." when the table has it."""
+    delta = _DELTA.match(name)
+    verdict = f"{delta.group(1)} verdict" if delta else None
+    return verdict if verdict in columns else None
+
+
+def _repeats(name: str, earlier: Sequence[str], rows: Sequence[dict]) -> bool:
+    """Whether column `name` holds, row for row, the same values as one of the `earlier` columns."""
+    return bool(rows) and any(all(str(row.get(name)) == str(row.get(other)) for row in rows) for other in earlier)
+
+
+AP_SETTING_COLUMNS = ("AP easy %", "AP medium %", "AP hard %")
+# verdict texts of the comparison tables -> the word a cell prints, and what it means (in the note)
+SHORT_VERDICTS = {"one seed: not established": "one seed", "inside the noise": "noise"}
+SHORT_VERDICT_MEANINGS = {"one seed": "one training run on a side, so no verdict",
+                          "noise": "the interval contains zero"}
+
+
+def _comparison_columns(printed: list[PrintedColumn], rows: Sequence[dict]) -> list[PrintedColumn]:
+    """A comparison table's print (rule 6): what names a row, then the differences with their verdicts.
+    Its "comparison" text ("a vs b") prints only where "run" and "vs" do not already say it: when the
+    runs repeat (several comparisons pooled in one table), it is the only name of a row."""
+    measures = [i for i, p in enumerate(printed) if p.sources[0] in AP_SETTING_COLUMNS or _DELTA.match(p.sources[0])]
+    first = measures[0] if measures else len(printed)
+    kept = [p for i, p in enumerate(printed) if i < first or _DELTA.match(p.sources[0])]
+    names = [p.sources[0] for p in kept]
+    runs = [str(row.get("run")) for row in rows]
+    if {"comparison", "run", "vs"} <= set(names) and len(set(runs)) == len(runs):
+        kept = [p for p in kept if p.sources[0] != "comparison"]
+    return kept
+
+
+def _within_cap(printed: list[PrintedColumn], cap: int) -> list[PrintedColumn]:
+    """At most `cap` columns by rule 7 of the module docstring, in their printed order."""
+    differences = [p for p in printed[1:] if _DELTA.match(p.sources[0])]
+    others = [p for p in printed[1:] if p not in differences]
+    kept = {id(p) for p in [printed[0], *differences, *others[: max(0, cap - 1 - len(differences))]]}
+    aps = [p for p in printed if p.sources[0] in AP_SETTING_COLUMNS]
+    if sum(id(p) in kept for p in aps) < len(aps):
+        kept -= {id(p) for p in aps}
+    return [p for p in printed if id(p) in kept][:cap]
 
 
 def _interval_bounds(columns: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -191,30 +254,43 @@ class TexLayout:
         in_intervals = {c for value, pair in bounds.items() for c in (value, *pair)}
         constants: dict[str, Any] = {}
         if self.columns is None and len(rows) >= 3:
-            for name in (c for c in chosen[1:] if c not in in_intervals):
+            # the first column too: one value on every row names no row (a seed table's "comparison")
+            for name in (c for c in chosen if c not in in_intervals and not _DELTA.match(c) and not c.endswith(" verdict")):
                 values = {row.get(name) for row in rows if not _is_missing(row.get(name))}
                 if len(values) == 1:
                     constants[name] = values.pop()
             chosen = [c for c in chosen if c not in constants]
         merged_away = {b for pair in bounds.values() for b in pair}
+        verdicts = {name: v for name in chosen if (v := _verdict_column(name, csv_columns))}
         printed = []
         for name in chosen:
-            if name in merged_away:
+            if name in merged_away or name in verdicts.values():
+                continue
+            if self.columns is None and _repeats(name, [p.sources[0] for p in printed], rows):
                 continue
             sources = (name, *bounds[name]) if name in bounds else (name,)
-            printed.append(PrintedColumn(column_label(name), sources))
-        if self.columns is None and len(printed) > self.max_columns:
-            printed = [p for p in printed if not p.sources[0].endswith("verdict")]
-        printed = printed[: self.max_columns]
-        shown = {s for p in printed for s in p.sources}
+            printed.append(PrintedColumn(column_label(name), sources, verdicts.get(name)))
+        if self.columns is None and any(p.verdict for p in printed):
+            printed = _comparison_columns(printed, rows)
+        if len(printed) > self.max_columns:
+            printed = _within_cap(printed, self.max_columns)
+        shown = {s for p in printed for s in p.read}
         left_out = [c for c in csv_columns if c not in shown and c not in constants]
         return printed, left_out, constants
 
 
 def _cell(row: dict, column: PrintedColumn, float_format: str, stacked: bool) -> str:
     if column.is_interval:
-        return interval_cell(*(row.get(s) for s in column.sources), stacked=stacked)
-    return format_value(row.get(column.sources[0]), column.sources[0], float_format)
+        text = interval_cell(*(row.get(s) for s in column.sources), stacked=stacked and not column.verdict)
+    else:
+        text = format_value(row.get(column.sources[0]), column.sources[0], float_format)
+    verdict = row.get(column.verdict) if column.verdict else None
+    if _is_missing(verdict):
+        return text
+    # the verdict on a second line of the same cell, in italics ("\\ {}": see interval_cell), in its
+    # short form when it has one (the note under the table says what the short forms mean)
+    verdict = SHORT_VERDICTS.get(verdict, verdict)
+    return r"\begin{tabular}[t]{@{}r@{}}" + text + r"\\ {}\emph{" + escape(verdict) + r"}\end{tabular}"
 
 
 def _plain_length(latex: str) -> int:
@@ -240,6 +316,7 @@ def format_plain(value: Any) -> str:
 
 
 def _is_numeric_cell(latex: str) -> bool:
+    latex = re.sub(r"\\emph\{[^}]*\}", "", latex)     # a verdict under a number leaves the column numeric
     bare = re.sub(r"\\(begin|end)\{tabular\}(\[t\]\{@\{\}r@\{\}\})?|\\\\|\\,|\{\}", "", latex)
     return re.fullmatch(r"[-+\d.,\[\] ]*", bare) is not None
 
@@ -250,7 +327,7 @@ def _column_specs(printed: list[PrintedColumn], cells: list[list[str]], line_cha
 
     Text columns longer than `WRAP_AFTER` wrap; while the unwrapped columns still leave less room than
     the wrapped ones need (`MIN_WRAP` characters each), the widest remaining text column wraps too."""
-    widths, numeric, needs = [], [], []
+    widths, numeric, needs, chunks = [], [], [], []
     for j, column in enumerate(printed):
         lengths = sorted(_plain_length(row[j]) for row in cells) or [0]
         longest_word = max((len(w) for w in column.header.split()), default=0)
@@ -259,6 +336,8 @@ def _column_specs(printed: list[PrintedColumn], cells: list[list[str]], line_cha
         # what a wrapped column needs: its typical (90th percentile) cell, and room for its longest word
         words = max((len(w) for row in cells for w in re.split(r"[ _]", _plain_text(row[j]))), default=0)
         needs.append(max(lengths[int(0.9 * (len(lengths) - 1))], min(max(words, longest_word), 20)))
+        # the widest piece a line cannot break inside ("featherface_" of an identifier, with its "_")
+        chunks.append(max((len(w) + 1 for row in cells for w in re.split(r"[ _.]", _plain_text(row[j]))), default=0))
     text = [j for j in range(len(widths)) if not numeric[j]]
     wrapped = [j for j in text if widths[j] > WRAP_AFTER]
 
@@ -276,11 +355,16 @@ def _column_specs(printed: list[PrintedColumn], cells: list[list[str]], line_cha
     # When the others leave too little, a float gets fixed-width columns instead and is scaled down
     # as a whole (adjustbox); a long table cannot be scaled and keeps the X columns.
     fits = room() >= MIN_WRAP * len(wrapped)
-    mean = sum(needs[j] for j in wrapped) / len(wrapped) if wrapped else 1
+    # each wrapped column first gets its widest unbreakable piece, then a share of what is left in
+    # proportion to its text (so no identifier sticks out of a narrow column)
+    spare = max(0, room() - sum(chunks[j] for j in wrapped))
+    total_need = sum(needs[j] for j in wrapped) or 1
+    shares = {j: chunks[j] + spare * needs[j] / total_need for j in wrapped}
+    mean = sum(shares.values()) / len(wrapped) if wrapped else 1
     specs = []
     for j, w in enumerate(widths):
         if j in wrapped and (fits or breaks_pages):
-            specs.append(rf">{{\raggedright\arraybackslash\hsize={needs[j] / mean:.3f}\hsize}}X")
+            specs.append(rf">{{\raggedright\arraybackslash\hsize={shares[j] / mean:.3f}\hsize}}X")
         elif j in wrapped:   # about half an em per character
             specs.append(rf">{{\raggedright\arraybackslash}}p{{{max(MIN_WRAP, min(needs[j], 16)) / 2:.1f}em}}")
         else:
@@ -304,6 +388,34 @@ def _header(column: PrintedColumn, width: int) -> str:
     return r"\begin{tabular}[b]{@{}c@{}}" + r" \\ ".join(escape(l) for l in lines) + r"\end{tabular}"
 
 
+_SOURCE_LABEL = re.compile(r"\s*(\[[^\[\]]*\])\s*$")
+
+
+def split_caption(caption: str) -> tuple[str, str]:
+    """(what the table is, how it was made): the text before the first ":" or ";" outside parentheses,
+    without its parenthetical remarks, keeps a trailing "[data source]" label; the rest is the method.
+    "AP on the test split (seed 7): one row per run [SYNTHETIC]" ->
+    ("AP on the test split [SYNTHETIC]", "(seed 7) one row per run")."""
+    label_match = _SOURCE_LABEL.search(caption)
+    label = label_match.group(1) if label_match else ""
+    text = caption[: label_match.start()] if label_match else caption
+    title, method, depth, cut = [], [], 0, None
+    for i, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        if depth == 0 and char in ":;" and cut is None:
+            cut = i
+            break
+        (method if depth else title).append(char)
+        if char == ")":
+            depth -= 1
+    rest = text[cut + 1:].strip() if cut is not None else ""
+    head = re.sub(r"\s+([,.])", r"\1", re.sub(r"\s+", " ", "".join(title))).strip().rstrip(",")
+    aside = re.sub(r"\s+", " ", "".join(method)).strip().replace(")(", ") (")
+    detail = " ".join(part for part in (aside, rest) if part)
+    return f"{head} {label}".strip() if head else caption.strip(), detail if head else ""
+
+
 def render_table(rows: list[dict], csv_columns: Sequence[str], name: str, caption: str,
                  layout: TexLayout = TexLayout()) -> str:
     """The `\\input`-ready LaTeX of a table (booktabs; longtable when long). `caption` is plain text."""
@@ -312,17 +424,25 @@ def render_table(rows: list[dict], csv_columns: Sequence[str], name: str, captio
         raise ValueError(f"table {name!r}: no column left to print (columns {list(csv_columns)})")
     stacked = sum(c.is_interval for c in printed) > 3
     cells = [[_cell(row, c, layout.float_format, stacked) for c in printed] for row in rows]
-    size, line_characters = FONT_SIZES[min(len(printed), len(FONT_SIZES)) - 1]
     breaks_pages = len(rows) > layout.longtable_rows
+    # a table of several pages is reference matter: one size smaller (never below \scriptsize, 8 pt)
+    size, line_characters = FONT_SIZES[min(len(printed) + 3 * breaks_pages, len(FONT_SIZES)) - 1]
     specs = _column_specs(printed, cells, line_characters, breaks_pages)
     widths = [max([_plain_length(r[j]) for r in cells] or [0]) for j in range(len(printed))]
     header = " & ".join(_header(c, w) for c, w in zip(printed, widths)) + r" \\"
-    full_caption = escape(caption)
+    title, method = split_caption(caption)
+    full_caption = escape(title)
+    notes = [method if method.endswith(".") else method + "."] if method else []
     if constants:
-        full_caption += " " + escape("Every row: " + "; ".join(
-            f"{column_label(k)} {format_plain(v)}" for k, v in constants.items()) + ".")
+        notes.append("Every row: " + "; ".join(f"{column_label(k)} {format_plain(v)}" for k, v in constants.items()) + ".")
+    verdicts = {row.get(c.verdict) for row in rows for c in printed if c.verdict}
+    used = [short for long, short in SHORT_VERDICTS.items() if long in verdicts]
+    if used:
+        notes.append("Verdicts: " + "; ".join(f"{short}: {SHORT_VERDICT_MEANINGS[short]}" for short in used) + ".")
     if left_out:
-        full_caption += " " + escape(f"(In the CSV only: {', '.join(left_out)}.)")
+        notes.append(f"In the CSV only: {', '.join(left_out)}.")
+    # what the table is goes in the caption; how it was made, under the table in small print
+    note = [r"\par\smallskip{\footnotesize\raggedright " + escape(" ".join(notes)) + r"\par}"] if notes else []
     body = [" & ".join(r) + r" \\" for r in cells]
     spec = "".join(specs)
     wraps = any(s.endswith("X") for s in specs)
@@ -336,18 +456,18 @@ def render_table(rows: list[dict], csv_columns: Sequence[str], name: str, captio
                   rf"\caption{{{full_caption}}}\label{{tab:{name}}}\\", r"\toprule", header, r"\midrule",
                   r"\endfirsthead", r"\toprule", header, r"\midrule", r"\endhead",
                   rf"\midrule\multicolumn{{{len(printed)}}}{{r}}{{\emph{{continued}}}}\\", r"\endfoot",
-                  r"\bottomrule", r"\endlastfoot", *body, rf"\end{{{environment}}}", r"\endgroup"]
+                  r"\bottomrule", r"\endlastfoot", *body, rf"\end{{{environment}}}", *note, r"\endgroup"]
     elif wraps:   # exactly \linewidth wide
         lines += [r"\begin{table}[htbp]", r"\centering", size + spacing, rf"\caption{{{full_caption}}}",
                   rf"\label{{tab:{name}}}", rf"\begin{{tabularx}}{{\linewidth}}{{{spec}}}", r"\toprule", header,
-                  r"\midrule", *body, r"\bottomrule", r"\end{tabularx}", r"\end{table}"]
+                  r"\midrule", *body, r"\bottomrule", r"\end{tabularx}", *note, r"\end{table}"]
     else:
         lines += [r"\begin{table}[htbp]", r"\centering", size + spacing, rf"\caption{{{full_caption}}}",
                   rf"\label{{tab:{name}}}",
                   # shrinks the table only when the estimate of its width was short (never enlarges it)
                   r"\begin{adjustbox}{max width=\linewidth}",
                   rf"\begin{{tabular}}{{{spec}}}", r"\toprule", header, r"\midrule",
-                  *body, r"\bottomrule", r"\end{tabular}", r"\end{adjustbox}", r"\end{table}"]
+                  *body, r"\bottomrule", r"\end{tabular}", r"\end{adjustbox}", *note, r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 

@@ -130,7 +130,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
 
 def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
     """Precision–recall curves (ffcore.eval.plots), one panel per setting, one line per run."""
-    from ffcore.eval.plots import draw_pr_curves
+    from ffcore.eval.plots import draw_pr_curves, percent_label
     from ffcore.report.plotting import model_styles
 
     results = [evaluate_run(study, run) for run in runs]
@@ -139,7 +139,7 @@ def pr_curves_figure(study: Study, runs: list[str], name: str = "pr_curves"):
                          colours=[styles[run]["color"] for run in runs],
                          title=f"WIDER FACE protocol, test scale {study.profile.eval_scale}")
     study.save_figure(fig, name, checkpoints=runs, test_scale=str(study.profile.eval_scale),
-                      headline="; ".join(f"{r}: hard AP {100 * float(res.ap['hard']):.1f}%"
+                      headline="; ".join(f"{r}: hard AP {percent_label(res.ap['hard'])}%"
                                          for r, res in zip(runs, results)))
     return fig
 
@@ -159,7 +159,7 @@ def ap_bars_figure(study: Study, runs: list[str], name: str = "ap_bars"):
         positions = np.arange(3) + (index - (len(runs) - 1) / 2) * width
         bars = ax.bar(positions, values, width, yerr=errors, capsize=2, color=styles[row["run"]]["color"],
                       label=f"{run_label(study, row['run'])} ({row['parameters']:,} params)")
-        ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=1)   # values read from the table: its rounding
     ax.set_xticks(range(3))
     ax.set_xticklabels(SETTINGS)
     ax.set_ylabel("AP (%), bars: 95% bootstrap interval")

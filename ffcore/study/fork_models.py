@@ -261,51 +261,69 @@ def _attention_model(study: Study, run: str):
     return load_run_model(study, run), f"{pretty_name(run)}, trained on the {study.dataset} data ({study.profile.name} profile)"
 
 
+# Print size: drawn at the text width, so these are the sizes on the page (>= 8 pt).
+ATTENTION_FONT_POINTS = 8
+
+
+def draw_attention_grid(rgb, masks, title: str):
+    """One compact grid for one model, at the text width: a column per attention module (C3-C5 after
+    the backbone, P3-P5 after the neck), a row per mask: the channel mask M_c (bars), the spatial mask
+    M_s and the combined mask M_c * M_s (mean over channels) over the photo. `masks`: objects with
+    `channel`, `spatial`, `combined` tensors and `position`, `kind` (ffcore.eval.attention_maps)."""
+    import cv2
+    import numpy as np
+
+    from ffcore.report.plotting import PALETTE, new_figure
+
+    height, width = rgb.shape[:2]
+    # three rows of panels a sixth of the width wide, keeping the photo's proportions, plus titles and scales
+    fig, axes = new_figure(ncols=len(masks), nrows=3, aspect=3 * height / width / len(masks) + 0.22)
+    for column, m in enumerate(masks):
+        channel_ax, spatial_ax, combined_ax = axes[:, column]
+        channel_ax.bar(np.arange(m.channel.numel()), m.channel.numpy(), width=1.0, color=PALETTE[0])
+        channel_ax.set(ylim=(0, 1), xlim=(0, m.channel.numel()), xticks=[])
+        channel_ax.set_title(f"{m.position} ({m.kind})", fontsize=ATTENTION_FONT_POINTS)
+        channel_ax.tick_params(labelsize=ATTENTION_FONT_POINTS)
+        if column:
+            channel_ax.set_yticklabels([])
+        spatial_image = spatial_ax.imshow(m.spatial.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        combined = cv2.resize(m.combined.mean(dim=0).numpy(), (width, height), interpolation=cv2.INTER_NEAREST)
+        combined_ax.imshow(rgb)
+        combined_image = combined_ax.imshow(combined, cmap="magma", vmin=0, vmax=1, alpha=0.6)
+        for ax in (spatial_ax, combined_ax):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for ax, label in zip(axes[:, 0], ("M_c", "M_s", "M_c * M_s")):
+        ax.set_ylabel(label, fontsize=ATTENTION_FONT_POINTS)
+    # one scale per map row (every panel shares it: vmin 0, vmax 1), at its right
+    for image, row, label in ((spatial_image, 1, "M_s"), (combined_image, 2, "mean M_c * M_s")):
+        bar = fig.colorbar(image, ax=axes[row, :], location="right", shrink=0.9, aspect=8, pad=0.01)
+        bar.set_label(label, fontsize=ATTENTION_FONT_POINTS)
+        bar.ax.tick_params(labelsize=ATTENTION_FONT_POINTS)
+    bar.solids.set_alpha(0.6)   # the combined mask, as drawn over the photo
+    fig.suptitle(title, fontsize=ATTENTION_FONT_POINTS + 1)
+    return fig
+
+
 def attention_maps_figure(study: Study, run: str = FORK_WEIGHTS_RUN, image_name: str = "crowd.jpg",
                           name: str | None = None):
-    """One grid per model: for each attention module (C3-C5 after the backbone, P3-P5 after the
-    neck) its channel mask M_c, its spatial mask M_s and the combined mask M_c * M_s (averaged
-    over channels) over the photo.
+    """One compact grid per model (`draw_attention_grid`): for each attention module its channel mask,
+    spatial mask and combined mask over the photo.
 
     `run` is a run of the study (its best.pt) or `FORK_WEIGHTS_RUN` for the fork's trained weights.
     """
     import cv2
-    import numpy as np
 
     from ffcore.eval.attention_maps import attention_masks_for_image
     from ffcore.paths import shared_dir
-    from ffcore.report.plotting import PALETTE, new_figure
     from ffcore.preprocess import read_image
     from ffcore.report.provenance import write_figure
 
     image = read_image(shared_dir() / "images" / image_name)
     model, description = _attention_model(study, run)
     masks = attention_masks_for_image(model, image)
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    fig, axes = new_figure(ncols=3, nrows=len(masks),
-                           aspect=0.33 * len(masks) * image.shape[0] / image.shape[1] + 0.08)
-    for row, m in enumerate(masks):
-        channel_ax, spatial_ax, combined_ax = axes[row]
-        channel_ax.bar(np.arange(m.channel.numel()), m.channel.numpy(), width=1.0, color=PALETTE[0])
-        channel_ax.set(ylim=(0, 1), xlim=(0, m.channel.numel()), ylabel=f"{m.position}\n{m.kind}")
-        spatial_image = spatial_ax.imshow(m.spatial.numpy(), cmap="viridis", vmin=0, vmax=1)
-        combined = cv2.resize(m.combined.mean(dim=0).numpy(), (image.shape[1], image.shape[0]),
-                              interpolation=cv2.INTER_NEAREST)
-        combined_ax.imshow(rgb)
-        combined_image = combined_ax.imshow(combined, cmap="magma", vmin=0, vmax=1, alpha=0.6)
-        for ax in (spatial_ax, combined_ax):
-            ax.set_xticks([])
-            ax.set_yticks([])
-        if row == 0:
-            channel_ax.set_title("channel mask M_c", fontsize=8)
-            spatial_ax.set_title("spatial mask M_s", fontsize=8)
-            combined_ax.set_title("combined M_c * M_s (channel mean)", fontsize=8)
-    # one scale per map column (every row shares it: vmin 0, vmax 1), below its column
-    fig.colorbar(spatial_image, ax=axes[:, 1], location="bottom", shrink=0.8, aspect=25, label="M_s (sigmoid output)")
-    overlay = fig.colorbar(combined_image, ax=axes[:, 2], location="bottom", shrink=0.8, aspect=25,
-                           label="mean over channels of M_c * M_s")
-    overlay.solids.set_alpha(0.6)   # as drawn over the photo
-    fig.suptitle(f"Attention masks on {image_name}: {description}", fontsize=8)
+    fig = draw_attention_grid(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), masks,
+                              f"Attention masks on {image_name}: {description}")
     if run == FORK_WEIGHTS_RUN:
         provenance = _weights_provenance(study, image=image_name)
     else:

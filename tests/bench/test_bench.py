@@ -220,3 +220,27 @@ def test_operator_profile_splits_a_run_into_kernels_and_the_time_between_them(tm
     assert abs(table["share"].sum() - 1.0) < 1e-9 and (table["kernel_ms"] > 0).all()
     assert totals["wall_ms"] >= totals["kernel_ms"] > 0
     assert totals["overhead_ms"] == pytest.approx(totals["wall_ms"] - totals["kernel_ms"])
+
+
+def test_the_published_comparison_puts_each_model_at_its_true_count_and_prints_at_8_points():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from ffcore.study.benchmarks import LABEL_POINTS, draw_published_comparison
+
+    published = pd.DataFrame({"model": ["FeatherFace (paper)", "YuNet_n"], "params": [490000, 75856],
+                              "hard_ap": [78.3, 81.1], "test_scale": [None, "original"]})
+    ours = [{"run": "featherface_v1", "label": "FeatherFace V1", "params": 592371, "ap": 57.3}]
+    fig = draw_published_comparison(published, ours, "hard", "SYNTHETIC data", {"featherface_v1": 592371})
+    try:
+        ax = fig.axes[0]
+        xs = sorted(round(float(x), 3) for c in ax.collections for x, _ in c.get_offsets())
+        # the paper's 0.49M (thop's count) is drawn at the true count, beside our V1: one x for V1
+        assert xs == [75.856, 592.371, 592.371]
+        title = fig._suptitle.get_text()
+        assert "published detectors on WIDER FACE val" in title and "SYNTHETIC data" in title
+        sizes = [t.get_fontsize() for t in fig.findobj(match=lambda o: hasattr(o, "get_fontsize") and
+                                                        hasattr(o, "get_text") and o.get_text())]
+        assert sizes and min(sizes) >= LABEL_POINTS >= 8
+    finally:
+        plt.close(fig)

@@ -437,10 +437,35 @@ def test_fork_parameter_table_explains_the_two_049m(study):
 
 
 @needs_weights
-def test_attention_maps_figure_draws_one_row_per_module(study):
+def test_attention_maps_figure_draws_one_column_per_module(study):
     from ffcore.study.fork_models import FORK_WEIGHTS_RUN, attention_maps_figure
 
     fig = attention_maps_figure(study, FORK_WEIGHTS_RUN, image_name="group.jpg")
-    assert len(fig.axes) == 6 * 3 + 2   # one row per module, and a colour bar under each map column
-    assert [ax.get_xlabel() for ax in fig.axes[-2:]] == ["M_s (sigmoid output)", "mean over channels of M_c * M_s"]
+    assert len(fig.axes) == 6 * 3 + 2   # one column per module, and a colour bar beside each map row
+    assert [ax.get_ylabel() for ax in fig.axes[-2:]] == ["M_s", "mean M_c * M_s"]
     assert (study.figures_dir / f"attention_maps_{FORK_WEIGHTS_RUN}.png").is_file()
+
+
+def test_attention_maps_are_one_compact_grid_a_column_per_module_at_8_points():
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from ffcore.report.plotting import TEXT_WIDTH
+    from ffcore.study.fork_models import ATTENTION_FONT_POINTS, draw_attention_grid
+
+    masks = [SimpleNamespace(channel=torch.rand(8), spatial=torch.rand(10, 16), combined=torch.rand(8, 10, 16),
+                             position=p, kind="cbam") for p in ("C3", "C4", "C5", "P3", "P4", "P5")]
+    fig = draw_attention_grid(np.zeros((624, 1024, 3), dtype=np.uint8), masks, "Attention masks on crowd.jpg")
+    try:
+        width, height = fig.get_size_inches()
+        assert width == TEXT_WIDTH and height < 0.6 * width     # a third of a page, not a page of one column
+        panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        assert len(panels) == 3 * len(masks)
+        sizes = [t.get_fontsize() for t in fig.findobj(match=lambda o: hasattr(o, "get_fontsize") and
+                                                        hasattr(o, "get_text") and o.get_text())]
+        assert min(sizes) >= ATTENTION_FONT_POINTS >= 8
+    finally:
+        plt.close(fig)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ffcore.report.numbers import (check_numbers, cited_numbers, macro_name, printed_matches, wall_times,
+from ffcore.report.numbers import (check_numbers, cited_numbers, format_number, macro_name, printed_matches, wall_times,
                                   write_numbers)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "thesis_figures" / "synthetic" / "numbers.json"
 
 
@@ -84,3 +84,12 @@ def test_a_wrong_number_is_caught(synthetic_results, tmp_path):
     problems = check_numbers("synthetic", broken)
     assert any(p.startswith(f"\\{first}: prints -999.9") for p in problems)
     assert any("not a LaTeX macro name" in p for p in problems)
+
+
+def test_figures_round_an_ap_as_the_tables_and_the_text_do():
+    from ffcore.eval.plots import percent_label
+    from ffcore.report.tex import interval_cell
+
+    unrounded = 0.784478                      # what a figure gets from the evaluation
+    in_csv = round(100 * unrounded, 2)        # what the table keeps: 78.45
+    assert percent_label(unrounded) == interval_cell(in_csv, None, None) == format_number(in_csv, 1) == "78.5"

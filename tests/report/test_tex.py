@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from ffcore.report.provenance import Provenance, render_table_file, write_table
-from ffcore.report.tex import PREAMBLE_PACKAGES, TexLayout, column_label, escape, interval_cell, render_table
+from ffcore.report.tex import PREAMBLE_PACKAGES, TexLayout, column_label, escape, interval_cell, render_table, split_caption
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_TABLES = REPO / "results" / "synthetic" / "tables"
 HAS_TEX = shutil.which("pdflatex") is not None
 
@@ -40,6 +40,9 @@ def test_escape_makes_every_special_character_literal():
     assert escape("95% CI of run_1 & #2 {a} ~ ^ $ \\ < >") == (
         r"95\% CI of run\_\allowbreak{}1 \& \#2 \{a\} \textasciitilde{} \textasciicircum{} \$ \textbackslash{} "
         r"\textless{} \textgreater{}")
+    # identifiers may break after "_", and after an inner "." or "/"; numbers never
+    assert escape("neck.levels.0 of fokouarnaud/FeatherFace at 0.5") == (
+        r"neck.\allowbreak{}levels.0 of fokouarnaud/\allowbreak{}FeatherFace at 0.5")
 
 
 def test_interval_in_one_cell_and_missing_values():
@@ -82,12 +85,28 @@ def test_long_tables_break_across_pages():
     assert r"\endhead" in tex and r"\begin{table}" not in tex
 
 
-def test_width_cap_drops_verdicts_first():
-    columns = ["model", *[f"c{i}" for i in range(8)], "easy verdict", "hard verdict", "last"]
+def test_width_cap_keeps_the_differences_and_prints_the_three_aps_or_none():
+    columns = ["model", "vs", "seeds", "parameters", "GFLOPs_640", "AP easy %", "AP medium %", "AP hard %",
+               "deasy AP pts", "dmedium AP pts", "dhard AP pts", "last"]
     rows = [{c: f"{c}{i}" for c in columns} for i in range(2)]
     printed, left_out, _ = TexLayout(max_columns=10).printed(columns, rows)
-    assert [p.sources[0] for p in printed] == ["model", *[f"c{i}" for i in range(8)], "last"]
-    assert left_out == ["easy verdict", "hard verdict"]
+    assert [p.sources[0] for p in printed] == ["model", "vs", "seeds", "parameters", "GFLOPs_640",
+                                               "deasy AP pts", "dmedium AP pts", "dhard AP pts"]
+    assert left_out == ["AP easy %", "AP medium %", "AP hard %", "last"]
+
+
+def test_a_verdict_prints_under_its_difference_and_a_repeated_column_prints_once():
+    columns = ["model", "run", "dhard AP pts", "dhard CI low", "dhard CI high", "hard verdict"]
+    rows = [{"model": "a", "run": "a", "dhard AP pts": -2.8, "dhard CI low": -5.1, "dhard CI high": -0.4,
+             "hard verdict": "lower"}, {"model": "b", "run": "b", "dhard AP pts": 0.3, "dhard CI low": -1.0,
+                                        "dhard CI high": 1.5, "hard verdict": "inside the noise"}]
+    printed, left_out, _ = TexLayout().printed(columns, rows)
+    assert [(p.sources, p.verdict) for p in printed] == [
+        (("model",), None), (("dhard AP pts", "dhard CI low", "dhard CI high"), "hard verdict")]
+    assert left_out == ["run"]
+    tex = render_table(rows, columns, "t", "c")
+    assert r"-2.8 [-5.1, -0.4]\\ {}\emph{lower}" in tex and r"\emph{noise}" in tex and "noise: the interval contains zero" in tex
+    assert "{lr}" in tex      # the column stays a right-aligned number column
 
 
 def _rows(table: pd.DataFrame):
@@ -132,3 +151,24 @@ def test_generated_tables_compile(tmp_path):
     result = compile_latex(body, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tmp_path / "doc.pdf").is_file()
+
+
+def test_a_caption_says_what_the_table_is_and_the_method_goes_under_it():
+    title, method = split_caption("AP on the test split (seed 7): one row per run; pooled last [SYNTHETIC | profile p]")
+    assert title == "AP on the test split [SYNTHETIC | profile p]"
+    assert method == "(seed 7) one row per run; pooled last"
+    assert split_caption("Model size [no data]") == ("Model size [no data]", "")
+    tex = render_table(*_rows(ap_table()), "t", "AP (seed 7): one row per run [S]")
+    assert r"\caption{AP [S]}" in tex and r"{\footnotesize\raggedright (seed 7) one row per run" in tex
+
+
+def test_a_comparison_prints_run_and_vs_rather_than_its_comparison_text_where_they_name_every_row():
+    columns = ["comparison", "run", "vs", "dhard AP pts", "hard verdict"]
+    rows = [{"comparison": "a vs b", "run": "a", "vs": "b", "dhard AP pts": 1.0, "hard verdict": "inside the noise"},
+            {"comparison": "a vs b", "run": "pooled", "vs": None, "dhard AP pts": 2.0, "hard verdict": "lower"},
+            {"comparison": "c vs d", "run": "c", "vs": "d", "dhard AP pts": 1.0, "hard verdict": "lower"}]
+    printed, left_out, _ = TexLayout().printed(columns, rows)
+    assert [p.sources[0] for p in printed] == ["run", "vs", "dhard AP pts"] and left_out == ["comparison"]
+    pooled_twice = rows + [{**rows[1], "comparison": "c vs d"}]
+    assert TexLayout().printed(columns, pooled_twice)[0][0].sources == ("comparison",)
+
