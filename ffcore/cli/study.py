@@ -91,8 +91,21 @@ def add_study(sub) -> None:
 def _arguments(profile, data, device, epochs, image_size, override):
     from ffcore.study.jobs import StudyArguments
 
+    overrides = parse_overrides(override)
+    check_overrides(profile, overrides)
     return StudyArguments(profile=profile, data_root=data, device=device, epochs=epochs, image_size=image_size,
-                          overrides=parse_overrides(override))
+                          overrides=overrides)
+
+
+def check_overrides(profile: str, overrides: dict, prog: str = "ffcore study") -> None:
+    """Fail with a message, not a traceback, when an override names no profile field (the message lists
+    them) or gives a field a value it cannot take."""
+    from ffcore.study.run_profiles import UnknownProfileFieldError, get_profile
+
+    try:
+        get_profile(profile).with_overrides(fields=overrides)
+    except (UnknownProfileFieldError, ValueError) as exc:
+        raise SystemExit(f"{prog}: --override: {exc}") from None
 
 
 def parse_overrides(items: list[str], prog: str = "ffcore study") -> dict:

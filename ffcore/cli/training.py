@@ -77,6 +77,7 @@ def _train_fields() -> dict[str, FieldOption]:
         "out_dir": FieldOption("run folder (checkpoints, logs, run.yaml)", flag="--out", metavar="DIR"),
         "device": FieldOption("cpu | cuda | cuda:N (default: cuda when available)"),
         "amp": FieldOption("float16 mixed precision on CUDA (recorded as the run's precision)"),
+        "cudnn_benchmark": FieldOption("cuDNN autotuning of each convolution shape (CUDA only)"),
         "sync_batchnorm": FieldOption("synchronised batch norm (DDP only)"),
         "val_every": FieldOption("epochs between validations (0: never)"),
         "val_scale": FieldOption("validation scale: origin | vga | <long side in pixels>", metavar="SCALE"),

@@ -57,6 +57,8 @@ class TrainConfig:
     channels_last: bool = False                 # NHWC memory format for the model and its inputs (faster convs on GPUs
                                                 # and on the CPU: benchmarks/bench_train_step.py)
     fused_optimizer: bool = False               # the fused Adam/AdamW kernel (same update, other rounding)
+    cudnn_benchmark: bool = False               # cuDNN autotuning (CUDA only): picks the fastest algorithm for each
+                                                # convolution shape; the same convolutions up to rounding
     sync_batchnorm: bool = False                # DDP only
     dist_timeout_minutes: float = 30.0          # DDP: a collective that waits longer than this fails the run
     allow_world_size_change: bool = False       # resume under another process count (changes global batch and schedule)
@@ -233,7 +235,8 @@ RESUMABLE_CHANGES = frozenset({"out_dir", "device", "workers", "progress", "tens
                                "val_scale", "val_root", "data_root", "amp", "pretrained_backbone", "log_every_steps",
                                "stop_after_epoch", "skip_unreadable_images", "persistent_workers", "prefetch_factor",
                                "dist_timeout_minutes", "allow_world_size_change", "amp_dtype", "channels_last",
-                               "sync_every_steps", "fused_optimizer"})
+                               "sync_every_steps", "fused_optimizer",
+                               "cudnn_benchmark"})
 
 
 def recipe_differences(saved: TrainConfig, requested: TrainConfig) -> dict[str, tuple[Any, Any]]:

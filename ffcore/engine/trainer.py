@@ -225,6 +225,8 @@ class Trainer:
         if config.channels_last:
             self.precision += "+channels_last"
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = bool(config.cudnn_benchmark)
 
     # -- set-up
     def _data(self):

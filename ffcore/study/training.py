@@ -29,6 +29,7 @@ from typing import Iterator
 import pandas as pd
 
 from ffcore.study.context import Study
+from ffcore.study.run_profiles import SPEED_FIELDS
 from ffcore.study.plan import (DISTILLED_SUFFIX, NOT_FINETUNED_SUFFIX, REFERENCE_RUNS, V2_VARIANTS,  # noqa: F401
                                WIDERFACE_TEACHERS, PlannedRun, Teacher, model_of_run, offset_run, planned_run,
                                planned_runs, pruned_parent, recipe, reference_runs, seeded_run, split_seed,
@@ -120,7 +121,7 @@ def _train_config(study: Study, job: PlannedRun):
     config = get_preset(job.preset, model=job.model, data_root=str(study.data_root),
                         out_dir=str(study.run_dir(job.name)), epochs=job.epochs, image_size=p.image_size,
                         batch_size=p.batch_size, device=study.device, seed=job.seed,
-                        workers=p.workers, progress=False, tensorboard=False,
+                        progress=False, tensorboard=False, **p.training_speed(),
                         max_steps_per_epoch=p.max_steps_per_epoch)
     if job.kind in ("prune", "finetune"):
         # fine-tuning starts from the (pruned) parent's weights, at a tenth of the parent's learning rate
@@ -134,6 +135,16 @@ def _train_config(study: Study, job: PlannedRun):
         # no validation during training: keep the checkpoint with the lowest training loss
         config = replace(config, best_metric="loss")
     return config
+
+
+def train_config(study: Study, run: str):
+    """The training config `ffcore study train` runs `run` with (what the throughput benchmark times)."""
+    return _train_config(study, planned_run(study.profile, run))
+
+
+def speed_settings(config) -> dict:
+    """The speed settings a training config runs with (`run_profiles.SPEED_FIELDS`), for the run record."""
+    return {name: getattr(config, name) for name in SPEED_FIELDS}
 
 
 def _distill_config(study: Study, job: PlannedRun):
@@ -218,7 +229,7 @@ def ensure_run(study: Study, run: str, force: bool = False, wait: bool = True) -
             resume_from = 0
         expected = expected_fingerprint(study, job)
         record = start_record(run_dir, expected, job.epochs, "resumed" if resume_from else "trained", resume_from,
-                              read_record(run_dir))
+                              read_record(run_dir), speed=speed_settings(_train_config(study, job)))
         action = f"resuming from epoch {resume_from}" if resume_from else "training"
         with tracker.step(job.name, job.epochs, action=action):
             result = _execute(study, job, resume=bool(resume_from))
