@@ -25,17 +25,19 @@ import numpy as np
 import torch
 
 
-def time_loader(dataset, workers: int, batch_size: int, images: int) -> float:
+def time_loader(dataset, workers: int, batch_size: int, images: int) -> tuple[float, float]:
+    """(images per second of wall time, images per second of this process's CPU time). With no worker
+    the second is what one worker delivers on a core of its own, whatever else the machine runs."""
     from ffcore.data.datasets import detection_collate
 
     subset = torch.utils.data.Subset(dataset, list(range(min(images, len(dataset)))))
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          collate_fn=detection_collate)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     seen = 0
     for batch_images, _ in loader:
         seen += batch_images.shape[0]
-    return seen / (time.perf_counter() - start)
+    return seen / (time.perf_counter() - start), seen / max(time.process_time() - cpu_start, 1e-9)
 
 
 def stage_times(dataset, config, images: int, batch_size: int) -> dict[str, float]:
@@ -119,9 +121,15 @@ def main() -> None:
               + f"; total {sum(times.values()):.2f}")
     for workers in args.workers:
         time_loader(dataset, workers, args.batch_size, args.batch_size)              # warm-up
-        rates = [time_loader(dataset, workers, args.batch_size, args.images) for _ in range(args.repeats)]
-        print(f"  workers={workers}: median {statistics.median(rates):7.1f} images/s "
-              f"(runs: {', '.join(f'{r:.1f}' for r in rates)})")
+        runs = [time_loader(dataset, workers, args.batch_size, args.images) for _ in range(args.repeats)]
+        rates = [wall for wall, _ in runs]
+        line = (f"  workers={workers}: median {statistics.median(rates):7.1f} images/s "
+                f"(runs: {', '.join(f'{r:.1f}' for r in rates)})")
+        if workers == 0:
+            per_cpu = [cpu for _, cpu in runs]
+            line += (f"; per CPU-second of this process {statistics.median(per_cpu):.1f} "
+                     f"(runs: {', '.join(f'{r:.1f}' for r in per_cpu)})")
+        print(line)
 
 
 if __name__ == "__main__":
