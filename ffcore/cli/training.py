@@ -80,6 +80,7 @@ def _train_fields() -> dict[str, FieldOption]:
         "cudnn_benchmark": FieldOption("cuDNN autotuning of each convolution shape (CUDA only)"),
         "sync_batchnorm": FieldOption("synchronised batch norm (DDP only)"),
         "val_every": FieldOption("epochs between validations (0: never)"),
+        "val_batch_size": FieldOption("validation images of one size per forward pass (1: one by one)"),
         "val_scale": FieldOption("validation scale: origin | vga | <long side in pixels>", metavar="SCALE"),
         "best_metric": FieldOption("what best.pt is chosen by", choices=BEST_METRICS),
         "progress": FieldOption("progress bar"),

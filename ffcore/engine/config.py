@@ -66,6 +66,8 @@ class TrainConfig:
     val_every: int = 0                          # epochs between validations; 0: never
     val_scale: str | int = "origin"             # origin | vga | <long side in pixels>
     best_metric: str = "hard"                   # easy | medium | hard | loss (lower is better)
+    val_batch_size: int = 16                    # validation images of one size per forward pass (1: one by one;
+                                                # the same detections up to float rounding, tests/test_batched_validation.py)
     # logging
     progress: bool = True                       # tqdm bar
     tensorboard: bool = True
@@ -236,7 +238,7 @@ RESUMABLE_CHANGES = frozenset({"out_dir", "device", "workers", "progress", "tens
                                "stop_after_epoch", "skip_unreadable_images", "persistent_workers", "prefetch_factor",
                                "dist_timeout_minutes", "allow_world_size_change", "amp_dtype", "channels_last",
                                "sync_every_steps", "fused_optimizer",
-                               "cudnn_benchmark"})
+                               "cudnn_benchmark", "val_batch_size"})
 
 
 def recipe_differences(saved: TrainConfig, requested: TrainConfig) -> dict[str, tuple[Any, Any]]:

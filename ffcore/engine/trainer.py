@@ -294,7 +294,8 @@ class Trainer:
         try:
             with torch.no_grad():
                 shard = predict_shard(model, root, self.context.rank, self.context.world_size,
-                                      scale=self.config.val_scale, device=self.device)
+                                      scale=self.config.val_scale, device=self.device,
+                                      batch_size=self.config.val_batch_size)
         finally:
             model.train(was_training)
         shards = all_gather_objects(shard, self.context)

@@ -58,7 +58,8 @@ STALE_AFTER_S = 600.0
 NON_IDENTITY_FIELDS = frozenset({"out_dir", "device", "workers", "progress", "tensorboard", "log_every_steps",
                                  "stop_after_epoch", "data_root", "val_root", "skip_unreadable_images",
                                  "allow_world_size_change", "dist_timeout_minutes", "persistent_workers",
-                                 "prefetch_factor", "sync_every_steps", "cudnn_benchmark"})
+                                 "prefetch_factor", "sync_every_steps", "cudnn_benchmark",
+                                 "val_batch_size"})
 
 
 class StaleRunError(RuntimeError):
