@@ -118,3 +118,25 @@ def test_the_run_record_keeps_each_sessions_speed_settings(data_root, tmp_path, 
     # a session with more loader processes reuses the run: workers do not change what is learned
     assert ensure_run(_study(data_root, sync_every_steps=2, grad_clip_norm=5.0, workers=1), "featherface_v2") \
         == "reused"
+
+
+def test_the_plans_estimate_counts_the_validations_during_training(data_root, capsys):
+    import re
+
+    from ffcore.cli.study import plan_command
+    from ffcore.study.context import open_study
+    from ffcore.study.training import train_config
+
+    full = open_study("full", data_root=data_root, device="cpu", prepare_data=False)
+    # val_every 10: every tenth epoch, the last included (the 35 passes per V1 run, 40 per V2 run)
+    assert train_config(full, "featherface_v1").validation_passes() == 35
+    assert train_config(full, "featherface_v2").validation_passes() == 40
+    assert plan_command(None, "full", data=str(data_root), images_per_second=207.0, train_images=12880) == 0
+    training_only = capsys.readouterr().out
+    assert plan_command(None, "full", data=str(data_root), images_per_second=207.0, train_images=12880,
+                        val_images_per_second=100.0, val_images=3226) == 0
+    out = capsys.readouterr().out
+    passes, total = re.search(r"with (\d+) validations during training of 3226 images at 100 images/s: "
+                              r"([\d.]+) hours in all", out).groups()
+    train_hours = float(re.search(r"([\d.]+) hours of training in all", training_only).group(1))
+    assert float(total) == pytest.approx(train_hours + int(passes) * 3226 / 100 / 3600, abs=0.06)

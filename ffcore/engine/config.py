@@ -81,6 +81,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def validation_passes(self) -> int:
+        """Validations a full run makes: every val_every-th epoch and the last (the trainer's rule)."""
+        if self.val_every <= 0:
+            return 0
+        return self.epochs // self.val_every + (1 if self.epochs % self.val_every else 0)
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         """Rebuild from a checkpoint's `train_config`; unknown keys raise an error naming them."""
