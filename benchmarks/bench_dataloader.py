@@ -83,12 +83,11 @@ def stage_times(dataset, config, images: int, batch_size: int) -> dict[str, floa
 
 
 def wider_sized_root():
-    from ffcore.data.synth import SynthConfig, ensure_synthetic_dataset
+    from ffcore.data.synth import WIDER_SIZED_SYNTH, ensure_synthetic_dataset
     from ffcore.paths import default_synthetic_root
 
-    # the GPU throughput benchmark's photos (benchmarks/bench_gpu_throughput.py, wider_sized_config)
-    config = SynthConfig(train_images=320, val_images=4, min_long_side=1024, max_long_side=1024, max_face=400.0)
-    return ensure_synthetic_dataset(default_synthetic_root() / "throughput_1024", config)
+    # the photos benchmarks/bench_gpu_throughput.py trains on
+    return ensure_synthetic_dataset(default_synthetic_root() / "throughput_1024", WIDER_SIZED_SYNTH)
 
 
 def main() -> None:

@@ -20,8 +20,13 @@ of `--windows` timed windows of `--steps` steps after `--warmup` untimed steps:
   the loader; the host-to-device copy of the uint8 batch included);
 - full step: the same step fed by the loader (what training really sustains).
 
+Then, per run, the validation pass the trainer makes every val_every epochs (`predict_shard` at the
+config's val_scale), batched by image size and one by one, in validation images/s: the rate
+`ffcore study plan --val-images-per-second` takes.
+
 Data: a WIDER-format root (`--data`); by default WIDER FACE-sized synthetic JPEGs (1024 px on the
-long side, 320 images, generated once under data/synthetic/throughput_1024). The fork's ECA-CBAM
+long side, 320 training and 64 validation images, `ffcore.data.synth.WIDER_SIZED_SYNTH`, generated once
+under data/synthetic/throughput_1024). The fork's ECA-CBAM
 trained at about 207 images/s (640 px, batch 32; 404 iterations x 350 epochs in 6.2 h,
 shared/reference/ARCHITECTURES.md): the goal is twice that, 414 images/s, for V1 and V2.
 """
@@ -126,8 +131,30 @@ def run_rates(config, timing: dict) -> tuple[float, float, float]:
     return loader, alone, full
 
 
+def validation_rates(config, root: Path) -> tuple[float, float]:
+    """(batched by image size at the config's val_batch_size, one by one) validation images/s: the
+    trainer's validation pass (`ffcore.eval.sharded.predict_shard`) over the root's validation images
+    at the config's val_scale, once each after one untimed image."""
+    from ffcore.engine.train import build_model
+    from ffcore.eval.sharded import predict_shard
+
+    device = torch.device(config.device)
+    model = build_model(config.model, config.model_overrides, False, seed=config.seed).to(device).eval()
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    rates = []
+    for batch_size in (config.val_batch_size, 1):
+        predict_shard(model, root, 0, 10 ** 9, scale=config.val_scale, device=device)    # warm-up: one image
+        _sync(device)
+        start = time.perf_counter()
+        shard = predict_shard(model, root, 0, 1, scale=config.val_scale, device=device, batch_size=batch_size)
+        _sync(device)
+        rates.append(len(shard) / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
 def resolve_data(data: str | None) -> Path:
-    from ffcore.data.synth import ensure_synthetic_dataset
+    from ffcore.data.synth import WIDER_SIZED_SYNTH, ensure_synthetic_dataset
     from ffcore.paths import default_synthetic_root
 
     if data is not None:
@@ -136,14 +163,7 @@ def resolve_data(data: str | None) -> Path:
             raise SystemExit(f"--data {root}: no such folder (a WIDER-format root, or omit it for the synthetic set)")
         return root
     # WIDER FACE-sized photos (1024 px on the long side), generated once and reused
-    return ensure_synthetic_dataset(default_synthetic_root() / "throughput_1024", wider_sized_config())
-
-
-def wider_sized_config():
-    """320 synthetic photos of WIDER FACE's size (1024 px on the long side, faces up to 400 px)."""
-    from ffcore.data.synth import SynthConfig
-
-    return SynthConfig(train_images=320, val_images=4, min_long_side=1024, max_long_side=1024, max_face=400.0)
+    return ensure_synthetic_dataset(default_synthetic_root() / "throughput_1024", WIDER_SIZED_SYNTH)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run:<24} {loader:13.1f} {alone:12.1f} {full:12.1f}   x{full / FORK_REFERENCE_IMAGES_PER_S:.2f} the "
               f"fork's {FORK_REFERENCE_IMAGES_PER_S:.0f} images/s (goal {GOAL_IMAGES_PER_S:.0f}){bound}   "
               f"{describe_settings(config)}", flush=True)
+    for run, config in configs.items():
+        batched, one_by_one = validation_rates(config, root)
+        print(f"{run:<24} validation at scale {config.val_scale}: {batched:.1f} images/s batched by size "
+              f"(up to {config.val_batch_size}), {one_by_one:.1f} one by one "
+              f"(ffcore study plan --val-images-per-second {batched:.0f})", flush=True)
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0
 

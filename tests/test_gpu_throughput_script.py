@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def test_cpu_run_prints_loader_model_alone_and_full_step_for_v1_and_v2(tiny_root
         assert "the fork's 207 images/s" in line
         # the full profile's settings; no float16 autocast on the CPU whatever the profile says
         assert "64x64, batch 2, fp32, channels-last, 0 workers, prefetch 4, sync every 10" in line
+        validation = next(line for line in out.splitlines() if line.startswith(name) and "validation" in line)
+        batched, one_by_one = map(float, re.findall(r"([\d.]+) (?:images/s batched|one by one)", validation))
+        assert batched > 0 and one_by_one > 0 and "up to 16" in validation
 
 
 def test_the_benchmark_times_the_studys_own_training_config(tiny_root):
@@ -64,8 +68,9 @@ def test_an_override_is_a_profile_field_and_a_wrong_one_is_named(tiny_root, caps
 
 
 def test_wider_sized_data_is_1024_pixels_on_the_long_side():
-    config = _script().wider_sized_config()
-    assert config.min_long_side == config.max_long_side == 1024
+    from ffcore.data.synth import WIDER_SIZED_SYNTH
+
+    assert WIDER_SIZED_SYNTH.min_long_side == WIDER_SIZED_SYNTH.max_long_side == 1024
 
 
 def test_missing_data_folder_names_the_folder(tmp_path):
