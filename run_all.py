@@ -135,6 +135,9 @@ def notebook_parameters(args: argparse.Namespace) -> dict:
         params["image_size"] = args.image_size
     if args.override:
         params["overrides"] = parse_overrides(args.override)
+        from ffcore.cli.study import check_overrides
+
+        check_overrides(args.profile, params["overrides"], prog="run_all.py")
     return params
 
 

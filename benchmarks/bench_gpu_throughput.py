@@ -1,101 +1,64 @@
-"""Training throughput (images/s) of V1, V2 and ECA-CBAM: full step, model alone, data loader alone.
+"""Training throughput (images/s) of V1 and V2 as `ffcore study train` runs them: model alone, full step,
+data loader alone, beside the fork's 207 images/s.
 
-    .venv/bin/python benchmarks/bench_gpu_throughput.py                 # CUDA, 640 px, batch 32 (< 5 min)
+    .venv/bin/python benchmarks/bench_gpu_throughput.py                 # CUDA, the full profile (< 10 min)
+    .venv/bin/python benchmarks/bench_gpu_throughput.py --override amp=True   # the same with mixed precision
     .venv/bin/python benchmarks/bench_gpu_throughput.py --device cpu --steps 3 --size 96 --batch-size 2
 
-The step timed is the trainer's own (`ffcore.engine.trainer.Trainer._train_step`), with the
-fast options a GPU run would record in its config: float16 mixed precision (CUDA only;
-`--no-amp` turns it off), channels-last memory format (`--no-channels-last`), losses read on
-the host every `--sync-every` steps, uint8 batches from `--workers` persistent loader processes
-(pinned memory, non-blocking copies) with the mean subtracted on the device. Three numbers per
-model, each the median of `--windows` timed windows of `--steps` steps after `--warmup` untimed steps:
+What is timed is what the study trains: each run's training config is the study's own
+(`ffcore.runs.training.train_config` of the profile, `--profile full` by default: 640 px, batch 32,
+its speed settings: precision, channels-last, cuDNN autotuning, loader workers and prefetch, the
+host-sync interval, gradient clipping), changed only by `--override FIELD=VALUE` (profile fields, as
+`ffcore study train --override`) and by `--size` / `--batch-size` / `--workers` (shortcuts for the
+profile's image_size / batch_size / workers). The step is the trainer's own
+(`ffcore.engine.trainer.Trainer._train_step`) and the loader the trainer's own (`Trainer._data`: the
+training augmentation, uint8 batches, pinned memory on CUDA). Three numbers per run, each the median
+of `--windows` timed windows of `--steps` steps after `--warmup` untimed steps:
 
-- model alone: the trainer's step on one batch from the loader, reused every step (no waiting
-  for the loader; the host-to-device copy of the uint8 batch included);
-- full step: the same step fed by the DataLoader (what training really sustains);
-- data loader alone (once, it does not depend on the model): the training DataLoader with the
-  training augmentation, and the same loader with the augmentation replaced by a plain
-  pad-to-square + resize, so that the augmentation's own cost per image is the difference.
+- data loader alone: batches of the trainer's loader, nothing else;
+- model alone: the trainer's step on one batch from the loader, reused every step (no waiting for
+  the loader; the host-to-device copy of the uint8 batch included);
+- full step: the same step fed by the loader (what training really sustains).
 
-Data: a WIDER-format root (`--data`; default data/synthetic/throughput, 400 synthetic images
-generated when missing).
-The fork's ECA-CBAM trained at about 207 images/s (640 px, batch 32; 404 iterations x 350
-epochs in 6.2 h, shared/reference/ARCHITECTURES.md): the goal is twice that for the V1 family.
+Then, per run, the validation pass the trainer makes every val_every epochs (`predict_shard` at the
+config's val_scale), batched by image size and one by one, in validation images/s: the rate
+`ffcore study plan --val-images-per-second` takes.
+
+Data: a WIDER-format root (`--data`); by default WIDER FACE-sized synthetic JPEGs (1024 px on the
+long side, 320 training and 64 validation images, `ffcore.data.synth.WIDER_SIZED_SYNTH`, generated once
+under data/synthetic/throughput_1024). The fork's ECA-CBAM
+trained at about 207 images/s (640 px, batch 32; 404 iterations x 350 epochs in 6.2 h,
+shared/reference/ARCHITECTURES.md): the goal is twice that, 414 images/s, for V1 and V2.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-DEFAULT_MODELS = ("featherface_v1", "featherface_v2", "featherface_eca_cbam")
+DEFAULT_RUNS = ("featherface_v1", "featherface_v2")
 FORK_REFERENCE_IMAGES_PER_S = 207.0    # ECA-CBAM, 640 px, batch 32 (shared/reference/ARCHITECTURES.md)
+GOAL_IMAGES_PER_S = 2 * FORK_REFERENCE_IMAGES_PER_S
 
 
-@dataclass(frozen=True)
-class Recipe:
-    device: str
-    size: int
-    batch: int
-    workers: int
-    amp: bool
-    channels_last: bool
-    sync_every: int
-    warmup: int
-    steps: int
-    windows: int
+def study_configs(profile: str, runs: list[str], root: Path, device: str, overrides: dict) -> dict:
+    """{run: the TrainConfig `ffcore study train` would run it with}, on `root` and `device`."""
+    from ffcore.runs.context import open_study
+    from ffcore.runs.plan import planned_runs
+    from ffcore.runs.training import train_config
 
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
-
-class PlainTransform:
-    """The training transform without augmentation: pad to square, resize, BGR - mean (no crop,
-    no photometric distortion, no mirror, one interpolation). Same outputs' shapes and layout."""
-
-    def __init__(self, image_size: int):
-        self.image_size = image_size
-
-    def __call__(self, image: np.ndarray, targets: np.ndarray, rng: np.random.Generator):
-        import cv2
-
-        from ffcore.data.transforms import normalise_targets, pad_to_square, to_network_input
-
-        targets = np.asarray(targets, dtype=np.float32).reshape(-1, 15)
-        image = pad_to_square(image)
-        height, width = image.shape[:2]
-        image = cv2.resize(image, (self.image_size, self.image_size), interpolation=cv2.INTER_LINEAR)
-        return to_network_input(image), normalise_targets(targets, width, height)
-
-
-def build_loader(root: Path, recipe: Recipe, augment: bool) -> torch.utils.data.DataLoader:
-    from ffcore.data.datasets import detection_collate
-    from ffcore.engine.config import get_preset
-    from ffcore.engine.trainer import build_train_dataset
-
-    config = get_preset("featherface_paper", image_size=recipe.size, batch_size=recipe.batch, data_root=str(root))
-    dataset = build_train_dataset(config, root)
-    if not augment:
-        dataset.transform = PlainTransform(recipe.size)
-    cuda = recipe.device.startswith("cuda")
-    # One long pass that covers every batch a measurement draws: a short epoch would end in a
-    # pipeline drain and refill that real training, 400 batches an epoch on WIDER FACE, hardly sees.
-    batches = recipe.warmup + recipe.steps * recipe.windows + 2
-    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=batches * recipe.batch,
-                                             generator=torch.Generator().manual_seed(0))
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=recipe.batch, sampler=sampler, num_workers=recipe.workers,
-        collate_fn=detection_collate, pin_memory=cuda, drop_last=True,
-        persistent_workers=recipe.workers > 0, prefetch_factor=4 if recipe.workers > 0 else None)
+    study = open_study(profile, data_root=root, device=device, overrides=overrides, prepare_data=False)
+    planned = planned_runs(study.profile)
+    unknown = [run for run in runs if run not in planned]
+    if unknown:
+        raise SystemExit(f"{', '.join(unknown)}: not a run of profile {profile} (its runs: {', '.join(planned)})")
+    return {run: train_config(study, run) for run in runs}
 
 
 def endless(loader):
@@ -115,45 +78,38 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_rate(step, recipe: Recipe, device: torch.device) -> float:
+def timed_rate(step, batch: int, warmup: int, steps: int, windows: int, device: torch.device) -> float:
     """Median images/s over `windows` windows of `steps` calls of `step()`, after `warmup` calls."""
-    for _ in range(recipe.warmup):
+    for _ in range(warmup):
         step()
     _sync(device)
     rates = []
-    for _ in range(recipe.windows):
+    for _ in range(windows):
         start = time.perf_counter()
-        for _ in range(recipe.steps):
+        for _ in range(steps):
             step()
         _sync(device)
-        rates.append(recipe.batch * recipe.steps / (time.perf_counter() - start))
+        rates.append(batch * steps / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
-def loader_rate(root: Path, recipe: Recipe, augment: bool) -> float:
-    batches = endless(build_loader(root, recipe, augment))
-    return timed_rate(lambda: next(batches), recipe, torch.device("cpu"))
-
-
-def model_rates(name: str, root: Path, recipe: Recipe) -> tuple[float, float]:
-    """(model alone, full step) images/s of one registered model, timing the trainer's own step
-    (`Trainer._train_step`: uint8 batch to the device, mean subtracted there, autocast, loss, backward,
-    optimiser and scheduler step, host reads every `sync_every` steps)."""
+def run_rates(config, timing: dict) -> tuple[float, float, float]:
+    """(data loader alone, model alone, full step) images/s of one run's training config, timing the
+    trainer's own loader and step (`Trainer._train_step`: uint8 batch to the device, mean subtracted
+    there, autocast when the config asks, loss, backward, clipping, optimiser and scheduler step, host
+    reads every `sync_every_steps` steps)."""
     import tempfile
 
-    from ffcore.engine.config import get_preset
     from ffcore.engine.distributed import DistributedContext
     from ffcore.engine.run_log import RunLogger
     from ffcore.engine.supervised import DetectionTask, build_model, multibox_loss_for
     from ffcore.engine.trainer import Trainer, _EpochRun
 
-    device = torch.device(recipe.device)
+    device = torch.device(config.device)
     with tempfile.TemporaryDirectory(prefix="ffcore_throughput_") as out:
-        config = get_preset("featherface_paper", model=name, image_size=recipe.size, batch_size=recipe.batch,
-                            data_root=str(root), out_dir=out, workers=recipe.workers, amp=recipe.amp,
-                            channels_last=recipe.channels_last, sync_every_steps=recipe.sync_every,
-                            prefetch_factor=4, progress=False, tensorboard=False)
-        model = build_model(name, {}, False, seed=0)     # the start does not change the step's time
+        config = replace(config, out_dir=out, progress=False, tensorboard=False)
+        # the start (ImageNet backbone or not) does not change the step's time
+        model = build_model(config.model, config.model_overrides, False, seed=config.seed)
         trainer = Trainer(config, DetectionTask(model, multibox_loss_for(model, config)),
                           DistributedContext(device=device))
         logger = RunLogger(Path(out), enabled=False, tensorboard=False)
@@ -165,17 +121,40 @@ def model_rates(name: str, root: Path, recipe: Recipe) -> tuple[float, float]:
             images, targets, unreadable = batch
             if not trainer._train_step(run, outcome, outcome.steps_done, images, targets, unreadable, mix_rng,
                                        logger):
-                raise RuntimeError(f"{name}: the training step stopped: {outcome.failure}")
+                raise RuntimeError(f"{config.model}: the training step stopped: {outcome.failure}")
 
         batches = endless(run.loader)
+        loader = timed_rate(lambda: next(batches), config.batch_size, device=torch.device("cpu"), **timing)
         resident = next(batches)
-        alone = timed_rate(lambda: step(resident), recipe, device)
-        full = timed_rate(lambda: step(next(batches)), recipe, device)
-    return alone, full
+        alone = timed_rate(lambda: step(resident), config.batch_size, device=device, **timing)
+        full = timed_rate(lambda: step(next(batches)), config.batch_size, device=device, **timing)
+    return loader, alone, full
+
+
+def validation_rates(config, root: Path) -> tuple[float, float]:
+    """(batched by image size at the config's val_batch_size, one by one) validation images/s: the
+    trainer's validation pass (`ffcore.eval.sharded.predict_shard`) over the root's validation images
+    at the config's val_scale, once each after one untimed image."""
+    from ffcore.engine.supervised import build_model
+    from ffcore.eval.sharded import predict_shard
+
+    device = torch.device(config.device)
+    model = build_model(config.model, config.model_overrides, False, seed=config.seed).to(device).eval()
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    rates = []
+    for batch_size in (config.val_batch_size, 1):
+        predict_shard(model, root, 0, 10 ** 9, scale=config.val_scale, device=device)    # warm-up: one image
+        _sync(device)
+        start = time.perf_counter()
+        shard = predict_shard(model, root, 0, 1, scale=config.val_scale, device=device, batch_size=batch_size)
+        _sync(device)
+        rates.append(len(shard) / (time.perf_counter() - start))
+    return rates[0], rates[1]
 
 
 def resolve_data(data: str | None) -> Path:
-    from ffcore.data.synth import SynthConfig, ensure_synthetic_dataset
+    from ffcore.data.synth import WIDER_SIZED_SYNTH, ensure_synthetic_dataset
     from ffcore.paths import default_synthetic_root
 
     if data is not None:
@@ -183,80 +162,73 @@ def resolve_data(data: str | None) -> Path:
         if not root.is_dir():
             raise SystemExit(f"--data {root}: no such folder (a WIDER-format root, or omit it for the synthetic set)")
         return root
-    # generated once (about a minute on one core), reused after
-    config = SynthConfig(train_images=400, val_images=10)     # photos of 320-640 px on the long side
-    return ensure_synthetic_dataset(default_synthetic_root() / "throughput", config)
+    # WIDER FACE-sized photos (1024 px on the long side), generated once and reused
+    return ensure_synthetic_dataset(default_synthetic_root() / "throughput_1024", WIDER_SIZED_SYNTH)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ffcore.cli.study import check_overrides, parse_overrides
+    from ffcore.runs.profiles import PROFILES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--profile", default="full", choices=list(PROFILES),
+                        help="the study profile whose training configs are timed (default full)")
+    parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a profile field, as `ffcore study train --override` (repeatable)")
+    parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="runs of the profile's plan")
     parser.add_argument("--device", default=None, help="cuda | cpu | cuda:N (default cuda when available)")
-    parser.add_argument("--data", default=None, help="WIDER-format root (default: the synthetic dataset)")
-    parser.add_argument("--size", type=int, default=640)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="loader processes (default: CPU count, at most 12)")
-    parser.add_argument("--no-amp", action="store_true", help="FP32 instead of float16 mixed precision")
-    parser.add_argument("--no-channels-last", action="store_true")
-    parser.add_argument("--sync-every", type=int, default=10,
-                        help="host reads of the losses every N steps (the trainer's sync_every_steps; default 10)")
+    parser.add_argument("--data", default=None, help="WIDER-format root (default: WIDER FACE-sized synthetic JPEGs)")
+    parser.add_argument("--size", type=int, default=None, help="the profile's image_size")
+    parser.add_argument("--batch-size", type=int, default=None, help="the profile's batch_size")
+    parser.add_argument("--workers", type=int, default=None, help="the profile's workers (loader processes)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=3)
     args = parser.parse_args(argv)
-    if min(args.steps, args.windows, args.batch_size) < 1 or args.warmup < 0 or args.size < 32:
-        parser.error("--steps, --windows, --batch-size must be >= 1, --warmup >= 0, --size >= 32")
+    if min(args.steps, args.windows) < 1 or args.warmup < 0:
+        parser.error("--steps, --windows must be >= 1, --warmup >= 0")
+    overrides = parse_overrides(args.override, prog="bench_gpu_throughput.py")
+    for field_name, value in (("image_size", args.size), ("batch_size", args.batch_size), ("workers", args.workers)):
+        if value is not None:
+            overrides[field_name] = value
+    check_overrides(args.profile, overrides, prog="bench_gpu_throughput.py")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available on this machine: run with --device cpu (and a tiny --size, --steps) "
               "to check the script, or on a GPU machine for the figures", file=sys.stderr)
         return 2
-    workers = args.workers if args.workers is not None else min(12, os.cpu_count() or 1)
-    recipe = Recipe(device, args.size, args.batch_size, workers, amp=not args.no_amp,
-                    channels_last=not args.no_channels_last, sync_every=args.sync_every, warmup=args.warmup, steps=args.steps,
-                    windows=args.windows)
-    if device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
-
-    from ffcore.models import list_models
-
-    registered = set(list_models())
-    models = [m for m in args.models if m in registered]
-    for name in args.models:
-        if name not in registered:
-            print(f"skipped {name}: not registered in ffcore.models (registered: {', '.join(sorted(registered))})",
-                  file=sys.stderr)
     root = resolve_data(args.data)
+    configs = study_configs(args.profile, args.runs, root, device, overrides)
+    timing = {"warmup": args.warmup, "steps": args.steps, "windows": args.windows}
     where = (torch.cuda.get_device_name(device) if device.startswith("cuda")
              else f"CPU ({torch.get_num_threads()} threads)")
-    precision = "float16 autocast" if recipe.amp and device.startswith("cuda") else "fp32"
-    print(f"{where} | {args.size}x{args.size}, batch {args.batch_size}, {precision}, "
-          f"{'channels-last' if recipe.channels_last else 'contiguous'}, {workers} loader workers | "
+    print(f"{where} | profile {args.profile}{''.join(f' {k}={v!r}' for k, v in overrides.items())} | "
           f"median of {args.windows} windows of {args.steps} steps after {args.warmup} | data {root}", flush=True)
-
+    print(f"{'run':<24} {'loader alone':>13} {'model alone':>12} {'full step':>12}   (images/s)   settings")
     start = time.perf_counter()
-    augmented = loader_rate(root, recipe, augment=True)
-    plain = loader_rate(root, recipe, augment=False)
-    augmentation_ms = 1e3 * workers_time_per_image(augmented, plain, workers)
-    print(f"{'data loader alone':<34} {augmented:9.1f} images/s with the training augmentation, "
-          f"{plain:.1f} without (augmentation {augmentation_ms:.2f} ms per image per worker)", flush=True)
-    print(f"{'model':<24} {'model alone':>12} {'full step':>12}   (images/s)")
-    for name in models:
-        alone, full = model_rates(name, root, recipe)
+    for run, config in configs.items():
+        loader, alone, full = run_rates(config, timing)
         # A full step clearly slower than the model alone waits for the loader.
-        bound = "(loader-bound)" if full < 0.9 * alone else ""
-        print(f"{name:<24} {alone:12.1f} {full:12.1f}   x{full / FORK_REFERENCE_IMAGES_PER_S:.2f} the fork's "
-              f"{FORK_REFERENCE_IMAGES_PER_S:.0f} images/s {bound}".rstrip(), flush=True)
+        bound = " (loader-bound)" if full < 0.9 * alone else ""
+        print(f"{run:<24} {loader:13.1f} {alone:12.1f} {full:12.1f}   x{full / FORK_REFERENCE_IMAGES_PER_S:.2f} the "
+              f"fork's {FORK_REFERENCE_IMAGES_PER_S:.0f} images/s (goal {GOAL_IMAGES_PER_S:.0f}){bound}   "
+              f"{describe_settings(config)}", flush=True)
+    for run, config in configs.items():
+        batched, one_by_one = validation_rates(config, root)
+        print(f"{run:<24} validation at scale {config.val_scale}: {batched:.1f} images/s batched by size "
+              f"(up to {config.val_batch_size}), {one_by_one:.1f} one by one "
+              f"(ffcore study plan --val-images-per-second {batched:.0f})", flush=True)
     print(f"total {time.perf_counter() - start:.0f} s")
-    return 0 if models else 1
+    return 0
 
 
-def workers_time_per_image(augmented_rate: float, plain_rate: float, workers: int) -> float:
-    """Seconds of one worker's time the augmentation adds per image (loader rates are for all
-    workers together, so each worker's time per image is workers / rate)."""
-    parallel = max(workers, 1)
-    return parallel / augmented_rate - parallel / plain_rate
+def describe_settings(config) -> str:
+    """The speed settings the row ran with, as the trainer applies them (float16 autocast on CUDA only)."""
+    amp = config.amp and (config.device.startswith("cuda") or config.amp_dtype == "bfloat16")
+    return (f"{config.image_size}x{config.image_size}, batch {config.batch_size}, "
+            f"{'amp ' + config.amp_dtype if amp else 'fp32'}, {'channels-last' if config.channels_last else 'contiguous'}, "
+            f"{config.workers} workers, prefetch {config.prefetch_factor}, sync every {config.sync_every_steps}, "
+            f"cudnn autotuning {'on' if config.cudnn_benchmark else 'off'}, clip {config.grad_clip_norm or 'none'}")
 
 
 if __name__ == "__main__":

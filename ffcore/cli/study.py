@@ -43,6 +43,11 @@ def add_study(sub) -> None:
                       help="also estimate each run's training time as epochs x training images / RATE (e.g. 207, "
                            "the rate the fork's ECA-CBAM trained at on one GPU, or your own from "
                            "benchmarks/bench_gpu_throughput.py)")
+    plan.add_argument("--val-images-per-second", type=float, default=None, metavar="RATE",
+                      help="with --images-per-second: also count the validations during training (each run's "
+                           "val_every) at RATE validation images/s (benchmarks/bench_gpu_throughput.py prints it)")
+    plan.add_argument("--val-images", type=int, default=WIDERFACE_VAL_IMAGES,
+                      help="validation images per pass for the estimate (default WIDER FACE's 3,226)")
     plan.add_argument("--train-images", type=int, default=None,
                       help="training images per epoch for the estimate (default: counted in the profile's dataset "
                            "when it is there, else WIDER FACE's 12,880)")
@@ -114,8 +119,21 @@ def add_study(sub) -> None:
 def _arguments(profile, data, device, epochs, image_size, override):
     from ffcore.runs.jobs import StudyArguments
 
+    overrides = parse_overrides(override)
+    check_overrides(profile, overrides)
     return StudyArguments(profile=profile, data_root=data, device=device, epochs=epochs, image_size=image_size,
-                          overrides=parse_overrides(override))
+                          overrides=overrides)
+
+
+def check_overrides(profile: str, overrides: dict, prog: str = "ffcore study") -> None:
+    """Fail with a message, not a traceback, when an override names no profile field (the message lists
+    them) or gives a field a value it cannot take."""
+    from ffcore.runs.profiles import UnknownProfileFieldError, get_profile
+
+    try:
+        get_profile(profile).with_overrides(fields=overrides)
+    except (UnknownProfileFieldError, ValueError) as exc:
+        raise SystemExit(f"{prog}: --override: {exc}") from None
 
 
 def parse_overrides(items: list[str], prog: str = "ffcore study") -> dict:
@@ -143,8 +161,10 @@ def _print_table(table) -> None:
 
 
 def plan_command(action, profile, data=None, device=None, epochs=None, image_size=None, override=(),
-                 images_per_second=None, train_images=None) -> int:
+                 images_per_second=None, train_images=None, val_images_per_second=None,
+                 val_images=None) -> int:
     from ffcore.runs.plan import study_plan
+    from ffcore.runs.training import train_config
 
     study = _arguments(profile, data, device, epochs, image_size, override).open(prepare_data=False)
     plan = study_plan(study.profile)
@@ -154,6 +174,14 @@ def plan_command(action, profile, data=None, device=None, epochs=None, image_siz
         hours = {job.name: job.epochs * train_images / images_per_second / 3600 for job in plan}
         print(f"estimated at {images_per_second:g} images/s on {train_images} training images per epoch: "
               f"{sum(hours.values()):.1f} hours of training in all ({sum(hours.values()) / 24:.1f} device-days)")
+        if val_images_per_second:
+            val_images = val_images or WIDERFACE_VAL_IMAGES
+            passes = {job.name: train_config(study, job.name).validation_passes() for job in plan}
+            for run, count in passes.items():
+                hours[run] += count * val_images / val_images_per_second / 3600
+            print(f"  with {sum(passes.values())} validations during training of {val_images} images at "
+                  f"{val_images_per_second:g} images/s: {sum(hours.values()):.1f} hours in all "
+                  f"({sum(hours.values()) / 24:.1f} device-days)")
     for index, job in enumerate(plan, 1):
         estimate = f"  ~{hours[job.name]:.1f} h" if images_per_second else ""
         print(f"{index:3d}. {job.describe()}{estimate}")
@@ -165,6 +193,7 @@ def plan_command(action, profile, data=None, device=None, epochs=None, image_siz
 
 
 WIDERFACE_TRAIN_IMAGES = 12880   # the official WIDER FACE training split
+WIDERFACE_VAL_IMAGES = 3226      # the official WIDER FACE validation split
 
 
 def _training_images(study) -> int:

@@ -153,7 +153,18 @@ class WiderBBoxDataset(_AnnotatedImages):
 def detection_collate(batch):
     """Stack the images into [B, 3, S, S]; keep the targets as a list of [n_i, 15] tensors."""
     images, targets = zip(*batch)
-    return torch.stack([torch.as_tensor(image) for image in images], 0), [torch.as_tensor(t) for t in targets]
+    return stack_images([torch.as_tensor(image) for image in images]), [torch.as_tensor(t) for t in targets]
+
+
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """[B, ...] from B same-shaped tensors, the same values as `torch.stack`, without its costs in a loader:
+    in a loader process the batch is written straight into shared memory (as torch's `default_collate`
+    does), so handing it to the trainer copies nothing; in the training process it goes through
+    numpy, whose allocator maps a batch of 32 images of 640 px with huge pages: a third of the time
+    `torch.stack` spends on the page faults of fresh memory (benchmarks/bench_dataloader.py --stages)."""
+    if torch.utils.data.get_worker_info() is not None:
+        return torch.utils.data.default_collate(images)
+    return torch.from_numpy(np.stack([image.numpy() for image in images]))
 
 
 def collate_reporting_unreadable(batch):

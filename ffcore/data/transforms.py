@@ -71,6 +71,16 @@ def random_square_crop(image: np.ndarray, targets: np.ndarray, rng: np.random.Ge
     height, width = image.shape[:2]
     boxes = targets[:, :4]
     short_side = min(width, height)
+    if len(targets) == 0:
+        # No face: every attempt fails the whole-face test. Make the attempts' draws without their box
+        # arithmetic, so the generator ends where the full loop leaves it and every later draw is the same.
+        for _ in range(attempts):
+            side = int(scales[rng.integers(len(scales))] * short_side)
+            if side >= 1 and width != side:
+                rng.integers(width - side)
+            if side >= 1 and height != side:
+                rng.integers(height - side)
+        return image, targets.copy(), False
     for _ in range(attempts):
         side = int(scales[rng.integers(len(scales))] * short_side)
         if side < 1:
@@ -105,50 +115,69 @@ def _scale_shift(channel: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> 
     channel[...] = np.clip(channel.astype(np.float32) * alpha + beta, 0, 255)
 
 
+def _scale_shift_table(alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    """`_scale_shift` of each of the 256 grey levels: the same float32 arithmetic and truncation, so
+    looking a pixel up in it gives exactly what `_scale_shift` computes for that pixel."""
+    levels = np.arange(256, dtype=np.uint8)
+    _scale_shift(levels, alpha, beta)
+    return levels
+
+
+_IDENTITY_TABLE = np.arange(256, dtype=np.uint8)
+
+
 def photometric_distort(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Brightness, contrast, saturation, hue, each applied with probability 1/2, in one of two orders."""
+    """Brightness, contrast, saturation, hue, each applied with probability 1/2, in one of two orders.
+
+    Each adjustment maps a pixel's level through a function of that level alone (a scale and shift
+    clipped to 0-255, or a hue rotation), so it is applied as a 256-entry look-up table (`cv2.LUT`):
+    the same values as computing it pixel by pixel in float32 (`_scale_shift`), at a fraction of the
+    cost, with the same draws in the same order. Saturation and hue, on two channels of one HSV
+    image, are one three-channel table. The HSV round trip is kept even when neither is drawn: it is
+    not the identity in 8 bits, and the reference recipe always makes it."""
     import cv2
 
-    image = image.copy()
     contrast_first = rng.integers(2) == 1
 
-    def brightness():
+    def brightness(img):
         if rng.integers(2):
-            _scale_shift(image, beta=rng.uniform(-32, 32))
+            return cv2.LUT(img, _scale_shift_table(beta=rng.uniform(-32, 32)))
+        return img
 
-    def contrast():
+    def contrast(img):
         if rng.integers(2):
-            _scale_shift(image, alpha=rng.uniform(0.5, 1.5))
+            return cv2.LUT(img, _scale_shift_table(alpha=rng.uniform(0.5, 1.5)))
+        return img
 
     def saturation_and_hue(img):
         hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
-        if rng.integers(2):
-            _scale_shift(hsv[:, :, 1], alpha=rng.uniform(0.5, 1.5))
-        if rng.integers(2):
-            # OpenCV's 8-bit hue is in [0, 180).
-            hsv[:, :, 0] = (hsv[:, :, 0].astype(np.int32) + int(rng.integers(-18, 19))) % 180
+        saturation = _scale_shift_table(alpha=rng.uniform(0.5, 1.5)) if rng.integers(2) else _IDENTITY_TABLE
+        # OpenCV's 8-bit hue is in [0, 180).
+        hue = ((np.arange(256) + int(rng.integers(-18, 19))) % 180).astype(np.uint8) if rng.integers(2) \
+            else _IDENTITY_TABLE
+        if saturation is not _IDENTITY_TABLE or hue is not _IDENTITY_TABLE:
+            hsv = cv2.LUT(hsv, np.stack([hue, saturation, _IDENTITY_TABLE], axis=1).reshape(1, 256, 3))
         return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
-    brightness()
+    image = brightness(np.ascontiguousarray(image))
     if contrast_first:
-        contrast()
-        image = saturation_and_hue(image)
+        image = saturation_and_hue(contrast(image))
     else:
-        image = saturation_and_hue(image)
-        contrast()
+        image = contrast(saturation_and_hue(image))
     return image
 
 
 def pad_to_square(image: np.ndarray, mean_bgr=MEAN_BGR) -> np.ndarray:
     """Pad right/bottom to a square with the mean colour (so padding becomes 0 after mean subtraction)."""
+    import cv2
+
     height, width = image.shape[:2]
     side = max(height, width)
     if height == width:
         return image
-    square = np.empty((side, side, 3), dtype=image.dtype)
-    square[:, :] = np.asarray(mean_bgr, dtype=np.float32).round().astype(image.dtype)
-    square[:height, :width] = image
-    return square
+    fill = np.asarray(mean_bgr, dtype=np.float32).round().astype(image.dtype)
+    return cv2.copyMakeBorder(image, 0, side - height, 0, side - width, cv2.BORDER_CONSTANT,
+                              value=[float(v) for v in fill])
 
 
 def mirror(image: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +192,9 @@ def mirror(image: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarr
     points = points[:, MIRROR_POINT_ORDER, :]
     landmarks = flipped[:, 4:14]
     landmarks[with_landmarks] = points[with_landmarks].reshape(-1, 10)
-    return np.ascontiguousarray(image[:, ::-1]), flipped
+    import cv2
+
+    return cv2.flip(image, 1), flipped     # the same pixels as image[:, ::-1], a few times faster
 
 
 def normalise_targets(targets: np.ndarray, width: int, height: int) -> np.ndarray:

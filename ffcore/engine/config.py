@@ -57,6 +57,8 @@ class TrainConfig:
     channels_last: bool = False                 # NHWC memory format for the model and its inputs (faster convs on GPUs
                                                 # and on the CPU: benchmarks/bench_train_step.py)
     fused_optimizer: bool = False               # the fused Adam/AdamW kernel (same update, other rounding)
+    cudnn_benchmark: bool = False               # cuDNN autotuning (CUDA only): picks the fastest algorithm for each
+                                                # convolution shape; the same convolutions up to rounding
     sync_batchnorm: bool = False                # DDP only
     dist_timeout_minutes: float = 30.0          # DDP: a collective that waits longer than this fails the run
     allow_world_size_change: bool = False       # resume under another process count (changes global batch and schedule)
@@ -64,6 +66,8 @@ class TrainConfig:
     val_every: int = 0                          # epochs between validations; 0: never
     val_scale: str | int = "origin"             # origin | vga | <long side in pixels>
     best_metric: str = "hard"                   # easy | medium | hard | loss (lower is better)
+    val_batch_size: int = 16                    # validation images of one size per forward pass (1: one by one;
+                                                # the same detections up to float rounding, tests/test_batched_validation.py)
     # logging
     progress: bool = True                       # tqdm bar
     tensorboard: bool = True
@@ -76,6 +80,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def validation_passes(self) -> int:
+        """Validations a full run makes: every val_every-th epoch and the last (the trainer's rule)."""
+        if self.val_every <= 0:
+            return 0
+        return self.epochs // self.val_every + (1 if self.epochs % self.val_every else 0)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -233,7 +243,8 @@ RESUMABLE_CHANGES = frozenset({"out_dir", "device", "workers", "progress", "tens
                                "val_scale", "val_root", "data_root", "amp", "pretrained_backbone", "log_every_steps",
                                "stop_after_epoch", "skip_unreadable_images", "persistent_workers", "prefetch_factor",
                                "dist_timeout_minutes", "allow_world_size_change", "amp_dtype", "channels_last",
-                               "sync_every_steps", "fused_optimizer"})
+                               "sync_every_steps", "fused_optimizer",
+                               "cudnn_benchmark", "val_batch_size"})
 
 
 def recipe_differences(saved: TrainConfig, requested: TrainConfig) -> dict[str, tuple[Any, Any]]:

@@ -247,6 +247,8 @@ class Trainer:
         if config.channels_last:
             self.precision += "+channels_last"
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = bool(config.cudnn_benchmark)
 
     # -- set-up
     def _data(self):
@@ -314,7 +316,8 @@ class Trainer:
         try:
             with torch.no_grad():
                 shard = predict_shard(model, root, self.context.rank, self.context.world_size,
-                                      scale=self.config.val_scale, device=self.device)
+                                      scale=self.config.val_scale, device=self.device,
+                                      batch_size=self.config.val_batch_size)
         finally:
             model.train(was_training)
         shards = all_gather_objects(shard, self.context)

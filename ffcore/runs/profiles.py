@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ffcore.engine.resources import default_loader_workers
 from ffcore.report.provenance import SYNTHETIC, WIDERFACE
 
 
@@ -72,14 +73,58 @@ class RunProfile:
     # Which of the declared comparisons this profile trains (None: all of them). A CPU profile
     # cannot afford every V1-sized training; the tables say which rows were left out.
     ablation_swaps: tuple[str, ...] | None = None      # V1's one-part swaps (ffcore.models.zoo.ONE_PART_SWAPS)
-    v2_variants: tuple[str, ...] | None = None         # V2's registered variants (ffcore.runs.plan.V2_VARIANTS)
-    widerface_teachers: tuple[str, ...] | None = None  # tags of ffcore.runs.plan.WIDERFACE_TEACHERS
-    workers: int = 0                  # DataLoader processes of each training
+    v2_variants: tuple[str, ...] | None = None         # V2's registered variants (ffcore.runs.training.V2_VARIANTS)
+    widerface_teachers: tuple[str, ...] | None = None  # tags of ffcore.runs.training.WIDERFACE_TEACHERS
+    # Speed settings of every training: one definition, read by `ffcore study train` (through
+    # `training_speed`) and by benchmarks/bench_gpu_throughput.py, so the benchmark times what the study
+    # runs. Recorded per session in each run's run.json; the fingerprint holds those that change what
+    # is learned (precision, channels-last, clipping; ffcore.runs.records.NON_IDENTITY_FIELDS says why
+    # the others do not). None keeps the training preset's value; every preset trains in FP32.
+    workers: int | None = None        # DataLoader processes of each training; None: the usable CPUs but one
+    amp: bool | None = None           # mixed precision (autocast); None: the preset's (FP32 in every preset)
+    amp_dtype: str | None = None      # "float16" (CUDA) or "bfloat16"; None: the preset's (float16)
+    channels_last: bool | None = None   # NHWC model and inputs; None: the preset's
+    cudnn_benchmark: bool = False     # cuDNN autotuning (CUDA only)
+    prefetch_factor: int = 2          # batches each loader process prepares ahead
+    sync_every_steps: int = 1         # losses read on the host every N steps (a GPU waits at each read)
+    grad_clip_norm: float | None = None   # clip the gradient norm; None: the preset's (no clipping), 0: none
     train_workers: int = 1            # trainings run side by side before the notebooks (run_all.py --workers)
     seed: int = 0
     # added to every training seed (run names carry the shifted seed): a second run with a disjoint
     # set of seeds checks that the first run's verdicts survive a retraining
     seed_offset: int = 0
+
+    def __post_init__(self):
+        def fail(field_name: str, expected: str):
+            raise ValueError(f"profile {self.name}: {field_name}={getattr(self, field_name)!r}, expected {expected}")
+
+        for flag in ("amp", "channels_last"):
+            if getattr(self, flag) is not None and not isinstance(getattr(self, flag), bool):
+                fail(flag, "True, False or None")
+        if not isinstance(self.cudnn_benchmark, bool):
+            fail("cudnn_benchmark", "True or False")
+        if self.amp_dtype not in (None, *AMP_DTYPES):
+            fail("amp_dtype", f"one of {', '.join(AMP_DTYPES)} or None")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
+            fail("workers", "a whole number >= 0 or None (the usable CPUs but one)")
+        for count in ("prefetch_factor", "sync_every_steps"):
+            if not isinstance(getattr(self, count), int) or getattr(self, count) < 1:
+                fail(count, "a whole number >= 1")
+        if self.grad_clip_norm is not None and (isinstance(self.grad_clip_norm, bool)
+                                                or not isinstance(self.grad_clip_norm, (int, float))
+                                                or self.grad_clip_norm < 0):
+            fail("grad_clip_norm", "a norm >= 0 (0: no clipping) or None")
+
+    def training_speed(self) -> dict:
+        """The training-config fields (`ffcore.engine.config.TrainConfig`) this profile sets on every
+        training for speed; a field left None keeps the preset's value and is not in the dict."""
+        speed = {"workers": default_loader_workers() if self.workers is None else self.workers,
+                 "cudnn_benchmark": self.cudnn_benchmark, "prefetch_factor": self.prefetch_factor,
+                 "sync_every_steps": self.sync_every_steps}
+        for name in ("amp", "amp_dtype", "channels_last", "grad_clip_norm"):
+            if getattr(self, name) is not None:
+                speed[name] = getattr(self, name)
+        return speed
 
     @property
     def is_synthetic(self) -> bool:
@@ -111,10 +156,25 @@ class RunProfile:
         known = {f.name for f in dataclass_fields(self)}
         unknown = sorted(set(fields or {}) - known)
         if unknown:
-            raise KeyError(f"unknown profile field(s) {', '.join(unknown)}; RunProfile fields: {', '.join(sorted(known))}")
+            raise UnknownProfileFieldError(f"unknown profile field(s) {', '.join(unknown)}; "
+                                           f"RunProfile fields: {', '.join(sorted(known))}")
         for key, value in (fields or {}).items():
             changes[key] = _as_tuples(value)   # notebook parameters arrive as lists
         return replace(self, **changes) if changes else self
+
+
+class UnknownProfileFieldError(KeyError):
+    """An override names no field of RunProfile (the message lists the fields)."""
+
+    def __str__(self) -> str:   # KeyError's own quotes the message
+        return str(self.args[0])
+
+
+# The training-config fields a profile's speed settings set (`RunProfile.training_speed`); each run's
+# record keeps their values per session.
+SPEED_FIELDS = ("amp", "amp_dtype", "channels_last", "cudnn_benchmark", "workers", "prefetch_factor",
+                "sync_every_steps", "grad_clip_norm")
+AMP_DTYPES = ("float16", "bfloat16")
 
 
 def _as_tuples(value):
@@ -127,7 +187,7 @@ FORK_MODELS = ("featherface_cbam_exact", "featherface_eca_cbam", "featherface_ec
 SMOKE = RunProfile(
     name="smoke",
     description="tiny synthetic dataset, CPU, a few minutes end to end: checks the pipeline, not the models",
-    dataset=SYNTHETIC, device="cpu",
+    dataset=SYNTHETIC, device="cpu", workers=0,
     epochs=2, student_epochs=2,
     image_size=128, batch_size=4, max_steps_per_epoch=1,
     train_preset="smoke", student_preset="smoke", seeds=(0, 1), bootstrap_resamples=200, real_photo_scale="320",
@@ -155,7 +215,7 @@ SYNTHETIC_PROFILE = RunProfile(
     name="synthetic",
     description="synthetic dataset, every model trained with one CPU recipe on a CPU (the measured duration is in "
                 "results/synthetic/summary.md)",
-    dataset=SYNTHETIC, device="cpu",
+    dataset=SYNTHETIC, device="cpu", workers=0,
     epochs=10, student_epochs=10,
     image_size=320, batch_size=8,
     train_preset="synthetic_cpu", student_preset="synthetic_cpu", seeds=(0, 1, 2, 3, 4), finetune_epochs=2,
@@ -180,7 +240,10 @@ FULL = RunProfile(
     train_preset="featherface_paper", student_preset="v2_thesis", seeds=(0, 1, 2), finetune_epochs=20,
     eval_scale="origin", eval_limit=None,
     bench_sizes=(640,), bench_repeats=50, bench_backends=("torch", "onnx_fp32", "onnx_int8"),
-    val_every=10, workers=4,
+    val_every=10,
+    # a GPU node: a loader process per usable CPU but the trainer's, NHWC tensors, cuDNN autotuning,
+    # losses read every 10 steps; FP32 as the papers trained (mixed precision: --override amp=True)
+    workers=None, channels_last=True, cudnn_benchmark=True, prefetch_factor=4, sync_every_steps=10,
 )
 
 # The synthetic study with what does not fit in the default profile's 90 minutes, in two profiles that

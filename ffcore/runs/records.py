@@ -50,10 +50,16 @@ STALE_AFTER_S = 600.0
 
 # Training fields that do not change what is learned: where files go, how it is shown, on which
 # device and with how many loader processes. Every other field is part of a run's identity.
+# Of the speed settings, loader workers and prefetch stay out (each sample draws its augmentation from
+# [seed, epoch, index], so the batches are the same whatever process loads them), and so do the
+# host-sync interval (when the losses are read, not what they are) and cuDNN autotuning (which
+# algorithm computes a convolution, the same one up to rounding, like the device). Mixed precision,
+# its dtype, channels-last and gradient clipping change the arithmetic or the update: they are in.
 NON_IDENTITY_FIELDS = frozenset({"out_dir", "device", "workers", "progress", "tensorboard", "log_every_steps",
                                  "stop_after_epoch", "data_root", "val_root", "skip_unreadable_images",
                                  "allow_world_size_change", "dist_timeout_minutes", "persistent_workers",
-                                 "prefetch_factor", "sync_every_steps"})
+                                 "prefetch_factor", "sync_every_steps", "cudnn_benchmark",
+                                 "val_batch_size"})
 
 
 class StaleRunError(RuntimeError):
@@ -213,11 +219,12 @@ def run_state(run_dir: Path, run: str, planned_epochs: int, expected: dict | Non
 
 
 def start_record(run_dir: Path, fingerprint_: dict, planned_epochs: int, action: str, from_epoch: int,
-                 previous: dict | None) -> dict:
-    """The record of a training that starts now (complete: false), keeping earlier sessions on resume."""
+                 previous: dict | None, speed: dict | None = None) -> dict:
+    """The record of a training that starts now (complete: false), keeping earlier sessions on resume.
+    `speed`: the session's speed settings (loader workers and the like may change on resume)."""
     sessions = list(previous.get("sessions", [])) if previous and action == "resumed" else []
     sessions.append({"action": action, "from_epoch": from_epoch, "host": socket.gethostname(), "pid": os.getpid(),
-                     "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"speed": speed} if speed else {})})
     record = {"fingerprint": fingerprint_, "planned_epochs": planned_epochs, "finished_epochs": from_epoch,
               "complete": False, "sessions": sessions}
     write_record(run_dir, record)

@@ -29,6 +29,7 @@ from typing import Iterator
 import pandas as pd
 
 from ffcore.runs.context import Study
+from ffcore.runs.profiles import SPEED_FIELDS
 from ffcore.runs.plan import (REFERENCE_RUNS, PlannedRun, Teacher, model_of_run, offset_run, planned_run, planned_runs,
                               study_plan)
 from ffcore.runs.records import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
@@ -118,7 +119,7 @@ def _train_config(study: Study, job: PlannedRun):
     config = get_preset(job.preset, model=job.model, data_root=str(study.data_root),
                         out_dir=str(study.run_dir(job.name)), epochs=job.epochs, image_size=p.image_size,
                         batch_size=p.batch_size, device=study.device, seed=job.seed,
-                        workers=p.workers, progress=False, tensorboard=True,   # tb/ in every run folder
+                        progress=False, tensorboard=True, **p.training_speed(),   # tb/ in every run folder
                         max_steps_per_epoch=p.max_steps_per_epoch)
     if job.kind in ("prune", "finetune"):
         # fine-tuning starts from the (pruned) parent's weights, at a tenth of the parent's learning rate
@@ -137,6 +138,14 @@ def _train_config(study: Study, job: PlannedRun):
 def run_train_config(study: Study, job: PlannedRun):
     """The TrainConfig `job` trains with in this study (what the pre-flight times and checks)."""
     return _train_config(study, job)
+def train_config(study: Study, run: str):
+    """The training config `ffcore study train` runs `run` with (what the throughput benchmark times)."""
+    return _train_config(study, planned_run(study.profile, run))
+
+
+def speed_settings(config) -> dict:
+    """The speed settings a training config runs with (`run_profiles.SPEED_FIELDS`), for the run record."""
+    return {name: getattr(config, name) for name in SPEED_FIELDS}
 
 
 def _distill_config(study: Study, job: PlannedRun):
@@ -221,7 +230,7 @@ def ensure_run(study: Study, run: str, force: bool = False, wait: bool = True) -
             resume_from = 0
         expected = expected_fingerprint(study, job)
         record = start_record(run_dir, expected, job.epochs, "resumed" if resume_from else "trained", resume_from,
-                              read_record(run_dir))
+                              read_record(run_dir), speed=speed_settings(_train_config(study, job)))
         action = f"resuming from epoch {resume_from}" if resume_from else "training"
         with tracker.step(job.name, job.epochs, action=action):
             result = _execute(study, job, resume=bool(resume_from))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu_throughput.py"
+TINY = ["--device", "cpu", "--size", "64", "--batch-size", "2", "--workers", "0", "--warmup", "0", "--windows", "1"]
 
 
 def _script():
@@ -27,61 +28,49 @@ def tiny_root(tmp_path_factory):
     return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "tiny", TINY_SYNTH)
 
 
-def _rate(line: str, column: int) -> float:
-    return float(line.split()[column])
-
-
-def test_cpu_run_prints_model_alone_full_step_and_loader_rates(tiny_root, capsys):
+def test_cpu_run_prints_loader_model_alone_and_full_step_for_v1_and_v2(tiny_root, capsys):
     bench = _script()
-    code = bench.main(["--device", "cpu", "--steps", "3", "--size", "64", "--batch-size", "2", "--workers", "0",
-                       "--warmup", "1", "--windows", "1", "--data", str(tiny_root),
-                       "--models", "featherface_v1", "featherface_v2", "featherface_eca_cbam"])
+    code = bench.main([*TINY, "--steps", "2", "--data", str(tiny_root)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "64x64, batch 2, fp32" in out          # no float16 autocast on the CPU, whatever the flag says
-    loader = next(line for line in out.splitlines() if line.startswith("data loader alone"))
-    augmented, plain = map(float, re.findall(r"([\d.]+) (?:images/s|without)", loader))
-    assert augmented > 0 and plain > 0
-    for name in ("featherface_v1", "featherface_v2", "featherface_eca_cbam"):
+    for name in ("featherface_v1", "featherface_v2"):
         line = next(line for line in out.splitlines() if line.startswith(name))
-        assert _rate(line, 1) > 0 and _rate(line, 2) > 0, line
+        loader, alone, full = (float(v) for v in line.split()[1:4])
+        assert loader > 0 and alone > 0 and full > 0, line
+        assert "the fork's 207 images/s" in line
+        # the full profile's settings; no float16 autocast on the CPU whatever the profile says
+        assert "64x64, batch 2, fp32, channels-last, 0 workers, prefetch 4, sync every 10" in line
+        validation = next(line for line in out.splitlines() if line.startswith(name) and "validation" in line)
+        batched, one_by_one = map(float, re.findall(r"([\d.]+) (?:images/s batched|one by one)", validation))
+        assert batched > 0 and one_by_one > 0 and "up to 16" in validation
 
 
-def test_a_model_that_is_not_registered_is_named_and_skipped(tiny_root, capsys):
-    bench = _script()
-    code = bench.main(["--device", "cpu", "--steps", "1", "--size", "64", "--batch-size", "2", "--workers", "0",
-                       "--warmup", "0", "--windows", "1", "--data", str(tiny_root),
-                       "--models", "featherface_not_there", "featherface_v2"])
-    captured = capsys.readouterr()
-    assert code == 0
-    assert "skipped featherface_not_there: not registered" in captured.err
-    assert any(line.startswith("featherface_v2") for line in captured.out.splitlines())
-
-
-def test_only_unregistered_models_is_a_failure(tiny_root, capsys):
-    bench = _script()
-    assert bench.main(["--device", "cpu", "--steps", "1", "--size", "64", "--batch-size", "2", "--workers", "0",
-                       "--warmup", "0", "--windows", "1", "--data", str(tiny_root), "--models", "nope"]) == 1
-
-
-def test_plain_transform_keeps_the_training_layout_without_augmenting():
-    import numpy as np
+def test_the_benchmark_times_the_studys_own_training_config(tiny_root):
+    from ffcore.runs.context import open_study
+    from ffcore.runs.training import train_config
 
     bench = _script()
-    image = np.full((30, 60, 3), 200, np.uint8)
-    targets = np.array([[6, 3, 18, 15, *([9, 9] * 5), 1]], np.float32)
-    tensor, normalised = bench.PlainTransform(32)(image, targets, np.random.default_rng(0))
-    assert tensor.shape == (3, 32, 32)
-    # padded to 60x60 at the bottom, then scaled: the box keeps its place relative to the square
-    assert np.allclose(normalised[0, :4], [6 / 60, 3 / 60, 18 / 60, 15 / 60])
-    assert normalised[0, -1] == 1
+    overrides = {"image_size": 64, "batch_size": 2, "workers": 0, "amp": True, "grad_clip_norm": 5.0}
+    timed = bench.study_configs("full", ["featherface_v1", "featherface_v2"], tiny_root, "cpu", overrides)
+    study = open_study("full", data_root=tiny_root, device="cpu", overrides=overrides, prepare_data=False)
+    for run, config in timed.items():
+        assert config == train_config(study, run)
+        assert (config.amp, config.grad_clip_norm, config.channels_last) == (True, 5.0, True)
+    assert timed["featherface_v2"].mixup_prob == 0.5     # V2's own recipe (v2_thesis), as the study trains it
 
 
-def test_augmentation_cost_is_the_per_worker_time_difference():
+def test_an_override_is_a_profile_field_and_a_wrong_one_is_named(tiny_root, capsys):
     bench = _script()
-    # two workers deliver 100 images/s augmented and 200 without: each worker spends 20 ms vs 10 ms per image
-    assert bench.workers_time_per_image(100.0, 200.0, workers=2) == pytest.approx(0.010)
-    assert bench.workers_time_per_image(100.0, 200.0, workers=0) == pytest.approx(0.005)
+    with pytest.raises(SystemExit, match="unknown profile field.*ampp.*RunProfile fields: .*amp,"):
+        bench.main([*TINY, "--steps", "1", "--data", str(tiny_root), "--override", "ampp=True"])
+    with pytest.raises(SystemExit, match="not a run of profile full"):
+        bench.main([*TINY, "--steps", "1", "--data", str(tiny_root), "--runs", "featherface_not_there"])
+
+
+def test_wider_sized_data_is_1024_pixels_on_the_long_side():
+    from ffcore.data.synth import WIDER_SIZED_SYNTH
+
+    assert WIDER_SIZED_SYNTH.min_long_side == WIDER_SIZED_SYNTH.max_long_side == 1024
 
 
 def test_missing_data_folder_names_the_folder(tmp_path):

@@ -73,6 +73,8 @@ SAMPLES: dict[str, tuple[list[str], object]] = {
     "amp_dtype": (["bfloat16"], "bfloat16"),
     "channels_last": ([], True),
     "fused_optimizer": ([], True),
+    "cudnn_benchmark": ([], True),
+    "val_batch_size": (["3"], 3),
     "dist_timeout_minutes": (["5"], 5.0),
     "allow_world_size_change": ([], True),
     "sync_every_steps": (["10"], 10),

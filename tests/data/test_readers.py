@@ -178,3 +178,23 @@ def test_validation_index_on_the_official_ground_truth(tmp_path):
     assert ValidationIndex.prediction_path("out", first).as_posix() == "out/0--Parade/0_Parade_marchingband_1_465.txt"
     with pytest.raises(MissingImagesError, match="3226 of 3226"):
         index.verify_images()
+
+
+class _UInt8Images(torch.utils.data.Dataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        image = torch.from_numpy(np.random.default_rng(index).integers(0, 256, (3, 16, 16), dtype=np.uint8))
+        return image, torch.full((index % 3, 15), float(index))
+
+
+def test_the_collate_stacks_what_torch_stack_stacks_in_the_trainer_and_in_a_loader_process():
+    samples = [_UInt8Images()[i] for i in range(6)]
+    expected = torch.stack([image for image, _ in samples])
+    images, targets = detection_collate(samples)
+    assert images.dtype == torch.uint8 and torch.equal(images, expected)
+    assert [t.shape[0] for t in targets] == [0, 1, 2, 0, 1, 2]
+    loader = torch.utils.data.DataLoader(_UInt8Images(), batch_size=6, num_workers=1, collate_fn=detection_collate)
+    (from_worker, worker_targets), = list(loader)
+    assert torch.equal(from_worker, expected) and all(torch.equal(a, b) for a, b in zip(worker_targets, targets))

@@ -361,3 +361,81 @@ def test_the_parity_cases_reach_every_branch_of_the_recipe(monkeypatch):
         seen["interpolation"].add(recording.draws[-1][2])
     assert seen["cropped"] == {True, False} and seen["contrast_first"] == {0, 1}
     assert 0 < seen["mirrored"] < 20 and len(seen["interpolation"]) >= 4, seen
+
+
+# Speed-ups of the training transform that must not change a pixel or a draw
+# --------------------------------------------------------------------------------------------
+
+def _distort_pixel_by_pixel(image, rng):
+    """The photometric distortion as it was written before the look-up tables: each adjustment computed
+    on every pixel in float32 (`_scale_shift`)."""
+    from ffcore.data.transforms import _scale_shift
+
+    image = image.copy()
+    contrast_first = rng.integers(2) == 1
+
+    def brightness():
+        if rng.integers(2):
+            _scale_shift(image, beta=rng.uniform(-32, 32))
+
+    def contrast():
+        if rng.integers(2):
+            _scale_shift(image, alpha=rng.uniform(0.5, 1.5))
+
+    def saturation_and_hue(img):
+        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+        if rng.integers(2):
+            _scale_shift(hsv[:, :, 1], alpha=rng.uniform(0.5, 1.5))
+        if rng.integers(2):
+            hsv[:, :, 0] = (hsv[:, :, 0].astype(np.int32) + int(rng.integers(-18, 19))) % 180
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+
+    brightness()
+    if contrast_first:
+        contrast()
+        image = saturation_and_hue(image)
+    else:
+        image = saturation_and_hue(image)
+        contrast()
+    return image
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_look_up_table_distortion_is_the_pixel_by_pixel_one(seed):
+    from ffcore.data.transforms import photometric_distort
+
+    source = np.random.default_rng(seed)
+    # every grey level in every channel, and a crop view (not contiguous) as the transform passes it
+    image = source.integers(0, 256, (70, 300, 3), dtype=np.uint8)
+    image[1, 7:263, :] = np.arange(256, dtype=np.uint8)[:, None]
+    view = image[1:65, 7:290]
+    before = view.copy()
+    ours_rng, theirs_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+    ours = photometric_distort(view, ours_rng)
+    np.testing.assert_array_equal(ours, _distort_pixel_by_pixel(view, theirs_rng))
+    assert ours_rng.bit_generator.state == theirs_rng.bit_generator.state    # the same draws
+    np.testing.assert_array_equal(view, before)                            # the input is left as it was
+
+
+def test_a_zero_face_image_draws_what_the_full_crop_loop_draws():
+    image = np.zeros((300, 420, 3), np.uint8)
+    no_faces = np.zeros((0, 15), np.float32)
+    # a face wider than the short side fails every attempt of the full loop, as no face does
+    unfit = np.array([_face(0, 0, 400, 290)], np.float32)
+    for seed in range(5):
+        fast, slow = np.random.default_rng(seed), np.random.default_rng(seed)
+        out, targets, cropped = random_square_crop(image, no_faces, fast)
+        _, _, slow_cropped = random_square_crop(image, unfit, slow)
+        assert not cropped and not slow_cropped and out is image and targets.shape == (0, 15)
+        assert fast.bit_generator.state == slow.bit_generator.state
+
+
+def test_the_padding_and_the_mirror_give_the_pixels_of_their_plain_numpy_forms():
+    image = np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    square = pad_to_square(image)
+    expected = np.empty((64, 64, 3), np.uint8)
+    expected[:] = np.asarray(MEAN_BGR, np.float32).round().astype(np.uint8)
+    expected[:40] = image
+    np.testing.assert_array_equal(square, expected)
+    flipped, _ = mirror(image[3:30, 5:50], np.zeros((0, 15), np.float32))
+    np.testing.assert_array_equal(flipped, image[3:30, 5:50][:, ::-1])

@@ -37,13 +37,13 @@ The package, by concern:
 - `ffcore.data.synth.preview`: a grid of samples with their boxes and landmarks.
 """
 
-from ffcore.data.synth.config import EVENTS, GENERATOR_VERSION, MANIFEST, TINY_SYNTH, SynthConfig
+from ffcore.data.synth.config import EVENTS, GENERATOR_VERSION, MANIFEST, TINY_SYNTH, WIDER_SIZED_SYNTH, SynthConfig
 from ffcore.data.synth.difficulty import difficulty_masks, has_landmarks
 from ffcore.data.synth.preview import preview_grid
 from ffcore.data.synth.render import FaceSpec, RenderedImage, render_image
 from ffcore.data.synth.writer import (OWNED_ENTRIES, ensure_synthetic_dataset, generate_synthetic_dataset,
                                       read_manifest)
 
-__all__ = ["EVENTS", "GENERATOR_VERSION", "MANIFEST", "OWNED_ENTRIES", "TINY_SYNTH", "FaceSpec", "RenderedImage",
+__all__ = ["EVENTS", "GENERATOR_VERSION", "MANIFEST", "OWNED_ENTRIES", "TINY_SYNTH", "WIDER_SIZED_SYNTH", "FaceSpec", "RenderedImage",
            "SynthConfig", "difficulty_masks", "ensure_synthetic_dataset", "generate_synthetic_dataset",
            "has_landmarks", "preview_grid", "read_manifest", "render_image"]

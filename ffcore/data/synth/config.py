@@ -67,3 +67,7 @@ class SynthConfig:
 
 
 TINY_SYNTH = SynthConfig(train_images=6, val_images=4, min_long_side=160, max_long_side=256)
+# Photos of WIDER FACE's size (1024 px on the long side, faces up to 400 px): what the loader and the
+# training-throughput benchmarks time (benchmarks/bench_dataloader.py, bench_gpu_throughput.py).
+WIDER_SIZED_SYNTH = SynthConfig(train_images=320, val_images=64, min_long_side=1024, max_long_side=1024,
+                                max_face=400.0)
