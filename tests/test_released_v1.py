@@ -1,0 +1,175 @@
+"""The released FeatherFace V1 (trained on WIDER FACE), loaded as published and detecting as the
+original pipeline does.
+
+The two shared files hold the 587 tensors of V1 under the original key names plus the 248
+`total_ops` / `total_params` counters that `thop.profile` registered during the original training;
+those are dropped (and counted), nothing else is relaxed.
+
+The detection oracle below is a transcription (numpy, written for this test) of the original
+test script's steps for one image at its original size: float32 BGR image minus (104, 117, 123),
+forward, the prior boxes of min_sizes [[16, 32], [64, 128], [256, 512]] and steps [8, 16, 32],
+decode and decode_landm with variance (0.1, 0.2), softmax score, score > 0.02, sort, py_cpu_nms at
+0.4 (areas with "+1"), then the faces at or above the display threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import product
+from math import ceil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ffcore.checkpoint import CheckpointError
+from ffcore.cli import main
+from ffcore.paths import shared_dir
+
+WEIGHTS = shared_dir() / "weights"
+RELEASED = ("featherface_v1_widerface.pth", "featherface_v1_widerface_run2.pth")
+PHOTOS = sorted((shared_dir() / "images").glob("*.jpg"))
+V1_PARAMETERS = 592_371
+needs_released = pytest.mark.skipif(not all((WEIGHTS / f).is_file() for f in RELEASED) or not PHOTOS,
+                                    reason="released V1 weights or shared photos absent")
+
+
+def _published_state_dict(file: str) -> dict[str, torch.Tensor]:
+    return torch.load(WEIGHTS / file, map_location="cpu", weights_only=True)
+
+
+# ----------------------------------------------------------------------------- loading
+
+@needs_released
+@pytest.mark.parametrize("file", RELEASED)
+def test_released_file_loads_as_published_with_the_profiler_buffers_dropped_and_logged(file, caplog):
+    from ffcore.models import load_pretrained
+
+    published = _published_state_dict(file)
+    counters = [k for k in published if k.rsplit(".", 1)[-1] in ("total_ops", "total_params")]
+    assert "total_ops" in counters and "BboxHead.0.total_ops" in counters     # the top level and any depth
+    with caplog.at_level("INFO", logger="ffcore.models"):
+        model = load_pretrained("featherface_v1", WEIGHTS / file)
+    assert model.weights_layout == "FeatherFace" and model.dropped_profiler_buffers == len(counters) == 248
+    assert sum(p.numel() for p in model.parameters()) == V1_PARAMETERS
+    assert f"dropped {len(counters)} thop profiling buffers" in caplog.text and file in caplog.text
+    # every tensor that is not a counter arrived, unchanged
+    assert len(model.state_dict()) == len(published) - len(counters)
+    assert torch.equal(model.backbone.stage1[0].conv.weight, published["body.stage1.0.0.weight"])
+    assert torch.equal(model.heads.box[2].weight, published["BboxHead.2.conv1x1.weight"])
+
+
+@needs_released
+def test_a_real_extra_or_missing_key_is_still_an_error_naming_it(tmp_path):
+    from ffcore.models import load_pretrained
+
+    extra = _published_state_dict(RELEASED[0])
+    extra["bifpn.0.p9_w1"] = torch.ones(2)
+    torch.save(extra, tmp_path / "extra.pth")
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): neck\.cells\.0\.p9_w1|bifpn\.0\.p9_w1"):
+        load_pretrained("featherface_v1", tmp_path / "extra.pth")
+
+    missing = _published_state_dict(RELEASED[0])
+    del missing["ssh1.conv3X3.0.offset_conv.weight"]
+    torch.save(missing, tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\): context\.levels\.0\.conv3x3\.conv\.offset_conv"):
+        load_pretrained("featherface_v1", tmp_path / "missing.pth")
+
+    # a counter-named key that is not one number is not thop's: it is refused like any other
+    wrong = _published_state_dict(RELEASED[0])
+    wrong["body.total_ops"] = torch.zeros(3)
+    torch.save(wrong, tmp_path / "wrong.pth")
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): backbone\.total_ops|body\.total_ops"):
+        load_pretrained("featherface_v1", tmp_path / "wrong.pth")
+
+
+# --------------------------------------------------------------- the original pipeline's faces
+
+def _reference_priors(height: int, width: int) -> torch.Tensor:
+    min_sizes, steps = [[16, 32], [64, 128], [256, 512]], [8, 16, 32]
+    anchors = []
+    for k, step in enumerate(steps):
+        for i, j in product(range(ceil(height / step)), range(ceil(width / step))):
+            for min_size in min_sizes[k]:
+                anchors += [(j + 0.5) * step / width, (i + 0.5) * step / height, min_size / width, min_size / height]
+    return torch.Tensor(anchors).view(-1, 4)
+
+
+def _reference_nms(dets: np.ndarray, thresh: float) -> list[int]:
+    x1, y1, x2, y2, scores = dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 3], dets[:, 4]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        xx1, yy1 = np.maximum(x1[i], x1[order[1:]]), np.maximum(y1[i], y1[order[1:]])
+        xx2, yy2 = np.minimum(x2[i], x2[order[1:]]), np.minimum(y2[i], y2[order[1:]])
+        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
+        order = order[np.where(inter / (areas[i] + areas[order[1:]] - inter) <= thresh)[0] + 1]
+    return keep
+
+
+def _reference_faces(model: torch.nn.Module, image_path, threshold: float) -> np.ndarray:
+    """Rows (x1, y1, x2, y2, score, 10 landmark coordinates) of the original pipeline at origin size."""
+    import cv2
+
+    img = np.float32(cv2.imread(str(image_path), cv2.IMREAD_COLOR))
+    height, width = img.shape[:2]
+    scale = torch.Tensor([width, height, width, height])
+    img -= (104, 117, 123)
+    tensor = torch.from_numpy(img.transpose(2, 0, 1)).unsqueeze(0)
+    with torch.no_grad():
+        loc, conf, landms = model(tensor)[:3]
+    conf = F.softmax(conf, dim=-1)
+    priors = _reference_priors(height, width)
+    loc, pre = loc.squeeze(0), landms.squeeze(0)
+    boxes = torch.cat((priors[:, :2] + loc[:, :2] * 0.1 * priors[:, 2:], priors[:, 2:] * torch.exp(loc[:, 2:] * 0.2)), 1)
+    boxes[:, :2] -= boxes[:, 2:] / 2
+    boxes[:, 2:] += boxes[:, :2]
+    boxes = (boxes * scale).numpy()
+    landmarks = torch.cat([priors[:, :2] + pre[:, 2 * k:2 * k + 2] * 0.1 * priors[:, 2:] for k in range(5)], dim=1)
+    landmarks = (landmarks * torch.Tensor([width, height] * 5)).numpy()
+    scores = conf.squeeze(0).numpy()[:, 1]
+    inds = np.where(scores > 0.02)[0]
+    boxes, landmarks, scores = boxes[inds], landmarks[inds], scores[inds]
+    order = scores.argsort()[::-1]
+    boxes, landmarks, scores = boxes[order], landmarks[order], scores[order]
+    dets = np.hstack((boxes, scores[:, np.newaxis])).astype(np.float32, copy=False)
+    keep = _reference_nms(dets, 0.4)
+    dets = np.concatenate((dets[keep], landmarks[keep]), axis=1)
+    return dets[dets[:, 4] >= threshold]
+
+
+@needs_released
+@pytest.mark.slow
+@pytest.mark.parametrize("file", RELEASED)
+def test_detect_gives_the_original_pipelines_faces_box_for_box(file, tmp_path):
+    from ffcore.eval.detect import detect_faces, load_detector
+    from ffcore.preprocess import read_image
+
+    torch.set_num_threads(2)
+    threshold = 0.5
+    model = load_detector("featherface_v1", WEIGHTS / file)
+    # every box the test script writes (score > 0.02); the displayed faces are those >= threshold
+    every_box = {photo: _reference_faces(model, photo, 0.02) for photo in PHOTOS}
+    for photo, shown in product(PHOTOS, (threshold, 0.02)):
+        reference = every_box[photo][every_box[photo][:, 4] >= shown]
+        assert len(reference) >= 5                  # real faces: a real comparison
+        ours = detect_faces(model, read_image(photo), shown)
+        assert len(ours) == len(reference), (photo.name, shown)
+        np.testing.assert_allclose(ours.boxes.numpy(), reference[:, :4], atol=1e-3, err_msg=photo.name)
+        np.testing.assert_allclose(ours.scores.numpy(), reference[:, 4], atol=1e-6, err_msg=photo.name)
+        np.testing.assert_allclose(ours.landmarks.numpy(), reference[:, 5:], atol=1e-3, err_msg=photo.name)
+
+    # the command itself, on the folder of photos: its JSON carries the same faces (rounded to 0.01 px)
+    out = tmp_path / "json"
+    assert main(["detect", "--model", "featherface_v1", "--weights", str(WEIGHTS / file), "--image",
+                 str(PHOTOS[0].parent), "--json", str(out), "--threshold", str(threshold)]) == 0
+    for photo in PHOTOS:
+        records = json.loads((out / f"{photo.stem}.json").read_text())
+        reference = every_box[photo][every_box[photo][:, 4] >= threshold]
+        assert len(records) == len(reference)
+        np.testing.assert_allclose([r["box"] for r in records], reference[:, :4], atol=0.006)
+        np.testing.assert_allclose([r["score"] for r in records], reference[:, 4], atol=6e-6)
