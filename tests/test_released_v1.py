@@ -173,3 +173,46 @@ def test_detect_gives_the_original_pipelines_faces_box_for_box(file, tmp_path):
         assert len(records) == len(reference)
         np.testing.assert_allclose([r["box"] for r in records], reference[:, :4], atol=0.006)
         np.testing.assert_allclose([r["score"] for r in records], reference[:, 4], atol=6e-6)
+
+
+# ------------------------------------------------------------------ the study: teacher and detector
+
+def test_the_released_v1_is_a_reference_detector_and_a_teacher_of_every_profile_that_distils_from_all():
+    from ffcore.study.plan import REFERENCE_RUNS, WIDERFACE_TEACHERS, model_of_run, trained_on
+    from ffcore.study.run_profiles import get_profile
+
+    assert REFERENCE_RUNS["featherface_v1_widerface"] == ("featherface_v1", ("weights", RELEASED[0]))
+    assert WIDERFACE_TEACHERS["v1_widerface"].shared_weights == ("weights", RELEASED[0])
+    assert model_of_run("featherface_v2_distilled_v1_widerface") == "featherface_v2"
+    assert trained_on(get_profile("synthetic"), "synthetic", "featherface_v1_widerface").startswith("WIDER FACE")
+    assert get_profile("synthetic_seeds").widerface_teachers is None      # every teacher, the released V1 included
+
+
+def test_teacher_weights_is_a_profile_choice_recorded_in_the_fingerprint(tmp_path, monkeypatch):
+    from ffcore.checkpoint import file_sha256
+    from ffcore.study.context import open_study
+    from ffcore.study.plan import planned_run, widerface_teacher_runs
+    from ffcore.study.training import expected_fingerprint
+
+    if not (WEIGHTS / RELEASED[0]).is_file():
+        pytest.skip("released V1 weights absent")
+    monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
+    released = open_study("smoke", data_root=tmp_path / "data", overrides={"teacher_weights": "released"},
+                          prepare_data=False)
+    job = planned_run(released.profile, "featherface_v2_distilled")
+    assert job.depends_on == () and job.teacher.shared_weights == ("weights", RELEASED[0])
+    recorded = expected_fingerprint(released, job)
+    assert recorded["teacher_weights"] == "released"
+    assert recorded["teacher_checkpoint"] == file_sha256(WEIGHTS / RELEASED[0])
+    # the released teacher's own run would be the same training: it is not planned twice
+    assert "featherface_v2_distilled_v1_widerface" not in widerface_teacher_runs(released.profile)
+
+    trained = open_study("smoke", data_root=tmp_path / "data", prepare_data=False)
+    job = planned_run(trained.profile, "featherface_v2_distilled")
+    assert trained.profile.teacher_weights == "trained" and job.depends_on == ("featherface_v1",)
+    assert "featherface_v2_distilled_v1_widerface" in widerface_teacher_runs(trained.profile)
+
+    wrong = open_study("smoke", data_root=tmp_path / "data", overrides={"teacher_weights": "downloaded"},
+                       prepare_data=False)
+    with pytest.raises(ValueError, match="teacher_weights 'downloaded' is not one of trained, released"):
+        planned_run(wrong.profile, "featherface_v2_distilled")

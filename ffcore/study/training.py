@@ -32,7 +32,8 @@ from ffcore.study.context import Study
 from ffcore.study.plan import (DISTILLED_SUFFIX, NOT_FINETUNED_SUFFIX, REFERENCE_RUNS, V2_VARIANTS,  # noqa: F401
                                WIDERFACE_TEACHERS, PlannedRun, Teacher, model_of_run, offset_run, planned_run,
                                planned_runs, pruned_parent, recipe, reference_runs, seeded_run, split_seed,
-                               study_plan, study_pruned_variants, teacher_of_run, trained_on, widerface_teacher_runs)
+                               study_plan, study_pruned_variants, teacher_of_run, teacher_tag, trained_on,
+                               uses_released_teacher, widerface_teacher_runs)
 from ffcore.study.run_state import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
                                     how_trained, locked, read_record, run_state, start_record)
 
@@ -174,8 +175,13 @@ def expected_fingerprint(study: Study, job: PlannedRun) -> dict | None:
     if dependency is None:
         return None
     distillation = _distill_config(study, job) if job.kind == "distill" else None
-    return fingerprint(job.kind, _train_config(study, job), study.data_root, distillation,
-                       teacher=dependency.get("teacher"), parent=dependency.get("parent"))
+    result = fingerprint(job.kind, _train_config(study, job), study.data_root, distillation,
+                         teacher=dependency.get("teacher"), parent=dependency.get("parent"))
+    if teacher_tag(job.name) == "" and uses_released_teacher(study.profile):
+        # the profile's choice by name, beside the teacher's hash (absent: the teacher trained here, as
+        # every run before the choice existed was)
+        result["teacher_weights"] = study.profile.teacher_weights
+    return result
 
 
 def job_state(study: Study, job: PlannedRun) -> RunState:
