@@ -216,3 +216,55 @@ def test_teacher_weights_is_a_profile_choice_recorded_in_the_fingerprint(tmp_pat
                        prepare_data=False)
     with pytest.raises(ValueError, match="teacher_weights 'downloaded' is not one of trained, released"):
         planned_run(wrong.profile, "featherface_v2_distilled")
+
+
+def _faces(*boxes):
+    from ffcore.postprocess import Detections
+
+    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    return Detections(boxes, torch.linspace(0.9, 0.6, len(boxes)), torch.zeros(len(boxes), 10))
+
+
+def test_consensus_keeps_the_faces_a_majority_of_detectors_find_once_each():
+    from ffcore.study.evaluation import consensus_faces
+
+    a = _faces((0, 0, 10, 10), (100, 100, 120, 120), (300, 300, 330, 330))
+    b = _faces((1, 1, 11, 11), (300, 301, 330, 331))          # two of a's faces, shifted by a pixel
+    c = _faces((0, 0, 10, 11), (500, 500, 520, 520))          # one of a's faces, one of its own
+    agreed = consensus_faces([a, b, c], 2)
+    # (0, 0) is found by all three, (300, 300) by two: both kept once; (100, 100) and (500, 500) by one
+    assert sorted(agreed.boxes[:, 0].tolist()) == [0.0, 300.0]
+    assert len(consensus_faces([a, b, c], 3)) == 1 and len(consensus_faces([a, b, c], 1)) == 4
+    # one detector's two boxes on one face never vote twice
+    assert len(consensus_faces([_faces((0, 0, 10, 10), (0, 0, 10, 10)), _faces()], 2)) == 0
+
+
+@needs_released
+@pytest.mark.slow
+def test_real_photo_check_measures_each_real_detector_against_the_others_and_their_consensus(tmp_path, monkeypatch):
+    from ffcore.study.context import open_study
+    from ffcore.study.evaluation import describe_real_photo_check, real_photo_check, real_photo_detections_figure
+    from ffcore.study.training import reference_runs
+
+    references = reference_runs()
+    if len(references) < 3:
+        pytest.skip("the three shared WIDER FACE detectors are not all present")
+    monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("FFCORE_FIGURES", str(tmp_path / "figures"))
+    study = open_study("smoke", data_root=tmp_path / "data", prepare_data=False)
+    torch.set_num_threads(2)
+    table = real_photo_check(study, runs=[])
+    assert "featherface_v1_widerface" in references
+    assert set(table["run"]) == set(references) and (table["trained on"].str.startswith("WIDER FACE")).all()
+    for run in references:
+        rows = table[(table["run"] == run) & (table["image"] == PHOTOS[0].name)]
+        others = [ref for ref in references if ref != run]
+        assert rows["reference"].tolist() == [*others, f"consensus (2 of {', '.join(others)})"]
+    # real detectors agree on most of a crowd's faces: the released V1 finds most of what the others agree on
+    v1 = table[(table["run"] == "featherface_v1_widerface") & table["reference"].str.startswith("consensus")]
+    assert v1["matched"].sum() >= 0.5 * v1["reference faces"].sum() > 0
+    assert "consensus of the others" in describe_real_photo_check(study).data
+
+    figure = real_photo_detections_figure(study)
+    assert len([ax for ax in figure.axes if ax.get_title()]) == len(references)
+    assert any("FeatherFace V1 (trained on WIDER FACE)" in ax.get_title() for ax in figure.axes)
