@@ -268,3 +268,60 @@ def test_real_photo_check_measures_each_real_detector_against_the_others_and_the
     figure = real_photo_detections_figure(study)
     assert len([ax for ax in figure.axes if ax.get_title()]) == len(references)
     assert any("FeatherFace V1 (trained on WIDER FACE)" in ax.get_title() for ax in figure.axes)
+
+
+# ------------------------------------------------------------------- the anchor: reported figures
+
+def test_reported_figures_are_those_the_shared_readme_quotes_with_their_file_and_commit():
+    from ffcore.study.released_v1 import reported_figures, reported_spread
+
+    reported = reported_figures()
+    assert reported["file"].tolist() == list(RELEASED)
+    readme = (shared_dir() / "README.md").read_text()
+    for _, row in reported.iterrows():
+        line = next(text for text in readme.splitlines() if f"`weights/{row['file']}`" in text)
+        assert " / ".join(f"{row[s]:.2f}" for s in ("easy", "medium", "hard")) in line
+        assert row["commit"] in line
+    spread = reported_spread(reported)
+    assert spread == {s: round(abs(reported[s][0] - reported[s][1]), 2) for s in ("easy", "medium", "hard")}
+
+
+def test_a_malformed_reported_file_names_the_file_and_the_line(tmp_path):
+    from ffcore.study.released_v1 import REPORTED_FILE, reported_figures
+
+    bad = tmp_path / "reported.csv"
+    lines = REPORTED_FILE.read_text().splitlines()
+    bad.write_text("\n".join([lines[0], lines[1], lines[2].replace("75.89", "n/a")]) + "\n")
+    with pytest.raises(ValueError, match=r"reported\.csv, line 3: AP easy / medium / hard must be numbers"):
+        reported_figures(bad)
+    bad.write_text(lines[0].replace(",commit", "") + "\n")
+    with pytest.raises(ValueError, match="missing column.*commit"):
+        reported_figures(bad)
+
+
+def test_the_v1_anchor_table_labels_reported_figures_as_reported_and_measures_only_on_widerface(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from ffcore.study import released_v1
+    from ffcore.study.context import open_study
+    from ffcore.study.display import CAPTION
+
+    monkeypatch.setenv("FFCORE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("FFCORE_FIGURES", str(tmp_path / "figures"))
+    synthetic = open_study("smoke", data_root=tmp_path / "data", prepare_data=False)
+    table = released_v1.released_v1_anchor_table(synthetic)
+    assert table["kind"].tolist() == [released_v1.REPORTED_KIND] * 2 + [released_v1.SPREAD_KIND]
+    assert table["commit"].tolist()[:2] == ["a8966ed", "d9c5756"] and table["file"].tolist()[:2] == list(RELEASED)
+    assert "not shown" in table.attrs[CAPTION]
+    assert (synthetic.tables_dir / "v1_released_anchor.csv").is_file()
+
+    # on WIDER FACE the V1 trained here is measured and shown first, beside the reported figures
+    widerface = open_study("full", data_root=tmp_path / "widerface", prepare_data=False)
+    measured = pd.DataFrame([{"AP easy %": 90.0, "AP medium %": 88.0, "AP hard %": 70.0, "split": "validation",
+                              "images": 3226}])
+    monkeypatch.setattr("ffcore.study.evaluation.ap_frame", lambda study, runs: measured)
+    table = released_v1.released_v1_anchor_table(widerface)
+    assert table["V1"].tolist()[0] == "featherface_v1" and table["kind"][0].startswith("measured here")
+    reported = released_v1.reported_figures()["hard"].tolist()
+    assert table["AP hard %"].tolist() == [70.0, *reported, round(max(reported) - min(reported), 2)]
+    assert "not shown" not in table.attrs[CAPTION]

@@ -35,6 +35,7 @@ from ffcore.study.evaluation import (ap_bars_figure, dataset_preview_figure, des
 from ffcore.study.deploy import (deploy_ladder_table, deploy_latency_table, describe_deployment,
                                  operator_profile_table)
 from ffcore.study.peers import peer_detections_figure, peer_latency_figure, peer_latency_table
+from ffcore.study.released_v1 import released_v1_anchor_table
 from ffcore.study.summary import artifact_index, summary_table, write_summary
 from ffcore.study.training import (distill_or_load, distillation_runs, finetune_pruned_or_load, planned_runs,
                                    reference_runs, run_history, seed_runs_table, study_run, train_or_load,
@@ -61,4 +62,5 @@ __all__ = [
     "attention_maps_figure", "deploy_latency_table", "deploy_ladder_table", "operator_profile_table",
     "describe_deployment", "peer_latency_table", "peer_latency_figure", "peer_detections_figure",
     "artifact_index", "summary_table", "write_summary",
+    "released_v1_anchor_table",
 ]
