@@ -78,15 +78,24 @@ def released_v1_anchor_table(study: Study, run: str | None = None, name: str = "
                  **{f"AP {s} %": spread[s] for s in SETTINGS}, "file": "", "commit": "",
                  "source": REPORTED_FILE.name})
     table = pd.DataFrame(rows)
-    where = ("" if measured else f" (the study's V1 is measured on {study.dataset} data, which no WIDER FACE figure "
-                                 "compares with: not shown)")
-    return study.save_table(
-        table, name, checkpoints=[run] if measured else (), data_free=not measured,
-        caption="FeatherFace V1: the released trainings' WIDER FACE val AP as reported by their author, their "
-                "spread, and the V1 trained here" + where,
-        headline="released V1 reported " + "; ".join("/".join(f"{row[s]:.2f}" for s in SETTINGS)
-                                                      for _, row in reported.iterrows())
-                 + " (E/M/H AP %, reported by its author); spread " + "/".join(f"{spread[s]:.2f}" for s in SETTINGS)
-                 + " points" + (f"; {run} measured " + "/".join(f"{rows[0][f'AP {s} %']:.2f}" for s in SETTINGS)
-                                if measured else ""),
-        reported_figures=REPORTED_FILE.name)
+    caption = ("FeatherFace V1: the released trainings' WIDER FACE val AP as reported by their author, their spread, "
+               "and the V1 trained here")
+    headline = ("released V1 reported " + "; ".join("/".join(f"{row[s]:.2f}" for s in SETTINGS)
+                                                    for _, row in reported.iterrows())
+                + " (E/M/H AP %, reported by its author); spread " + "/".join(f"{spread[s]:.2f}" for s in SETTINGS)
+                + " points")
+    if measured:
+        return study.save_table(table, name, checkpoints=[run], caption=caption, reported_figures=REPORTED_FILE.name,
+                                headline=headline + f"; {run} measured "
+                                         + "/".join(f"{rows[0][f'AP {s} %']:.2f}" for s in SETTINGS))
+    # nothing in it is measured: its stamp says reported, not the profile's data
+    from ffcore.provenance import REPORTED, Provenance, write_table
+    from ffcore.study.display import CAPTION
+
+    caption += (f" (the study's V1 is measured on {study.dataset} data, which no WIDER FACE figure compares with: "
+                "not shown)")
+    write_table(table, study.tables_dir, name, Provenance(profile=study.profile.name, dataset=REPORTED,
+                                                          notes={"reported_figures": REPORTED_FILE.name}),
+                caption=caption, headline=headline)
+    table.attrs[CAPTION] = caption
+    return table
