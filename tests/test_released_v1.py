@@ -325,3 +325,31 @@ def test_the_v1_anchor_table_labels_reported_figures_as_reported_and_measures_on
     reported = released_v1.reported_figures()["hard"].tolist()
     assert table["AP hard %"].tolist() == [70.0, *reported, round(max(reported) - min(reported), 2)]
     assert "not shown" not in table.attrs[CAPTION]
+
+
+@needs_released
+@pytest.mark.slow
+def test_the_readme_reproduction_commands_accept_the_released_weights(tmp_path, capsys):
+    # The README's two commands (predict at the original size, then evaluate against the official
+    # ground truth) on a WIDER-format tree holding the shared photos.
+    ground_truth = shared_dir() / "data" / "widerface_val_gt"
+    if not (ground_truth / "wider_face_val.mat").is_file():
+        pytest.skip("official WIDER FACE val ground truth absent")
+    event = tmp_path / "tree" / "WIDER_val" / "images" / "0--Parade"
+    event.mkdir(parents=True)
+    listing = []
+    for photo in PHOTOS:
+        (event / photo.name).write_bytes(photo.read_bytes())
+        listing += [f"0--Parade/{photo.name}", "1", "10 10 20 20 0 0 0 0 0 0"]
+    (tmp_path / "tree" / "wider_face_split").mkdir()
+    (tmp_path / "tree" / "wider_face_split" / "wider_face_val_bbx_gt.txt").write_text("\n".join(listing) + "\n")
+    torch.set_num_threads(2)
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", "featherface_v1", "--weights", str(WEIGHTS / RELEASED[0]), "--data",
+                 str(tmp_path / "tree"), "--out", str(out), "--scale", "origin"]) == 0
+    meta = json.loads((out / "predictions_meta.json").read_text())
+    assert meta["model"] == "featherface_v1" and meta["scale"] == "origin" and meta["detection_caps"] == "none"
+    assert "dropped 248 thop profiling buffers" in capsys.readouterr().err
+    assert main(["evaluate", "--pred", str(out), "--gt", str(ground_truth)]) == 0
+    shown = capsys.readouterr().out
+    assert "predictions: featherface_v1 at test scale origin" in shown and "AP (%)" in shown
