@@ -353,3 +353,71 @@ def test_the_readme_reproduction_commands_accept_the_released_weights(tmp_path, 
     assert main(["evaluate", "--pred", str(out), "--gt", str(ground_truth)]) == 0
     shown = capsys.readouterr().out
     assert "predictions: featherface_v1 at test scale origin" in shown and "AP (%)" in shown
+
+
+# ------------------------------------------------------------------------------- ONNX of it
+
+# Real photos cut to odd sizes that no stride divides (the TF-"same" padding and the prior grid
+# both depend on the size): (height, width) of a centre crop of each photo.
+ODD_CROPS = ((601, 997), (455, 777))
+
+
+@pytest.fixture(scope="module")
+def released_onnx(tmp_path_factory):
+    from ffcore.eval.detect import load_detector
+    from ffcore.export import onnx_operators
+
+    if not (WEIGHTS / RELEASED[0]).is_file():
+        pytest.skip("released V1 weights absent")
+    path = tmp_path_factory.mktemp("released_onnx") / "featherface_v1_released.onnx"
+    # `ffcore export` itself, with its own parity check at an odd size (exit code 1 if it failed)
+    assert main(["export", "--model", "featherface_v1", "--weights", str(WEIGHTS / RELEASED[0]), "--out", str(path),
+                 "--parity-sizes", "333x517"]) == 0
+    assert onnx_operators(path).get("DeformConv", 0) == 15    # 3 levels x 5 deformable convolutions: the trained model
+    return load_detector("featherface_v1", WEIGHTS / RELEASED[0]), path
+
+
+def _centre_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+    return np.ascontiguousarray(image[top:top + height, left:left + width])
+
+
+@needs_released
+@pytest.mark.slow
+def test_onnx_of_the_released_weights_matches_pytorch_on_real_photos_of_odd_sizes(released_onnx):
+    from ffcore.eval.inference import detect_image
+    from ffcore.export import PARITY_TOLERANCE, compare_outputs
+    from ffcore.onnx_runtime import OnnxDetector
+    from ffcore.preprocess import read_image
+
+    torch.set_num_threads(2)
+    model, path = released_onnx
+    onnx = OnnxDetector(path, threads=2)
+    for photo, (height, width) in zip(PHOTOS, ODD_CROPS):
+        image = _centre_crop(read_image(photo), height, width)
+        assert height % 2 and width % 2
+        tensor = torch.from_numpy((image.astype(np.float32) - (104, 117, 123)).transpose(2, 0, 1)).unsqueeze(0).float()
+        with torch.no_grad():
+            reference = model(tensor)[:3]
+        report = compare_outputs(reference, onnx(tensor), height, width)
+        assert report.passed, report.to_text()
+        assert report.max_abs_diff <= PARITY_TOLERANCE
+        ours, theirs = detect_image(model, image).above(0.5), detect_image(onnx, image).above(0.5)
+        assert len(ours) == len(theirs) >= 3, photo.name
+        np.testing.assert_allclose(theirs.boxes.numpy(), ours.boxes.numpy(), atol=1e-2)
+        np.testing.assert_allclose(theirs.scores.numpy(), ours.scores.numpy(), atol=1e-4)
+
+
+@needs_released
+@pytest.mark.slow
+def test_the_deploy_benchmark_runs_the_released_weights(tmp_path, capsys):
+    out = tmp_path / "bench.csv"
+    assert main(["bench", "--models", "featherface_v1", "--weights", f"featherface_v1={WEIGHTS / RELEASED[0]}",
+                 "--setting", "smoke", "--backends", "torch", "onnx_fp32", "--sizes", "333x517", "--repeats", "1",
+                 "--threads", "1", "--out", str(out)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert set(table["backend"]) == {"torch", "onnx_fp32"} and (table["height"] == 333).all()
+    assert (table["forward_median_ms"] > 0).all()
+    assert "dropped 248 thop profiling buffers" in capsys.readouterr().err
