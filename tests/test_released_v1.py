@@ -421,3 +421,17 @@ def test_the_deploy_benchmark_runs_the_released_weights(tmp_path, capsys):
     assert set(table["backend"]) == {"torch", "onnx_fp32"} and (table["height"] == 333).all()
     assert (table["forward_median_ms"] > 0).all()
     assert "dropped 248 thop profiling buffers" in capsys.readouterr().err
+
+
+def test_legends_name_the_released_teacher_where_the_profile_distils_from_it():
+    from dataclasses import replace
+
+    from ffcore.plotting import pretty_name
+    from ffcore.study.plan import teacher_display_name
+    from ffcore.study.run_profiles import get_profile
+
+    full = get_profile("full")
+    assert pretty_name("featherface_v2_distilled", teacher=teacher_display_name(full)).endswith(
+        "from FeatherFace V1 (trained on WIDER FACE)")
+    assert pretty_name("featherface_v2_distilled", teacher=teacher_display_name(replace(full, teacher_weights="trained"))) \
+        == "FeatherFace V2 distilled from FeatherFace V1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ffcore.study.context import Study
+from ffcore.study.plan import teacher_display_name
 from ffcore.study.run_profiles import FORK_MODELS
 
 MAIN_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2")
@@ -133,7 +134,7 @@ def published_comparison_figure(study: Study, setting: str = "hard", name: str |
     for point in ours:
         ax.scatter(point["params"] / 1e3, point["ap"], s=70, marker="*", color=styles[point["run"]]["color"], edgecolor="black",
                    linewidth=0.4, zorder=3,
-                   label=f"ours: {pretty_name(point['run'], teacher=study.profile.teacher)}")
+                   label=f"ours: {pretty_name(point['run'], teacher=teacher_display_name(study.profile))}")
     ax.set_xscale("log")
     ax.set_xlabel("parameters (thousands, log scale)")
     ax.set_ylabel(f"{setting} AP (%)")

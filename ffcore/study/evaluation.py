@@ -289,8 +289,9 @@ def _pad_axis(ax, lows, highs, include: float | None = None) -> None:
 def run_label(study: Study, run: str) -> str:
     """A legend label: `pretty_name` of the run, naming the study's teacher for a run distilled from it."""
     from ffcore.plotting import pretty_name
+    from ffcore.study.plan import teacher_display_name
 
-    return pretty_name(run, teacher=study.profile.teacher)
+    return pretty_name(run, teacher=teacher_display_name(study.profile))
 
 
 # One colour per verdict in every differences figure (Okabe-Ito, grey for "inside the noise").

@@ -181,6 +181,11 @@ def uses_released_teacher(profile: RunProfile) -> bool:
     return True
 
 
+def teacher_display_name(profile: RunProfile) -> str:
+    """The name legends give the profile's own teacher: the released V1's run or the teacher model."""
+    return RELEASED_V1_RUN if uses_released_teacher(profile) else profile.teacher
+
+
 def pruned_parent(model: str) -> str | None:
     """The model a registered pruned variant is cut from (None when `model` is not one)."""
     from ffcore.pruning import DEFAULT_RATIO, PRUNABLE_BASES

@@ -32,8 +32,8 @@ from ffcore.study.context import Study
 from ffcore.study.plan import (DISTILLED_SUFFIX, NOT_FINETUNED_SUFFIX, REFERENCE_RUNS, V2_VARIANTS,  # noqa: F401
                                WIDERFACE_TEACHERS, PlannedRun, Teacher, model_of_run, offset_run, planned_run,
                                planned_runs, pruned_parent, recipe, reference_runs, seeded_run, split_seed,
-                               study_plan, study_pruned_variants, teacher_of_run, teacher_tag, trained_on,
-                               uses_released_teacher, widerface_teacher_runs)
+                               study_plan, study_pruned_variants, teacher_display_name, teacher_of_run, teacher_tag,
+                               trained_on, uses_released_teacher, widerface_teacher_runs)
 from ffcore.study.run_state import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
                                     how_trained, locked, read_record, run_state, start_record)
 
@@ -467,7 +467,7 @@ def training_curves_figure(study: Study, runs: list[str], name: str = "training_
     fig, axes = new_figure(ncols=2 if has_ap else 1, aspect=0.4 if has_ap else 0.55)
     axes = axes[0] if has_ap else [axes]
     styles = model_styles(runs)
-    labels = {run: pretty_name(run, teacher=study.profile.teacher) for run in runs}
+    labels = {run: pretty_name(run, teacher=teacher_display_name(study.profile)) for run in runs}
     for run, history in histories.items():
         style = styles[run]
         # the task loss is comparable across runs; a distillation run's total objective is not
