@@ -73,6 +73,22 @@ def registered_model(name: str) -> str:
     return name
 
 
+def show_loading_notes() -> None:
+    """Print the loader's notes (`ffcore.models` at INFO, e.g. the profiler buffers a released file
+    carried and that were dropped) on stderr, for commands that load weights; installed once."""
+    import logging
+
+    class StderrNotes(logging.Handler):
+        # sys.stderr is looked up per message: a stream fixed at installation goes stale when it is replaced.
+        def emit(self, record: logging.LogRecord) -> None:
+            print(f"note: {record.getMessage()}", file=sys.stderr)
+
+    logger = logging.getLogger("ffcore.models")
+    if not any(type(handler).__name__ == "StderrNotes" for handler in logger.handlers):
+        logger.addHandler(StderrNotes())
+    logger.setLevel(logging.INFO)
+
+
 def write_json(path: str | Path, text: str) -> Path:
     """Write a report file (folders created) and return its path."""
     path = Path(path)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ffcore.cli.common import MODEL_HELP, CommandError, parse_size, registered_model
+from ffcore.cli.common import MODEL_HELP, CommandError, parse_size, registered_model, show_loading_notes
 
 DEFAULT_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2")
 
@@ -107,6 +107,7 @@ def export_command(model: str, out: str, weights: str | None = None, int8: bool 
     from ffcore.deploy.int8 import output_agreement, quantize_int8
     from ffcore.models import create_model, load_pretrained
 
+    show_loading_notes()
     network = load_pretrained(model, weights) if weights else create_model(model)
     result = export_onnx(network, out, opset=opset, strict=False, deploy=not literal,
                          parity_sizes=tuple(parse_size(s) for s in parity_sizes))
@@ -165,6 +166,7 @@ def bench_command(models: Sequence[str] | None = None, out: str | None = None, r
     if backends:
         overrides["backends"] = tuple(backends)
     config = get_bench_config(setting, **overrides)
+    show_loading_notes()
     names = list(models) if models else list(DEFAULT_MODELS)
     table = run_benchmark(names, config, weights=_weight_map(weights), peers=peers,
                           progress=lambda msg: print(msg, file=sys.stderr))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ffcore.cli.common import MODEL_HELP, registered_model, write_json
+from ffcore.cli.common import MODEL_HELP, registered_model, show_loading_notes, write_json
 
 
 def add_evaluate(sub) -> None:
@@ -101,6 +101,7 @@ def predict_command(model: str, weights: str | None, data: str | None, out: str,
     from ffcore.eval.predict import predict_widerface
     from ffcore.preprocess import ImageReadError
 
+    show_loading_notes()
     try:
         scale = parse_scale(scale)
         weights_path = resolve_weights(model, weights)
@@ -128,6 +129,7 @@ def detect_command(model: str, weights: str | None, image: str, json_out: str | 
     from ffcore.preprocess import ImageReadError, read_image
 
     source = Path(image)
+    show_loading_notes()
     try:
         files = image_files(source)
         detector = load_detector(model, weights, device)

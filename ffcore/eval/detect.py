@@ -24,7 +24,9 @@ LANDMARK_COLOURS = ((0, 0, 255), (0, 255, 255), (255, 0, 255), (0, 255, 0), (255
 BOX_COLOUR = (0, 0, 255)
 
 # Weights a model falls back to when none are given (files shipped beside the repository).
-DEFAULT_WEIGHTS = {"retinaface_mnet025": ("weights", "retinaface_mnet025_widerface.pth")}
+DEFAULT_WEIGHTS = {"retinaface_mnet025": ("weights", "retinaface_mnet025_widerface.pth"),
+                   # the released V1, trained on WIDER FACE by the paper authors' code
+                   "featherface_v1": ("weights", "featherface_v1_widerface.pth")}
 
 
 def resolve_weights(model_name: str, weights: str | Path | None) -> Path:

@@ -7,11 +7,15 @@ layout's key mapping below. `ffcore.models.load_pretrained` (in the registry, wh
 does not import) builds the model, reads ffcore checkpoints and calls it.
 
 Wrapper prefixes (`module.` from DataParallel/DDP, `_orig_mod.` from torch.compile) are
-stripped in one place, `strip_wrapper_prefixes`.
+stripped in one place, `strip_wrapper_prefixes`. The profiler buffers that `thop.profile` leaves
+in a model it counted (`total_ops` / `total_params` on every module, saved with the weights by
+the original FeatherFace training code) are dropped in one place, `drop_profiler_buffers`, and
+the drop is logged and recorded on the model; nothing else is relaxed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +25,11 @@ import torch.nn as nn
 from ffcore.checkpoint import CheckpointError, load_checkpoint_file
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Buffers `thop.profile` registers on every module it counts (one float64 each); they are
+# counters of that profiling run, not weights of the model.
+PROFILER_BUFFER_NAMES = ("total_ops", "total_params")
+
+log = logging.getLogger("ffcore.models")
 
 
 def strip_wrapper_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -35,6 +44,20 @@ def strip_wrapper_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
                     key, changed = key[len(prefix):], True
         stripped[key] = value
     return stripped
+
+
+def is_profiler_buffer(key: str, value: Any) -> bool:
+    """Whether `key` is one of thop's counters: `total_ops` / `total_params`, at any depth
+    (the top level included), holding one number."""
+    return key.rsplit(".", 1)[-1] in PROFILER_BUFFER_NAMES and getattr(value, "numel", lambda: 0)() == 1
+
+
+def drop_profiler_buffers(model: nn.Module, state_dict: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The state dict without thop's counters that the model does not itself hold, and the dropped keys."""
+    own = set(model.state_dict())
+    dropped = [key for key, value in state_dict.items() if key not in own and is_profiler_buffer(key, value)]
+    kept = {key: value for key, value in state_dict.items() if key not in dropped} if dropped else state_dict
+    return kept, dropped
 
 
 # ------------------------------------------------------------------------ key mappings
@@ -286,9 +309,15 @@ def _best_conversion(model: nn.Module, state_dict: dict[str, Any]) -> tuple[str,
 def load_state_dict_into(model: nn.Module, state_dict: dict[str, Any], where: str = "state dict") -> str:
     """Load a state dict in any supported layout strictly; returns the layout's name.
 
-    Raises CheckpointError naming the missing, unexpected and wrongly shaped keys.
+    thop's profiler buffers are dropped first (counted in the log and in
+    `model.dropped_profiler_buffers`); any other missing, unexpected or wrongly shaped key
+    raises CheckpointError naming the keys.
     """
-    state_dict = strip_wrapper_prefixes(state_dict)
+    state_dict, dropped = drop_profiler_buffers(model, strip_wrapper_prefixes(state_dict))
+    model.dropped_profiler_buffers = len(dropped)
+    if dropped:
+        log.info("%s: dropped %d thop profiling buffers (total_ops / total_params, written by thop.profile "
+                 "during the original training; counters, not weights)", where, len(dropped))
     layout, converted = _best_conversion(model, state_dict)
     missing, unexpected, wrong_shape = _key_mismatch(model, converted)
     if missing or unexpected or wrong_shape:

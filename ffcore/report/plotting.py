@@ -93,7 +93,9 @@ def _style_key(name: str) -> str:
     """The model a run's style follows: seed, WIDER FACE and fine-tuning suffixes dropped."""
     base = _SEED.sub("", name)
     for suffix in ("_not_finetuned", "_widerface"):
-        if base.endswith(suffix) and base != "featherface_v2_distilled_eca_cbam_widerface":
+        # the released V1 keeps a colour of its own: it is drawn beside the V1 the study trains
+        if base.endswith(suffix) and base not in ("featherface_v2_distilled_eca_cbam_widerface",
+                                                  "featherface_v1_widerface"):
             base = base.removesuffix(suffix)
     return base
 

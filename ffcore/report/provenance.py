@@ -31,6 +31,7 @@ SYNTHETIC = "synthetic"
 WIDERFACE = "widerface"
 NO_DATA = "none"          # computed from the architecture alone (parameters, FLOPs, shapes)
 REAL_PHOTOS = "real photos"   # the shared real photographs (no annotations): detections, attention, peers
+REPORTED = "reported"         # figures their authors report (with file, commit, source), not measured here
 # Written by the synthetic generator at the root of every tree it makes: a tree carrying it is
 # synthetic wherever it is copied (data/widerface included).
 SYNTHETIC_MARKER = "synth_manifest.json"
@@ -187,7 +188,8 @@ class Provenance:
         if not self.uses_data:
             return "no data: computed from the architecture"
         data = {SYNTHETIC: "SYNTHETIC DATA (not WIDER FACE)",
-                REAL_PHOTOS: "REAL PHOTOS (unannotated; not a WIDER FACE evaluation)"}.get(self.dataset, "WIDER FACE")
+                REAL_PHOTOS: "REAL PHOTOS (unannotated; not a WIDER FACE evaluation)",
+                REPORTED: "REPORTED BY THEIR AUTHORS (WIDER FACE val; not measured here)"}.get(self.dataset, "WIDER FACE")
         return f"{data} | profile {self.profile}"
 
     def record(self, artifact: str, headline: str | None = None, **extra) -> dict:

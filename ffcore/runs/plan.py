@@ -8,6 +8,7 @@ A run lives in results/<profile>/checkpoints/<run>/ and its name says what was t
                                                         and V2's variants over its `model_seeds`)
     featherface_v2_distilled[_seed1]                    distilled from the profile's teacher (V1)
     featherface_v2_distilled_eca_cbam_widerface         distilled from the WIDER FACE-trained ECA-CBAM
+    featherface_v2_distilled_v1_widerface               distilled from the released V1 (trained on WIDER FACE)
     featherface_v2_pruned20                             pruned from the trained parent, then fine-tuned
     featherface_v2_pruned20_not_finetuned               pruned from the trained parent only (made by the
                                                         same job as featherface_v2_pruned20)
@@ -64,16 +65,26 @@ class Teacher:
         return None if self.shared_weights is None else shared_dir().joinpath(*self.shared_weights)
 
 
-# suffix after `_distilled_` -> teacher; the profile's teacher (no suffix) is trained in notebook 01
+# The FeatherFace V1 the paper's authors' code trained on WIDER FACE (the released file; see the
+# shared folder's README): a real teacher, a real detector and the anchor of the full profile.
+RELEASED_V1_FILE = ("weights", "featherface_v1_widerface.pth")
+RELEASED_V1_TAG = "v1_widerface"
+RELEASED_V1_RUN = BASELINE + "_widerface"
+
+# suffix after `_distilled_` -> teacher; the profile's teacher (no suffix) is trained in notebook 01,
+# or is the released V1 where the profile's `teacher_weights` is "released"
 WIDERFACE_TEACHERS: dict[str, Teacher] = {
     "eca_cbam_widerface": Teacher("featherface_eca_cbam", "ECA-CBAM FeatherFace trained on WIDER FACE",
                                   ("weights", "featherface_eca_cbam_widerface.pth")),
+    RELEASED_V1_TAG: Teacher(BASELINE, "FeatherFace V1 as released, trained on WIDER FACE", RELEASED_V1_FILE),
 }
+TEACHER_WEIGHTS = ("trained", "released")     # the choices of a profile's `teacher_weights`
 
 # Real detectors evaluated beside the study's runs: run name -> (model, weights in the shared folder).
 REFERENCE_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "retinaface_mnet025_widerface": ("retinaface_mnet025", ("weights", "retinaface_mnet025_widerface.pth")),
     "featherface_eca_cbam_widerface": ("featherface_eca_cbam", ("weights", "featherface_eca_cbam_widerface.pth")),
+    RELEASED_V1_RUN: (BASELINE, RELEASED_V1_FILE),
 }
 
 
@@ -133,18 +144,46 @@ def model_of_run(run: str) -> str:
     return base.split(DISTILLED_SUFFIX)[0] if DISTILLED_SUFFIX in base else base
 
 
+def teacher_tag(run: str) -> str | None:
+    """The teacher a distilled run's name gives (`eca_cbam_widerface`; "" for the profile's own
+    teacher); None for a supervised run."""
+    base = _modifiers(run)[0]
+    return base.split(DISTILLED_SUFFIX, 1)[1].removeprefix("_") if DISTILLED_SUFFIX in base else None
+
+
 def teacher_of_run(profile: RunProfile, run: str) -> Teacher | None:
     """The teacher of a distilled run (None for a supervised run)."""
-    base = _modifiers(run)[0]
-    if DISTILLED_SUFFIX not in base:
+    tag = teacher_tag(run)
+    if tag is None:
         return None
-    tag = base.split(DISTILLED_SUFFIX, 1)[1].removeprefix("_")
+    if not tag and uses_released_teacher(profile):
+        return WIDERFACE_TEACHERS[RELEASED_V1_TAG]
     if not tag:
         return Teacher(profile.teacher, f"{profile.teacher} trained in this study",
                        run=offset_run(profile, profile.teacher))
     if tag not in WIDERFACE_TEACHERS:
         raise KeyError(f"run {run!r}: unknown teacher {tag!r}; known: {', '.join(WIDERFACE_TEACHERS)}")
     return WIDERFACE_TEACHERS[tag]
+
+
+def uses_released_teacher(profile: RunProfile) -> bool:
+    """Whether the profile's own distillation (`<student>_distilled`) learns from the released V1
+    (`teacher_weights = "released"`) rather than from the V1 the study trains ("trained")."""
+    if profile.teacher_weights not in TEACHER_WEIGHTS:
+        raise ValueError(f"profile {profile.name!r}: teacher_weights {profile.teacher_weights!r} is not one of "
+                         f"{', '.join(TEACHER_WEIGHTS)}")
+    if profile.teacher_weights == "trained":
+        return False
+    released = WIDERFACE_TEACHERS[RELEASED_V1_TAG]
+    if profile.teacher != released.model:
+        raise ValueError(f"profile {profile.name!r}: teacher_weights 'released' is the released {released.model}, "
+                         f"but the profile's teacher is {profile.teacher!r}")
+    return True
+
+
+def teacher_display_name(profile: RunProfile) -> str:
+    """The name legends give the profile's own teacher: the released V1's run or the teacher model."""
+    return RELEASED_V1_RUN if uses_released_teacher(profile) else profile.teacher
 
 
 def pruned_parent(model: str) -> str | None:
@@ -207,6 +246,9 @@ def widerface_teacher_runs(profile: RunProfile) -> list[str]:
     from ffcore.models import list_models
 
     chosen = profile.chosen("widerface_teachers", list(WIDERFACE_TEACHERS))
+    if uses_released_teacher(profile):
+        # the profile's own distillation already learns from the released V1: the same run, not twice
+        chosen = [tag for tag in chosen if tag != RELEASED_V1_TAG]
     return [offset_run(profile, profile.student + DISTILLED_SUFFIX + "_" + tag) for tag in chosen
             if WIDERFACE_TEACHERS[tag].model in list_models() and WIDERFACE_TEACHERS[tag].shared_path().is_file()]
 

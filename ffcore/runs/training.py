@@ -31,7 +31,7 @@ import pandas as pd
 from ffcore.runs.context import Study
 from ffcore.runs.profiles import SPEED_FIELDS
 from ffcore.runs.plan import (REFERENCE_RUNS, PlannedRun, Teacher, model_of_run, offset_run, planned_run, planned_runs,
-                              study_plan)
+                              study_plan, teacher_tag, uses_released_teacher)
 from ffcore.runs.records import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
                                     how_trained, locked, read_record, run_state, start_record)
 
@@ -186,8 +186,13 @@ def expected_fingerprint(study: Study, job: PlannedRun) -> dict | None:
     if dependency is None:
         return None
     distillation = _distill_config(study, job) if job.kind == "distill" else None
-    return fingerprint(job.kind, _train_config(study, job), study.data_root, distillation,
-                       teacher=dependency.get("teacher"), parent=dependency.get("parent"))
+    result = fingerprint(job.kind, _train_config(study, job), study.data_root, distillation,
+                         teacher=dependency.get("teacher"), parent=dependency.get("parent"))
+    if teacher_tag(job.name) == "" and uses_released_teacher(study.profile):
+        # the profile's choice by name, beside the teacher's hash (absent: the teacher trained here, as
+        # every run before the choice existed was)
+        result["teacher_weights"] = study.profile.teacher_weights
+    return result
 
 
 def job_state(study: Study, job: PlannedRun) -> RunState:

@@ -34,6 +34,7 @@ from ffcore.study.evaluation import describe_ap_table, evaluate_run, evaluate_ru
 from ffcore.study.onnx_latency import (deploy_ladder_table, deploy_latency_table, describe_deployment,
                                  operator_profile_table)
 from ffcore.study.peer_detectors import peer_detections_figure, peer_latency_figure, peer_latency_table
+from ffcore.study.released_v1 import released_v1_anchor_table
 from ffcore.report.summary import artifact_index, summary_table, write_summary
 from ffcore.runs.plan import planned_runs, reference_runs
 from ffcore.runs.training import study_run
@@ -62,4 +63,5 @@ __all__ = [
     "attention_maps_figure", "deploy_latency_table", "deploy_ladder_table", "operator_profile_table",
     "describe_deployment", "peer_latency_table", "peer_latency_figure", "peer_detections_figure",
     "artifact_index", "summary_table", "write_summary",
+    "released_v1_anchor_table",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ffcore.runs.context import Study
+from ffcore.runs.plan import teacher_display_name
 from ffcore.runs.profiles import FORK_MODELS
 
 MAIN_MODELS = ("retinaface_mnet025", "featherface_v1", "featherface_v2")
@@ -162,7 +163,7 @@ def published_comparison_figure(study: Study, setting: str = "hard", name: str |
     ours = []
     for run in runs:
         result = evaluate_run(study, run)
-        ours.append({"run": run, "label": pretty_name(run, teacher=study.profile.teacher),
+        ours.append({"run": run, "label": pretty_name(run, teacher=teacher_display_name(study.profile)),
                      "params": model_summary(run.removesuffix("_distilled"), study.profile.flops_size)["parameters"],
                      "ap": 100 * float(result.ap[setting])})
     true_counts = {model: model_summary(model, study.profile.flops_size)["parameters"]

@@ -21,6 +21,7 @@ import pandas as pd
 from ffcore.data.ground_truth import SETTINGS
 from ffcore.runs.context import Study
 from ffcore.runs.datasets import evaluation_split
+from ffcore.runs.plan import teacher_display_name
 
 
 def _profiles_setting(field: str) -> str:
@@ -179,7 +180,7 @@ def budget_figure(study: Study, name: str = "training_budget"):
             ax.errorbar(part["epochs"] + (index - (len(arms) - 1) / 2) * dodge, part[f"AP {setting} %"],
                         yerr=errors, capsize=3,
                         color=styles[arm]["color"], marker=styles[arm]["marker"],
-                        label=pretty_name(arm, teacher=study.profile.teacher))
+                        label=pretty_name(arm, teacher=teacher_display_name(study.profile)))
         ax.set_xticks(sorted(set(table["epochs"])))
         ax.set_xlabel("training epochs")
         ax.set_title(setting)

@@ -75,36 +75,47 @@ def validation_detections_figure(study: Study, run: str = "featherface_v1", name
 
 
 def real_photo_detections_figure(study: Study, image_name: str = "crowd.jpg", name: str = "real_photo_detections"):
-    """RetinaFace-MobileNet-0.25 trained on WIDER FACE (shared weights) on a real photo of the shared folder.
+    """Every WIDER FACE-trained detector of the shared folder (RetinaFace-MobileNet-0.25, the released
+    FeatherFace V1, the fork's ECA-CBAM: `reference_runs`) on a real photo, one panel each.
 
     This artifact uses real data and real trained weights whatever the profile, and says so."""
     from ffcore.checkpoint import file_sha256
-    from ffcore.eval.detect import DEFAULT_WEIGHTS, detect_faces, load_detector
+    from ffcore.eval.detect import detect_faces
     from ffcore.paths import shared_dir
     from ffcore.report.plotting import new_figure, pretty_name
     from ffcore.preprocess import read_image
     from ffcore.report.provenance import REAL_PHOTOS, Provenance, write_figure
+    from ffcore.runs.plan import REFERENCE_RUNS
+    from ffcore.runs.plan import reference_runs
 
-    weights = shared_dir().joinpath(*DEFAULT_WEIGHTS["retinaface_mnet025"])
+    detectors = reference_runs()
     image_path = shared_dir() / "images" / image_name
-    if not weights.is_file() or not image_path.is_file():
+    if not detectors or not image_path.is_file():
         fig, ax = new_figure(aspect=0.2)
         ax.axis("off")
-        ax.text(0.5, 0.5, f"not available: needs {weights} and {image_path}", ha="center", va="center")
+        wanted = ", ".join(str(shared_dir().joinpath(*weights)) for _, weights in REFERENCE_RUNS.values())
+        ax.text(0.5, 0.5, f"not available: needs {image_path} and one of {wanted}", ha="center", va="center",
+                wrap=True)
         return fig
     image = read_image(image_path)
-    detections = detect_faces(load_detector("retinaface_mnet025", weights, study.device), image,
-                              threshold=DETECTION_THRESHOLD, device=study.device)
-    fig, ax = new_figure(aspect=image.shape[0] / image.shape[1])
-    draw_detections(ax, image, detections, None, f"{pretty_name('retinaface_mnet025_widerface')}: "
-                                       f"{len(detections)} faces with score ≥ {DETECTION_THRESHOLD} on {image_name}")
+    fig, axes = new_figure(nrows=len(detectors), aspect=len(detectors) * image.shape[0] / image.shape[1])
+    axes = list(np.atleast_1d(axes).ravel())
+    counts, weights = {}, {}
+    for ax, run in zip(axes, detectors):
+        detections = detect_faces(load_run_model(study, run), image, threshold=DETECTION_THRESHOLD,
+                                  device=study.device)
+        counts[run] = len(detections)
+        path = shared_dir().joinpath(*REFERENCE_RUNS[run][1])
+        weights[path.name] = file_sha256(path)
+        draw_detections(ax, image, detections, None, f"{pretty_name(run)}: {len(detections)} faces with score ≥ "
+                                                     f"{DETECTION_THRESHOLD} on {image_name}")
     # Real photo and real weights: provenance says real photos, not the profile's synthetic data.
-    provenance = Provenance(profile=study.profile.name, dataset=REAL_PHOTOS,
-                            checkpoints={weights.name: file_sha256(weights)},
+    provenance = Provenance(profile=study.profile.name, dataset=REAL_PHOTOS, checkpoints=weights,
                             notes={"image": image_name, "threshold": DETECTION_THRESHOLD,
-                                   "weights": "shared RetinaFace-MobileNet-0.25 trained on WIDER FACE"})
+                                   "weights": "the shared detectors trained on WIDER FACE: " + ", ".join(detectors)})
     write_figure(fig, study.figures_dir, name, provenance,
-                 headline=f"retinaface_mnet025 (WIDER FACE weights): {len(detections)} faces on {image_name}")
+                 headline="WIDER FACE weights on " + image_name + ": "
+                          + ", ".join(f"{REFERENCE_RUNS[run][0]} {count} faces" for run, count in counts.items()))
     return fig
 
 
@@ -136,12 +147,61 @@ def _greedy_matches(detections, reference) -> int:
     return matched
 
 
+def consensus_faces(face_sets: list, min_votes: int):
+    """The faces at least `min_votes` of several detectors find: every detection (all detectors, best
+    score first) joins the group whose first box it overlaps most at IoU >= 0.5 and that has no box of
+    its detector yet, else starts a group; a group with `min_votes` detectors is one consensus face,
+    drawn as its best-scoring box."""
+    import torch
+
+    from ffcore.boxes import iou_matrix
+    from ffcore.postprocess import Detections
+
+    pooled = [(float(score), voter, box, landmarks) for voter, faces in enumerate(face_sets)
+              for box, score, landmarks in zip(faces.boxes, faces.scores, faces.landmarks)]
+    pooled.sort(key=lambda item: -item[0])
+    groups: list[dict] = []
+    for score, voter, box, landmarks in pooled:
+        open_groups = [g for g in groups if voter not in g["voters"]]
+        if open_groups:
+            iou = iou_matrix(box[None], torch.stack([g["box"] for g in open_groups]))[0]
+            best = int(iou.argmax())
+            if float(iou[best]) >= REAL_PHOTO_IOU:
+                open_groups[best]["voters"].add(voter)
+                continue
+        groups.append({"box": box, "score": score, "landmarks": landmarks, "voters": {voter}})
+    agreed = [g for g in groups if len(g["voters"]) >= min_votes]
+    if not agreed:
+        return Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 10))
+    return Detections(torch.stack([g["box"] for g in agreed]), torch.tensor([g["score"] for g in agreed]),
+                      torch.stack([g["landmarks"] for g in agreed]))
+
+
+def consensus_name(voters: list[str], min_votes: int) -> str:
+    """The label of a consensus reference: `consensus (2 of retinaface_mnet025_widerface, ...)`."""
+    return f"consensus ({min_votes} of {', '.join(voters)})"
+
+
+def _photo_row(run: str, trained: str, image: str, everything, found, reference: str, faces) -> dict:
+    matched = _greedy_matches(found, faces)
+    return {"run": run, "trained on": trained, "image": image, "reference": reference,
+            "reference faces": len(faces), f"detections >= {DETECTION_THRESHOLD}": len(found),
+            "matched": matched,
+            "recall %": round(100 * matched / len(faces), 1) if len(faces) else float("nan"),
+            "precision %": round(100 * matched / len(found), 1) if len(found) else float("nan"),
+            "best score": round(float(everything.scores.max()), 3) if len(everything) else 0.0}
+
+
 def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "real_photo_check") -> pd.DataFrame:
     """What a synthetic AP says about real faces: on each real photo of the shared folder, each run's
     detections at score >= 0.5 against the faces the WIDER FACE-trained detectors find at >= 0.5
-    (recall: reference faces found; precision: detections that are reference faces; IoU >= 0.5).
+    (recall: reference faces found; precision: detections that are reference faces; IoU >= 0.5), each
+    detector alone and their consensus (the faces a majority of them find, `consensus_faces`).
 
-    The references are detectors, not ground truth: the table measures agreement with them.
+    The WIDER FACE-trained detectors themselves are measured the same way, each against each of the
+    others and against the consensus of the others: how far real detectors agree is the scale the
+    other rows are read on. The references are detectors, not ground truth: the table measures
+    agreement with them.
     `runs` None: every model run of the study trained so far (checkpoint on disk); the recipe questions'
     runs (the training-budget curve, V2's own recipe, the pruning control) train the same models again
     and are left out."""
@@ -167,23 +227,35 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
         return detect_image(model, pixels, scale=scale, device=study.device)
 
     images = {photo.name: read_image(photo) for photo in photos}
-    reference_faces = {(ref, image): detect(load_run_model(study, ref), pixels).above(DETECTION_THRESHOLD)
-                       for ref in references for image, pixels in images.items()}
+    reference_models = {ref: load_run_model(study, ref) for ref in references}
+    reference_all = {(ref, image): detect(reference_models[ref], pixels)
+                     for ref in references for image, pixels in images.items()}
+    reference_faces = {key: found.above(DETECTION_THRESHOLD) for key, found in reference_all.items()}
+
+    def consensus(voters: list[str], image: str):
+        votes = len(voters) // 2 + 1          # a majority of the voters
+        return consensus_name(voters, votes), consensus_faces([reference_faces[(v, image)] for v in voters], votes)
+
     rows = []
     for run in runs:
         model = load_run_model(study, run)
         for image, pixels in images.items():
             everything = detect(model, pixels)
             found = everything.above(DETECTION_THRESHOLD)
+            trained = trained_on(study.profile, study.dataset, run)
             for ref in references:
-                faces = reference_faces[(ref, image)]
-                matched = _greedy_matches(found, faces)
-                rows.append({"run": run, "trained on": trained_on(study.profile, study.dataset, run), "image": image, "reference": ref,
-                             "reference faces": len(faces), f"detections >= {DETECTION_THRESHOLD}": len(found),
-                             "matched": matched,
-                             "recall %": round(100 * matched / len(faces), 1) if len(faces) else float("nan"),
-                             "precision %": round(100 * matched / len(found), 1) if len(found) else float("nan"),
-                             "best score": round(float(everything.scores.max()), 3) if len(everything) else 0.0})
+                rows.append(_photo_row(run, trained, image, everything, found, ref, reference_faces[(ref, image)]))
+            if len(references) > 1:
+                rows.append(_photo_row(run, trained, image, everything, found, *consensus(references, image)))
+    for run in references if len(references) > 1 else ():
+        others = [ref for ref in references if ref != run]
+        for image in images:
+            everything, found = reference_all[(run, image)], reference_faces[(run, image)]
+            trained = trained_on(study.profile, study.dataset, run)
+            for ref in others:
+                rows.append(_photo_row(run, trained, image, everything, found, ref, reference_faces[(ref, image)]))
+            if len(others) > 1:
+                rows.append(_photo_row(run, trained, image, everything, found, *consensus(others, image)))
     table = pd.DataFrame(rows)
     checkpoints = {**{r: study.used_checkpoints.get(r, "") for r in runs},
                    **{r: study.used_checkpoints.get(r, "") for r in references}}
@@ -194,10 +266,13 @@ def real_photo_check(study: Study, runs: list[str] | None = None, name: str = "r
     provenance = Provenance(profile=study.profile.name, dataset=REAL_PHOTOS, checkpoints=checkpoints,
                             notes={"images": sorted(images), "threshold": DETECTION_THRESHOLD, "test_scale": scale,
                                    "models trained on": study.dataset,
-                                   "reference": "detections of the WIDER FACE-trained detectors, not annotations"})
-    main = table[table["reference"] == references[0]]
+                                   "reference": "detections of the WIDER FACE-trained detectors, not annotations",
+                                   "consensus": "faces a majority of the WIDER FACE-trained detectors find "
+                                                f"(IoU >= {REAL_PHOTO_IOU}); for one of them, a majority of the others"})
+    main = table[(table["reference"] == references[0]) & table["run"].isin(runs)]
     caption = (f"Real photos: detections >= {DETECTION_THRESHOLD} against the faces the WIDER FACE-trained "
-               f"detectors find (IoU >= {REAL_PHOTO_IOU})")
+               f"detectors find, each alone and their consensus (IoU >= {REAL_PHOTO_IOU}); the WIDER FACE-trained "
+               f"detectors against each other")
     table.attrs[CAPTION] = caption   # shown above the table in a notebook
     write_table(table, study.tables_dir, name, provenance, caption=caption,
                 headline="; ".join(f"{row['run']} on {row['image']}: {row['matched']}/{row['reference faces']} "
@@ -212,7 +287,9 @@ def describe_real_photo_check(study: Study, name: str = "real_photo_check"):
 
     table = read_table(study, name)
     synthetic = table[~table["trained on"].str.contains("WIDER")]
-    reference = table["reference"].iloc[0]
+    if synthetic.empty:     # no model of the study trained yet: only the real detectors' agreement
+        return markdown("**What this shows.** No model of the study was measured." + _real_detectors_agreement(table))
+    reference = synthetic["reference"].iloc[0]
     main = synthetic[synthetic["reference"] == reference]
     per_run = main.groupby("run", sort=False)[["matched", "reference faces", "detections >= 0.5"]].sum()
     per_run["recall"] = 100 * per_run["matched"] / per_run["reference faces"]
@@ -234,9 +311,25 @@ def describe_real_photo_check(study: Study, name: str = "real_photo_check"):
                     f"the real photos ({photos}), the detections >= {DETECTION_THRESHOLD} of each model trained on "
                     f"{study.dataset} data, summed over the photos (recall: faces found / {faces}; precision: "
                     "matched detections / detections):\n\n- " + "\n- ".join(lines)
+                    + _real_detectors_agreement(table)
                     + "\n\nThe reference is a detector's output, not annotations, and a few faces move these rates "
                       "by many points. A synthetic AP measures how well a model learned the synthetic faces; only "
                       "these counts speak of real faces.")
+
+
+def _real_detectors_agreement(table: pd.DataFrame) -> str:
+    """The sentence on how far the WIDER FACE-trained detectors agree with the consensus of the others
+    (empty when the table has no such rows)."""
+    real = table[table["trained on"].str.contains("WIDER") & table["reference"].str.startswith("consensus")]
+    if real.empty:
+        return ""
+    per_run = real.groupby("run", sort=False)[["matched", "reference faces", f"detections >= {DETECTION_THRESHOLD}"]].sum()
+    parts = [f"{run} recall {100 * row['matched'] / row['reference faces']:.0f} % "
+             f"({int(row['matched'])}/{int(row['reference faces'])}), precision "
+             f"{_percent(100 * row['matched'] / row[f'detections >= {DETECTION_THRESHOLD}'] if row[f'detections >= {DETECTION_THRESHOLD}'] else float('nan'))}"
+             for run, row in per_run.iterrows()]
+    return ("\n\nThe WIDER FACE-trained detectors against the consensus of the others (the faces a majority of the "
+            "others find), summed over the photos: " + "; ".join(parts) + ". That is how far real detectors agree.")
 
 
 def _percent(value: float) -> str:

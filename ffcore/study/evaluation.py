@@ -224,4 +224,6 @@ def run_label(study: Study, run: str) -> str:
     """A legend label: `pretty_name` of the run, naming the study's teacher for a run distilled from it."""
     from ffcore.report.plotting import pretty_name
 
-    return pretty_name(run, teacher=study.profile.teacher)
+    from ffcore.runs.plan import teacher_display_name
+
+    return pretty_name(run, teacher=teacher_display_name(study.profile))

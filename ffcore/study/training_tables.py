@@ -8,7 +8,7 @@ import pandas as pd
 
 from ffcore.runs.context import Study
 from ffcore.runs.plan import (DISTILLED_SUFFIX, NOT_FINETUNED_SUFFIX, WIDERFACE_TEACHERS, model_of_run, pruned_parent,
-                              teacher_of_run, widerface_teacher_runs)
+                              teacher_display_name, teacher_of_run, widerface_teacher_runs)
 from ffcore.runs.records import how_trained, read_record
 from ffcore.runs.training import ensure_run, record_checkpoint, study_run
 
@@ -137,7 +137,7 @@ def training_curves_figure(study: Study, runs: list[str], name: str = "training_
     fig, axes = new_figure(ncols=2 if has_ap else 1, aspect=0.4 if has_ap else 0.55)
     axes = axes[0] if has_ap else [axes]
     styles = model_styles(runs)
-    labels = {run: pretty_name(run, teacher=study.profile.teacher) for run in runs}
+    labels = {run: pretty_name(run, teacher=teacher_display_name(study.profile)) for run in runs}
     for run, history in histories.items():
         style = styles[run]
         # the task loss is comparable across runs; a distillation run's total objective is not

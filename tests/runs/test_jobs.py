@@ -55,13 +55,21 @@ def test_plan_orders_runs_after_their_teacher_and_parent():
     position = {job.name: i for i, job in enumerate(plan)}
     by_name = {job.name: job for job in plan}
     assert len(plan) == len(position) == 19
-    assert by_name["featherface_v2_distilled_seed1"].depends_on == ("featherface_v1",)
+    # full distils from the released V1 (teacher_weights "released"): no wait for V1's training
+    assert full.teacher_weights == "released"
+    assert by_name["featherface_v2_distilled_seed1"].depends_on == ()
     assert by_name["featherface_v2_pruned20"].depends_on == ("featherface_v2",)
     assert by_name["featherface_v2_distilled_eca_cbam_widerface"].depends_on == ()   # shared weights, not a run
+    assert "featherface_v2_distilled_v1_widerface" not in by_name     # the same run as featherface_v2_distilled
     for job in plan:
         assert all(position[dep] < position[job.name] for dep in job.depends_on), job.name
     depths = dependency_depths(plan)
-    assert depths["featherface_v1"] == 0 and depths["featherface_v2_distilled"] == 1
+    assert depths["featherface_v1"] == 0 and depths["featherface_v2_distilled"] == 0
+    trained = study_plan(replace(full, teacher_weights="trained"))
+    by_name = {job.name: job for job in trained}
+    assert by_name["featherface_v2_distilled_seed1"].depends_on == ("featherface_v1",)
+    assert by_name["featherface_v2_distilled_v1_widerface"].depends_on == ()
+    assert dependency_depths(trained)["featherface_v2_distilled"] == 1
     narrowed = [job.name for job in study_plan(full, ["featherface_v1_pruned20"])]
     assert narrowed == ["featherface_v1", "featherface_v1_pruned20"]
     with pytest.raises(KeyError, match="not in profile 'full'"):
@@ -75,11 +83,12 @@ def test_model_seeds_train_v1_its_swaps_and_v2_variants_over_seeds_with_the_firs
 
     long = get_profile("synthetic_seeds")
     runs = planned_runs(long)
-    assert len(runs) == len(set(runs)) == 42
+    assert len(runs) == len(set(runs)) == 43
     for model in ("featherface_v1", *one_part_swaps(), *v2_variants()):
         assert [run for run in runs if run.startswith(model) and run.removeprefix(model) in ("", "_seed1", "_seed2")] \
             == [model, f"{model}_seed1", f"{model}_seed2"], model
     assert len(one_part_swaps()) == 7 and "featherface_v2_distilled_eca_cbam_widerface" in runs
+    assert "featherface_v2_distilled_v1_widerface" in runs        # the released V1 as a real teacher
     by_name = {job.name: job for job in study_plan(long)}
     assert {by_name[f"featherface_v2_distilled_seed{s}"].depends_on for s in (1, 2)} == {("featherface_v1",)}
     assert by_name["featherface_v1_pruned20"].depends_on == ("featherface_v1",)   # pruned from the first seed only
