@@ -15,7 +15,7 @@ from ffcore.report import chapter_sections as sections
 from ffcore.report import chapter as thesis
 from ffcore.report.tex import escape
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from ffcore.report.numbers import (check_numbers, cited_numbers, format_number, macro_name, printed_matches, wall_times,
                                   write_numbers)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "thesis_figures" / "synthetic" / "numbers.json"
 
 

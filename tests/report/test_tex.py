@@ -14,7 +14,7 @@ import pytest
 from ffcore.report.provenance import Provenance, render_table_file, write_table
 from ffcore.report.tex import PREAMBLE_PACKAGES, TexLayout, column_label, escape, interval_cell, render_table, split_caption
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SYNTHETIC_TABLES = REPO / "results" / "synthetic" / "tables"
 HAS_TEX = shutil.which("pdflatex") is not None
 

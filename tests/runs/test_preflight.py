@@ -12,7 +12,7 @@ import pytest
 
 from ffcore.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))   # run_all.py is a script beside the package
 
 
