@@ -91,7 +91,7 @@ APPENDICES = (
 # artifact name (or fnmatch pattern; the first match wins) -> section key
 SECTION_OF: tuple[tuple[str, str], ...] = (
     ("v1_ap", "v1"), ("v1_ap_intervals", "v1"), ("v1_pr_curves", "v1"), ("v1_training_curves", "v1"),
-    ("fork_weights_ap", "v1"), ("v1_real_photo_check", "v1"), ("real_photo_check", "photos"),
+    ("fork_weights_ap", "v1"), ("v1_released_anchor", "v1"), ("v1_real_photo_check", "v1"), ("real_photo_check", "photos"),
     ("real_photo_detections", "v1"), ("detections_featherface_v1", "v1"), ("fork_detections_*", "v1"),
     ("fork_training_log", "v1"),
     ("param_counts_featherface_v1", "parts"), ("params_featherface_v1", "parts"),
