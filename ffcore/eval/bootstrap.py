@@ -156,6 +156,8 @@ def paired_difference(result: EvalResult, reference: EvalResult, resamples: int 
 
 
 ONE_SEED = "one seed: not established"
+# how a pooled interval is made, in the words of captions, legends and paragraphs
+POOLED_METHOD = "two-stage t interval: t over the training seeds, widened by the images' shared variance"
 NO_INTERVAL = "no interval"
 INSIDE_NOISE = "inside the noise"
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
+from ffcore.eval.bootstrap import POOLED_METHOD
 from ffcore.study.context import Study
 from ffcore.study.plan import BASELINE, one_part_swaps, study_swaps, study_v2_variants, v2_variants  # noqa: F401
 from ffcore.study.datasets import evaluation_split
@@ -79,8 +80,8 @@ def _arm(study: Study, run: str) -> dict[int, str]:
 def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFrame:
     """One row per model: AP with its interval and the difference with `reference` (by column name).
 
-    A model the study trains over several seeds is pooled over them (mean AP, two-level bootstrap:
-    seeds, then images); a model with one training run has an image-level interval and, against
+    A model the study trains over several seeds is pooled over them (mean AP, two-stage t interval
+    over seeds and images: `ffcore.eval.bootstrap.pooled_difference`); a model with one training run has an image-level interval and, against
     the reference, the verdict "one seed: not established" (`ffcore.eval.bootstrap.verdict`)."""
     from ffcore.eval.bootstrap import pooled_ap, pooled_difference
     from ffcore.study.architecture import model_summary
@@ -159,7 +160,7 @@ def ablation_table(study: Study) -> pd.DataFrame:
                      caption=f"One-part swaps of FeatherFace V1 on the {evaluation_split(study).note} (AP at test "
                              f"scale {study.profile.eval_scale}, 95% bootstrap intervals over the images; differences "
                              "vs V1 paired on the same images; "
-                             "a model trained over several seeds is pooled over them (mean AP; two-level bootstrap over seeds, then images), "
+                             f"a model trained over several seeds is pooled over them (mean AP; {POOLED_METHOD}), "
                              "a comparison with one training run on either side is 'one seed: not established'"
                              f"{_left_out(one_part_swaps(), study_swaps(study.profile))})",
                      headline=_comparison_headline(table, baseline))
@@ -178,7 +179,7 @@ def v2_variants_table(study: Study) -> pd.DataFrame:
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"V2 and its variants (same recipe as V2) on the {evaluation_split(study).note}, "
                              "differences vs V2 paired on the same images ("
-                             "a model trained over several seeds is pooled over them (mean AP; two-level bootstrap over seeds, then images), "
+                             f"a model trained over several seeds is pooled over them (mean AP; {POOLED_METHOD}), "
                              "a comparison with one training run on either side is 'one seed: not established'"
                              ")"
                              f"{_left_out(v2_variants(), study_v2_variants(study.profile))}",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
+from ffcore.eval.bootstrap import POOLED_METHOD
 from ffcore.study.context import Study
 from ffcore.study.datasets import evaluation_split
 
@@ -58,7 +59,7 @@ def _budget_caption(study: Study, what: str) -> str:
             f"{', '.join(map(str, sorted({p.epochs, p.student_epochs, *p.budget_epochs})))} epochs with the same recipe "
             f"otherwise ({p.train_preset}; the OneCycle schedule stretched over the run; the distillation's teacher is "
             f"V1's {p.epochs}-epoch run). At {p.student_epochs} epochs each arm is pooled over its training seeds (mean "
-            "AP, two-level bootstrap: seeds, then images); every other length is one training run, so its interval "
+            f"AP, {POOLED_METHOD}); every other length is one training run, so its interval "
             "covers the images only and a comparison with it is 'one seed: not established'")
 
 
@@ -232,7 +233,7 @@ def describe_own_recipe(study: Study, name: str = "v2_own_recipe"):
     return markdown(f"**What this shows.** V2 with its own recipe ({p.student_own_preset}) averages hard AP "
                     f"{pooled['AP hard %']:.1f} % over {_seeds(pooled['arm seeds'])}, with the shared recipe "
                     f"({p.student_preset}) {pooled['vs AP hard %']:.1f} % over {_seeds(pooled['vs seeds'])}. Pooled "
-                    f"difference (95 % interval over seeds, then images): {_pooled_sentence(pooled)}. "
+                    f"difference (95 % {POOLED_METHOD}): {_pooled_sentence(pooled)}. "
                     + _recipe_reading(pooled["hard verdict"]))
 
 

@@ -302,7 +302,7 @@ MEAN_COLOUR = "#000000"
 def differences_figure(study: Study, table_name: str, name: str | None = None):
     """Paired differences (AP points) with their 95 % intervals from a comparison table, 0 marked, one
     colour per verdict. A seed comparison's `pooled` row (the difference of the arms' means with its
-    two-level bootstrap interval, the row the verdict is read from) is drawn as a diamond below its seeds."""
+    two-stage t interval, the row the verdict is read from) is drawn as a diamond below its seeds."""
     from matplotlib.lines import Line2D
 
     from ffcore.plotting import new_figure
@@ -350,7 +350,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
                for v in VERDICT_COLOURS if v in present]
     if pooled.any():
         handles.append(Line2D([], [], color="0.5", marker="D", markeredgecolor=MEAN_COLOUR, markersize=4.5, lw=2.2,
-                              label="pooled over seeds (two-level bootstrap)"))
+                              label="pooled over seeds (two-stage t interval)"))
     # above the panels: the provenance stamp goes below the figure
     fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 3), fontsize=7, frameon=False)
     fig.supxlabel("difference in AP (points) with its paired 95% bootstrap interval", fontsize=8)
