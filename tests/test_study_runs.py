@@ -112,6 +112,17 @@ def test_ap_cache_is_keyed_on_the_checkpoint_and_both_codes_and_a_bad_cache_is_a
         evaluate_run(study, run)
 
 
+def test_the_evaluation_code_version_covers_the_modules_that_choose_and_order_the_images():
+    from ffcore.study.evaluation import evaluation_modules
+
+    modules = evaluation_modules()
+    # the validation index and the tree layout select and order the evaluation images
+    assert {"ffcore.data.validation", "ffcore.data.layout", "ffcore.eval.protocol"} <= set(modules)
+    # followed through imports: the .mat reader the ground truth uses, without being listed
+    assert "ffcore.data.matfiles" in modules
+    assert not any(name.startswith("ffcore.models") for name in modules)   # versioned by model_code_version
+
+
 def test_the_model_code_version_follows_the_models_package_and_postprocess_only(tmp_path):
     import shutil
 
