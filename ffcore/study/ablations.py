@@ -42,6 +42,20 @@ def _part(name: str) -> str:
     return ONE_PART_SWAPS[name][1] if name in ONE_PART_SWAPS else ""
 
 
+PLACEBO = "placebo (noise floor)"
+
+
+def _role(model: str, reference: str) -> str:
+    """"reference", PLACEBO for a swap that computes what its base computes, else "swap" / "variant"."""
+    from ffcore.models.zoo import ONE_PART_SWAPS, PLACEBO_SWAPS
+
+    if model == reference:
+        return "reference"
+    if model in PLACEBO_SWAPS:
+        return PLACEBO
+    return "swap" if model in ONE_PART_SWAPS else "variant"
+
+
 def ablation_variants(study: Study) -> pd.DataFrame:
     """The variants with what each changes, parameters (true, thop) and FLOPs; no training (deterministic)."""
     from ffcore.study.architecture import model_summary
@@ -101,6 +115,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
     for run in [reference, *runs]:
         summary = model_summary(model_of_run(run), size)
         row = {"model": run, "vs": "" if run == reference else reference, "part swapped": _part(model_of_run(run)),
+               "role": _role(model_of_run(run), model_of_run(reference)),
                "seeds": seeds_text(arms[run], arms[reference]) if run != reference else str(len(arms[run])),
                "parameters": summary["parameters"], f"GFLOPs_{size}": round(summary["gflops"], 3)}
         aps = pooled_ap(arm_results(run), resamples=p.bootstrap_resamples, seed=p.seed)
@@ -164,7 +179,42 @@ def ablation_table(study: Study) -> pd.DataFrame:
                              "a comparison with one training run on either side is 'one seed: not established'"
                              f"{_left_out(one_part_swaps(), study_swaps(study.profile))})",
                      headline=_comparison_headline(table, baseline))
+    placebo_check(study)       # printed under the table, and written beside it
     return table
+
+
+def placebo_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per placebo of a comparison table and setting: its difference, interval and whether the
+    interval contains 0 (`passes`). A placebo computes what its base computes, so an interval without 0 is
+    a sign that the intervals are too narrow, or that the two trainings differ in more than the swap."""
+    placebos = table[table["role"] == PLACEBO] if "role" in table else table.iloc[0:0]
+    rows = [{"model": row["model"], "vs": row["vs"], "seeds": row["seeds"], "setting": s,
+             "difference AP pts": row[f"d{s} AP pts"], "CI low": row[f"d{s} CI low"], "CI high": row[f"d{s} CI high"],
+             "passes": bool(row[f"d{s} CI low"] <= 0 <= row[f"d{s} CI high"])}
+            for _, row in placebos.iterrows() for s in SETTINGS]
+    return pd.DataFrame(rows, columns=["model", "vs", "seeds", "setting", "difference AP pts", "CI low", "CI high",
+                                       "passes"])
+
+
+def placebo_check(study: Study, name: str = "ablations") -> pd.DataFrame:
+    """The placebo's intervals from the written comparison table, each checked to contain 0; written as
+    `placebo_check` and printed, so every run says whether its noise floor held."""
+    from ffcore.study.evaluation import _read_table
+
+    rows = placebo_rows(_read_table(study, name))
+    if rows.empty:
+        print(f"placebo check: this profile trains no placebo swap ({study.profile.name}'s ablation_swaps)")
+        return rows
+    failed = rows[~rows["passes"]]
+    verdict = ("every placebo interval contains 0" if failed.empty else
+               "placebo interval without 0: " + ", ".join(f"{r['model']} {r['setting']}" for _, r in failed.iterrows()))
+    print(f"placebo check: {verdict}")
+    study.save_table(rows, "placebo_check", checkpoints=sorted(set(rows["model"]) | set(rows["vs"])),
+                     caption=f"The placebo swap (computes what V1 computes) against V1 on the "
+                             f"{evaluation_split(study).note}: its difference should be noise, so each 95 % "
+                             "interval should contain 0 ('passes')",
+                     headline=f"placebo check: {verdict}")
+    return rows
 
 
 def v2_variants_table(study: Study) -> pd.DataFrame:
@@ -257,9 +307,11 @@ def describe_comparison(study: Study, name: str):
     reference = table[table["hard verdict"] == "reference"].iloc[0]
     others = table[table["hard verdict"] != "reference"]
     split = evaluation_split(study).name
-    lines = [f"{row['model']} ({row['part swapped'] or 'variant'}; seeds {row['seeds']}): hard AP "
-             f"{row['AP hard %']:.1f} %, {row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, "
-             f"{row['dhard CI high']:+.1f}], {row['hard verdict']}" for _, row in others.iterrows()]
+    placebo = others["role"] == PLACEBO if "role" in others else pd.Series(False, index=others.index)
+    lines = [f"{row['model']} ({'placebo, the noise floor' if is_placebo else row['part swapped'] or 'variant'}; "
+             f"seeds {row['seeds']}): hard AP {row['AP hard %']:.1f} %, {row['dhard AP pts']:+.1f} points "
+             f"[{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}], {row['hard verdict']}"
+             for (_, row), is_placebo in zip(others.iterrows(), placebo)]
     if others.empty:
         return markdown(f"**What this shows.** Only {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
                         f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]): this profile trains "
@@ -280,7 +332,23 @@ def describe_comparison(study: Study, name: str):
             + "\n\n" + reading
             + (f"{outside} of {len(single)} single-run hard-AP intervals exclude 0; those are the rows to repeat "
                "over seeds before reading them as effects of the part swapped." if len(single) else "")
-            + _seed_noise_note(study, single))
+            + _seed_noise_note(study, single) + _placebo_note(table, reference["model"]))
+
+
+def _placebo_note(table: pd.DataFrame, reference: str) -> str:
+    """The placebo's difference as the noise floor the swaps are read against, and its check."""
+    rows = placebo_rows(table)
+    if rows.empty:
+        return ""
+    notes = []
+    for model, checks in rows.groupby("model", sort=False):
+        hard = checks[checks["setting"] == "hard"].iloc[0]
+        held = "contains 0 on every setting" if checks["passes"].all() else (
+            "does NOT contain 0 on " + ", ".join(checks.loc[~checks["passes"], "setting"]))
+        notes.append(f"{model} computes what {reference} computes, so its difference, hard "
+                     f"{hard['difference AP pts']:+.1f} points [{hard['CI low']:+.1f}, {hard['CI high']:+.1f}], is what "
+                     f"a retraining alone moves: the noise floor the swaps are read against; its interval {held}")
+    return "\n\nThe placebo: " + "; ".join(notes) + "."
 
 
 def _seed_noise_note(study: Study, others: pd.DataFrame) -> str:

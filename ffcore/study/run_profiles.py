@@ -162,7 +162,9 @@ SYNTHETIC_PROFILE = RunProfile(
     synthetic_train_images=400, synthetic_val_images=100, synthetic_test_images=100,
     synthetic_long_side=(320, 640),
     eval_scale="320", eval_limit=None, val_every=0,
-    ablation_swaps=("featherface_v1_ssh_grouped", "featherface_v1_bifpn_light"), v2_variants=(),
+    # the two largest parts, and the placebo (V2's head layout, the same computation as V1's): the noise floor
+    ablation_swaps=("featherface_v1_ssh_grouped", "featherface_v1_bifpn_light", "featherface_v1_v2_heads"),
+    v2_variants=(),
     # two 1-thread trainings side by side: 1.20x (V1) and 1.52x (V2) the images/s of one training at
     # 2 threads, measured side by side (benchmarks/bench_train_step.py)
     train_workers=2,
