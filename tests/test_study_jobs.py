@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -98,6 +99,12 @@ def test_swaps_over_model_seeds_are_trained_and_pooled_by_the_ablation_table(dat
     swap = table.loc["featherface_v1_ssh_grouped"]
     assert swap["seeds"] == "2 vs 2, paired by seed" and table.loc["featherface_v1", "seeds"] == "2"
     assert not str(swap["hard verdict"]).startswith("one seed")
+    # every run behind the pooled rows, seed by seed, beside the table
+    per_seed = pd.read_csv(study.tables_dir / "ablations_per_seed.csv", comment="#")
+    assert sorted(zip(per_seed["arm"], per_seed["seed"])) == [
+        ("featherface_v1", 0), ("featherface_v1", 1), ("featherface_v1_ssh_grouped", 0), ("featherface_v1_ssh_grouped", 1)]
+    mean = per_seed[per_seed["arm"] == "featherface_v1_ssh_grouped"]["AP hard %"].mean()
+    assert abs(mean - swap["AP hard %"]) < 0.02
     pooled = v2_v1_comparison(study).set_index("run").loc[POOLED]
     assert (pooled["arm seeds"], pooled["vs seeds"]) == (2, 2) and not str(pooled["hard verdict"]).startswith("one seed")
 

@@ -164,12 +164,15 @@ def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
 def ablation_table(study: Study) -> pd.DataFrame:
     """V1 and each one-part swap (declared in the zoo), trained with V1's recipe, evaluated on the same
     images: AP with intervals and the paired difference with V1 and its verdict."""
+    from ffcore.study.comparisons import per_seed_aps
     from ffcore.study.training import study_run
 
     swaps = [study_run(study, model) for model in study_swaps(study.profile)]
     baseline = study_run(study, BASELINE)
     _train_all(study, [baseline, *swaps], owned_here=swaps)
     table = _comparison_rows(study, swaps, baseline)
+    per_seed_aps(study, {run: _arm(study, run) for run in [baseline, *swaps]}, "ablations_per_seed",
+                 "V1 and its one-part swaps, seed by seed")
     study.save_table(table, "ablations", checkpoints=[baseline, *swaps], test_scale=str(study.profile.eval_scale),
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"One-part swaps of FeatherFace V1 on the {evaluation_split(study).note} (AP at test "
@@ -219,12 +222,15 @@ def placebo_check(study: Study, name: str = "ablations") -> pd.DataFrame:
 
 def v2_variants_table(study: Study) -> pd.DataFrame:
     """V2's registered variants, trained with V2's recipe, against V2 (paired differences)."""
+    from ffcore.study.comparisons import per_seed_aps
     from ffcore.study.training import study_run
 
     variants = [study_run(study, model) for model in study_v2_variants(study.profile)]
     v2 = study_run(study, "featherface_v2")
     _train_all(study, [v2, *variants], owned_here=variants)
     table = _comparison_rows(study, variants, v2)
+    per_seed_aps(study, {run: _arm(study, run) for run in [v2, *variants]}, "v2_variants_per_seed",
+                 "V2 and its variants, seed by seed")
     study.save_table(table, "v2_variants", checkpoints=[v2, *variants],
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"V2 and its variants (same recipe as V2) on the {evaluation_split(study).note}, "

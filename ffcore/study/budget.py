@@ -66,6 +66,7 @@ def _budget_caption(study: Study, what: str) -> str:
 def budget_table(study: Study, name: str = "training_budget") -> pd.DataFrame:
     """AP (95 % interval) of each budget arm at each training length: trains or loads every run first."""
     from ffcore.eval.bootstrap import pooled_ap
+    from ffcore.study.comparisons import per_seed_aps
     from ffcore.study.evaluation import evaluate_run
     from ffcore.study.training import train_or_load
 
@@ -89,6 +90,8 @@ def budget_table(study: Study, name: str = "training_budget") -> pd.DataFrame:
             rows.append(row)
             used += list(runs.values())
     table = pd.DataFrame(rows)
+    per_seed_aps(study, {f"{arm}, {epochs} epochs": runs for arm, points in lengths.items() for epochs, runs in points},
+                 f"{name}_per_seed", "The training-budget arms, seed by seed")
     study.save_table(table, name, checkpoints=used, resamples=p.bootstrap_resamples, split=evaluation_split(study).name,
                      columns=["arm", "epochs", "seeds", *(f"AP {s} %" for s in SETTINGS)],
                      caption=_budget_caption(study, "AP against the training budget"),

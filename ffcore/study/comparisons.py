@@ -33,6 +33,23 @@ def arm_runs(study: Study, base: str) -> dict[int, str]:
     return dict(sorted(runs.items()))
 
 
+def per_seed_aps(study: Study, arms: dict[str, dict[int, str]], name: str, what: str) -> pd.DataFrame:
+    """Every run behind pooled rows, one row per training seed: arm, seed, run, AP per setting (%) and
+    checkpoint, written as table `name`, so a pooled row can be recomputed from committed numbers."""
+    rows = []
+    for arm, runs in arms.items():
+        for seed, run in runs.items():
+            result = evaluate_run(study, run)
+            rows.append({"arm": arm, "seed": seed, "run": run,
+                         **{f"AP {s} %": round(100 * float(result.ap[s]), 2) for s in SETTINGS},
+                         "checkpoint": study.used_checkpoints[run]})
+    table = pd.DataFrame(rows, columns=["arm", "seed", "run", *(f"AP {s} %" for s in SETTINGS), "checkpoint"])
+    study.save_table(table, name, checkpoints=list(table["run"]), split=evaluation_split(study).name,
+                     caption=f"{what}: the AP of every training seed's run on the {evaluation_split(study).note}",
+                     headline=f"{len(table)} runs of {len(arms)} arms")
+    return table
+
+
 def difference_columns(differences: dict) -> dict:
     """Table columns of setting -> difference (AP fraction): points, interval and verdict per setting."""
     from ffcore.eval.bootstrap import verdict
