@@ -67,6 +67,14 @@ def add_study(sub) -> None:
     train.add_argument("--force", action="store_true", help="retrain the named runs (all without names) from scratch")
     train.set_defaults(handler=train_command)
 
+    repool = actions.add_parser("repool", help="recompute a results folder's pooled rows with the two-stage interval",
+                                description="Recompute every pooled row of a results folder's seed comparisons "
+                                            "from its per-seed rows with the two-stage t interval (shared image "
+                                            "part bounded above; ffcore.study.repool) and write "
+                                            "pooled_recomputed.csv beside its tables. Trains and evaluates nothing.")
+    repool.add_argument("folders", nargs="+", help="results folders holding tables/ (e.g. results/synthetic)")
+    repool.set_defaults(handler=repool_command)
+
     submit = actions.add_parser("submit", help="submit every run as a SLURM job through submitit",
                                 description="Submit every run that is not done as a submitit job. Each dependency "
                                             "level of the plan is a job array that starts after the levels it "
@@ -134,6 +142,15 @@ def plan_command(action, profile, data=None, device=None, epochs=None, image_siz
     for index, job in enumerate(plan, 1):
         estimate = f"  ~{hours[job.name]:.1f} h" if images_per_second else ""
         print(f"{index:3d}. {job.describe()}{estimate}")
+    return 0
+
+
+def repool_command(action, folders) -> int:
+    from ffcore.study.repool import write_repooled
+
+    for folder in folders:
+        out = write_repooled(folder)
+        print(f"{out}")
     return 0
 
 
