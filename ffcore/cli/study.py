@@ -142,7 +142,22 @@ def plan_command(action, profile, data=None, device=None, epochs=None, image_siz
     for index, job in enumerate(plan, 1):
         estimate = f"  ~{hours[job.name]:.1f} h" if images_per_second else ""
         print(f"{index:3d}. {job.describe()}{estimate}")
+    print()
+    print(_question_budget(study, images_per_second, train_images))
     return 0
+
+
+def _question_budget(study, images_per_second=None, train_images=None) -> str:
+    """The questions the plan answers with their cost (ffcore.study.questions), at the given rate or the
+    measured GPU rate of the reference measurements."""
+    from ffcore.study.questions import describe_budget, reference_measurements
+
+    if images_per_second:
+        source = "--images-per-second"
+    else:
+        measured = reference_measurements()["gpu_training_throughput"]
+        images_per_second, source = measured["images_per_second"], measured["what"]
+    return describe_budget(study.profile, images_per_second, train_images or _training_images(study), source)
 
 
 def repool_command(action, folders) -> int:

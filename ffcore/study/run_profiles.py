@@ -173,13 +173,18 @@ SYNTHETIC_PROFILE = RunProfile(
     bench_models=("retinaface_mnet025", "featherface_v1", "featherface_v2", *FORK_MODELS),
 )
 
+# Every comparison the thesis states gets three seeds on both sides (V1 and its swaps over
+# `model_seeds`, V2 alone, distilled and its variants over `seeds`): with one seed a side a comparison
+# can only read "one seed: not established". `ffcore study plan --profile full` prints each question's
+# cost and the smallest difference three seeds can establish from the measured seed spreads.
 FULL = RunProfile(
     name="full",
-    description="WIDER FACE, the papers' training schedules, GPU",
+    description="WIDER FACE, the papers' training schedules, GPU; every stated comparison over 3 seeds a side",
     dataset=WIDERFACE, device="cuda",
     epochs=350, student_epochs=400,
     image_size=640, batch_size=32,
-    train_preset="featherface_paper", student_preset="v2_thesis", seeds=(0, 1, 2), finetune_epochs=20,
+    train_preset="featherface_paper", student_preset="v2_thesis", seeds=(0, 1, 2), model_seeds=(0, 1, 2),
+    finetune_epochs=20,
     eval_scale="origin", eval_limit=None,
     bench_sizes=(640,), bench_repeats=50, bench_backends=("torch", "onnx_fp32", "onnx_int8"),
     val_every=10, workers=4,
