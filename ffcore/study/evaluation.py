@@ -302,7 +302,8 @@ def intervals_figure(study: Study, runs: list[str], name: str = "ap_intervals"):
         ax.xaxis.set_major_locator(_ticks())
     axes[0][0].set_yticks(rows, labels)
     axes[0][0].invert_yaxis()
-    fig.supxlabel("AP (%) with its 95% bootstrap interval over the validation images", fontsize=8)
+    # the split the APs come from (the held-out test split where the data has one), named on the axis
+    fig.supxlabel(f"AP (%) with its 95% bootstrap interval over the {evaluation_split(study).name} images", fontsize=8)
     return study.save_figure(fig, name, checkpoints=runs, headline=_ap_headline(table))
 
 
