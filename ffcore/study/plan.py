@@ -319,17 +319,41 @@ def budget_arms(profile: RunProfile) -> list[str]:
 
 
 def budget_runs(profile: RunProfile, epochs: int) -> list[str]:
-    """The budget curve's runs at `epochs`: each arm once, with the first seed (the teacher of the
-    distilled arm stays the profile's teacher run, so only the student's length changes)."""
-    return [offset_run(profile, budget_run(arm, epochs)) for arm in budget_arms(profile)
-            if epochs != recipe(profile, model_of_run(arm))[1]]   # that length is the arm's own run
+    """The budget curve's runs at `epochs`: each arm over its own seeds (V1 over `model_seeds`, V2 alone
+    and distilled over `seeds`), so every length is pooled like the profile's own; the teacher of the
+    distilled arm stays the profile's teacher run, so only the student's length changes."""
+    return [offset_run(profile, budget_run(arm, epochs), seed) for arm in budget_arms(profile)
+            if epochs != recipe(profile, model_of_run(arm))[1]   # that length is the arm's own run
+            for seed in (profile.model_seeds if arm == profile.teacher else profile.seeds)]
+
+
+def own_recipe_base(profile: RunProfile) -> str:
+    """The own-recipe runs' name without a seed: `<student>_own_recipe`, with `_ep<N>` when the profile
+    trains it for another length than the student's (`own_recipe_epochs`, one of its budget lengths)."""
+    epochs = profile.own_recipe_epochs
+    base = profile.student + OWN_RECIPE_SUFFIX
+    if epochs is None or epochs == profile.student_epochs:
+        return base
+    if epochs not in profile.budget_epochs:
+        raise ValueError(f"profile {profile.name!r}: own_recipe_epochs {epochs} must be the student's length "
+                         f"({profile.student_epochs}) or one of its budget_epochs {profile.budget_epochs}, so V2 "
+                         "with the shared recipe is trained for as long")
+    return budget_run(base, epochs)
+
+
+def own_recipe_reference(profile: RunProfile) -> str:
+    """What V2's own recipe is compared with: V2 with the shared recipe for the same length."""
+    epochs = profile.own_recipe_epochs
+    if epochs is None or epochs == profile.student_epochs:
+        return profile.student
+    return budget_run(profile.student, epochs)
 
 
 def own_recipe_runs(profile: RunProfile) -> list[str]:
     """V2 trained with its own recipe over `model_seeds` (none when the profile names no such preset)."""
     if profile.student_own_preset is None:
         return []
-    return [offset_run(profile, profile.student + OWN_RECIPE_SUFFIX, seed) for seed in profile.model_seeds]
+    return [offset_run(profile, own_recipe_base(profile), seed) for seed in profile.model_seeds]
 
 
 def pruning_control_runs(profile: RunProfile) -> list[str]:

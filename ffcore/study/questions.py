@@ -28,8 +28,8 @@ import pandas as pd
 from scipy import stats
 
 from ffcore.paths import REPO_ROOT
-from ffcore.study.plan import (DISTILLED_SUFFIX, OWN_RECIPE_SUFFIX, planned_runs, split_seed, study_plan,
-                               study_swaps, study_v2_variants, widerface_teacher_runs)
+from ffcore.study.plan import (DISTILLED_SUFFIX, own_recipe_base, own_recipe_reference, planned_runs, split_seed,
+                               study_plan, study_swaps, study_v2_variants, widerface_teacher_runs)
 from ffcore.study.run_profiles import RunProfile
 
 SETTINGS = ("easy", "medium", "hard")
@@ -90,7 +90,8 @@ def study_questions(profile: RunProfile) -> list[Question]:
     questions += [Question(f"V2 variant: {variant}", variant, student)
                   for variant in study_v2_variants(profile)]
     if profile.student_own_preset is not None:
-        questions.append(Question("Does V2's own recipe change V2?", student + OWN_RECIPE_SUFFIX, student))
+        questions.append(Question("Does V2's own recipe change V2?", own_recipe_base(profile),
+                                  own_recipe_reference(profile)))
     return questions
 
 
