@@ -147,7 +147,7 @@ def _train_all(study: Study, runs: list[str], owned_here: list[str]) -> None:
 
 
 def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
-    others = table[table["model"] != reference]
+    others = table[(table["model"] != reference) & (table["hard verdict"] != "reference")]   # controls left out
     outside = int(((others["dhard CI low"] > 0) | (others["dhard CI high"] < 0)).sum())
     best = table.loc[table["AP hard %"].idxmax()]
     from ffcore.eval.bootstrap import ONE_SEED
@@ -229,18 +229,43 @@ def v2_variants_table(study: Study) -> pd.DataFrame:
     v2 = study_run(study, "featherface_v2")
     _train_all(study, [v2, *variants], owned_here=variants)
     table = _comparison_rows(study, variants, v2)
-    per_seed_aps(study, {run: _arm(study, run) for run in [v2, *variants]}, "v2_variants_per_seed",
+    controls = _random_start_rows(study, variants)
+    table = pd.concat([table, controls], ignore_index=True) if len(controls) else table
+    compared = [v2, *variants, *controls.get("model", [])[:1]]
+    per_seed_aps(study, {run: _arm(study, run) for run in dict.fromkeys(compared)}, "v2_variants_per_seed",
                  "V2 and its variants, seed by seed")
-    study.save_table(table, "v2_variants", checkpoints=[v2, *variants],
+    study.save_table(table, "v2_variants", checkpoints=list(dict.fromkeys(compared)),
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"V2 and its variants (same recipe as V2) on the {evaluation_split(study).note}, "
-                             "differences vs V2 paired on the same images ("
+                             "differences vs V2 paired on the same images"
+                             + ("; a variant that starts from random weights (V2-ViT) also against V2 trained from "
+                                "random weights (the control rows), which separates its parts from its start"
+                                if len(controls) else "") + " ("
                              f"a model trained over several seeds is pooled over them (mean AP; {POOLED_METHOD}), "
                              "a comparison with one training run on either side is 'one seed: not established'"
                              ")"
                              f"{_left_out(v2_variants(), study_v2_variants(study.profile))}",
                      headline=_comparison_headline(table, v2))
     return table
+
+
+def _random_start_rows(study: Study, variants: list[str]) -> pd.DataFrame:
+    """V2 from random weights (the control row) and each variant that starts from random weights against
+    it, where the profile trains the control (`ffcore.study.plan.random_start_runs`): V2-ViT has no
+    ImageNet start, so against V2 it differs in two things, against this control in its parts only."""
+    from ffcore.models import create_model
+    from ffcore.models.loading import has_imagenet_backbone
+    from ffcore.study.plan import RANDOM_START_SUFFIX, random_start_runs
+    from ffcore.study.training import model_of_run, study_run
+
+    if not random_start_runs(study.profile):
+        return pd.DataFrame()
+    control = study_run(study, study.profile.student + RANDOM_START_SUFFIX)
+    random = [run for run in variants if not has_imagenet_backbone(create_model(model_of_run(run)))]
+    _train_all(study, [control, *random], owned_here=[control])
+    rows = _comparison_rows(study, random, control)
+    rows.loc[rows["model"] == control, "role"] = "control: V2 from random weights"
+    return rows
 
 
 def pruned_table(study: Study) -> pd.DataFrame:
@@ -315,7 +340,8 @@ def describe_comparison(study: Study, name: str):
     split = evaluation_split(study).name
     placebo = others["role"] == PLACEBO if "role" in others else pd.Series(False, index=others.index)
     lines = [f"{row['model']} ({'placebo, the noise floor' if is_placebo else row['part swapped'] or 'variant'}; "
-             f"seeds {row['seeds']}): hard AP {row['AP hard %']:.1f} %, {row['dhard AP pts']:+.1f} points "
+             f"seeds {row['seeds']}{'' if row['vs'] == reference['model'] else ', against ' + row['vs']}): "
+             f"hard AP {row['AP hard %']:.1f} %, {row['dhard AP pts']:+.1f} points "
              f"[{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}], {row['hard verdict']}"
              for (_, row), is_placebo in zip(others.iterrows(), placebo)]
     if others.empty:

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from ffcore.paths import REPO_ROOT
-from ffcore.study.plan import (DISTILLED_SUFFIX, own_recipe_base, own_recipe_reference, planned_runs, split_seed,
+from ffcore.study.plan import (DISTILLED_SUFFIX, RANDOM_START_SUFFIX, own_recipe_base, random_start_runs, own_recipe_reference, planned_runs, split_seed,
                                study_plan, study_swaps, study_v2_variants, widerface_teacher_runs)
 from ffcore.study.run_profiles import RunProfile
 
@@ -89,6 +89,9 @@ def study_questions(profile: RunProfile) -> list[Question]:
                            + swap, swap, teacher) for swap in study_swaps(profile)]
     questions += [Question(f"V2 variant: {variant}", variant, student)
                   for variant in study_v2_variants(profile)]
+    if random_start_runs(profile):
+        questions.append(Question("V2-ViT against V2 from random weights (both without ImageNet)", "featherface_v2_vit",
+                                  student + RANDOM_START_SUFFIX))
     if profile.student_own_preset is not None:
         questions.append(Question("Does V2's own recipe change V2?", own_recipe_base(profile),
                                   own_recipe_reference(profile)))

@@ -56,6 +56,9 @@ class RunProfile:
     # written for 400 epochs; squeezed into 10 it only shows that it under-trains, so the budget profile
     # trains it at a budget length, against V2 with the shared recipe at that same length
     own_recipe_epochs: int | None = None
+    # V2 also trained from random weights (over `model_seeds`) where V2-ViT is trained: V2-ViT starts
+    # from random weights, V2 from ImageNet, so "V2-ViT against V2" alone mixes both changes
+    random_start_control: bool = False
     bootstrap_resamples: int = 1000   # resamples of the validation images for every AP interval
     real_photo_scale: str = "origin"  # test scale of the real-photo check ("origin" or a long side in pixels)
     synthetic_train_images: int | None = None   # size of the generated dataset (synthetic profiles)
@@ -200,6 +203,7 @@ FULL = RunProfile(
     epochs=350, student_epochs=400,
     image_size=640, batch_size=32,
     train_preset="featherface_paper", student_preset="v2_thesis", seeds=(0, 1, 2), model_seeds=(0, 1, 2),
+    random_start_control=True,
     finetune_epochs=20,
     eval_scale="origin", eval_limit=None,
     bench_sizes=(640,), bench_repeats=50, bench_backends=("torch", "onnx_fp32", "onnx_int8"),
@@ -242,7 +246,7 @@ SYNTHETIC_SEEDS = replace(
     description="synthetic dataset, the synthetic profile's recipe: every one-part swap and V2 variant over three "
                 "seeds, the WIDER FACE-teacher distillation and V2's own recipe (hours on a CPU; resumable)",
     seeds=(0, 1, 2), model_seeds=(0, 1, 2), ablation_swaps=None, v2_variants=None, widerface_teachers=None,
-    student_own_preset="synthetic_cpu_v2_thesis",
+    student_own_preset="synthetic_cpu_v2_thesis", random_start_control=True,
 )
 
 PROFILES: dict[str, RunProfile] = {p.name: p for p in (SMOKE, SYNTHETIC_PROFILE, SYNTHETIC_LONG, SYNTHETIC_SEEDS, FULL)}

@@ -30,7 +30,8 @@ import pandas as pd
 
 from ffcore.study.context import Study
 from ffcore.study.plan import (DISTILLED_SUFFIX, NOT_FINETUNED_SUFFIX, REFERENCE_RUNS, V2_VARIANTS,  # noqa: F401
-                               WIDERFACE_TEACHERS, PlannedRun, Teacher, model_of_run, offset_run, planned_run,
+                               WIDERFACE_TEACHERS, PlannedRun, Teacher, is_random_start, model_of_run, offset_run,
+                               planned_run,
                                planned_runs, pruned_parent, recipe, reference_runs, seeded_run, split_seed,
                                study_plan, study_pruned_variants, teacher_of_run, trained_on, widerface_teacher_runs)
 from ffcore.study.run_state import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
@@ -134,8 +135,9 @@ def _train_config(study: Study, job: PlannedRun):
     if job.kind in ("prune", "finetune"):
         # fine-tuning starts from the (pruned) parent's weights, at a tenth of the parent's learning rate
         config = replace(config, lr=config.lr / 10, pretrained_backbone=False)
-    elif not has_imagenet_backbone(create_model(job.model)):
-        # e.g. the ViT variant: no ImageNet file fits its backbone; a deliberate random start, recorded
+    elif is_random_start(job.name) or not has_imagenet_backbone(create_model(job.model)):
+        # the random-start control, or the ViT variant (no ImageNet file fits its backbone): a deliberate
+        # random start, recorded
         config = replace(config, pretrained_backbone=False)
     if p.val_every is not None:
         config = replace(config, val_every=p.val_every)
