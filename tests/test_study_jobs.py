@@ -55,7 +55,9 @@ def test_plan_orders_runs_after_their_teacher_and_parent():
     plan = study_plan(full)
     position = {job.name: i for i, job in enumerate(plan)}
     by_name = {job.name: job for job in plan}
-    assert len(plan) == len(position) == 19
+    # three seeds of V1, its 7 swaps, V2, V2 distilled, 2 variants and V2 from random weights; one
+    # distillation from the WIDER FACE-trained teacher; two pruned variants
+    assert len(plan) == len(position) == 3 * (1 + 7 + 1 + 1 + 2 + 1) + 1 + 2
     assert by_name["featherface_v2_distilled_seed1"].depends_on == ("featherface_v1",)
     assert by_name["featherface_v2_pruned20"].depends_on == ("featherface_v2",)
     assert by_name["featherface_v2_distilled_eca_cbam_widerface"].depends_on == ()   # shared weights, not a run
@@ -76,7 +78,7 @@ def test_model_seeds_train_v1_its_swaps_and_v2_variants_over_seeds_with_the_firs
 
     long = get_profile("synthetic_seeds")
     runs = planned_runs(long)
-    assert len(runs) == len(set(runs)) == 42
+    assert len(runs) == len(set(runs)) == 42 + 3    # and V2 from random weights, the V2-ViT control
     for model in ("featherface_v1", *one_part_swaps(), *v2_variants()):
         assert [run for run in runs if run.startswith(model) and run.removeprefix(model) in ("", "_seed1", "_seed2")] \
             == [model, f"{model}_seed1", f"{model}_seed2"], model
@@ -108,6 +110,19 @@ def test_swaps_over_model_seeds_are_trained_and_pooled_by_the_ablation_table(dat
     pooled = v2_v1_comparison(study).set_index("run").loc[POOLED]
     assert (pooled["arm seeds"], pooled["vs seeds"]) == (2, 2) and not str(pooled["hard verdict"]).startswith("one seed")
 
+
+
+def test_v2_vit_is_also_compared_with_v2_from_random_weights(data_root, results):
+    from ffcore.study.ablations import v2_variants_table
+
+    study = tiny_study(data_root, v2_variants=("featherface_v2_vit",), random_start_control=True)
+    table = v2_variants_table(study)
+    control = table[table["model"] == "featherface_v2_random_start"]
+    assert list(control["role"]) == ["control: V2 from random weights"]
+    against = table[(table["model"] == "featherface_v2_vit") & (table["vs"] == "featherface_v2_random_start")]
+    assert len(against) == 1 and "featherface_v2_vit" in set(table.loc[table["vs"] == "featherface_v2", "model"])
+    payload = load_checkpoint_file(results / "smoke" / "checkpoints" / "featherface_v2_random_start" / "best.pt")
+    assert payload["train_config"]["pretrained_backbone"] is False and payload["model_name"] == "featherface_v2"
 
 
 def test_a_pruned_run_under_a_seed_offset_is_cut_from_its_shifted_parent(data_root, results):
