@@ -227,7 +227,8 @@ SYNTHETIC_LONG = replace(
     SYNTHETIC_PROFILE,
     name="synthetic_long",
     description="synthetic dataset, the synthetic profile's recipe: AP against the training budget (10 / 20 / 40 "
-                "epochs) for V1, V2 alone and V2 distilled, and the pruning control (hours on a CPU; resumable)",
+                "epochs) for V1, V2 alone and V2 distilled over three seeds, V2's own recipe at 40 epochs, and the "
+                "pruning control (hours on a CPU; resumable)",
     seeds=(0, 1, 2), model_seeds=(0, 1, 2), ablation_swaps=(), v2_variants=(), widerface_teachers=(),
     budget_epochs=(20, 40), pruning_control=True,
     # V2's own recipe at the longest budget length, where its warm-up + cosine schedule has room
