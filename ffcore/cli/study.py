@@ -94,6 +94,13 @@ def add_study(sub) -> None:
     preflight.add_argument("--no-device", action="store_true",
                            help="leave the device out of the checks (a login node that only submits has no GPU)")
     preflight.set_defaults(handler=preflight_command)
+    repool = actions.add_parser("repool", help="recompute a results folder's pooled rows with the two-stage interval",
+                                description="Recompute every pooled row of a results folder's seed comparisons "
+                                            "from its per-seed rows with the two-stage t interval (shared image "
+                                            "part bounded above; ffcore.study.repool) and write "
+                                            "pooled_recomputed.csv beside its tables. Trains and evaluates nothing.")
+    repool.add_argument("folders", nargs="+", help="results folders holding tables/ (e.g. results/synthetic)")
+    repool.set_defaults(handler=repool_command)
 
     submit = actions.add_parser("submit", help="submit every run as a SLURM job through submitit",
                                 description="Submit every run that is not done as a submitit job. Each dependency "
@@ -189,6 +196,30 @@ def plan_command(action, profile, data=None, device=None, epochs=None, image_siz
 
     for run, why in unavailable_runs(study.profile).items():
         print(f"left out: {run}: {why}")
+    print()
+    print(_question_budget(study, images_per_second, train_images))
+    return 0
+
+
+def _question_budget(study, images_per_second=None, train_images=None) -> str:
+    """The questions the plan answers with their cost (ffcore.study.questions), at the given rate or the
+    measured GPU rate of the reference measurements."""
+    from ffcore.study.questions import describe_budget, reference_measurements
+
+    if images_per_second:
+        source = "--images-per-second"
+    else:
+        measured = reference_measurements()["gpu_training_throughput"]
+        images_per_second, source = measured["images_per_second"], measured["what"]
+    return describe_budget(study.profile, images_per_second, train_images or _training_images(study), source)
+
+
+def repool_command(action, folders) -> int:
+    from ffcore.study.repool import write_repooled
+
+    for folder in folders:
+        out = write_repooled(folder)
+        print(f"{out}")
     return 0
 
 

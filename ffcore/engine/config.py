@@ -65,7 +65,7 @@ class TrainConfig:
     # validation (WIDER FACE protocol on the val tree)
     val_every: int = 0                          # epochs between validations; 0: never
     val_scale: str | int = "origin"             # origin | vga | <long side in pixels>
-    best_metric: str = "hard"                   # easy | medium | hard | loss (lower is better)
+    best_metric: str = "hard"                   # easy | medium | hard | loss (lower is better) | final (last epoch)
     val_batch_size: int = 16                    # validation images of one size per forward pass (1: one by one;
                                                 # the same detections up to float rounding, tests/test_batched_validation.py)
     # logging
@@ -110,7 +110,9 @@ class TrainConfig:
 # `ffcore.engine.schedules` builds each optimiser and schedule, tests/cli/test_cli.py checks both agree).
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "warmup_cosine", "step", "constant", "cosine_restarts")
-BEST_METRICS = ("easy", "medium", "hard", "loss")
+# what best.pt is: the best validation AP of a setting, the lowest training loss, or "final" (the
+# last epoch's weights, as the papers report them: no choice among noisy measurements)
+BEST_METRICS = ("easy", "medium", "hard", "loss", "final")
 
 # Values that reproduce what older checkpoints did, for the keys they lack: before
 # `decay_all_parameters` existed, 1-D parameters were never decayed.

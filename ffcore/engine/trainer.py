@@ -31,7 +31,7 @@ from torch import nn
 from ffcore.anchors import DEFAULT_PRIORS, make_priors
 from ffcore.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint
 from ffcore.data.ground_truth import SETTINGS
-from ffcore.engine.config import TrainConfig, recipe_differences
+from ffcore.engine.config import BEST_METRICS, TrainConfig, recipe_differences
 from ffcore.engine.distributed import (DistributedContext, all_gather_objects, all_reduce_sum, barrier,
                                        broadcast_buffers, broadcast_object)
 from ffcore.engine.run_log import RunLogger
@@ -290,9 +290,9 @@ class Trainer:
                          mixup_alpha=self.config.mixup_alpha)
 
     def _validate_settings(self) -> None:
-        if self.config.best_metric not in (*SETTINGS, "loss"):
-            raise ValueError(f"best_metric must be one of {SETTINGS + ('loss',)}, got {self.config.best_metric!r}")
-        if self.config.best_metric != "loss" and self.config.val_every <= 0:
+        if self.config.best_metric not in BEST_METRICS:
+            raise ValueError(f"best_metric must be one of {BEST_METRICS}, got {self.config.best_metric!r}")
+        if self.config.best_metric in SETTINGS and self.config.val_every <= 0:
             raise ValueError(f"best_metric={self.config.best_metric!r} needs validation (val_every > 0); "
                              f"set val_every or best_metric='loss'")
         if self.config.val_every > 0:
@@ -650,6 +650,9 @@ class Trainer:
     def _update_best(self, run: _LoopState, row: dict[str, Any]) -> bool:
         """Whether `row` improves on the best value so far (lower loss, or higher AP); updates it if so."""
         metric = self.config.best_metric
+        if metric == "final":       # every epoch replaces best.pt: the run's last epoch is what it keeps
+            run.best_value = row.get("epoch")
+            return True
         if metric == "loss":
             current = row.get("loss")
             improved = current is not None and (run.best_value is None or current < run.best_value)

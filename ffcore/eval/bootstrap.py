@@ -17,15 +17,16 @@ the difference is narrower than the two marginal intervals suggest.
 
 Training seeds are the other source of noise, and for these models the larger one: two
 trainings of one recipe differ by more than an image-level interval is wide. A comparison
-of two *arms* (a recipe trained over several seeds against another) therefore resamples
-at two levels (`pooled_difference`): each resample draws the validation images once (the
-same draw for every model, so the comparison stays paired on images), then draws each
-arm's seeds with replacement; the arm's AP in that resample is the mean over its drawn
-seeds. Seeds are paired when both arms were trained with the same seeds: one draw of
-seed positions serves both arms, so seed s of one arm always meets seed s of the other
-(same initialisation and data order, only the studied factor differs). Arms with
-different seeds are drawn independently. A comparison where an arm has one seed cannot
-say how far a retraining moves that arm: its verdict is `ONE_SEED`, whatever the interval.
+of two *arms* (a recipe trained over several seeds against another) is therefore estimated in
+two stages (`pooled_difference`, `ffcore.eval.seed_intervals`): the image resamples above, the
+same for every run, give each run's image variance and the part of it that all runs share;
+the spread of the seed-level values gives the seed part; the interval is a t interval over
+the seeds (n - 1 degrees of freedom) widened by the shared image part. Seeds
+are paired when both arms were trained with the same seeds: the seed-level values are then
+the per-seed paired differences (same initialisation and data order, only the studied factor
+differs). A comparison where an arm has one seed cannot say how far a retraining moves that
+arm: its verdict is `ONE_SEED`, whatever the interval; two single runs keep the percentile
+image bootstrap.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Mapping
 import numpy as np
 
 from ffcore.eval.protocol import EvalResult, PredictionMatches, score_thresholds
+from ffcore.eval.seed_intervals import SeedComponent, seed_difference, two_stage_estimate
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
@@ -154,6 +156,8 @@ def paired_difference(result: EvalResult, reference: EvalResult, resamples: int 
 
 
 ONE_SEED = "one seed: not established"
+# how a pooled interval is made, in the words of captions, legends and paragraphs
+POOLED_METHOD = "two-stage t interval: t over the training seeds, widened by the images' shared variance"
 NO_INTERVAL = "no interval"
 INSIDE_NOISE = "inside the noise"
 
@@ -177,13 +181,15 @@ def verdict(difference: Interval, unit: str = "AP points") -> str:
 
 @dataclass(frozen=True)
 class PooledDifference(Interval):
-    """A difference of two arms' mean AP over their seeds, with its two-level bootstrap interval.
+    """A difference of two arms' mean AP over their seeds, with its two-stage t interval.
 
     `seeds`: (seeds of the arm, seeds of the reference); `paired_seeds`: whether both arms had
-    the same seeds, drawn together."""
+    the same seeds (the seed-level values are then the per-seed paired differences);
+    `degrees_of_freedom`: the t interval's (NaN for the percentile image interval of two single runs)."""
 
     seeds: tuple[int, int] = (1, 1)
     paired_seeds: bool = True
+    degrees_of_freedom: float = float("nan")
 
     def scaled(self, factor: float) -> "PooledDifference":
         return _replace(self, estimate=self.estimate * factor, low=self.low * factor, high=self.high * factor)
@@ -204,71 +210,61 @@ def _check_same_images(results: list[EvalResult]) -> int:
     return counts.pop()
 
 
-def two_level_draws(num_images: int, arm_seeds: int, reference_seeds: int | None, paired_seeds: bool,
-                    resamples: int = DEFAULT_RESAMPLES, seed: int = 0
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(image weights [R, N], seed positions of the arm [R, S_a], of the reference [R, S_b] or None).
-
-    One generator, in this order: the image draws (the same numbers as `resample_weights` with
-    this seed, so a one-seed comparison is exactly `paired_difference`), then the arm's seed
-    positions, then the reference's unless `paired_seeds` (then it reuses the arm's)."""
-    if num_images < 1:
-        raise ValueError("a bootstrap needs at least one evaluation image")
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(num_images, np.full(num_images, 1.0 / num_images), size=resamples)
-    arm = rng.integers(0, arm_seeds, size=(resamples, arm_seeds))
-    if reference_seeds is None:
-        return weights, arm, None
-    if paired_seeds:
-        if reference_seeds != arm_seeds:
-            raise ValueError(f"paired seeds need as many seeds in both arms, got {arm_seeds} and {reference_seeds}")
-        return weights, arm, arm
-    return weights, arm, rng.integers(0, reference_seeds, size=(resamples, reference_seeds))
-
-
-def _seed_means(samples: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """[R] mean over each resample's drawn seeds; `samples` [S, R] (seed, resample)."""
-    columns = np.arange(samples.shape[1])[:, None]
-    return samples[positions, columns].mean(axis=1)
-
-
 def _stacked_samples(results: list[EvalResult], weights: np.ndarray) -> dict[str, np.ndarray]:
     """setting -> [S, R] AP of every seed's run in every image resample."""
     per_run = [bootstrap_ap(r, weights) for r in results]
     return {s: np.stack([samples[s] for samples in per_run]) for s in per_run[0]}
 
 
+def _values(results: list[EvalResult], setting: str) -> np.ndarray:
+    return np.array([float(r.ap[setting]) for r in results])
+
+
 def pooled_difference(arm: Mapping[int, EvalResult], reference: Mapping[int, EvalResult],
                       resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = DEFAULT_LEVEL
                       ) -> dict[str, PooledDifference]:
-    """setting -> mean AP of `arm` over its seeds minus that of `reference`, with the two-level
-    bootstrap interval (training seed -> result of that seed's run).
+    """setting -> mean AP of `arm` over its seeds minus that of `reference`, with the two-stage
+    t interval over seeds and images (training seed -> result of that seed's run).
 
-    Every resample draws the evaluation images once for all runs (paired on images), then the
-    seeds of each arm with replacement: by position in both arms at once when both arms hold
-    the same seeds (paired seeds), independently otherwise."""
+    One set of image resamples (`resample_weights` with this seed) serves every run. Both arms
+    with the same seeds: the per-seed paired differences are the seed-level values; otherwise
+    each arm is a component of its own (Welch). One run on each side: the percentile interval of
+    the paired image bootstrap (`paired_difference`)."""
     arm_seeds, arm_results = _ordered(arm, "pooled_difference(arm)")
     ref_seeds, ref_results = _ordered(reference, "pooled_difference(reference)")
     num_images = _check_same_images(arm_results + ref_results)
     paired = arm_seeds == ref_seeds
-    weights, arm_draws, ref_draws = two_level_draws(num_images, len(arm_seeds), len(ref_seeds), paired,
-                                                    resamples, seed)
+    weights = resample_weights(num_images, resamples, seed)
     ours, theirs = _stacked_samples(arm_results, weights), _stacked_samples(ref_results, weights)
+    counts = (len(arm_seeds), len(ref_seeds))
     out = {}
     for s in ours:
-        estimate = float(np.mean([r.ap[s] for r in arm_results]) - np.mean([r.ap[s] for r in ref_results]))
-        samples = _seed_means(ours[s], arm_draws) - _seed_means(theirs[s], ref_draws)
-        interval = percentile_interval(estimate, samples, level)
-        out[s] = PooledDifference(interval.estimate, interval.low, interval.high, level,
-                                  seeds=(len(arm_seeds), len(ref_seeds)), paired_seeds=paired)
+        mine, yours = _values(arm_results, s), _values(ref_results, s)
+        if counts == (1, 1):
+            interval = percentile_interval(float(mine[0] - yours[0]), ours[s][0] - theirs[s][0], level)
+            out[s] = PooledDifference(interval.estimate, interval.low, interval.high, level, seeds=counts,
+                                      paired_seeds=paired)
+            continue
+        estimate = seed_difference(mine, ours[s], yours, theirs[s], num_images, paired)
+        low, high = estimate.bounds(level)
+        out[s] = PooledDifference(estimate.estimate, low, high, level, seeds=counts, paired_seeds=paired,
+                                  degrees_of_freedom=estimate.degrees_of_freedom)
     return out
 
 
 def pooled_ap(arm: Mapping[int, EvalResult], resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
               level: float = DEFAULT_LEVEL) -> dict[str, Interval]:
-    """setting -> mean AP over the arm's seeds with its two-level bootstrap interval (seeds, then images)."""
+    """setting -> mean AP over the arm's seeds with its two-stage t interval (seeds and images);
+    one run: its percentile image interval."""
     _, results = _ordered(arm, "pooled_ap")
-    weights, draws, _ = two_level_draws(_check_same_images(results), len(results), None, False, resamples, seed)
-    samples = _stacked_samples(results, weights)
-    return {s: percentile_interval(float(np.mean([r.ap[s] for r in results])), _seed_means(samples[s], draws), level)
-            for s in samples}
+    num_images = _check_same_images(results)
+    samples = _stacked_samples(results, resample_weights(num_images, resamples, seed))
+    out = {}
+    for s in samples:
+        values = _values(results, s)
+        if values.size == 1:
+            out[s] = percentile_interval(float(values[0]), samples[s][0], level)
+            continue
+        estimate = two_stage_estimate([SeedComponent(values, samples[s])], num_images)
+        out[s] = Interval(estimate.estimate, *estimate.bounds(level), level)
+    return out

@@ -80,6 +80,14 @@ ONE_PART_SWAPS: dict[str, tuple[str, str]] = {
     "featherface_eca_cbam_parallel": ("featherface_cbam_exact", "attention"),
 }
 
+# Swaps that change how a part is laid out but not what it computes: trained and compared like any
+# swap, their difference with the base is what a retraining alone moves, the noise floor beside which
+# the real swaps are read, and their interval should contain 0 (variant -> why it computes the same).
+PLACEBO_SWAPS: dict[str, str] = {
+    "featherface_v1_v2_heads": "V2's per-level head layout computes what V1's heads compute, with the same "
+                               "parameters (ffcore.models.heads.SharedHeads)",
+}
+
 # config fields of each part (attention serves the backbone and the neck stages together)
 PART_FIELDS: dict[str, frozenset[str]] = {
     "attention": frozenset({"backbone_attention", "neck_attention"}),

@@ -10,7 +10,10 @@ narrative states.
 
 `compare_results(a, b)` returns one row per verdict found in both: the two differences and
 intervals, the two verdicts, whether the direction is the same (the sign of the difference),
-whether the intervals overlap, and `agree` (the same verdict). `tables_at(ref, profile)` reads a
+whether the intervals overlap, `agree` (the same verdict) and `data dependent`: whether the
+data could have moved the verdict on both sides. "one seed: not established" (or "no interval")
+is fixed by the design, not read from the data, so two such verdicts agree by construction and
+`describe_agreement` counts agreement only over the data-dependent ones. `tables_at(ref, profile)` reads a
 results folder, or the tables of a git ref (`git show <ref>:results/<profile>/tables/...`).
 """
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
+from ffcore.eval.bootstrap import NO_INTERVAL, ONE_SEED
 from ffcore.report.tables import read_table_csv
 
 _SEED = re.compile(r"_seed\d+$")
@@ -69,6 +73,8 @@ def compare_results(tables_a: Path, tables_b: Path) -> pd.DataFrame:
     joined["same direction"] = both & ((joined["difference A"] > 0) == (joined["difference B"] > 0))
     joined["intervals overlap"] = both & (joined["low A"] <= joined["high B"]) & (joined["low B"] <= joined["high A"])
     joined["agree"] = both & (joined["verdict A"] == joined["verdict B"])
+    by_design = {ONE_SEED, NO_INTERVAL}
+    joined["data dependent"] = both & ~joined["verdict A"].isin(by_design) & ~joined["verdict B"].isin(by_design)
     return joined.sort_values(keys).reset_index(drop=True)
 
 
@@ -95,8 +101,12 @@ def tables_at(reference: str, profile: str, repo: Path) -> tuple[Path, tempfile.
 
 
 def describe_agreement(table: pd.DataFrame) -> str:
+    """Agreement over the verdicts the data decide on both sides; the ones fixed by design counted apart."""
     both = table[table["in"] == "both"]
-    agree = int(both["agree"].sum())
-    return (f"{agree} of {len(both)} verdicts agree; {int(both['same direction'].sum())} have the same direction and "
-            f"{int(both['intervals overlap'].sum())} overlapping intervals; "
+    dependent = both[both["data dependent"]]
+    by_design = len(both) - len(dependent)
+    return (f"{int(dependent['agree'].sum())} of {len(dependent)} data-dependent verdicts agree "
+            f"({int(dependent['same direction'].sum())} have the same direction, "
+            f"{int(dependent['intervals overlap'].sum())} overlapping intervals); {by_design} more are "
+            f"'{ONE_SEED}' or '{NO_INTERVAL}' on at least one side, fixed by the design rather than the data; "
             f"{int((table['in'] != 'both').sum())} are stated in one run only")

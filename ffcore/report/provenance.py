@@ -35,6 +35,9 @@ REPORTED = "reported"         # figures their authors report (with file, commit,
 # Written by the synthetic generator at the root of every tree it makes: a tree carrying it is
 # synthetic wherever it is copied (data/widerface included).
 SYNTHETIC_MARKER = "synth_manifest.json"
+# Manifest entries that say how long generating took, not what was generated: left out of its hash,
+# so two identical datasets hash alike.
+TIMING_MANIFEST_KEYS = ("generation_seconds",)
 
 
 def dataset_of(data_root: str | Path, declared: str) -> str:
@@ -134,8 +137,22 @@ def runtime_threads_and_gpu() -> dict:
     return {"torch_threads": torch.get_num_threads(), "gpu": gpu}
 
 
+def manifest_digest(path: str | Path) -> str:
+    """SHA-256 prefix of a synthetic manifest's content without its timings (`TIMING_MANIFEST_KEYS`):
+    the same dataset generated twice, at any speed, gets the same digest."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a readable dataset manifest ({exc}); regenerate the dataset") from exc
+    content = {key: value for key, value in manifest.items() if key not in TIMING_MANIFEST_KEYS}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @functools.lru_cache(maxsize=16)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    if Path(path).name == SYNTHETIC_MARKER:
+        return manifest_digest(path)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 

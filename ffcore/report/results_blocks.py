@@ -112,7 +112,9 @@ def results_markdown(profile: str) -> str:
         lines += ["", f"Duration from empty caches ({DURATION_LOG}, GNU time): {sum(parts) / 60:.1f} min"
                       f"{each if len(parts) > 1 else ''}."]
     source = f"results/{profile}/tables/ ({', '.join(used)})"
-    return "\n".join([f"AP % with its 95 % interval; differences in AP points. Generated from {source} by "
+    return "\n".join([f"AP % with its 95 % interval; differences in AP points. A model row is one training run, "
+                      "the model's first training seed (seed 0; the image interval only); a pooled row uses every "
+                      f"seed of both arms. Generated from {source} by "
                       f"`ffcore thesis --profile {profile} --results-page {RESULTS_PAGE}`.", "", *lines])
 
 

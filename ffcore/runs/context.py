@@ -145,8 +145,10 @@ def _relative(path: Path) -> str:
 def default_data_root(profile: RunProfile) -> Path:
     """Where the profile's dataset lives unless the caller names another folder."""
     if profile.is_synthetic:
-        # one folder per profile: the smoke and synthetic datasets differ in size
-        return default_synthetic_root() / profile.name
+        # one folder per profile: the smoke and synthetic datasets differ in size; a test split drawn
+        # from another seed (a rerun's) is another dataset, beside the first rather than over it
+        test_seed = profile.test_split_seed
+        return default_synthetic_root() / (profile.name + ("" if test_seed is None else f"_test_seed{test_seed}"))
     return default_widerface_root()
 
 

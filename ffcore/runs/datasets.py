@@ -45,7 +45,7 @@ def prepare_dataset(profile: RunProfile, data_root: Path) -> Path:
 
         low, high = profile.synthetic_long_side
         config = SynthConfig(train_images=profile.synthetic_train_images, val_images=profile.synthetic_val_images,
-                             test_images=profile.synthetic_test_images or 0,
+                             test_images=profile.synthetic_test_images or 0, test_seed=profile.test_split_seed,
                              seed=profile.seed, min_long_side=low, max_long_side=high)
         ensure_synthetic_dataset(data_root, config)
     else:

@@ -22,8 +22,8 @@ A run lives in results/<profile>/checkpoints/<run>/ and its name says what was t
 V1 and its one-part swaps train with the profile's `train_preset` for `epochs`; V2 alone,
 V2 distilled (every teacher) and the V2 variants with `student_preset` for
 `student_epochs`, so each comparison changes only the factor it studies. The modifiers of a
-name come in this order: `<model>[_distilled[_<teacher>]][_own_recipe][_ep<N>][_finetuned_unpruned]
-[_not_finetuned][_seed<K>]`.
+name come in this order: `<model>[_random_start][_distilled[_<teacher>]][_own_recipe][_ep<N>]
+[_finetuned_unpruned][_not_finetuned][_seed<K>]`.
 
 This module only names and orders runs (`study_plan`); nothing here trains or reads a
 checkpoint. It sits below the modules that train (`ffcore.runs.training`) and report.
@@ -42,6 +42,9 @@ NOT_FINETUNED_SUFFIX = "_not_finetuned"
 # the pruning control: the unpruned parent fine-tuned exactly like its pruned variant
 UNPRUNED_FINETUNE_SUFFIX = "_finetuned_unpruned"
 OWN_RECIPE_SUFFIX = "_own_recipe"
+# V2 trained from random weights, as V2-ViT is (no ImageNet file fits its backbone): the control that
+# separates what the ViT parts change from what the missing ImageNet start changes
+RANDOM_START_SUFFIX = "_random_start"
 _SEED = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
 _EPOCHS = re.compile(r"^(?P<base>.+)_ep(?P<epochs>\d+)$")
 BASELINE = "featherface_v1"
@@ -141,7 +144,13 @@ def model_of_run(run: str) -> str:
     if run in REFERENCE_RUNS:
         return REFERENCE_RUNS[run][0]
     base = _modifiers(run)[0]
-    return base.split(DISTILLED_SUFFIX)[0] if DISTILLED_SUFFIX in base else base
+    base = base.split(DISTILLED_SUFFIX)[0] if DISTILLED_SUFFIX in base else base
+    return base.removesuffix(RANDOM_START_SUFFIX)
+
+
+def is_random_start(run: str) -> bool:
+    """Whether the run trains its model from random weights rather than the ImageNet backbone."""
+    return _modifiers(run)[0].split(DISTILLED_SUFFIX)[0].endswith(RANDOM_START_SUFFIX)
 
 
 def teacher_tag(run: str) -> str | None:
@@ -375,6 +384,7 @@ def planned_runs(profile: RunProfile) -> list[str]:
     runs += [offset_run(profile, model) for model in study_pruned_variants(profile)]
     runs += pruning_control_runs(profile)
     runs += own_recipe_runs(profile)
+    runs += random_start_runs(profile)
     runs += [run for epochs in profile.budget_epochs for run in budget_runs(profile, epochs)]
     return runs
 
@@ -385,17 +395,49 @@ def budget_arms(profile: RunProfile) -> list[str]:
 
 
 def budget_runs(profile: RunProfile, epochs: int) -> list[str]:
-    """The budget curve's runs at `epochs`: each arm once, with the first seed (the teacher of the
-    distilled arm stays the profile's teacher run, so only the student's length changes)."""
-    return [offset_run(profile, budget_run(arm, epochs)) for arm in budget_arms(profile)
-            if epochs != recipe(profile, model_of_run(arm))[1]]   # that length is the arm's own run
+    """The budget curve's runs at `epochs`: each arm over its own seeds (V1 over `model_seeds`, V2 alone
+    and distilled over `seeds`), so every length is pooled like the profile's own; the teacher of the
+    distilled arm stays the profile's teacher run, so only the student's length changes."""
+    return [offset_run(profile, budget_run(arm, epochs), seed) for arm in budget_arms(profile)
+            if epochs != recipe(profile, model_of_run(arm))[1]   # that length is the arm's own run
+            for seed in (profile.model_seeds if arm == profile.teacher else profile.seeds)]
+
+
+def own_recipe_base(profile: RunProfile) -> str:
+    """The own-recipe runs' name without a seed: `<student>_own_recipe`, with `_ep<N>` when the profile
+    trains it for another length than the student's (`own_recipe_epochs`, one of its budget lengths)."""
+    epochs = profile.own_recipe_epochs
+    base = profile.student + OWN_RECIPE_SUFFIX
+    if epochs is None or epochs == profile.student_epochs:
+        return base
+    if epochs not in profile.budget_epochs:
+        raise ValueError(f"profile {profile.name!r}: own_recipe_epochs {epochs} must be the student's length "
+                         f"({profile.student_epochs}) or one of its budget_epochs {profile.budget_epochs}, so V2 "
+                         "with the shared recipe is trained for as long")
+    return budget_run(base, epochs)
+
+
+def own_recipe_reference(profile: RunProfile) -> str:
+    """What V2's own recipe is compared with: V2 with the shared recipe for the same length."""
+    epochs = profile.own_recipe_epochs
+    if epochs is None or epochs == profile.student_epochs:
+        return profile.student
+    return budget_run(profile.student, epochs)
 
 
 def own_recipe_runs(profile: RunProfile) -> list[str]:
     """V2 trained with its own recipe over `model_seeds` (none when the profile names no such preset)."""
     if profile.student_own_preset is None:
         return []
-    return [offset_run(profile, profile.student + OWN_RECIPE_SUFFIX, seed) for seed in profile.model_seeds]
+    return [offset_run(profile, own_recipe_base(profile), seed) for seed in profile.model_seeds]
+
+
+def random_start_runs(profile: RunProfile) -> list[str]:
+    """V2 from random weights over `model_seeds`, where the profile trains V2-ViT (which starts so) and asks
+    for the control (`random_start_control`)."""
+    if not profile.random_start_control or "featherface_v2_vit" not in study_v2_variants(profile):
+        return []
+    return [offset_run(profile, profile.student + RANDOM_START_SUFFIX, seed) for seed in profile.model_seeds]
 
 
 def pruning_control_runs(profile: RunProfile) -> list[str]:

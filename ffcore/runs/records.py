@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ffcore.report.provenance import SYNTHETIC_MARKER, manifest_digest
+
 RECORD = "run.json"
 LOCK = "lock.json"
 LAST = "last.pt"
@@ -100,16 +102,15 @@ def data_manifest_hash(data_root: Path) -> str:
     """A hash naming the dataset a run trained on: the synthetic generator's manifest, else the training
     annotation file(s) of the WIDER layout (content, not paths, so a moved tree is the same data)."""
     root = Path(data_root)
-    candidates = [root / "synth_manifest.json"]
-    if not candidates[0].is_file():
-        candidates = sorted(p for p in (root / "train" / "label.txt",
-                                        root / "wider_face_split" / "wider_face_train_bbx_gt.txt") if p.is_file())
+    if (root / SYNTHETIC_MARKER).is_file():
+        return manifest_digest(root / SYNTHETIC_MARKER)     # its timings left out: identical data, one hash
+    candidates = sorted(p for p in (root / "train" / "label.txt",
+                                    root / "wider_face_split" / "wider_face_train_bbx_gt.txt") if p.is_file())
     digest = hashlib.sha256()
     for path in candidates:
-        if path.is_file():
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16] if candidates and candidates[0].is_file() else "unknown"
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16] if candidates else "unknown"
 
 
 def fingerprint(kind: str, config, data_root: Path, distillation=None, teacher: str | None = None,

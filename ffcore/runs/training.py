@@ -31,7 +31,7 @@ import pandas as pd
 from ffcore.runs.context import Study
 from ffcore.runs.profiles import SPEED_FIELDS
 from ffcore.runs.plan import (REFERENCE_RUNS, PlannedRun, Teacher, model_of_run, offset_run, planned_run, planned_runs,
-                              study_plan, teacher_tag, uses_released_teacher)
+                              study_plan, teacher_tag, uses_released_teacher, is_random_start)
 from ffcore.runs.records import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
                                     how_trained, locked, read_record, run_state, start_record)
 
@@ -110,6 +110,15 @@ def _is_complete(study: Study, run: str) -> bool:
 
 # ------------------------------------------------------------------------------- configs
 
+# Which epoch's weights a study run keeps (`TrainConfig.best_metric`), the same for every arm. Not the
+# best validation AP: the notebooks report on the held-out split, but a maximum over ~40 noisy
+# validations is biased upwards against the papers' final-epoch figures, and a teacher chosen that way
+# too. Not the lowest training loss either: a distilled run's loss is its own distillation objective,
+# so plain and distilled runs would be chosen by different rules. Part of every run's fingerprint, so
+# runs kept by another rule are stale.
+CHECKPOINT_RULE = "final"
+
+
 def _train_config(study: Study, job: PlannedRun):
     from ffcore.engine.config import get_preset
     from ffcore.models import create_model
@@ -124,15 +133,14 @@ def _train_config(study: Study, job: PlannedRun):
     if job.kind in ("prune", "finetune"):
         # fine-tuning starts from the (pruned) parent's weights, at a tenth of the parent's learning rate
         config = replace(config, lr=config.lr / 10, pretrained_backbone=False)
-    elif not has_imagenet_backbone(create_model(job.model)):
-        # e.g. the ViT variant: no ImageNet file fits its backbone; a deliberate random start, recorded
+    elif is_random_start(job.name) or not has_imagenet_backbone(create_model(job.model)):
+        # the random-start control, or the ViT variant (no ImageNet file fits its backbone): a deliberate
+        # random start, recorded
         config = replace(config, pretrained_backbone=False)
     if p.val_every is not None:
         config = replace(config, val_every=p.val_every)
-    if config.val_every <= 0 and config.best_metric != "loss":
-        # no validation during training: keep the checkpoint with the lowest training loss
-        config = replace(config, best_metric="loss")
-    return config
+    # one checkpoint rule for every arm, plain and distilled: the final epoch, as the papers report
+    return replace(config, best_metric=CHECKPOINT_RULE)
 
 
 def run_train_config(study: Study, job: PlannedRun):

@@ -14,7 +14,7 @@ results/<profile>/summary.md listing them all with their headline numbers.
 from __future__ import annotations
 
 from ffcore.study.ablations import (ablation_figure, ablation_models, ablation_table, ablation_variants,
-                                   describe_comparison, describe_pruned, one_part_swaps, pruned_table,
+                                   describe_comparison, describe_pruned, one_part_swaps, placebo_check, pruned_table,
                                    v2_variants_table)
 from ffcore.study.architecture import (claims_table, compare_parts_table, efficiency_table, flops_table,
                                        model_summary, parameter_count_explanation, parameter_table, parts_figure,
@@ -55,7 +55,7 @@ __all__ = [
     "describe_distillation", "differences_figure", "what_this_shows",
     "arm_runs", "v2_v1_comparison", "describe_v2_v1", "gate_health_table", "describe_gate_health",
     "ablation_models", "ablation_variants", "ablation_table", "ablation_figure", "one_part_swaps",
-    "v2_variants_table", "pruned_table",
+    "v2_variants_table", "pruned_table", "placebo_check",
     "budget_table", "budget_differences", "budget_figure", "describe_budget", "own_recipe_comparison",
     "describe_own_recipe", "describe_comparison", "describe_pruned",
     "benchmark_table", "measured_benchmark", "latency_figure", "published_comparison_figure",

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
+from ffcore.eval.bootstrap import POOLED_METHOD
 from ffcore.runs.context import Study
 from ffcore.runs.plan import BASELINE, one_part_swaps, study_swaps, study_v2_variants, v2_variants  # noqa: F401
 from ffcore.runs.datasets import evaluation_split
@@ -39,6 +40,20 @@ def _part(name: str) -> str:
     from ffcore.models.zoo import ONE_PART_SWAPS
 
     return ONE_PART_SWAPS[name][1] if name in ONE_PART_SWAPS else ""
+
+
+PLACEBO = "placebo (noise floor)"
+
+
+def _role(model: str, reference: str) -> str:
+    """"reference", PLACEBO for a swap that computes what its base computes, else "swap" / "variant"."""
+    from ffcore.models.zoo import ONE_PART_SWAPS, PLACEBO_SWAPS
+
+    if model == reference:
+        return "reference"
+    if model in PLACEBO_SWAPS:
+        return PLACEBO
+    return "swap" if model in ONE_PART_SWAPS else "variant"
 
 
 def ablation_variants(study: Study) -> pd.DataFrame:
@@ -79,8 +94,8 @@ def _arm(study: Study, run: str) -> dict[int, str]:
 def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFrame:
     """One row per model: AP with its interval and the difference with `reference` (by column name).
 
-    A model the study trains over several seeds is pooled over them (mean AP, two-level bootstrap:
-    seeds, then images); a model with one training run has an image-level interval and, against
+    A model the study trains over several seeds is pooled over them (mean AP, two-stage t interval
+    over seeds and images: `ffcore.eval.bootstrap.pooled_difference`); a model with one training run has an image-level interval and, against
     the reference, the verdict "one seed: not established" (`ffcore.eval.bootstrap.verdict`)."""
     from ffcore.eval.bootstrap import pooled_ap, pooled_difference
     from ffcore.study.architecture import model_summary
@@ -100,6 +115,7 @@ def _comparison_rows(study: Study, runs: list[str], reference: str) -> pd.DataFr
     for run in [reference, *runs]:
         summary = model_summary(model_of_run(run), size)
         row = {"model": run, "vs": "" if run == reference else reference, "part swapped": _part(model_of_run(run)),
+               "role": _role(model_of_run(run), model_of_run(reference)),
                "seeds": seeds_text(arms[run], arms[reference]) if run != reference else str(len(arms[run])),
                "parameters": summary["parameters"], f"GFLOPs_{size}": round(summary["gflops"], 3)}
         aps = pooled_ap(arm_results(run), resamples=p.bootstrap_resamples, seed=p.seed)
@@ -131,7 +147,7 @@ def _train_all(study: Study, runs: list[str], owned_here: list[str]) -> None:
 
 
 def _comparison_headline(table: pd.DataFrame, reference: str) -> str:
-    others = table[table["model"] != reference]
+    others = table[(table["model"] != reference) & (table["hard verdict"] != "reference")]   # controls left out
     outside = int(((others["dhard CI low"] > 0) | (others["dhard CI high"] < 0)).sum())
     best = table.loc[table["AP hard %"].idxmax()]
     from ffcore.eval.bootstrap import ONE_SEED
@@ -149,41 +165,107 @@ def ablation_table(study: Study) -> pd.DataFrame:
     """V1 and each one-part swap (declared in the zoo), trained with V1's recipe, evaluated on the same
     images: AP with intervals and the paired difference with V1 and its verdict."""
     from ffcore.runs.training import study_run
+    from ffcore.study.comparisons import per_seed_aps
 
     swaps = [study_run(study, model) for model in study_swaps(study.profile)]
     baseline = study_run(study, BASELINE)
     _train_all(study, [baseline, *swaps], owned_here=swaps)
     table = _comparison_rows(study, swaps, baseline)
+    per_seed_aps(study, {run: _arm(study, run) for run in [baseline, *swaps]}, "ablations_per_seed",
+                 "V1 and its one-part swaps, seed by seed")
     study.save_table(table, "ablations", checkpoints=[baseline, *swaps], test_scale=str(study.profile.eval_scale),
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"One-part swaps of FeatherFace V1 on the {evaluation_split(study).note} (AP at test "
                              f"scale {study.profile.eval_scale}, 95% bootstrap intervals over the images; differences "
                              "vs V1 paired on the same images; "
-                             "a model trained over several seeds is pooled over them (mean AP; two-level bootstrap over seeds, then images), "
+                             f"a model trained over several seeds is pooled over them (mean AP; {POOLED_METHOD}), "
                              "a comparison with one training run on either side is 'one seed: not established'"
                              f"{_left_out(one_part_swaps(), study_swaps(study.profile))})",
                      headline=_comparison_headline(table, baseline))
+    placebo_check(study)       # printed under the table, and written beside it
     return table
+
+
+def placebo_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per placebo of a comparison table and setting: its difference, interval and whether the
+    interval contains 0 (`passes`). A placebo computes what its base computes, so an interval without 0 is
+    a sign that the intervals are too narrow, or that the two trainings differ in more than the swap."""
+    placebos = table[table["role"] == PLACEBO] if "role" in table else table.iloc[0:0]
+    rows = [{"model": row["model"], "vs": row["vs"], "seeds": row["seeds"], "setting": s,
+             "difference AP pts": row[f"d{s} AP pts"], "CI low": row[f"d{s} CI low"], "CI high": row[f"d{s} CI high"],
+             "passes": bool(row[f"d{s} CI low"] <= 0 <= row[f"d{s} CI high"])}
+            for _, row in placebos.iterrows() for s in SETTINGS]
+    return pd.DataFrame(rows, columns=["model", "vs", "seeds", "setting", "difference AP pts", "CI low", "CI high",
+                                       "passes"])
+
+
+def placebo_check(study: Study, name: str = "ablations") -> pd.DataFrame:
+    """The placebo's intervals from the written comparison table, each checked to contain 0; written as
+    `placebo_check` and printed, so every run says whether its noise floor held."""
+    from ffcore.report.tables import read_table
+
+    rows = placebo_rows(read_table(study, name))
+    if rows.empty:
+        print(f"placebo check: this profile trains no placebo swap ({study.profile.name}'s ablation_swaps)")
+        return rows
+    failed = rows[~rows["passes"]]
+    verdict = ("every placebo interval contains 0" if failed.empty else
+               "placebo interval without 0: " + ", ".join(f"{r['model']} {r['setting']}" for _, r in failed.iterrows()))
+    print(f"placebo check: {verdict}")
+    study.save_table(rows, "placebo_check", checkpoints=sorted(set(rows["model"]) | set(rows["vs"])),
+                     caption=f"The placebo swap (computes what V1 computes) against V1 on the "
+                             f"{evaluation_split(study).note}: its difference should be noise, so each 95 % "
+                             "interval should contain 0 ('passes')",
+                     headline=f"placebo check: {verdict}")
+    return rows
 
 
 def v2_variants_table(study: Study) -> pd.DataFrame:
     """V2's registered variants, trained with V2's recipe, against V2 (paired differences)."""
     from ffcore.runs.training import study_run
+    from ffcore.study.comparisons import per_seed_aps
 
     variants = [study_run(study, model) for model in study_v2_variants(study.profile)]
     v2 = study_run(study, "featherface_v2")
     _train_all(study, [v2, *variants], owned_here=variants)
     table = _comparison_rows(study, variants, v2)
-    study.save_table(table, "v2_variants", checkpoints=[v2, *variants],
+    controls = _random_start_rows(study, variants)
+    table = pd.concat([table, controls], ignore_index=True) if len(controls) else table
+    compared = [v2, *variants, *controls.get("model", [])[:1]]
+    per_seed_aps(study, {run: _arm(study, run) for run in dict.fromkeys(compared)}, "v2_variants_per_seed",
+                 "V2 and its variants, seed by seed")
+    study.save_table(table, "v2_variants", checkpoints=list(dict.fromkeys(compared)),
                      resamples=study.profile.bootstrap_resamples,
                      caption=f"V2 and its variants (same recipe as V2) on the {evaluation_split(study).note}, "
-                             "differences vs V2 paired on the same images ("
-                             "a model trained over several seeds is pooled over them (mean AP; two-level bootstrap over seeds, then images), "
+                             "differences vs V2 paired on the same images"
+                             + ("; a variant that starts from random weights (V2-ViT) also against V2 trained from "
+                                "random weights (the control rows), which separates its parts from its start"
+                                if len(controls) else "") + " ("
+                             f"a model trained over several seeds is pooled over them (mean AP; {POOLED_METHOD}), "
                              "a comparison with one training run on either side is 'one seed: not established'"
                              ")"
                              f"{_left_out(v2_variants(), study_v2_variants(study.profile))}",
                      headline=_comparison_headline(table, v2))
     return table
+
+
+def _random_start_rows(study: Study, variants: list[str]) -> pd.DataFrame:
+    """V2 from random weights (the control row) and each variant that starts from random weights against
+    it, where the profile trains the control (`ffcore.runs.plan.random_start_runs`): V2-ViT has no
+    ImageNet start, so against V2 it differs in two things, against this control in its parts only."""
+    from ffcore.models import create_model
+    from ffcore.models.loading import has_imagenet_backbone
+    from ffcore.runs.plan import RANDOM_START_SUFFIX, random_start_runs
+    from ffcore.runs.training import model_of_run, study_run
+
+    if not random_start_runs(study.profile):
+        return pd.DataFrame()
+    control = study_run(study, study.profile.student + RANDOM_START_SUFFIX)
+    random = [run for run in variants if not has_imagenet_backbone(create_model(model_of_run(run)))]
+    _train_all(study, [control, *random], owned_here=[control])
+    rows = _comparison_rows(study, random, control)
+    rows.loc[rows["model"] == control, "role"] = "control: V2 from random weights"
+    return rows
 
 
 def pruned_table(study: Study) -> pd.DataFrame:
@@ -196,6 +278,7 @@ def pruned_table(study: Study) -> pd.DataFrame:
     from ffcore.runs.plan import UNPRUNED_FINETUNE_SUFFIX, pruning_control_runs
     from ffcore.runs.plan import NOT_FINETUNED_SUFFIX, pruned_parent, study_pruned_variants
     from ffcore.runs.training import study_run
+    from ffcore.study.comparisons import per_seed_aps
     from ffcore.study.training_tables import finetune_pruned_or_load, train_or_load
 
     p = study.profile
@@ -257,9 +340,12 @@ def describe_comparison(study: Study, name: str):
     reference = table[table["hard verdict"] == "reference"].iloc[0]
     others = table[table["hard verdict"] != "reference"]
     split = evaluation_split(study).name
-    lines = [f"{row['model']} ({row['part swapped'] or 'variant'}; seeds {row['seeds']}): hard AP "
-             f"{row['AP hard %']:.1f} %, {row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, "
-             f"{row['dhard CI high']:+.1f}], {row['hard verdict']}" for _, row in others.iterrows()]
+    placebo = others["role"] == PLACEBO if "role" in others else pd.Series(False, index=others.index)
+    lines = [f"{row['model']} ({'placebo, the noise floor' if is_placebo else row['part swapped'] or 'variant'}; "
+             f"seeds {row['seeds']}{'' if row['vs'] == reference['model'] else ', against ' + row['vs']}): "
+             f"hard AP {row['AP hard %']:.1f} %, {row['dhard AP pts']:+.1f} points "
+             f"[{row['dhard CI low']:+.1f}, {row['dhard CI high']:+.1f}], {row['hard verdict']}"
+             for (_, row), is_placebo in zip(others.iterrows(), placebo)]
     if others.empty:
         return markdown(f"**What this shows.** Only {reference['model']} (hard AP {reference['AP hard %']:.1f} % "
                         f"[{reference['hard CI low']:.1f}, {reference['hard CI high']:.1f}]): this profile trains "
@@ -280,7 +366,23 @@ def describe_comparison(study: Study, name: str):
             + "\n\n" + reading
             + (f"{outside} of {len(single)} single-run hard-AP intervals exclude 0; those are the rows to repeat "
                "over seeds before reading them as effects of the part swapped." if len(single) else "")
-            + _seed_noise_note(study, single))
+            + _seed_noise_note(study, single) + _placebo_note(table, reference["model"]))
+
+
+def _placebo_note(table: pd.DataFrame, reference: str) -> str:
+    """The placebo's difference as the noise floor the swaps are read against, and its check."""
+    rows = placebo_rows(table)
+    if rows.empty:
+        return ""
+    notes = []
+    for model, checks in rows.groupby("model", sort=False):
+        hard = checks[checks["setting"] == "hard"].iloc[0]
+        held = "contains 0 on every setting" if checks["passes"].all() else (
+            "does NOT contain 0 on " + ", ".join(checks.loc[~checks["passes"], "setting"]))
+        notes.append(f"{model} computes what {reference} computes, so its difference, hard "
+                     f"{hard['difference AP pts']:+.1f} points [{hard['CI low']:+.1f}, {hard['CI high']:+.1f}], is what "
+                     f"a retraining alone moves: the noise floor the swaps are read against; its interval {held}")
+    return "\n\nThe placebo: " + "; ".join(notes) + "."
 
 
 def _seed_noise_note(study: Study, others: pd.DataFrame) -> str:

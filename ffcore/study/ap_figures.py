@@ -10,6 +10,7 @@ import pandas as pd
 from ffcore.data.ground_truth import SETTINGS
 from ffcore.report.tables import read_table
 from ffcore.runs.context import Study
+from ffcore.runs.datasets import evaluation_split
 from ffcore.study.evaluation import ap_frame, ap_headline, difference_headline, evaluate_run, run_label
 
 
@@ -35,7 +36,8 @@ def intervals_figure(study: Study, runs: list[str], name: str = "ap_intervals"):
         ax.xaxis.set_major_locator(_ticks())
     axes[0][0].set_yticks(rows, labels)
     axes[0][0].invert_yaxis()
-    fig.supxlabel("AP (%) with its 95% bootstrap interval over the validation images", fontsize=8)
+    # the split the APs come from (the held-out test split where the data has one), named on the axis
+    fig.supxlabel(f"AP (%) with its 95% bootstrap interval over the {evaluation_split(study).name} images", fontsize=8)
     return study.save_figure(fig, name, checkpoints=runs, headline=ap_headline(table))
 
 
@@ -71,7 +73,7 @@ MEAN_COLOUR = "#000000"
 def differences_figure(study: Study, table_name: str, name: str | None = None):
     """Paired differences (AP points) with their 95 % intervals from a comparison table, 0 marked, one
     colour per verdict. A seed comparison's `pooled` row (the difference of the arms' means with its
-    two-level bootstrap interval, the row the verdict is read from) is drawn as a diamond below its seeds."""
+    two-stage t interval, the row the verdict is read from) is drawn as a diamond below its seeds."""
     from matplotlib.lines import Line2D
 
     from ffcore.report.plotting import new_figure
@@ -119,7 +121,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
                for v in VERDICT_COLOURS if v in present]
     if pooled.any():
         handles.append(Line2D([], [], color="0.5", marker="D", markeredgecolor=MEAN_COLOUR, markersize=4.5, lw=2.2,
-                              label="pooled over seeds (two-level bootstrap)"))
+                              label="pooled over seeds (two-stage t interval)"))
     # above the panels: the provenance stamp goes below the figure
     fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 3), fontsize=7, frameon=False)
     fig.supxlabel("difference in AP (points) with its paired 95% bootstrap interval", fontsize=8)

@@ -4,8 +4,8 @@ An *arm* is one recipe trained with several training seeds (V2 alone, V2 distill
 V1): `arm_runs` reads its runs from the study's plan. A comparison of two arms gets a row per
 seed both arms share (the paired image-level interval of that seed's two runs; a single pair
 is "one seed: not established"), then a row labelled `pooled`: the difference of the arms'
-mean AP over their seeds with the two-level bootstrap interval (`ffcore.eval.bootstrap.
-pooled_difference`: seeds resampled, then the evaluation images). Verdicts come only from that
+mean AP over their seeds with its two-stage t interval (`ffcore.eval.bootstrap.
+pooled_difference`: t over the seeds, widened by the images' shared variance). Verdicts come only from that
 row; an arm with one seed makes it "one seed: not established" as well.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ffcore.eval.bootstrap import POOLED_METHOD
 from ffcore.runs.context import Study
 from ffcore.runs.datasets import evaluation_split
 from ffcore.data.ground_truth import SETTINGS
@@ -32,6 +33,23 @@ def arm_runs(study: Study, base: str) -> dict[int, str]:
     if not runs:
         raise KeyError(f"the study's plan (profile {study.profile.name!r}) trains no run of {base!r}")
     return dict(sorted(runs.items()))
+
+
+def per_seed_aps(study: Study, arms: dict[str, dict[int, str]], name: str, what: str) -> pd.DataFrame:
+    """Every run behind pooled rows, one row per training seed: arm, seed, run, AP per setting (%) and
+    checkpoint, written as table `name`, so a pooled row can be recomputed from committed numbers."""
+    rows = []
+    for arm, runs in arms.items():
+        for seed, run in runs.items():
+            result = evaluate_run(study, run)
+            rows.append({"arm": arm, "seed": seed, "run": run,
+                         **{f"AP {s} %": round(100 * float(result.ap[s]), 2) for s in SETTINGS},
+                         "checkpoint": study.used_checkpoints[run]})
+    table = pd.DataFrame(rows, columns=["arm", "seed", "run", *(f"AP {s} %" for s in SETTINGS), "checkpoint"])
+    study.save_table(table, name, checkpoints=list(table["run"]), split=evaluation_split(study).name,
+                     caption=f"{what}: the AP of every training seed's run on the {evaluation_split(study).note}",
+                     headline=f"{len(table)} runs of {len(arms)} arms")
+    return table
 
 
 def difference_columns(differences: dict) -> dict:
@@ -54,7 +72,7 @@ def seeds_text(arm: dict, reference: dict) -> str:
 
 def seed_comparison(study: Study, arm: dict[int, str], reference: dict[int, str], comparison: str) -> pd.DataFrame:
     """Rows of one arm against another: each shared seed's pair, then the `pooled` row (mean AP of
-    each arm over its seeds, the pooled difference, its two-level interval and verdict, and the
+    each arm over its seeds, the pooled difference, its two-stage interval and verdict, and the
     standard deviation over seeds of each arm's AP and of the per-seed difference)."""
     from ffcore.eval.bootstrap import pooled_difference
 
@@ -93,8 +111,8 @@ def pooled_caption(study: Study, what: str) -> str:
     split = evaluation_split(study)
     return (f"{what} (AP points) on the {split.note}: one row per training seed both arms share (paired 95% "
             f"bootstrap interval over the images; a single pair of runs is 'one seed: not established'), then the "
-            f"row 'pooled': mean over each arm's seeds, its 95% interval from a two-level bootstrap (training "
-            f"seeds, then images; {study.profile.bootstrap_resamples} resamples) and the only verdict")
+            f"row 'pooled': mean over each arm's seeds, its 95% interval ({POOLED_METHOD}; "
+            f"{study.profile.bootstrap_resamples} image resamples) and the only verdict")
 
 
 def pooled_headline(table: pd.DataFrame) -> str:
@@ -155,7 +173,7 @@ def describe_distillation(study: Study, name: str = "distillation_comparison"):
     real = "; ".join(f"{row['comparison']}: hard {row['dhard AP pts']:+.1f} points [{row['dhard CI low']:+.1f}, "
                      f"{row['dhard CI high']:+.1f}], {row['hard verdict']}" for _, row in others.iterrows())
     return markdown(f"**What this shows.** Pooled over the training seeds ({pooled['seeds']}; V2 distilled from "
-                    f"{study.profile.teacher} against V2 alone; 95 % interval from resampling the seeds, then the "
+                    f"{study.profile.teacher} against V2 alone; 95 % {POOLED_METHOD} on the "
                     f"{evaluation_split(study).name} images), distillation changes V2's AP by: {pooled_sentence(pooled)}. "
                     f"V2 alone averages {pooled['vs AP hard %']:.1f} % hard AP (sd {pooled['vs AP hard sd']:.1f} "
                     f"over seeds), distilled {pooled['AP hard %']:.1f} % (sd {pooled['AP hard sd']:.1f})."
@@ -201,5 +219,5 @@ def describe_v2_v1(study: Study, name: str = "v2_vs_v1"):
     return markdown(f"**What this shows.** {arm} ({arm_count} seed{'s' * (arm_count > 1)}) averages hard AP "
                     f"{pooled['AP hard %']:.1f} %, {reference} ({ref_count} seed{'s' * (ref_count > 1)}) "
                     f"{pooled['vs AP hard %']:.1f} % on the {evaluation_split(study).name} split. Pooled difference "
-                    f"{arm} minus {reference} (95 % interval over seeds, then images): {pooled_sentence(pooled)}. "
+                    f"{arm} minus {reference} (95 % {POOLED_METHOD}): {pooled_sentence(pooled)}. "
                     + reading)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ffcore.data.ground_truth import SETTINGS
+from ffcore.report.provenance import dataset_fingerprint
 from ffcore.runs.context import Study
 from ffcore.runs.datasets import evaluation_split
 from ffcore.runs.plan import model_of_run
@@ -30,21 +31,59 @@ def load_run_model(study: Study, run: str):
     return load_pretrained(model_of_run(run), checkpoint).to(study.device).eval()
 
 
-# The modules whose code decides an AP: a change to any of them invalidates every cached result.
-_EVALUATION_MODULES = ("ffcore.eval.protocol", "ffcore.eval.inference", "ffcore.eval.predict",
-                       "ffcore.eval.predictions", "ffcore.data.ground_truth", "ffcore.postprocess",
-                       "ffcore.anchors", "ffcore.boxes", "ffcore.preprocess")
+# Where the code that decides an AP starts: the evaluator, the inference path, and the modules that
+# select and order the evaluation images (the validation index and the tree layout). Everything they
+# import inside ffcore is followed (`evaluation_modules`), so a helper they come to use counts without
+# a list kept by hand; the model code has a version of its own (`model_code_version`).
+_EVALUATION_ROOTS = ("ffcore.eval.protocol", "ffcore.eval.inference", "ffcore.eval.predict",
+                     "ffcore.eval.predictions", "ffcore.data.ground_truth", "ffcore.data.validation",
+                     "ffcore.data.layout", "ffcore.postprocess", "ffcore.anchors", "ffcore.boxes",
+                     "ffcore.preprocess")
+_MODEL_PACKAGE = "ffcore.models"
+
+
+def _ffcore_imports(name: str) -> set[str]:
+    """The ffcore modules `name` imports (module level or inside functions), read from its source."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"evaluation code version: module {name} not found")
+    found = set()
+    for node in ast.walk(ast.parse(Path(spec.origin).read_text(), filename=spec.origin)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("ffcore"):
+            found.add(node.module)
+            for alias in node.names:      # `from ffcore.eval import protocol` imports a module
+                if importlib.util.find_spec(node.module).submodule_search_locations is not None and \
+                        importlib.util.find_spec(f"{node.module}.{alias.name}") is not None:
+                    found.add(f"{node.module}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("ffcore"))
+    return found
+
+
+def evaluation_modules() -> tuple[str, ...]:
+    """Every ffcore module reachable by import from `_EVALUATION_ROOTS`, the model package left out."""
+    seen, pending = set(), list(_EVALUATION_ROOTS)
+    while pending:
+        name = pending.pop()
+        if name in seen or name == _MODEL_PACKAGE or name.startswith(_MODEL_PACKAGE + "."):
+            continue
+        seen.add(name)
+        pending.extend(_ffcore_imports(name) - seen)
+    return tuple(sorted(seen))
 
 
 def evaluation_code_version() -> str:
-    """SHA-256 prefix of the evaluator's and the inference path's source files."""
+    """SHA-256 prefix of the source files of `evaluation_modules()`, each with its name (read from disk)."""
     import hashlib
-    import importlib
-    import inspect
+    import importlib.util
 
     digest = hashlib.sha256()
-    for name in _EVALUATION_MODULES:
-        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    for name in evaluation_modules():
+        digest.update(name.encode())
+        digest.update(Path(importlib.util.find_spec(name).origin).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -72,7 +111,9 @@ def _cache_key(study: Study, run: str) -> dict:
     return {"checkpoint": study.used_checkpoints[run], "model_code": model_code_version(),
             "evaluator_code": evaluation_code_version(), "scale": str(study.profile.eval_scale),
             "limit": study.profile.eval_limit, "data_root": str(study.data_root),
-            "split": split.name, "evaluation_root": str(split.root)}
+            "split": split.name, "evaluation_root": str(split.root),
+            # the data themselves: a test split regenerated in place (another seed) is other images
+            "dataset": dataset_fingerprint(study.data_root)}
 
 
 def evaluate_run(study: Study, run: str):

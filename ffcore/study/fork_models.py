@@ -5,7 +5,7 @@
 - `fork_training_log_figure`: the fork's real WIDER FACE training curve (its TensorBoard log),
   with our run of the `fork_eca_cbam` recipe overlaid when a full-profile run exists;
 - `fork_detections_figure`: the trained ECA-CBAM beside RetinaFace on a real photo;
-- `fork_weights_table`: our evaluation of the fork's weights on the profile's validation set,
+- `fork_weights_table`: our evaluation of the fork's weights on the profile's evaluation split,
   beside the fork's reported WIDER FACE AP as a labelled claim;
 - `attention_maps_figure`: channel, spatial and combined masks of every attention module.
 
@@ -203,7 +203,7 @@ def fork_detections_figure(study: Study, image_name: str = "crowd.jpg", name: st
 
 
 def evaluate_fork_weights(study: Study):
-    """`EvalResult` of the fork's trained weights on the profile's validation set.
+    """`EvalResult` of the fork's trained weights on the profile's evaluation split (`evaluation_split`).
 
     The weights are the study's WIDER FACE-trained reference run, so they go through the same
     evaluation and the same code-keyed cache as every other row (`evaluation.evaluate_run`)."""
@@ -213,17 +213,19 @@ def evaluate_fork_weights(study: Study):
 
 
 def fork_weights_table(study: Study) -> pd.DataFrame:
-    """Our WIDER FACE-protocol AP of the fork's weights on this profile's validation set, and the fork's claim.
+    """Our WIDER FACE-protocol AP of the fork's weights on this profile's evaluation split, and the fork's claim.
 
     The claim is the fork's own figure on the real WIDER FACE validation set; it is not
     reproduced here and is labelled as a claim.
     """
     from ffcore.data.ground_truth import SETTINGS
+    from ffcore.runs.datasets import evaluation_split
 
     result = evaluate_fork_weights(study)
+    split = evaluation_split(study).name
     limit = study.profile.eval_limit
     scope = f"{result.num_images} images" + (f", only the first {limit} predicted: not comparable" if limit else "")
-    ours = {"source": f"ours: ffcore evaluation on the {study.dataset} validation set "
+    ours = {"source": f"ours: ffcore evaluation on the {study.dataset} {split} split "
                       f"(test scale {study.profile.eval_scale}, {scope})",
             "kind": "measured", **{f"AP {s} %": round(100 * float(result.ap[s]), 2) for s in SETTINGS}}
     claim = {"source": FORK_CLAIM_SOURCE, "kind": "claim (not reproduced)",
@@ -233,7 +235,7 @@ def fork_weights_table(study: Study) -> pd.DataFrame:
     study.save_table(table, "fork_weights_ap", checkpoints={FORK_WEIGHTS_FILE: _record_fork_weights(study)},
                      test_scale=str(study.profile.eval_scale), weights="the fork's WIDER FACE-trained ECA-CBAM",
                      caption="The fork's trained ECA-CBAM: our evaluation beside the fork's reported AP (a claim)",
-                     headline=f"fork weights on {study.dataset} val: " + "/".join(f"{ours[f'AP {s} %']:.1f}"
+                     headline=f"fork weights on the {study.dataset} {split} split: " + "/".join(f"{ours[f'AP {s} %']:.1f}"
                                                                                  for s in SETTINGS)
                               + " (E/M/H AP %); fork claims " + "/".join(f"{FORK_CLAIMED_AP[s]:.1f}" for s in SETTINGS)
                               + " on WIDER FACE")

@@ -180,7 +180,7 @@ def test_choice_constants_are_what_the_engine_builds():
         build_optimizer(parameters, TrainConfig(optimizer="lion"))
     from ffcore.data.ground_truth import SETTINGS
 
-    assert BEST_METRICS == (*SETTINGS, "loss")
+    assert BEST_METRICS == (*SETTINGS, "loss", "final")   # "final": the last epoch, no choice among validations
 
 
 def test_recipe_file_then_command_line_and_the_saved_run_yaml_repeats_the_run(tmp_path):

@@ -118,6 +118,14 @@ def test_smoke_run_writes_checkpoints_metrics_and_logs(tiny_root, tmp_path):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in result.model.state_dict().items())
 
 
+def test_the_final_rule_keeps_the_last_epoch_without_validation(tiny_root, tmp_path):
+    result = train(tiny_config(tiny_root, tmp_path / "run", epochs=3, best_metric="final", val_every=0))
+    best, last = (load_checkpoint_file(tmp_path / "run" / name) for name in ("best.pt", "last.pt"))
+    assert best["epoch"] == last["epoch"] == 3 and best["best_metric"] == {"name": "final", "value": 3}
+    assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+    assert result.best_value == 3
+
+
 def test_resume_continues_exactly(tiny_root, tmp_path):
     config = tiny_config(tiny_root, tmp_path / "straight", mixup_prob=0.5)
     straight = train(config)

@@ -1,6 +1,7 @@
-"""The two-level bootstrap over training seeds and evaluation images: equal to a loop-by-loop
-transcription drawing the same random numbers, the one-seed case equal to the image bootstrap,
-intervals that widen with the spread between seeds, and verdicts that need several seeds."""
+"""The two-stage interval over training seeds and evaluation images on real evaluations: equal to
+a transcription from the runs' own image bootstraps, the one-seed case equal to the image
+bootstrap, intervals that widen with the spread between seeds, and verdicts that need several
+seeds. Its coverage against a known difference is `tests/test_seed_intervals.py`."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 
 from ffcore.eval import evaluate, voc_ap
-from ffcore.eval.bootstrap import (ONE_SEED, PooledDifference, paired_difference, pooled_ap, pooled_difference,
-                                   two_level_draws, verdict)
-from ffcore.eval.protocol import _count_at_or_above, score_thresholds
+from scipy import stats
+
+from ffcore.eval.bootstrap import (ONE_SEED, PooledDifference, bootstrap_ap, paired_difference, pooled_ap,
+                                   pooled_difference, resample_weights, verdict)
 from support import random_study
 
 from ffcore.data.ground_truth import SETTINGS
@@ -42,66 +44,48 @@ def arms():
     return gt, seeded_runs(gt, rng, [0.9, 0.7, 0.8]), seeded_runs(gt, rng, [0.5, 0.6, 0.4])
 
 
-def naive_ap(result, drawn_images: np.ndarray, setting: str) -> float:
-    """The protocol's AP on a resampled image list, from the per-prediction decisions (as the
-    image bootstrap's own naive test does)."""
-    matches = result.matches
-    thresholds = score_thresholds()
-    picks = np.concatenate([np.nonzero(matches.image == i)[0] for i in drawn_images])
-    scores = matches.score[picks]
-    proposals = _count_at_or_above(scores[matches.counted[setting][picks]], thresholds)
-    true_positives = _count_at_or_above(scores[matches.true_positive[setting][picks]], thresholds)
-    faces = int(matches.faces_per_image[setting][drawn_images].sum())
-    if faces == 0:
-        return float("nan")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return voc_ap(true_positives / faces, true_positives / proposals)
+def transcribed_interval(arm: dict, reference: dict, resamples: int, seed: int, setting: str) -> tuple[float, float]:
+    """The paired two-stage interval written out from each run's image bootstrap: seed part s^2/n of the
+    per-seed differences with t(n-1), shared image part the mean covariance between two different seeds'
+    resampled differences with t(images-1), the two half-widths added in quadrature."""
+    seeds = sorted(arm)
+    num_images = arm[seeds[0]].num_images
+    weights = resample_weights(num_images, resamples, seed)
+    differences = [arm[k].ap[setting] - reference[k].ap[setting] for k in seeds]
+    resampled = [bootstrap_ap(arm[k], weights)[setting] - bootstrap_ap(reference[k], weights)[setting] for k in seeds]
+    n = len(seeds)
+    keep = np.all([np.isfinite(r) for r in resampled], axis=0)
+    covariances = [np.cov(resampled[i][keep], resampled[j][keep])[0, 1]
+                   for i in range(n) for j in range(n) if i != j]
+    image = max(float(np.mean(covariances)), 0.0)
+    seed_half = stats.t.ppf(0.975, n - 1) * np.sqrt(np.var(differences, ddof=1) / n)
+    half = np.hypot(seed_half, stats.t.ppf(0.975, num_images - 1) * np.sqrt(image))
+    return np.mean(differences) - half, np.mean(differences) + half
 
 
-def naive_pooled_samples(arm: dict, reference: dict, resamples: int, seed: int, setting: str) -> np.ndarray:
-    """Loop by loop: the same generator calls as the vectorised code, then for every resample the
-    images it drew, the seeds each arm drew, and the mean AP of each arm's drawn seeds."""
-    arm_seeds, ref_seeds = sorted(arm), sorted(reference)
-    num_images = arm[arm_seeds[0]].num_images
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(num_images, np.full(num_images, 1.0 / num_images), size=resamples)
-    arm_draws = rng.integers(0, len(arm_seeds), size=(resamples, len(arm_seeds)))
-    paired = arm_seeds == ref_seeds
-    ref_draws = arm_draws if paired else rng.integers(0, len(ref_seeds), size=(resamples, len(ref_seeds)))
-    out = []
-    for r in range(resamples):
-        drawn_images = np.repeat(np.arange(num_images), weights[r])
-        ours = [naive_ap(arm[arm_seeds[k]], drawn_images, setting) for k in arm_draws[r]]
-        theirs = [naive_ap(reference[ref_seeds[k]], drawn_images, setting) for k in ref_draws[r]]
-        out.append(sum(ours) / len(ours) - sum(theirs) / len(theirs))
-    return np.array(out)
-
-
-@pytest.mark.parametrize("paired", [True, False])
-def test_vectorised_two_level_bootstrap_equals_a_loop_over_resamples_and_seeds(arms, paired):
+def test_paired_two_stage_interval_equals_its_transcription(arms):
     _, arm, reference = arms
-    if not paired:   # different seeds in the reference arm: drawn independently
-        reference = {seed + 10: result for seed, result in reference.items() if seed < 2}
-    resamples, seed = 30, 4
+    resamples, seed = 60, 4
     fast = pooled_difference(arm, reference, resamples=resamples, seed=seed)
     for setting in SETTINGS:
-        naive = naive_pooled_samples(arm, reference, resamples, seed, setting)
-        low, high = np.percentile(naive[np.isfinite(naive)], [2.5, 97.5])
+        low, high = transcribed_interval(arm, reference, resamples, seed, setting)
         assert fast[setting].low == pytest.approx(low, abs=1e-12)
         assert fast[setting].high == pytest.approx(high, abs=1e-12)
         expected = np.mean([r.ap[setting] for r in arm.values()]) - np.mean([r.ap[setting] for r in reference.values()])
         assert fast[setting].estimate == pytest.approx(expected, abs=1e-12)
-        assert fast[setting].paired_seeds is paired
-        assert fast[setting].seeds == (len(arm), len(reference))
+        assert fast[setting].paired_seeds is True
+        assert fast[setting].seeds == (3, 3) and fast[setting].degrees_of_freedom == pytest.approx(2)
 
 
-def test_paired_seeds_share_one_draw_and_unpaired_arms_do_not():
-    weights, a, b = two_level_draws(10, 3, 3, True, resamples=5, seed=1)
-    assert b is a and weights.shape == (5, 10) and (weights.sum(axis=1) == 10).all()
-    _, a2, b2 = two_level_draws(10, 3, 2, False, resamples=5, seed=1)
-    assert (a2 == a).all() and b2.shape == (5, 2) and b2.max() < 2
-    with pytest.raises(ValueError, match="as many seeds"):
-        two_level_draws(10, 3, 2, True)
+def test_arms_with_different_seeds_are_compared_as_two_components(arms):
+    _, arm, reference = arms
+    other = {seed + 10: result for seed, result in reference.items() if seed < 2}
+    difference = pooled_difference(arm, other, resamples=80, seed=2)
+    for setting in SETTINGS:
+        assert difference[setting].paired_seeds is False and difference[setting].seeds == (3, 2)
+        # Welch-Satterthwaite over the two arms' seed parts: between the smaller arm's df and the sum
+        assert 1 - 1e-9 <= difference[setting].degrees_of_freedom <= 3 + 1e-9
+        assert difference[setting].low <= difference[setting].estimate <= difference[setting].high
 
 
 def test_one_seed_per_arm_is_the_image_bootstrap_and_gets_no_verdict(arms):
@@ -115,12 +99,14 @@ def test_one_seed_per_arm_is_the_image_bootstrap_and_gets_no_verdict(arms):
     assert verdict(pooled_difference(arm, {0: reference[0]}, resamples=100)["hard"]) == ONE_SEED
 
 
-def test_a_clear_pooled_difference_gets_its_direction(arms):
-    _, arm, reference = arms
+def test_a_clear_pooled_difference_gets_its_direction():
+    rng = np.random.default_rng(5)
+    gt, _ = random_study(rng, 40)
+    arm, reference = seeded_runs(gt, rng, [0.9, 0.85, 0.88]), seeded_runs(gt, rng, [0.3, 0.35, 0.3])
     difference = pooled_difference(arm, reference, resamples=300)
     for setting in SETTINGS:
         assert difference[setting].low <= difference[setting].estimate <= difference[setting].high
-    # qualities 0.7-0.9 against 0.4-0.6: hard AP clearly higher
+    # qualities 0.85-0.9 against 0.3-0.35, seed by seed: hard AP clearly higher
     assert verdict(difference["hard"]) == "higher"
     assert verdict(pooled_difference(reference, arm, resamples=300)["hard"]) == "lower"
     assert isinstance(difference["hard"].scaled(100), PooledDifference)

@@ -75,6 +75,21 @@ def test_dataset_fingerprint_follows_the_manifest(tmp_path):
     assert dataset_fingerprint(tmp_path)["sha256"] != first["sha256"]
 
 
+def test_identical_datasets_generated_at_different_speeds_hash_alike(tmp_path):
+    from ffcore.runs.records import data_manifest_hash
+
+    roots = {}
+    for name, seconds, seed in (("fast", 12.5, 0), ("slow", 301.0, 0), ("other", 12.5, 1)):
+        roots[name] = tmp_path / name
+        roots[name].mkdir()
+        manifest = {"fingerprint": f"abc{seed}", "config": {"seed": seed}, "generation_seconds": seconds}
+        (roots[name] / "synth_manifest.json").write_text(json.dumps(manifest, indent=2))
+    fingerprints = {name: dataset_fingerprint(root)["sha256"] for name, root in roots.items()}
+    hashes = {name: data_manifest_hash(root) for name, root in roots.items()}
+    for digest in (fingerprints, hashes):
+        assert digest["fast"] == digest["slow"] and digest["fast"] != digest["other"]
+
+
 def test_sidecar_records_seeds_preset_environment_notebook_and_manifest(tmp_path, monkeypatch):
     import pandas as pd
 

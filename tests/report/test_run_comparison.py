@@ -47,7 +47,20 @@ def test_runs_with_disjoint_seeds_line_up_and_disagreements_are_named(tmp_path):
     assert not pooled["agree"].any() and pooled["same direction"].all() and pooled["intervals overlap"].all()
     swap = table[table["comparison"] == "featherface_v1_ssh_grouped vs featherface_v1"]
     assert swap["agree"].all()
-    assert describe_agreement(table).startswith("3 of 6 verdicts agree")
+    assert table["data dependent"].all()
+    assert describe_agreement(table).startswith("3 of 6 data-dependent verdicts agree")
+
+
+def test_verdicts_fixed_by_the_design_are_not_counted_as_agreement(tmp_path):
+    one_seed = "one seed: not established"
+    _write(tmp_path / "a", 0, pooled=(2.0, 0.5, 3.5, "higher"), swap=(-1.0, -2.0, 0.5, one_seed))
+    _write(tmp_path / "b", 100, pooled=(1.5, 0.2, 2.0, "higher"), swap=(-0.5, -1.5, 0.8, one_seed))
+    table = compare_results(tmp_path / "a", tmp_path / "b")
+    swap = table[table["comparison"] == "featherface_v1_ssh_grouped vs featherface_v1"]
+    assert swap["agree"].all() and not swap["data dependent"].any()
+    assert table.loc[table["comparison"].str.startswith("pooled"), "data dependent"].all()
+    text = describe_agreement(table)
+    assert text.startswith("3 of 3 data-dependent verdicts agree") and "3 more are 'one seed" in text
 
 
 def test_a_git_ref_is_read_like_a_results_folder(tmp_path):

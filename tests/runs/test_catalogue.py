@@ -113,6 +113,17 @@ def test_ap_cache_is_keyed_on_the_checkpoint_and_both_codes_and_a_bad_cache_is_a
         evaluate_run(study, run)
 
 
+def test_the_evaluation_code_version_covers_the_modules_that_choose_and_order_the_images():
+    from ffcore.study.evaluation import evaluation_modules
+
+    modules = evaluation_modules()
+    # the validation index and the tree layout select and order the evaluation images
+    assert {"ffcore.data.validation", "ffcore.data.layout", "ffcore.eval.protocol"} <= set(modules)
+    # followed through imports: the .mat reader the ground truth uses, without being listed
+    assert "ffcore.data.matfiles" in modules
+    assert not any(name.startswith("ffcore.models") for name in modules)   # versioned by model_code_version
+
+
 def test_the_model_code_version_follows_the_models_package_and_postprocess_only(tmp_path):
     import shutil
 
@@ -198,3 +209,18 @@ def test_real_photo_paragraph_gives_recall_and_precision_model_by_model(study):
     # V2's two runs: a range over the runs; the run without a detection has no precision
     assert "featherface_v2 (2 runs): recall 0-67 %, precision n/a in some runs (no detection)" in text
     assert "retinaface" not in text.split("\n\n- ")[1]     # the reference detector is not one of the models
+
+
+def test_every_arm_keeps_its_final_epoch_plain_and_distilled_alike(study):
+    from ffcore.runs.plan import study_plan
+    from ffcore.runs.profiles import get_profile
+    from ffcore.runs.training import CHECKPOINT_RULE, _train_config, expected_fingerprint
+
+    assert CHECKPOINT_RULE == "final"
+    for profile in ("synthetic", "full"):
+        ctx = open_study(get_profile(profile), data_root=study.data_root, prepare_data=False)
+        for job in study_plan(ctx.profile):
+            assert _train_config(ctx, job).best_metric == "final", (profile, job.name)
+    # the rule is part of the fingerprint: a run kept by another rule is stale
+    job = study_plan(study.profile)[0]          # V1: depends on nothing, so its fingerprint is known now
+    assert expected_fingerprint(study, job)["train.best_metric"] == "final"

@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -54,10 +55,10 @@ def test_plan_orders_runs_after_their_teacher_and_parent():
     plan = study_plan(full)
     position = {job.name: i for i, job in enumerate(plan)}
     by_name = {job.name: job for job in plan}
-    assert len(plan) == len(position) == 19
-    # full distils from the released V1 (teacher_weights "released"): no wait for V1's training
-    assert full.teacher_weights == "released"
-    assert by_name["featherface_v2_distilled_seed1"].depends_on == ()
+    # three seeds of V1, its 7 swaps, V2, V2 distilled, 2 variants and V2 from random weights; one
+    # distillation from the WIDER FACE-trained teacher; two pruned variants
+    assert len(plan) == len(position) == 3 * (1 + 7 + 1 + 1 + 2 + 1) + 1 + 2
+    assert by_name["featherface_v2_distilled_seed1"].depends_on == ("featherface_v1",)
     assert by_name["featherface_v2_pruned20"].depends_on == ("featherface_v2",)
     assert by_name["featherface_v2_distilled_eca_cbam_widerface"].depends_on == ()   # shared weights, not a run
     assert "featherface_v2_distilled_v1_widerface" not in by_name     # the same run as featherface_v2_distilled
@@ -107,9 +108,28 @@ def test_swaps_over_model_seeds_are_trained_and_pooled_by_the_ablation_table(dat
     swap = table.loc["featherface_v1_ssh_grouped"]
     assert swap["seeds"] == "2 vs 2, paired by seed" and table.loc["featherface_v1", "seeds"] == "2"
     assert not str(swap["hard verdict"]).startswith("one seed")
+    # every run behind the pooled rows, seed by seed, beside the table
+    per_seed = pd.read_csv(study.tables_dir / "ablations_per_seed.csv", comment="#")
+    assert sorted(zip(per_seed["arm"], per_seed["seed"])) == [
+        ("featherface_v1", 0), ("featherface_v1", 1), ("featherface_v1_ssh_grouped", 0), ("featherface_v1_ssh_grouped", 1)]
+    mean = per_seed[per_seed["arm"] == "featherface_v1_ssh_grouped"]["AP hard %"].mean()
+    assert abs(mean - swap["AP hard %"]) < 0.02
     pooled = v2_v1_comparison(study).set_index("run").loc[POOLED]
     assert (pooled["arm seeds"], pooled["vs seeds"]) == (2, 2) and not str(pooled["hard verdict"]).startswith("one seed")
 
+
+
+def test_v2_vit_is_also_compared_with_v2_from_random_weights(data_root, results):
+    from ffcore.study.ablations import v2_variants_table
+
+    study = tiny_study(data_root, v2_variants=("featherface_v2_vit",), random_start_control=True)
+    table = v2_variants_table(study)
+    control = table[table["model"] == "featherface_v2_random_start"]
+    assert list(control["role"]) == ["control: V2 from random weights"]
+    against = table[(table["model"] == "featherface_v2_vit") & (table["vs"] == "featherface_v2_random_start")]
+    assert len(against) == 1 and "featherface_v2_vit" in set(table.loc[table["vs"] == "featherface_v2", "model"])
+    payload = load_checkpoint_file(results / "smoke" / "checkpoints" / "featherface_v2_random_start" / "best.pt")
+    assert payload["train_config"]["pretrained_backbone"] is False and payload["model_name"] == "featherface_v2"
 
 
 def test_a_pruned_run_under_a_seed_offset_is_cut_from_its_shifted_parent(data_root, results):
@@ -338,19 +358,24 @@ def test_the_long_profile_plans_the_budget_curve_the_own_recipe_and_the_pruning_
 
     long = get_profile("synthetic_long")
     runs = planned_runs(long)
-    assert len(runs) == len(set(runs)) == 13
-    budget = [run for run in runs if run_epochs(run)]
-    assert budget == ["featherface_v1_ep20", "featherface_v2_ep20", "featherface_v2_distilled_ep20",
-                      "featherface_v1_ep40", "featherface_v2_ep40", "featherface_v2_distilled_ep40"]
+    assert len(runs) == len(set(runs)) == 34
+    budget = [run for run in runs if run_epochs(run) and not is_own_recipe(run)]
+    # every arm at every length over three seeds, like the profile's own length
+    arms = [f"{model}_ep{epochs}" for epochs in (20, 40)
+            for model in ("featherface_v1", "featherface_v2", "featherface_v2_distilled")]
+    assert budget == [run + suffix for run in arms for suffix in ("", "_seed1", "_seed2")]
     jobs = {run: planned_run(long, run) for run in runs}
-    assert [(jobs[r].model, jobs[r].epochs, jobs[r].preset) for r in budget[3:]] == [
-        ("featherface_v1", 40, "synthetic_cpu"), ("featherface_v2", 40, "synthetic_cpu"),
-        ("featherface_v2", 40, "synthetic_cpu")]
+    assert {(jobs[r].model, jobs[r].epochs, jobs[r].preset) for r in budget if "_ep40" in r} == {
+        ("featherface_v1", 40, "synthetic_cpu"), ("featherface_v2", 40, "synthetic_cpu")}
     # the budget's distillation keeps the profile's teacher run: only the student's length changes
     assert jobs["featherface_v2_distilled_ep40"].depends_on == ("featherface_v1",)
     assert teacher_of_run(long, "featherface_v2_distilled_ep40_seed3").run == "featherface_v1"
-    assert not [run for run in runs if is_own_recipe(run)]
-    # V2's own recipe is the other long profile's, over its three seeds
+    # V2's own recipe at 40 epochs, where its schedule has room, against V2 shared at 40, three seeds
+    own_long = [run for run in runs if is_own_recipe(run)]
+    assert own_long == ["featherface_v2_own_recipe_ep40", "featherface_v2_own_recipe_ep40_seed1",
+                        "featherface_v2_own_recipe_ep40_seed2"]
+    assert {(jobs[r].preset, jobs[r].epochs) for r in own_long} == {("synthetic_cpu_v2_thesis", 40)}
+    # synthetic_seeds keeps the own recipe at the shared length, over its three seeds
     seeds_profile = get_profile("synthetic_seeds")
     own = [run for run in planned_runs(seeds_profile) if is_own_recipe(run)]
     assert own == ["featherface_v2_own_recipe", "featherface_v2_own_recipe_seed1", "featherface_v2_own_recipe_seed2"]
@@ -364,7 +389,8 @@ def test_the_long_profile_plans_the_budget_curve_the_own_recipe_and_the_pruning_
         "featherface_v1"
     # among the runs ready at once, the longest start first (side-by-side workers end on the short ones)
     order = [job.name for job in study_plan(long)]
-    assert order[:2] == ["featherface_v1_ep40", "featherface_v2_ep40"]
+    lengths = [jobs[name].epochs for name in order if not jobs[name].depends_on]   # ready at once
+    assert lengths[:lengths.count(40)] == [40] * lengths.count(40) and lengths.count(40) == 9
     assert order.index("featherface_v2_distilled_ep40") < order.index("featherface_v2_distilled")
     # the default profile trains none of them
     assert not [run for run in planned_runs(get_profile("synthetic")) if run_epochs(run) or is_own_recipe(run)
@@ -387,15 +413,17 @@ def test_budget_curve_and_own_recipe_are_trained_evaluated_and_pooled(data_root,
     study = tiny_study(data_root, seeds=(0, 1), budget_epochs=(3,), student_own_preset="synthetic_cpu_v2_thesis")
     table = budget_table(study)
     assert [(row.arm, row.epochs, row.seeds) for row in table.itertuples()] == [
-        ("featherface_v1", 2, 1), ("featherface_v1", 3, 1), ("featherface_v2", 2, 2), ("featherface_v2", 3, 1),
-        ("featherface_v2_distilled", 2, 2), ("featherface_v2_distilled", 3, 1)]
+        ("featherface_v1", 2, 1), ("featherface_v1", 3, 1), ("featherface_v2", 2, 2), ("featherface_v2", 3, 2),
+        ("featherface_v2_distilled", 2, 2), ("featherface_v2_distilled", 3, 2)]
     assert (table["hard CI low"] <= table["AP hard %"]).all() and (table["AP hard %"] <= table["hard CI high"]).all()
     record = json.loads((results / "smoke" / "checkpoints" / "featherface_v2_distilled_ep3" / "run.json").read_text())
     assert record["complete"] and record["planned_epochs"] == 3
     differences = budget_differences(study).set_index("comparison")
     at_two = differences.loc["featherface_v2_distilled vs featherface_v2 at 2 epochs"]
     assert at_two["seeds"] == "2 vs 2, paired by seed" and at_two["hard verdict"] != ONE_SEED
-    assert differences.loc["featherface_v2_distilled vs featherface_v2 at 3 epochs", "hard verdict"] == ONE_SEED
+    # every length over the arm's seeds: the longer one is pooled too
+    at_three = differences.loc["featherface_v2_distilled vs featherface_v2 at 3 epochs"]
+    assert at_three["seeds"] == "2 vs 2, paired by seed" and at_three["hard verdict"] != ONE_SEED
     assert differences.loc["featherface_v2 vs featherface_v1 at 3 epochs", "hard verdict"] == ONE_SEED
     assert budget_figure(study) is not None and (results.parent / "figures" / "smoke" / "training_budget.png").is_file()
     own = own_recipe_comparison(study)

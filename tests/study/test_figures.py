@@ -44,7 +44,7 @@ def test_differences_figure_shows_every_verdict_and_the_pooled_row(study):
     fig = differences_figure(study, "distillation_comparison")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["higher", "lower", "inside the noise", "one seed: not established",
-                      "pooled over seeds (two-level bootstrap)"]
+                      "pooled over seeds (two-stage t interval)"]
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert len(labels) == 4 and labels[2].startswith("pooled over seeds (2 vs 2, paired by seed):")
     assert labels[0] == "FeatherFace V2 distilled from FeatherFace V1\nvs FeatherFace V2"

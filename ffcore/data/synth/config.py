@@ -24,6 +24,9 @@ class SynthConfig:
     train_images: int = 400
     val_images: int = 100
     test_images: int = 0              # held-out test split (0: none), written as its own evaluation tree
+    # the test split's images draw from this seed instead of `seed` (None: `seed`): another test split
+    # beside the same training and validation images, so a rerun tests the image part of an interval too
+    test_seed: int | None = None
     min_long_side: int = 320
     max_long_side: int = 640
     min_face: float = 8.0             # smallest face height drawn, pixels
@@ -62,6 +65,8 @@ class SynthConfig:
             # a dataset without a test split keeps the fingerprint it had before the field existed,
             # so the folders already generated are not rewritten for nothing
             del config["test_images"]
+        if self.test_seed is None:       # likewise for the test split's own seed
+            del config["test_seed"]
         payload = json.dumps({"config": config, "generator": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

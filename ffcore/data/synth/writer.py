@@ -40,7 +40,8 @@ def _render_split(root: Path, split: str, count: int, config: SynthConfig) -> tu
     annotations, flags, per_image = [], [], []
     for index in range(count):
         event, kind = config.events[index % len(config.events)]
-        rng = np.random.default_rng([config.seed, _SPLIT_CODE[split], index])
+        seed = config.test_seed if split == "test" and config.test_seed is not None else config.seed
+        rng = np.random.default_rng([seed, _SPLIT_CODE[split], index])
         rendered = render_image(rng, kind, config)
         name = _image_name(event, split, index)
         path = images_dir / event / f"{name}.jpg"
