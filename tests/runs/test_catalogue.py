@@ -119,8 +119,8 @@ def test_the_evaluation_code_version_covers_the_modules_that_choose_and_order_th
     modules = evaluation_modules()
     # the validation index and the tree layout select and order the evaluation images
     assert {"ffcore.data.validation", "ffcore.data.layout", "ffcore.eval.protocol"} <= set(modules)
-    # followed through imports: the .mat reader the ground truth uses, without being listed
-    assert "ffcore.data.matfiles" in modules
+    # followed through imports without being listed: the annotation reader the layout uses
+    assert "ffcore.data.annotations" in modules
     assert not any(name.startswith("ffcore.models") for name in modules)   # versioned by model_code_version
 
 
