@@ -65,27 +65,53 @@ def add_study(sub) -> None:
                        help="processes training side by side (default 1); each gets cores / workers threads")
     train.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
     train.add_argument("--force", action="store_true", help="retrain the named runs (all without names) from scratch")
+    # the workers of --workers N: their launcher prints the one summary of the whole plan
+    train.add_argument("--no-summary", dest="summary", action="store_false", help=argparse.SUPPRESS)
     train.set_defaults(handler=train_command)
 
     submit = actions.add_parser("submit", help="submit every run as a SLURM job through submitit",
-                                description="Submit every run that is not done as a submitit job. Each dependency "
-                                            "level of the plan is a job array that starts after the levels it "
-                                            "depends on succeeded; a preempted or timed-out job is requeued and "
-                                            "resumes from its last.pt.")
-    _study_options(submit)
-    submit.add_argument("runs", nargs="*", help="run names (default: every run of the plan)")
+                                description="Submit every run that is not done as a submitit job. Each job waits "
+                                            "only for its own teacher's or parent's job; a failed job cancels its "
+                                            "dependents; a preempted or timed-out job is requeued and resumes from "
+                                            "its last.pt. Submitting again submits only what is not done, queued "
+                                            "or running. Needs no GPU on the submitting node.")
     submit.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"),
                         help="submitit's executor (default: slurm where sbatch exists, else local processes)")
-    submit.add_argument("--partition", default=None, help="SLURM partition")
-    submit.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per job (default 1)")
-    submit.add_argument("--cpus-per-job", type=int, default=8, help="CPU cores per job (default 8)")
-    submit.add_argument("--time-limit", type=int, default=24 * 60, metavar="MINUTES",
-                        help="time limit per job in minutes (default 1440); a job that reaches it is requeued")
-    submit.add_argument("--max-concurrent", type=int, default=8,
-                        help="jobs of one dependency level running at once (default 8)")
+    _study_options(submit)
+    submit.add_argument("runs", nargs="*", help="run names (default: every run of the plan)")
+    add_cluster_options(submit)
     submit.add_argument("--folder", default=None, help="submitit's logs (default results/<profile>/submitit)")
     submit.add_argument("--force", action="store_true", help="retrain the named runs (all without names)")
     submit.set_defaults(handler=submit_command)
+
+
+def add_cluster_options(parser) -> None:
+    """The cluster options of `ffcore study submit` and `run_all.py --launcher slurm`, defined once."""
+    parser.add_argument("--partition", default=None, help="SLURM partition")
+    parser.add_argument("--gpus-per-job", type=int, default=None,
+                        help="GPUs per job (default: 1 when the profile trains on cuda, 0 on the CPU)")
+    parser.add_argument("--cpus-per-job", type=int, default=None,
+                        help="CPU cores per job (default: the profile's DataLoader workers + 1)")
+    parser.add_argument("--mem", default=None, help="memory per job, as SLURM's --mem (e.g. 16G; default: the "
+                                                    "partition's)")
+    parser.add_argument("--account", default=None, help="SLURM account to charge")
+    parser.add_argument("--qos", default=None, help="SLURM quality of service")
+    parser.add_argument("--constraint", default=None, help="SLURM node features the jobs need (e.g. a100)")
+    parser.add_argument("--time-limit", type=int, default=24 * 60, metavar="MINUTES",
+                        help="time limit per job in minutes (default 1440); a job that reaches it is requeued and "
+                             "resumes from its last.pt")
+    parser.add_argument("--max-concurrent", type=int, default=8,
+                        help="jobs waiting on the same run (or on none) running at once (default 8)")
+
+
+def cluster_options(args, cluster: str | None = None, folder: str | None = None) -> ClusterOptions:
+    """ClusterOptions from the options `add_cluster_options` added to a parsed command line."""
+    from ffcore.study.jobs import ClusterOptions
+
+    return ClusterOptions(cluster=cluster, partition=args.partition, gpus_per_job=args.gpus_per_job,
+                          cpus_per_job=args.cpus_per_job, mem=args.mem, account=args.account, qos=args.qos,
+                          constraint=args.constraint, time_limit_min=args.time_limit,
+                          max_concurrent=args.max_concurrent, folder=folder)
 
 
 def _arguments(profile, data, device, epochs, image_size, override):
@@ -169,10 +195,10 @@ def status_command(action, profile, data=None, device=None, epochs=None, image_s
     return 0
 
 
-def train_command(action, profile, runs=(), workers=1, threads=None, force=False, data=None, device=None,
-                  epochs=None, image_size=None, override=()) -> int:
+def train_command(action, profile, runs=(), workers=1, threads=None, force=False, summary=True, data=None,
+                  device=None, epochs=None, image_size=None, override=()) -> int:
     from ffcore.study.run_state import StaleRunError
-    from ffcore.study.jobs import start_workers, train_plan
+    from ffcore.study.jobs import plan_summary, start_workers, train_plan
 
     arguments = _arguments(profile, data, device, epochs, image_size, override)
     if workers > 1:
@@ -183,21 +209,21 @@ def train_command(action, profile, runs=(), workers=1, threads=None, force=False
         torch.set_num_threads(threads)
     study = arguments.open(prepare_data=True)
     try:
-        train_plan(study, list(runs) or None, force=force)
+        outcome = train_plan(study, list(runs) or None, force=force)
     except (StaleRunError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    if summary:
+        lines, _ = plan_summary(study, list(runs) or None)
+        print("\n".join(lines), file=sys.stderr if not outcome.ok else sys.stdout)
+    return 0 if outcome.ok else 1
 
 
-def submit_command(action, profile, runs=(), cluster=None, partition=None, gpus_per_job=1, cpus_per_job=8,
-                   time_limit=24 * 60, max_concurrent=8, folder=None, force=False, data=None, device=None,
-                   epochs=None, image_size=None, override=()) -> int:
-    from ffcore.study.jobs import ClusterOptions, submit_plan
+def submit_command(action, profile, runs=(), cluster=None, folder=None, force=False, data=None, device=None,
+                   epochs=None, image_size=None, override=(), **cluster_arguments) -> int:
+    from ffcore.study.jobs import submit_plan
 
-    options = ClusterOptions(cluster=cluster, partition=partition, gpus_per_job=gpus_per_job,
-                             cpus_per_job=cpus_per_job, time_limit_min=time_limit, max_concurrent=max_concurrent,
-                             folder=folder)
+    options = cluster_options(argparse.Namespace(**cluster_arguments), cluster=cluster, folder=folder)
     jobs = submit_plan(_arguments(profile, data, device, epochs, image_size, override), options,
                        list(runs) or None, force=force)
     print(f"{len(jobs)} job(s) submitted; follow them with `ffcore study status --profile {profile}`")
