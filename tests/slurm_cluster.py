@@ -112,8 +112,9 @@ class SlurmCluster:
             "SelectTypeParameters=CR_CPU_Memory",
             f"DefMemPerCPU={self.memory_mb // self.cpus}",
             "ReturnToService=2",
-            # a requeued job's process gets SIGTERM, then SIGKILL this many seconds later
-            "KillWait=5",
+            # a requeued job is killed at once (submitit ignores the SIGTERM that comes first), so the
+            # requeue test catches a smoke training of a few seconds in its middle
+            "KillWait=0",
             "SchedulerParameters=defer_batch=0",
             "SlurmctldTimeout=30",
             "SlurmdTimeout=30",

@@ -1,0 +1,136 @@
+"""The smoke plan on a real one-node SLURM cluster (Debian's slurm-wlm and munge, `slurm_cluster.py`),
+submitted as a user would from a node without GPU: `run_all.py --profile smoke --launcher slurm`, no
+cluster option. One job is requeued in the middle of its training (`scontrol requeue`, as a
+preemption would) and must resume; every run must end done with its planned epochs, as
+`ffcore study status` reports it.
+
+Runs as root (slurmd starts the jobs); `.ci/run` runs it. About 3-5 minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from slurm_cluster import SlurmCluster
+
+REPO = Path(__file__).resolve().parents[1]
+PLAN_TIMEOUT_S = 540
+# Smoke epochs of one step last a third of a second, less than SLURM takes to kill a requeued job's
+# step (two to three seconds, submitit ignoring the SIGTERM): eight full passes over the 16 images give
+# the requeue a middle to hit.
+LONGER_EPOCHS = ("--epochs", "8", "--override", "max_steps_per_epoch=4")
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0, reason="the test cluster's slurmd must run as root")]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slurm")
+    cluster = SlurmCluster(root)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def _environment(cluster: SlurmCluster, results: Path) -> dict[str, str]:
+    environment = {**cluster.environment(), "FFCORE_RESULTS": str(results / "results"),
+                   "FFCORE_FIGURES": str(results / "figures"), "OMP_NUM_THREADS": "1"}
+    # the jobs must find this code tree by themselves (submit_plan exports it into their script)
+    environment.pop("PYTHONPATH", None)
+    return environment
+
+
+def _epochs_done(run_dir: Path) -> int:
+    """Epochs in the run's metrics.csv (one row an epoch, written as each ends)."""
+    metrics = run_dir / "metrics.csv"
+    return max(0, len(metrics.read_text().splitlines()) - 1) if metrics.is_file() else 0
+
+
+def _requeue_mid_training(cluster: SlurmCluster, checkpoints: Path, runs: list[str], timeout_s: float) -> str:
+    """Requeue the job of the first of `runs` seen with an epoch done and more to go; returns the run."""
+    import json
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for run in runs:
+            lock = checkpoints / run / "lock.json"
+            record = checkpoints / run / "run.json"
+            if not (lock.is_file() and record.is_file()):
+                continue
+            try:
+                holder = json.loads(lock.read_text())
+                planned = json.loads(record.read_text())["planned_epochs"]
+            except (json.JSONDecodeError, FileNotFoundError):
+                continue      # caught mid-write: look again
+            if 1 <= _epochs_done(checkpoints / run) < planned and holder.get("slurm_job_id"):
+                cluster.scontrol("requeue", holder["slurm_job_id"])
+                return run
+        time.sleep(0.05)
+    raise AssertionError(f"none of {runs} was seen mid-training within {timeout_s:.0f} s")
+
+
+def _wait_for_the_queue(cluster: SlurmCluster, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while cluster.squeue():
+        jobs = cluster.squeue()
+        stuck = [job for job in jobs if job["state"] == "PENDING" and job["reason"] in
+                 ("PartitionConfig", "DependencyNeverSatisfied", "ReqNodeNotAvail")]
+        assert not stuck, f"jobs that can never start: {stuck}"
+        assert time.monotonic() < deadline, f"the plan is not done after {timeout_s:.0f} s: {jobs}"
+        time.sleep(2)
+
+
+def test_the_smoke_plan_runs_to_done_on_slurm_with_one_job_requeued_mid_training(cluster, tmp_path):
+    from ffcore.study.plan import study_plan
+    from ffcore.study.run_profiles import get_profile
+
+    environment = _environment(cluster, tmp_path)
+    data = tmp_path / "data"
+    start = time.monotonic()
+    submitted = subprocess.run([sys.executable, str(REPO / "run_all.py"), "--profile", "smoke", "--data", str(data),
+                                "--launcher", "slurm", *LONGER_EPOCHS], cwd=REPO, env=environment, capture_output=True, text=True,
+                               timeout=300)
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
+    plan = study_plan(get_profile("smoke").with_overrides(epochs=8, fields={"max_steps_per_epoch": 4}))
+    assert submitted.stdout.count("submitted featherface") == len(plan) == 23
+    assert "asking 0 GPU(s) and 1 CPU core(s) each" in submitted.stdout
+    # a student waits for its own teacher's job only
+    student = next(line for line in submitted.stdout.splitlines() if "submitted featherface_v2_distilled " in line)
+    teacher = next(line for line in submitted.stdout.splitlines() if "submitted featherface_v1 as" in line)
+    assert student.endswith(f"after afterok:{teacher.split()[-1]}")
+
+    checkpoints = tmp_path / "results" / "smoke" / "checkpoints"
+    longest = [job.name for job in plan if job.epochs == max(j.epochs for j in plan)]
+    requeued = _requeue_mid_training(cluster, checkpoints, longest, timeout_s=240)
+    _wait_for_the_queue(cluster, PLAN_TIMEOUT_S - (time.monotonic() - start))
+    wall = time.monotonic() - start
+    print(f"\nthe smoke plan ({len(plan)} jobs, {requeued} requeued) took {wall:.0f} s on SLURM, submission included")
+
+    status = subprocess.run([sys.executable, "-m", "ffcore", "study", "status", "--profile", "smoke", "--data",
+                             str(data), *LONGER_EPOCHS], cwd=REPO, env={**environment, "PYTHONPATH": str(REPO)},
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    rows = {line.split()[0]: line for line in status.stdout.splitlines() if line.strip().startswith("featherface")}
+    for job in plan:
+        line = rows[job.name]
+        assert f" done {job.epochs}/{job.epochs} " in f" {' '.join(line.split())} ", line
+    assert status.stdout.strip().splitlines()[-1] == f"done {len(plan)}"
+    logs = "\n".join(path.read_text() for path in (tmp_path / "results" / "smoke" / "submitit").rglob("*_log.out")
+                     if f"training {requeued} " in path.read_text())
+    assert "resumed from epoch" in rows[requeued], rows[requeued] + "\n" + logs
+
+    import json
+
+    record = json.loads((checkpoints / requeued / "run.json").read_text())
+    sessions = record["sessions"]
+    assert [s["action"] for s in sessions] == ["trained", "resumed"]
+    assert sessions[0]["slurm_job_id"] == sessions[1]["slurm_job_id"]   # the same job, requeued
+    assert 1 <= sessions[1]["from_epoch"] < record["planned_epochs"] == record["finished_epochs"]
