@@ -174,8 +174,20 @@ class SlurmCluster:
                 tails.append(f"\n--- {log}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
         return "".join(tails)
 
+    def cancel_all(self, timeout_s: float = 60.0) -> None:
+        """Cancel every job and wait until the queue is empty (a job's processes outlive slurmd)."""
+        jobs = [job["id"] for job in self.squeue()]
+        if jobs:
+            subprocess.run(["scancel", *jobs], env=self.environment(), capture_output=True, timeout=30)
+        deadline = time.monotonic() + timeout_s
+        while self.squeue() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
     def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM each daemon by its pid (slurmd first, munged last), then wait for it to go."""
+        """Cancel what is left, then SIGTERM each daemon by its pid (slurmd first, munged last) and wait
+        for it to go."""
+        if "slurmctld" in self.pids:
+            self.cancel_all()
         for name in reversed(DAEMONS):
             pid = self.pids.pop(name, None)
             if pid is None:

@@ -96,8 +96,8 @@ def test_the_smoke_plan_runs_to_done_on_slurm_with_one_job_requeued_mid_training
     data = tmp_path / "data"
     start = time.monotonic()
     submitted = subprocess.run([sys.executable, str(REPO / "run_all.py"), "--profile", "smoke", "--data", str(data),
-                                "--launcher", "slurm", *LONGER_EPOCHS], cwd=REPO, env=environment, capture_output=True, text=True,
-                               timeout=300)
+                                "--launcher", "slurm", *LONGER_EPOCHS], cwd=REPO, env=environment, capture_output=True,
+                               text=True, timeout=300)
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
     plan = study_plan(get_profile("smoke").with_overrides(epochs=8, fields={"max_steps_per_epoch": 4}))
     assert submitted.stdout.count("submitted featherface") == len(plan) == 23
@@ -134,3 +134,42 @@ def test_the_smoke_plan_runs_to_done_on_slurm_with_one_job_requeued_mid_training
     assert [s["action"] for s in sessions] == ["trained", "resumed"]
     assert sessions[0]["slurm_job_id"] == sessions[1]["slurm_job_id"]   # the same job, requeued
     assert 1 <= sessions[1]["from_epoch"] < record["planned_epochs"] == record["finished_epochs"]
+
+
+def test_a_failed_job_cancels_only_its_dependents_and_submitting_again_submits_what_is_not_done(
+        cluster, tmp_path, monkeypatch):
+    from support import corrupt_interrupted_run
+
+    from ffcore.study.context import open_study
+    from ffcore.study.datasets import prepare_dataset
+    from ffcore.study.run_profiles import get_profile
+
+    environment = _environment(cluster, tmp_path)
+    monkeypatch.setenv("FFCORE_RESULTS", environment["FFCORE_RESULTS"])
+    data = prepare_dataset(get_profile("smoke"), tmp_path / "data")
+    corrupt_interrupted_run(open_study("smoke", data_root=data, prepare_data=False), "featherface_v1")
+    runs = ["featherface_v2_distilled", "featherface_v1_pruned20", "featherface_v2"]
+    submit = [sys.executable, "-m", "ffcore", "study", "submit", "--profile", "smoke", "--data", str(data), *runs]
+
+    first = subprocess.run(submit, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert first.stdout.count("submitted featherface") == 4
+    _wait_for_the_queue(cluster, 300)
+
+    status = subprocess.run([sys.executable, "-m", "ffcore", "study", "status", "--profile", "smoke", "--data",
+                             str(data)], cwd=REPO, env=environment, capture_output=True, text=True, timeout=120)
+    rows = {line.split()[0]: " ".join(line.split()) for line in status.stdout.splitlines()
+            if line.strip().startswith("featherface")}
+    assert " failed at epoch 1/2 (" in rows["featherface_v1"], rows["featherface_v1"]
+    for blocked in ("featherface_v2_distilled", "featherface_v1_pruned20"):
+        assert " blocked by featherface_v1 " in rows[blocked], rows[blocked]
+    assert " done 2/2 " in rows["featherface_v2"]
+
+    # again: only the runs that are not done; while those jobs wait, a third submission adds none
+    again = subprocess.run(submit, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    submitted = [line.split()[1] for line in again.stdout.splitlines() if line.startswith("submitted ")]
+    assert sorted(submitted) == ["featherface_v1", "featherface_v1_pruned20", "featherface_v2_distilled"]
+    third = subprocess.run(submit, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert "submitted featherface" not in third.stdout and third.stdout.count("not submitted again") >= 1
+    cluster.cancel_all()

@@ -481,7 +481,8 @@ def test_a_failed_run_is_recorded_blocks_its_dependents_and_the_other_runs_go_on
         outcome = train_plan(study, runs, say=lines.append, poll_s=0.1)
     assert not outcome.ok
     assert outcome.failed == {"featherface_v1": "TrainingDivergedError: non-finite loss at epoch 1 step 0"}
-    assert outcome.blocked == {"featherface_v2_distilled": "featherface_v1", "featherface_v1_pruned20": "featherface_v1"}
+    assert outcome.blocked == {"featherface_v2_distilled": "featherface_v1",
+                               "featherface_v1_pruned20": "featherface_v1"}
     assert outcome.handled == [("featherface_v2", "trained")]
     record = read_record(study.run_dir("featherface_v1"))
     assert not record["complete"] and record["failed"]["error"].startswith("TrainingDivergedError")
@@ -515,3 +516,25 @@ def test_the_device_type_is_part_of_a_runs_fingerprint(data_root, results):
     on_gpu = expected_fingerprint(open_study("smoke", data_root=data_root, device="cuda", overrides=TINY,
                                              prepare_data=False), job)
     assert on_gpu["train.device"] == "cuda" and {k for k in on_cpu if on_cpu[k] != on_gpu[k]} == {"train.device"}
+
+
+def test_local_workers_go_on_past_a_run_whose_checkpoint_is_corrupt(data_root, results):
+    from support import corrupt_interrupted_run
+
+    from ffcore.study.jobs import StudyArguments, plan_summary, start_workers
+    from ffcore.study.run_state import read_record
+
+    study = tiny_study(data_root)
+    corrupt_interrupted_run(study, "featherface_v1")
+    arguments = StudyArguments("smoke", data_root=str(data_root), overrides=TINY)
+    runs = ["featherface_v2_distilled", "featherface_v1_pruned20", "featherface_v2"]
+    lines: list[str] = []
+    assert start_workers(arguments, 2, runs, threads=1, say=lines.append) == 1
+    failure = read_record(study.run_dir("featherface_v1"))["failed"]
+    assert failure["epoch"] == 1 and failure["last_checkpoint"].endswith("featherface_v1/last.pt")
+    assert read_record(study.run_dir("featherface_v2"))["complete"]
+    summary = "\n".join(lines)
+    assert "profile smoke: 4 runs, 2 blocked, 1 done, 1 failed" in summary
+    assert "  FAILED  featherface_v1 at epoch 1/2: " in summary and "(last good checkpoint " in summary
+    assert "  BLOCKED featherface_v2_distilled: waits on featherface_v1, which failed" in summary
+    assert plan_summary(study, runs)[1] is False

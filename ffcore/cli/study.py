@@ -468,8 +468,8 @@ def _submit_for_notebooks(arguments, args: argparse.Namespace, prog: str) -> int
     from ffcore.study.jobs import submit_plan
 
     jobs = submit_plan(arguments, cluster_options(args, cluster="slurm"), force=args.force)
-    print(f"{len(jobs)} training job(s) submitted. Follow them with `ffcore study status --profile {arguments.profile}`; "
-          f"when every run is done, run `{prog} --profile {arguments.profile} --workers 0` for the notebooks.")
+    print(f"{len(jobs)} training job(s) submitted. Follow them with "
+          f"`ffcore study status --profile {arguments.profile}`; when every run is done, run `{prog} --profile {arguments.profile} --workers 0` for the notebooks.")
     return 0
 
 

@@ -414,8 +414,9 @@ def _still_queued(folder: Path) -> dict[str, str]:
     previous = json.loads(path.read_text())
     if not previous:
         return {}
-    listing = subprocess.run(["squeue", "--noheader", "--format=%i %T", "--jobs", ",".join(previous.values())],
-                             capture_output=True, text=True, timeout=60)
+    # --array: one line per array task (pending tasks are otherwise folded into one "5_[0-1]" line)
+    listing = subprocess.run(["squeue", "--noheader", "--array", "--format=%i %T", "--jobs",
+                              ",".join(previous.values())], capture_output=True, text=True, timeout=60)
     # squeue fails on a list whose jobs have all left the queue: then none is queued
     alive = {line.split()[0] for line in listing.stdout.splitlines()
              if line.split() and line.split()[1] in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "SUSPENDED")}
