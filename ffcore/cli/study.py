@@ -469,7 +469,8 @@ def _submit_for_notebooks(arguments, args: argparse.Namespace, prog: str) -> int
 
     jobs = submit_plan(arguments, cluster_options(args, cluster="slurm"), force=args.force)
     print(f"{len(jobs)} training job(s) submitted. Follow them with "
-          f"`ffcore study status --profile {arguments.profile}`; when every run is done, run `{prog} --profile {arguments.profile} --workers 0` for the notebooks.")
+          f"`ffcore study status --profile {arguments.profile}`; when every run is done, run "
+          f"`{prog} --profile {arguments.profile} --workers 0` for the notebooks.")
     return 0
 
 
