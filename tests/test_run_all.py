@@ -87,8 +87,11 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_help_works():
     result = _run("--help")
     assert result.returncode == 0, result.stderr
-    for option in ("--profile", "--data", "--device", "--only", "--force"):
+    for option in ("--profile", "--data", "--device", "--only", "--force", "--cpus-per-job", "--mem"):
         assert option in result.stdout
+    study_run = subprocess.run([sys.executable, "-m", "ffcore", "study", "run", "--help"], capture_output=True,
+                               text=True, timeout=120, cwd=REPO)
+    assert study_run.returncode == 0 and study_run.stdout.split("\n\n", 1)[1] == result.stdout.split("\n\n", 1)[1]
 
 
 def test_full_without_data_fails_with_a_clear_message(tmp_path):

@@ -173,3 +173,18 @@ def test_a_failed_job_cancels_only_its_dependents_and_submitting_again_submits_w
     third = subprocess.run(submit, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
     assert "submitted featherface" not in third.stdout and third.stdout.count("not submitted again") >= 1
     cluster.cancel_all()
+
+
+def test_jobs_no_node_can_run_are_refused_before_anything_is_submitted(cluster, tmp_path):
+    environment = _environment(cluster, tmp_path)
+    submit = [sys.executable, "-m", "ffcore", "study", "submit", "--profile", "smoke", "--data", str(tmp_path / "d"),
+              "featherface_v1"]
+    too_many = subprocess.run([*submit, "--cpus-per-job", str(cluster.cpus + 6)], cwd=REPO, env=environment,
+                              capture_output=True, text=True, timeout=300)
+    assert too_many.returncode == 2
+    assert (f"each job asks {cluster.cpus + 6} CPU cores but the largest node of the default partition has "
+            f"{cluster.cpus}; pass --cpus-per-job {cluster.cpus}") in too_many.stderr
+    gpu = subprocess.run([*submit, "--gpus-per-job", "1"], cwd=REPO, env=environment, capture_output=True, text=True,
+                         timeout=300)
+    assert gpu.returncode == 2 and "no node of the default partition has a GPU" in gpu.stderr
+    assert not cluster.squeue()

@@ -275,11 +275,15 @@ def train_command(action, profile, runs=(), workers=1, threads=None, force=False
 
 def submit_command(action, profile, runs=(), cluster=None, folder=None, force=False, data=None, device=None,
                    epochs=None, image_size=None, override=(), **cluster_arguments) -> int:
-    from ffcore.study.jobs import submit_plan
+    from ffcore.study.jobs import ClusterMismatchError, submit_plan
 
     options = cluster_options(argparse.Namespace(**cluster_arguments), cluster=cluster, folder=folder)
-    jobs = submit_plan(_arguments(profile, data, device, epochs, image_size, override), options,
-                       list(runs) or None, force=force)
+    try:
+        jobs = submit_plan(_arguments(profile, data, device, epochs, image_size, override), options,
+                           list(runs) or None, force=force)
+    except ClusterMismatchError as exc:
+        print(f"ffcore study submit: nothing submitted: {exc}", file=sys.stderr)
+        return 2
     print(f"{len(jobs)} job(s) submitted; follow them with `ffcore study status --profile {profile}`")
     return 0
 
@@ -467,7 +471,13 @@ def _submit_for_notebooks(arguments, args: argparse.Namespace, prog: str) -> int
     """`--launcher slurm`: every run of the plan as a SLURM job; the notebooks run afterwards."""
     from ffcore.study.jobs import submit_plan
 
-    jobs = submit_plan(arguments, cluster_options(args, cluster="slurm"), force=args.force)
+    from ffcore.study.jobs import ClusterMismatchError
+
+    try:
+        jobs = submit_plan(arguments, cluster_options(args, cluster="slurm"), force=args.force)
+    except ClusterMismatchError as exc:
+        print(f"{prog}: nothing submitted: {exc}", file=sys.stderr)
+        return 2
     print(f"{len(jobs)} training job(s) submitted. Follow them with "
           f"`ffcore study status --profile {arguments.profile}`; when every run is done, run "
           f"`{prog} --profile {arguments.profile} --workers 0` for the notebooks.")

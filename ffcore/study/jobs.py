@@ -382,10 +382,14 @@ def submit_plan(arguments: StudyArguments, options: ClusterOptions, runs: list[s
             submitted += handles
         left = [job for job in left if job.name not in job_ids]
     if executor.cluster == "slurm":
-        _write_submitted(folder, job_ids)
+        _write_submitted(folder, {**queued, **job_ids})   # with what an earlier, narrower submission queued
     say(f"{len(submitted)} job(s) asking {gpus} GPU(s) and {cpus} CPU core(s) each"
         + (f", {options.mem} of memory" if options.mem else ""))
     return submitted
+
+
+class ClusterMismatchError(RuntimeError):
+    """The jobs ask for what no node of the partition has."""
 
 
 def check_cluster_fits(gpus: int, cpus: int, partition: str | None) -> None:
@@ -395,14 +399,14 @@ def check_cluster_fits(gpus: int, cpus: int, partition: str | None) -> None:
     lines = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout.split("\n")
     nodes = [line.split(maxsplit=1) for line in lines if line.strip()]
     if not nodes:
-        raise RuntimeError(f"`{' '.join(command)}` lists no node: is the partition {partition!r} right?")
+        raise ClusterMismatchError(f"`{' '.join(command)}` lists no node: is the partition {partition!r} right?")
     most_cpus = max(int(node[0].rstrip("+")) for node in nodes)
     where = f"partition {partition}" if partition else "the default partition"
     if cpus > most_cpus:
-        raise RuntimeError(f"each job asks {cpus} CPU cores but the largest node of {where} has {most_cpus}; "
+        raise ClusterMismatchError(f"each job asks {cpus} CPU cores but the largest node of {where} has {most_cpus}; "
                            f"pass --cpus-per-job {most_cpus} (or fewer)")
     if gpus and not any("gpu" in (node[1] if len(node) > 1 else "") for node in nodes):
-        raise RuntimeError(f"each job asks {gpus} GPU(s) but no node of {where} has a GPU (sinfo's GRES "
+        raise ClusterMismatchError(f"each job asks {gpus} GPU(s) but no node of {where} has a GPU (sinfo's GRES "
                            f"column); pass --partition with GPUs, or --gpus-per-job 0 with --device cpu")
 
 
