@@ -535,6 +535,7 @@ def test_local_workers_go_on_past_a_run_whose_checkpoint_is_corrupt(data_root, r
     assert read_record(study.run_dir("featherface_v2"))["complete"]
     summary = "\n".join(lines)
     assert "profile smoke: 4 runs, 2 blocked, 1 done, 1 failed" in summary
-    assert "  FAILED  featherface_v1 at epoch 1/2: " in summary and "(last good checkpoint " in summary
+    assert "  FAILED  featherface_v1 at epoch 1/2: CheckpointError: cannot resume " in summary
+    assert "it lacks train_config, state_dict" in failure["error"] and "(last good checkpoint " in summary
     assert "  BLOCKED featherface_v2_distilled: waits on featherface_v1, which failed" in summary
     assert plan_summary(study, runs)[1] is False
