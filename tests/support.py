@@ -79,3 +79,16 @@ def random_study(rng, images: int, detector_quality: float = 1.0):
         fp_scores = np.clip(rng.normal(0.4, 0.15, 3), 0.01, 1)
         mapping[gt.image_key(i)] = np.c_[np.concatenate([jitter, fp]), np.concatenate([true_scores, fp_scores])]
     return gt, mapping
+def corrupt_interrupted_run(study, run: str) -> None:
+    """Leave `run` as a training interrupted after its first epoch whose last.pt is corrupt (it names
+    epoch 1 and holds no weights): its next attempt resumes from that file and fails."""
+    from ffcore.checkpoint import save_checkpoint
+    from ffcore.runs.plan import planned_run
+    from ffcore.runs.records import start_record
+    from ffcore.runs.training import expected_fingerprint
+
+    job = planned_run(study.profile, run)
+    run_dir = study.run_dir(run)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start_record(run_dir, expected_fingerprint(study, job), job.epochs, "trained", 0, None)
+    save_checkpoint(run_dir / "last.pt", {"epoch": 1, "history": [{"epoch": 1, "wall_time_s": 1.0}]})

@@ -38,6 +38,8 @@ from ffcore.engine.run_log import RunLogger
 from ffcore.engine.schedules import build_optimizer, build_scheduler
 
 LAST_CHECKPOINT = "last.pt"
+# what a resume reads from last.pt
+RESUME_KEYS = ("train_config", "state_dict", "optimizer", "scheduler", "scaler", "epoch", "best_metric")
 BEST_CHECKPOINT = "best.pt"
 
 
@@ -356,6 +358,10 @@ class Trainer:
         if not path.is_file():
             raise CheckpointError(f"cannot resume: {path} does not exist (train without --resume first)")
         payload = load_checkpoint_file(path, map_location="cpu")
+        missing = [key for key in RESUME_KEYS if key not in payload]
+        if missing:
+            raise CheckpointError(f"cannot resume {path}: it lacks {', '.join(missing)}, so it is not a last.pt this "
+                                  f"trainer wrote whole; delete it to train the run from scratch")
         saved = TrainConfig.from_dict(payload["train_config"])
         diffs = recipe_differences(saved, self.config)
         if diffs:

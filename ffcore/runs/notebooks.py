@@ -39,3 +39,53 @@ def write_smoke_copies(source_dir: str | Path, out_dir: str | Path) -> list[Path
         target.write_text(json.dumps(smoke_copy(json.loads(path.read_text())), indent=1, ensure_ascii=False) + "\n")
         written.append(target)
     return written
+
+
+# ------------------------------------------------------------------------------- the study's run
+
+NOTEBOOKS = ("01_baseline", "02_v2_architecture", "03_distillation", "04_ablations", "05_benchmarks")
+KERNEL = "python3"
+
+
+def notebook_dir() -> Path:
+    from ffcore.paths import NOTEBOOK_DIR
+
+    return NOTEBOOK_DIR
+
+
+def select_notebooks(only: list[str] | None, prog: str = "ffcore study run") -> list[str]:
+    """The notebooks to run, in the study's order: all, or those `only` names by number or name prefix."""
+    if not only:
+        return list(NOTEBOOKS)
+    chosen = []
+    for key in only:
+        matches = [name for name in NOTEBOOKS if name.startswith(key) or name == key.removesuffix(".ipynb")]
+        if not matches:
+            raise SystemExit(f"{prog}: --only {key!r} matches no notebook; choose from {', '.join(NOTEBOOKS)}")
+        chosen.extend(m for m in matches if m not in chosen)
+    return [name for name in NOTEBOOKS if name in chosen]
+
+
+def describe_failure(name: str, error: Exception) -> str:
+    """`notebook X failed in cell N: <first source line>` plus the exception, from papermill's error."""
+    cell_index = getattr(error, "cell_index", None)
+    exec_count = getattr(error, "exec_count", None)
+    source = (getattr(error, "source", "") or "").strip().splitlines()
+    first_line = source[0] if source else ""
+    ename, evalue = getattr(error, "ename", type(error).__name__), getattr(error, "evalue", str(error))
+    where = f"cell {cell_index}" if cell_index is not None else "an unknown cell"
+    if exec_count is not None:
+        where += f" (execution count {exec_count})"
+    return f"notebook {name}.ipynb failed in {where}: {first_line}\n  {ename}: {evalue}"
+
+
+def execute_notebook(name: str, out_dir: Path, parameters: dict) -> None:
+    """Run one study notebook with papermill into `out_dir` (raises papermill's execution error)."""
+    import os
+
+    import papermill as pm
+
+    os.environ["FFCORE_NOTEBOOK"] = name   # the kernel inherits it: every sidecar names its notebook
+    source = notebook_dir()
+    pm.execute_notebook(str(source / f"{name}.ipynb"), str(Path(out_dir) / f"{name}.ipynb"), parameters=parameters,
+                        kernel_name=KERNEL, cwd=str(source), progress_bar=False, log_output=False)

@@ -9,7 +9,9 @@ A run folder results/<profile>/checkpoints/<run>/ holds, beside the trainer's fi
   "started", "ended", "wall_time_s"}], "best_sha256": ...}`. It is written when a training
   starts (complete: false) and again after the trainer has written its final checkpoint
   (complete: true, with best.pt's hash). A run is done only when that record says so: a
-  best.pt alone is the first improving epoch of a run that may have stopped anywhere.
+  best.pt alone is the first improving epoch of a run that may have stopped anywhere. A training
+  that raised writes `"failed": {"error", "epoch", "last_checkpoint", ...}` instead; the next
+  attempt resumes from that checkpoint and clears it.
 - `lock.json`, the owner's host, process id and start time, created exclusively
   (`O_CREAT | O_EXCL`) and touched every `HEARTBEAT_S` seconds while held. A lock whose
   process is dead (same host) or whose heartbeat is older than `STALE_AFTER_S` (another
@@ -20,12 +22,15 @@ States (`run_state`):
     done        the record says complete and its fingerprint matches the profile's
     stale       complete (or started) with another configuration: `differences` names the fields
     partial     last.pt holds k of N epochs (resumable), or nothing finished yet
+    failed      its last training raised: the record names the error and the last good checkpoint
+    blocked     (set by `training.job_state`) a run it depends on failed or is blocked
     missing     nothing of the run exists
     running     (with partial / missing) another live process holds the lock
 
 The fingerprint is what makes two trainings the same run: the model, the job kind, every
 training field that changes the weights (the preset's values, epochs, image size, batch,
-seed, ...), the dataset manifest's hash, and the teacher's or pruned parent's checkpoint hash.
+seed, ...) and the device type it trains on (a CPU-trained run is not the GPU run a profile asks
+for), the dataset manifest's hash, and the teacher's or pruned parent's checkpoint hash.
 """
 
 from __future__ import annotations
@@ -50,14 +55,15 @@ BEST = "best.pt"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
 
-# Training fields that do not change what is learned: where files go, how it is shown, on which
-# device and with how many loader processes. Every other field is part of a run's identity.
+# Training fields that do not change what is learned: where files go, how it is shown, with how many
+# loader processes. Every other field is part of a run's identity, the device as its type
+# ("cuda:1" and "cuda" are the same run, "cpu" is another).
 # Of the speed settings, loader workers and prefetch stay out (each sample draws its augmentation from
 # [seed, epoch, index], so the batches are the same whatever process loads them), and so do the
 # host-sync interval (when the losses are read, not what they are) and cuDNN autotuning (which
-# algorithm computes a convolution, the same one up to rounding, like the device). Mixed precision,
+# algorithm computes a convolution, the same one up to rounding). Mixed precision,
 # its dtype, channels-last and gradient clipping change the arithmetic or the update: they are in.
-NON_IDENTITY_FIELDS = frozenset({"out_dir", "device", "workers", "progress", "tensorboard", "log_every_steps",
+NON_IDENTITY_FIELDS = frozenset({"out_dir", "workers", "progress", "tensorboard", "log_every_steps",
                                  "stop_after_epoch", "data_root", "val_root", "skip_unreadable_images",
                                  "allow_world_size_change", "dist_timeout_minutes", "persistent_workers",
                                  "prefetch_factor", "sync_every_steps", "cudnn_benchmark",
@@ -118,6 +124,7 @@ def fingerprint(kind: str, config, data_root: Path, distillation=None, teacher: 
     """What identifies a run (see the module docstring). `config` a TrainConfig, `distillation` a
     DistillConfig (its teacher weights path replaced by `teacher`, the checkpoint hash)."""
     values = {k: _plain(v) for k, v in config.to_dict().items() if k not in NON_IDENTITY_FIELDS}
+    values["device"] = str(values.get("device") or "cpu").split(":")[0]
     result: dict[str, Any] = {"kind": kind, "data_manifest": data_manifest_hash(data_root),
                               **{f"train.{k}": v for k, v in sorted(values.items())}}
     if distillation is not None:
@@ -158,7 +165,7 @@ def describe_differences(diffs: dict[str, tuple[Any, Any]]) -> str:
 @dataclass
 class RunState:
     run: str
-    state: str                          # done | stale | partial | missing
+    state: str                          # done | stale | partial | failed | blocked | missing
     planned_epochs: int
     finished_epochs: int = 0
     checkpoint: Path | None = None
@@ -166,14 +173,25 @@ class RunState:
     differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     holder: dict | None = None          # the live lock's owner, if any
     record: dict | None = None
+    blocked_by: str | None = None       # blocked: the failed run it waits on (itself or further up)
 
     @property
     def done(self) -> bool:
         return self.state == "done"
 
+    @property
+    def error(self) -> str | None:
+        """A failed run's error, as its record holds it."""
+        failure = (self.record or {}).get("failed")
+        return failure["error"] if failure else None
+
     def label(self) -> str:
         text = {"done": "done", "missing": "missing", "stale": "stale",
-                "partial": f"partial {self.finished_epochs}/{self.planned_epochs}"}[self.state]
+                "partial": f"partial {self.finished_epochs}/{self.planned_epochs}",
+                "failed": f"failed at epoch {self.finished_epochs}/{self.planned_epochs}",
+                "blocked": f"blocked by {self.blocked_by}"}[self.state]
+        if self.state == "failed":
+            text += f" ({self.error})"
         if self.state == "stale":
             text += " (" + ", ".join(self.differences) + ")"
         if self.holder:
@@ -215,6 +233,9 @@ def run_state(run_dir: Path, run: str, planned_epochs: int, expected: dict | Non
             return RunState(run, "stale", planned_epochs, epochs, None, wall, diffs, holder, record)
     if epochs == 0 and record is None and not (run_dir / BEST).is_file():
         return RunState(run, "missing", planned_epochs, 0, None, None, {}, holder, record)
+    if record is not None and record.get("failed") and holder is None:
+        return RunState(run, "failed", planned_epochs, epochs,
+                        run_dir / BEST if (run_dir / BEST).is_file() else None, wall, {}, holder, record)
     return RunState(run, "partial", planned_epochs, epochs,
                     run_dir / BEST if (run_dir / BEST).is_file() else None, wall, {}, holder, record)
 
@@ -225,7 +246,8 @@ def start_record(run_dir: Path, fingerprint_: dict, planned_epochs: int, action:
     `speed`: the session's speed settings (loader workers and the like may change on resume)."""
     sessions = list(previous.get("sessions", [])) if previous and action == "resumed" else []
     sessions.append({"action": action, "from_epoch": from_epoch, "host": socket.gethostname(), "pid": os.getpid(),
-                     "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"speed": speed} if speed else {})})
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"speed": speed} if speed else {}),
+                     **({"slurm_job_id": os.environ["SLURM_JOB_ID"]} if os.environ.get("SLURM_JOB_ID") else {})})
     record = {"fingerprint": fingerprint_, "planned_epochs": planned_epochs, "finished_epochs": from_epoch,
               "complete": False, "sessions": sessions}
     write_record(run_dir, record)
@@ -242,6 +264,21 @@ def finish_record(run_dir: Path, record: dict, finished_epochs: int, wall_time_s
               "wall_time_s": wall_time_s, "best_sha256": file_sha256(best) if best.is_file() else None,
               **(extra or {})}
     record["sessions"][-1].update(ended=time.strftime("%Y-%m-%dT%H:%M:%S"), to_epoch=finished_epochs)
+    write_record(run_dir, record)
+    return record
+
+
+def fail_record(run_dir: Path, record: dict, error: BaseException) -> dict:
+    """Mark the run failed: the error, and the last good checkpoint (last.pt, the last epoch that
+    finished) the next attempt resumes from."""
+    epochs, _ = last_epoch(run_dir)
+    last = Path(run_dir) / LAST
+    failure = {"error": f"{type(error).__name__}: {error}"[:2000], "epoch": epochs,
+               "last_checkpoint": str(last) if last.is_file() else None, "host": socket.gethostname(),
+               "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+               "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record = {**record, "finished_epochs": epochs, "complete": False, "failed": failure}
+    record["sessions"][-1].update(ended=failure["at"], to_epoch=epochs, outcome="failed")
     write_record(run_dir, record)
     return record
 

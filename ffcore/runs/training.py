@@ -32,7 +32,7 @@ from ffcore.runs.context import Study
 from ffcore.runs.profiles import SPEED_FIELDS
 from ffcore.runs.plan import (REFERENCE_RUNS, PlannedRun, Teacher, model_of_run, offset_run, planned_run, planned_runs,
                               study_plan, teacher_tag, uses_released_teacher, is_random_start)
-from ffcore.runs.records import (RunState, StaleRunError, describe_differences, finish_record, fingerprint,
+from ffcore.runs.records import (RunState, StaleRunError, describe_differences, fail_record, finish_record, fingerprint,
                                     how_trained, locked, read_record, run_state, start_record)
 
 # what a clean retraining removes from a run folder (the lock stays: it is ours)
@@ -204,13 +204,36 @@ def expected_fingerprint(study: Study, job: PlannedRun) -> dict | None:
 
 
 def job_state(study: Study, job: PlannedRun) -> RunState:
-    """Where `job` stands against the profile (a pruned job is done only with its companion)."""
+    """Where `job` stands against the profile (a pruned job is done only with its companion). A job
+    that is not done while a run it depends on failed (or is itself blocked) is blocked."""
     expected = expected_fingerprint(study, job)
     state = run_state(study.run_dir(job.name), job.name, job.epochs, expected)
     for companion in job.companions:
         if state.done and not _is_complete(study, companion):
             state.state = "partial"
+    if state.state in ("partial", "missing") and state.holder is None:
+        failed = failed_dependency(study, job)
+        if failed:
+            state.state, state.blocked_by = "blocked", failed
     return state
+
+
+def failed_dependency(study: Study, job: PlannedRun, since: str | None = None) -> str | None:
+    """The failed run `job` waits on, directly or through its teacher's or parent's own dependencies.
+    A failure counts while no process is retrying it, and (with `since`, a record time stamp) only
+    when it happened since then: a plan started again retries what failed before."""
+    from ffcore.runs.records import live_holder
+
+    for dependency in job.depends_on:
+        if _is_complete(study, dependency):
+            continue
+        failure = (read_record(study.run_dir(dependency)) or {}).get("failed")
+        if failure and (since is None or failure["at"] >= since) and live_holder(study.run_dir(dependency)) is None:
+            return dependency
+        further = failed_dependency(study, planned_run(study.profile, dependency), since)
+        if further:
+            return further
+    return None
 
 
 # ------------------------------------------------------------------------------ execution
@@ -237,7 +260,8 @@ def ensure_run(study: Study, run: str, force: bool = False, wait: bool = True) -
         state = job_state(study, job)   # another process may have finished it while we waited
         if state.done and not force:
             return "reused"
-        resume_from = 0 if force or state.state != "partial" else state.finished_epochs
+        # a failed run resumes from its last good epoch, like an interrupted one
+        resume_from = 0 if force or state.state not in ("partial", "failed") else state.finished_epochs
         if resume_from == 0 or _must_restart(study, job):
             clear_run(study, job)
             resume_from = 0
@@ -245,9 +269,13 @@ def ensure_run(study: Study, run: str, force: bool = False, wait: bool = True) -
         record = start_record(run_dir, expected, job.epochs, "resumed" if resume_from else "trained", resume_from,
                               read_record(run_dir), speed=speed_settings(_train_config(study, job)))
         action = f"resuming from epoch {resume_from}" if resume_from else "training"
-        with tracker.step(job.name, job.epochs, action=action):
-            result = _execute(study, job, resume=bool(resume_from))
-        result.raise_for_status()
+        try:
+            with tracker.step(job.name, job.epochs, action=action):
+                result = _execute(study, job, resume=bool(resume_from))
+            result.raise_for_status()
+        except Exception as error:   # any training error: recorded in run.json, then raised on unchanged
+            fail_record(run_dir, record, error)
+            raise
         wall = float(result.history[-1]["wall_time_s"]) if result.history else None
         record = finish_record(run_dir, record, result.epochs_completed, wall,
                                extra={"git_commit": _git_commit()})

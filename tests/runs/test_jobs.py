@@ -488,3 +488,87 @@ def test_the_progress_line_weighs_the_trainings_left_by_their_epochs(results, ca
     epochs = sum(planned_run(study.profile, run).epochs for run in others)
     line = capsys.readouterr().out.splitlines()[0]
     assert f"{len(others)} other trainings left, about {epochs * 50 / 60:.0f} min of one worker ({epochs} epochs)" in line
+
+
+# ------------------------------------------------------------------------------ jobs that keep going
+
+def test_a_failed_run_is_recorded_blocks_its_dependents_and_the_other_runs_go_on(data_root, results, monkeypatch):
+    import ffcore.runs.training as training
+    from ffcore.engine.trainer import TrainingDivergedError
+    from ffcore.runs.jobs import plan_summary, train_plan
+    from ffcore.runs.plan import planned_run
+    from ffcore.runs.records import read_record
+
+    study = tiny_study(data_root)
+    execute = training._execute
+
+    def diverge_the_teacher(study_, job, resume):
+        if job.name == "featherface_v1":
+            raise TrainingDivergedError("non-finite loss at epoch 1 step 0")
+        return execute(study_, job, resume)
+
+    runs = ["featherface_v2_distilled", "featherface_v1_pruned20", "featherface_v2"]
+    lines: list[str] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_execute", diverge_the_teacher)
+        outcome = train_plan(study, runs, say=lines.append, poll_s=0.1)
+    assert not outcome.ok
+    assert outcome.failed == {"featherface_v1": "TrainingDivergedError: non-finite loss at epoch 1 step 0"}
+    assert outcome.blocked == {"featherface_v2_distilled": "featherface_v1",
+                               "featherface_v1_pruned20": "featherface_v1"}
+    assert outcome.handled == [("featherface_v2", "trained")]
+    record = read_record(study.run_dir("featherface_v1"))
+    assert not record["complete"] and record["failed"]["error"].startswith("TrainingDivergedError")
+    assert record["sessions"][-1]["outcome"] == "failed"
+    states = {job: training.job_state(study, planned_run(study.profile, job)) for job in runs}
+    assert states["featherface_v2_distilled"].label() == "blocked by featherface_v1"
+    assert states["featherface_v2"].done
+    summary, complete = plan_summary(study, runs)
+    assert not complete
+    # the pruned run's plan includes featherface_v1 once; featherface_v2 trained
+    assert summary[0] == "profile smoke: 4 runs, 2 blocked, 1 done, 1 failed"
+    assert any(line.startswith("  FAILED  featherface_v1 at epoch 0/2: TrainingDivergedError") for line in summary)
+    assert "  BLOCKED featherface_v1_pruned20: waits on featherface_v1, which failed" in summary
+
+    # the next pass retries the failed run (its earlier failure blocks nothing now) and completes the plan
+    again = train_plan(study, runs, say=lines.append, poll_s=0.1)
+    assert again.ok and dict(again.handled)["featherface_v1"] == "trained"
+    assert plan_summary(study, runs)[1]
+    assert "failed" not in read_record(study.run_dir("featherface_v1"))
+
+
+def test_the_device_type_is_part_of_a_runs_fingerprint(data_root, results):
+    from ffcore.runs.plan import planned_run
+    from ffcore.runs.training import expected_fingerprint
+
+    job = planned_run(tiny_study(data_root).profile, "featherface_v1")
+    on_cpu = expected_fingerprint(tiny_study(data_root), job)
+    assert on_cpu["train.device"] == "cpu"
+    from ffcore.runs.context import open_study
+
+    on_gpu = expected_fingerprint(open_study("smoke", data_root=data_root, device="cuda", overrides=TINY,
+                                             prepare_data=False), job)
+    assert on_gpu["train.device"] == "cuda" and {k for k in on_cpu if on_cpu[k] != on_gpu[k]} == {"train.device"}
+
+
+def test_local_workers_go_on_past_a_run_whose_checkpoint_is_corrupt(data_root, results):
+    from support import corrupt_interrupted_run
+
+    from ffcore.runs.jobs import StudyArguments, plan_summary, start_workers
+    from ffcore.runs.records import read_record
+
+    study = tiny_study(data_root)
+    corrupt_interrupted_run(study, "featherface_v1")
+    arguments = StudyArguments("smoke", data_root=str(data_root), overrides=TINY)
+    runs = ["featherface_v2_distilled", "featherface_v1_pruned20", "featherface_v2"]
+    lines: list[str] = []
+    assert start_workers(arguments, 2, runs, threads=1, say=lines.append) == 1
+    failure = read_record(study.run_dir("featherface_v1"))["failed"]
+    assert failure["epoch"] == 1 and failure["last_checkpoint"].endswith("featherface_v1/last.pt")
+    assert read_record(study.run_dir("featherface_v2"))["complete"]
+    summary = "\n".join(lines)
+    assert "profile smoke: 4 runs, 2 blocked, 1 done, 1 failed" in summary
+    assert "  FAILED  featherface_v1 at epoch 1/2: CheckpointError: cannot resume " in summary
+    assert "it lacks train_config, state_dict" in failure["error"] and "(last good checkpoint " in summary
+    assert "  BLOCKED featherface_v2_distilled: waits on featherface_v1, which failed" in summary
+    assert plan_summary(study, runs)[1] is False

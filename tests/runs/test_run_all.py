@@ -1,4 +1,5 @@
-"""run_all.py: its parameters reach the notebooks, its help works, and `full` refuses to start without data."""
+"""`ffcore study run` and run_all.py, its wrapper: the parameters reach the notebooks, the help works, and
+`full` refuses to start without data."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from ffcore.cli import study as cli
+from ffcore.runs.notebooks import NOTEBOOKS, describe_failure, notebook_dir, select_notebooks
 
-import run_all  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 
 def parameters_cell(notebook: Path) -> dict:
@@ -31,19 +32,19 @@ def full_args() -> list[str]:
 
 
 def test_every_notebook_exists():
-    for name in run_all.NOTEBOOKS:
-        assert (run_all.NOTEBOOK_DIR / f"{name}.ipynb").is_file(), name
+    for name in NOTEBOOKS:
+        assert (notebook_dir() / f"{name}.ipynb").is_file(), name
 
 
 def test_every_parameter_run_all_passes_is_in_each_parameters_cell():
     # All options given, so every parameter run_all can pass is present.
-    params = run_all.notebook_parameters(run_all.build_parser().parse_args(full_args()))
+    params = cli.notebook_parameters(cli.build_run_parser().parse_args(full_args()))
     assert set(params) == {"profile", "data_root", "device", "force", "epochs", "image_size", "overrides"}
     assert params["overrides"] == {"bench_repeats": 2}
     # tuples travel as lists (papermill would turn a tuple into its string)
-    assert run_all.parse_overrides(["seeds=(0, 1)", "name=abc"]) == {"seeds": [0, 1], "name": "abc"}
-    for name in run_all.NOTEBOOKS:
-        declared = parameters_cell(run_all.NOTEBOOK_DIR / f"{name}.ipynb")
+    assert cli.notebook_overrides(["seeds=(0, 1)", "name=abc"]) == {"seeds": [0, 1], "name": "abc"}
+    for name in NOTEBOOKS:
+        declared = parameters_cell(notebook_dir() / f"{name}.ipynb")
         missing = set(params) - set(declared)
         assert not missing, f"{name}.ipynb: run_all passes {sorted(missing)} but its parameters cell lacks them"
         # the value types agree with the defaults (None defaults accept anything)
@@ -53,18 +54,18 @@ def test_every_parameter_run_all_passes_is_in_each_parameters_cell():
 
 
 def test_parameters_follow_the_command_line():
-    args = run_all.build_parser().parse_args(["--profile", "full", "--data", "data/x", "--device", "cuda"])
-    params = run_all.notebook_parameters(args)
+    args = cli.build_run_parser().parse_args(["--profile", "full", "--data", "data/x", "--device", "cuda"])
+    params = cli.notebook_parameters(args)
     assert params["profile"] == "full" and params["device"] == "cuda" and params["force"] is False
     assert Path(params["data_root"]).is_absolute() and params["data_root"].endswith("data/x")
     assert "epochs" not in params and "image_size" not in params   # the profile decides
 
 
 def test_only_selects_notebooks_by_number_in_order():
-    assert run_all.select_notebooks(["05", "03"]) == ["03_distillation", "05_benchmarks"]
-    assert run_all.select_notebooks(None) == list(run_all.NOTEBOOKS)
+    assert select_notebooks(["05", "03"]) == ["03_distillation", "05_benchmarks"]
+    assert select_notebooks(None) == list(NOTEBOOKS)
     with pytest.raises(SystemExit, match="matches no notebook"):
-        run_all.select_notebooks(["07"])
+        select_notebooks(["07"])
 
 
 def test_failure_message_names_notebook_and_cell():
@@ -72,7 +73,7 @@ def test_failure_message_names_notebook_and_cell():
 
     error = PapermillExecutionError(cell_index=7, exec_count=4, source="study.evaluate_runs(ctx)\nmore",
                                     ename="ValueError", evalue="no predictions", traceback=[])
-    message = run_all.describe_failure("03_distillation", error)
+    message = describe_failure("03_distillation", error)
     assert message.startswith("notebook 03_distillation.ipynb failed in cell 7 (execution count 4): "
                               "study.evaluate_runs(ctx)")
     assert "ValueError: no predictions" in message
@@ -86,8 +87,11 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_help_works():
     result = _run("--help")
     assert result.returncode == 0, result.stderr
-    for option in ("--profile", "--data", "--device", "--only", "--force"):
+    for option in ("--profile", "--data", "--device", "--only", "--force", "--cpus-per-job", "--mem"):
         assert option in result.stdout
+    study_run = subprocess.run([sys.executable, "-m", "ffcore", "study", "run", "--help"], capture_output=True,
+                               text=True, timeout=120, cwd=REPO)
+    assert study_run.returncode == 0 and study_run.stdout.split("\n\n", 1)[1] == result.stdout.split("\n\n", 1)[1]
 
 
 def test_full_without_data_fails_with_a_clear_message(tmp_path):
@@ -130,7 +134,7 @@ def test_full_profile_runs_every_notebook_on_a_generated_widerface_tree(tmp_path
                "--epochs", "1", "--image-size", "64"] + [f"--override={o}" for o in overrides]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    for name in run_all.NOTEBOOKS:
+    for name in NOTEBOOKS:
         assert name in run.stdout and "FAILED" not in run.stdout
         assert (tmp_path / "results" / "full" / "notebooks" / f"{name}.ipynb").is_file()
     tables = tmp_path / "results" / "full" / "tables"
@@ -151,7 +155,7 @@ def test_full_profile_runs_every_notebook_on_a_generated_widerface_tree(tmp_path
 
 
 def test_default_profile_is_synthetic_without_widerface_and_says_why(tmp_path):
-    profile, why = run_all.default_profile(tmp_path / "no-widerface")
+    profile, why = cli.default_profile(tmp_path / "no-widerface")
     assert profile == "synthetic"
     assert "not complete" in why and "no-widerface" in why
 
@@ -173,3 +177,32 @@ def test_smoke_copies_drop_the_injected_parameters_so_the_smoke_defaults_apply(t
     cells = json.loads(copy.read_text())["cells"]
     assert [c["source"] for c in cells] == ["profile = 'smoke'\n", "study.x(ctx)"]
     assert "papermill" not in json.loads(copy.read_text())["metadata"]
+
+
+def _option_strings(parser) -> set[str]:
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+def test_run_all_is_study_run_and_takes_the_cluster_options_of_study_submit():
+    import argparse
+
+    from ffcore.cli import build_parser as ffcore_parser
+
+    study = next(a for a in ffcore_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["study"]
+    actions = next(a for a in study._actions if isinstance(a, argparse._SubParsersAction)).choices
+    cluster = argparse.ArgumentParser()
+    cli.add_cluster_options(cluster)
+    cluster_options = _option_strings(cluster) - {"-h", "--help"}
+    assert {"--cpus-per-job", "--gpus-per-job", "--mem", "--account", "--qos", "--constraint"} <= cluster_options
+    assert cluster_options <= _option_strings(actions["submit"])
+    assert _option_strings(actions["run"]) == _option_strings(cli.build_run_parser())
+    assert cluster_options <= _option_strings(cli.build_run_parser())
+    # a CPU profile's jobs ask for no GPU; a cuda one's for one, unless told
+    from ffcore.runs.context import open_study
+    from ffcore.runs.jobs import ClusterOptions
+
+    smoke = open_study("smoke", prepare_data=False)
+    assert cli.cluster_options(cli.build_run_parser().parse_args([])).resources(smoke) == (0, 1)
+    gpu = open_study("smoke", device="cuda", prepare_data=False)
+    assert ClusterOptions().resources(gpu) == (1, 1) and ClusterOptions(gpus_per_job=2, cpus_per_job=6).resources(
+        gpu) == (2, 6)
