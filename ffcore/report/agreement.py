@@ -45,7 +45,7 @@ def stated_verdicts(tables_dir: Path) -> pd.DataFrame:
         if not all(f"{s} verdict" in table for s in SETTINGS):
             continue
         name_column = "run" if "run" in table else table.columns[0]
-        vs = table["vs"].fillna("") if "vs" in table else pd.Series([""] * len(table))
+        vs = table["vs"].astype(object).fillna("") if "vs" in table else pd.Series([""] * len(table))
         for index, entry in table.iterrows():
             run = entry[name_column]
             if run == "pooled":

@@ -88,7 +88,7 @@ def results_markdown(profile: str) -> str:
                          + " | ".join(_difference_cell(row, s) for s in SETTINGS) + " |")
     for name in PAIRED_TABLES:
         table = _trained_table(tables / f"{name}.csv")
-        compared = None if table is None else table[table["vs"].fillna("") != ""]
+        compared = None if table is None else table[table["vs"].astype(object).fillna("") != ""]
         if compared is None or compared.empty:   # only the reference row: the profile trains none of them
             continue
         used.append(name)

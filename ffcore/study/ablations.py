@@ -336,7 +336,7 @@ def describe_comparison(study: Study, name: str):
     from ffcore.report.tables import read_table, markdown
 
     table = read_table(study, name)
-    table["part swapped"] = table["part swapped"].fillna("")   # an empty cell reads back as NaN
+    table["part swapped"] = table["part swapped"].astype(object).fillna("")   # an empty cell reads back as NaN
     reference = table[table["hard verdict"] == "reference"].iloc[0]
     others = table[table["hard verdict"] != "reference"]
     split = evaluation_split(study).name

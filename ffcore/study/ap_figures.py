@@ -79,7 +79,7 @@ def differences_figure(study: Study, table_name: str, name: str | None = None):
     from ffcore.report.plotting import new_figure
 
     table = read_table(study, table_name).rename(columns={"model": "run"})   # ablation tables name rows by model
-    table["vs"] = table["vs"].fillna("")      # an empty cell reads back as NaN
+    table["vs"] = table["vs"].astype(object).fillna("")      # an empty cell reads back as NaN
     pooled_rows = table["run"] == "pooled"    # seed comparisons: the row that carries the verdict
     compared = table[(table["vs"] != "") | pooled_rows].reset_index(drop=True)
     if compared.empty:

@@ -123,13 +123,13 @@ def test_run_all_refuses_a_tree_with_a_missing_validation_image_before_any_train
 def test_without_a_usable_gpu_the_default_profile_notice_says_why(wider_tree, monkeypatch):
     import torch
 
-    import run_all
+    from ffcore.cli.study import default_profile
     from ffcore.runs import preflight
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     monkeypatch.setattr(preflight, "nvidia_driver_version", lambda: "535.104.05")
-    profile, why = run_all.default_profile(wider_tree)
+    profile, why = default_profile(wider_tree)
     assert profile == "synthetic"
     assert "NOT the full study" in why and "needs NVIDIA driver >= 580" in why and "535.104.05" in why
 
