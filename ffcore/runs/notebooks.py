@@ -12,6 +12,17 @@ import json
 from pathlib import Path
 
 INJECTED_TAG = "injected-parameters"
+DECLARED_TAG = "declared-notebook"
+
+
+def declaring_cell(name: str) -> dict:
+    """A first cell that names the notebook for the provenance of what it writes: a copy run by nbval
+    (or any kernel outside `execute_notebook`, which sets the same variable) would otherwise write
+    sidecars without their notebook, and the chapter refuses those."""
+    from ffcore.report.provenance import NOTEBOOK_ENV
+
+    return {"cell_type": "code", "metadata": {"tags": [DECLARED_TAG]}, "execution_count": None, "outputs": [],
+            "source": f"import os\nos.environ[{NOTEBOOK_ENV!r}] = {name!r}   # the notebook these artifacts come from"}
 
 
 def smoke_copy(notebook: dict) -> dict:
@@ -25,7 +36,8 @@ def smoke_copy(notebook: dict) -> dict:
 
 
 def write_smoke_copies(source_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write `smoke_copy` of every `NN_*.ipynb` of `source_dir` into `out_dir` (replaced)."""
+    """Write `smoke_copy` of every `NN_*.ipynb` of `source_dir` into `out_dir` (replaced), each opening
+    with its `declaring_cell`."""
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     notebooks = sorted(source_dir.glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
@@ -36,7 +48,9 @@ def write_smoke_copies(source_dir: str | Path, out_dir: str | Path) -> list[Path
     written = []
     for path in notebooks:
         target = out_dir / path.name
-        target.write_text(json.dumps(smoke_copy(json.loads(path.read_text())), indent=1, ensure_ascii=False) + "\n")
+        copy = smoke_copy(json.loads(path.read_text()))
+        copy["cells"].insert(0, declaring_cell(path.stem))
+        target.write_text(json.dumps(copy, indent=1, ensure_ascii=False) + "\n")
         written.append(target)
     return written
 

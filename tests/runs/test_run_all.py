@@ -175,7 +175,9 @@ def test_smoke_copies_drop_the_injected_parameters_so_the_smoke_defaults_apply(t
     (source / "01_x.ipynb").write_text(json.dumps(notebook))
     [copy] = write_smoke_copies(source, tmp_path / "copies")
     cells = json.loads(copy.read_text())["cells"]
-    assert [c["source"] for c in cells] == ["profile = 'smoke'\n", "study.x(ctx)"]
+    assert [c["source"] for c in cells[1:]] == ["profile = 'smoke'\n", "study.x(ctx)"]
+    # the copy names its notebook first, so the artifacts it writes declare where they come from
+    assert cells[0]["metadata"]["tags"] == ["declared-notebook"] and "'01_x'" in cells[0]["source"]
     assert "papermill" not in json.loads(copy.read_text())["metadata"]
 
 
