@@ -342,8 +342,13 @@ class RunLock:
         me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
         for _ in range(3):
+            # The lock appears whole or not at all: written beside it, then hard-linked into place (atomic and
+            # exclusive). An O_EXCL file written after its creation is empty for a moment, and another
+            # process reading it then would take it for a torn lock and take it over.
+            staged = self.path.with_name(f"{LOCK}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}")
+            staged.write_text(json.dumps(me))
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(staged, self.path)
             except FileExistsError:
                 holder = live_holder(self.path.parent)
                 if holder is not None and not _same_requeued_job(holder):
@@ -353,8 +358,8 @@ class RunLock:
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
                 continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps(me))
+            finally:
+                staged.unlink(missing_ok=True)
             self._thread = threading.Thread(target=self._heartbeat, daemon=True)
             self._thread.start()
             return None
