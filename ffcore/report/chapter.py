@@ -418,7 +418,7 @@ def _chapter_body(profile: str, chapter_dir: Path) -> list[str]:
                 for v in _verdicts([a.name for a in placed.get(s.key, []) if a.kind == "table" and a.name in tables],
                                    tables)]
     lines += [f"\\input{{{_from_chapter(_headline_table(profile, headline, tables, macros, chapter_dir), chapter_dir)}}}",
-              r"\FloatBarrier", ""]
+              r"\FloatBarrier", "", sections_map.multiplicity_sentence([v for _, v in headline]), ""]
     for section in sections_map.QUESTIONS:
         part = placed.get(section.key, [])
         lines += [f"\\section{{{escape(section.title)}}}\\label{{sec:{section.key}}}", ""]

@@ -225,6 +225,22 @@ def verdict_sentences(rows: list[Verdict], tables: dict[str, pd.DataFrame], macr
     return sentences
 
 
+def multiplicity_sentence(rows: list[Verdict]) -> str:
+    """How many of the stated verdicts rest on an interval, how many of those exclude zero, and how
+    many would by chance alone: each 95 % interval misses a true zero one time in twenty, so among
+    n intervals about n / 20 "established" verdicts are expected even if no difference were real."""
+    decided = [text for row in rows for text in row.verdicts.values()
+               if text in ESTABLISHED or text == "inside the noise"]
+    if not decided:
+        return ""
+    established = sum(text in ESTABLISHED for text in decided)
+    return (f"Over the whole chapter, {len(decided)} verdicts rest on a 95\\% interval over seeds and images "
+            f"(the one-seed comparisons state none); {established} of them exclude zero, where about "
+            f"{0.05 * len(decided):.1f} would by chance alone if no difference were real. The intervals are "
+            f"not corrected for this multiplicity: an established verdict near its interval's edge is weaker "
+            f"evidence than one far from it.")
+
+
 def _compress(items: list[str]) -> str:
     """"a (easy), a (medium), a (hard)" -> "a (easy, medium, hard)", keeping first-seen order."""
     grouped: dict[str, list[str]] = {}

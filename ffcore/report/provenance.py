@@ -3,7 +3,7 @@
 The sidecar records the git commit (and whether the code differs from it: `git_state`, judged on
 `CODE_PATHS` and the notebooks' source cells, with a hash of the difference), the profile, the
 dataset and a hash of its manifest, checkpoint hashes (and the commits they were trained at when
-known), seeds and preset when the caller passes them, the notebook that wrote it (`NOTEBOOK_ENV`),
+known), seeds and preset when the caller passes them, the notebook that wrote it (`writing_notebook`),
 library versions, CPU / GPU and threads, and the time. Artifacts computed on synthetic data say
 "synthetic data" on their face (a caption line in tables, a stamp on figures). A table's sidecar
 also keeps its caption and printed layout, so its LaTeX can be redone from the CSV
@@ -55,6 +55,19 @@ VERSIONED_PACKAGES = ("torch", "torchvision", "onnxruntime", "numpy")
 ANNOTATION_FILES = ("train/label.txt", "val/label.txt", "wider_face_split/wider_face_val_bbx_gt.txt")
 # Set by whoever runs a notebook (run_all.py) so each artifact names the notebook that wrote it.
 NOTEBOOK_ENV = "FFCORE_NOTEBOOK"
+# Set by Jupyter Server in a kernel it starts for a notebook: the notebook's path. A study notebook
+# opened in JupyterLab thus names itself without run_all.py.
+JUPYTER_SESSION_ENV = "JPY_SESSION_NAME"
+
+
+def writing_notebook() -> str | None:
+    """The notebook writing an artifact: the name run_all.py (or a smoke copy's first cell) declared,
+    else the stem of the notebook Jupyter Server runs this kernel for, else None (a script)."""
+    declared = os.environ.get(NOTEBOOK_ENV)
+    if declared:
+        return declared
+    session = os.environ.get(JUPYTER_SESSION_ENV, "")
+    return Path(session).stem if session.endswith(".ipynb") else None
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -213,7 +226,7 @@ class Provenance:
         fields = asdict(self)
         data_root = fields.pop("data_root")
         return {"artifact": artifact, "headline": headline, **fields, "label": self.label(),
-                "notebook": os.environ.get(NOTEBOOK_ENV) or None,
+                "notebook": writing_notebook(),
                 "dataset_manifest": dataset_fingerprint(data_root) if self.uses_data else None,
                 "git": git_state(), "environment": {**environment(), **runtime_threads_and_gpu()},
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **extra}

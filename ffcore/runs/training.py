@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -119,10 +120,18 @@ def _is_complete(study: Study, run: str) -> bool:
 CHECKPOINT_RULE = "final"
 
 
-def _train_config(study: Study, job: PlannedRun):
-    from ffcore.engine.config import get_preset
+@lru_cache(maxsize=None)
+def _takes_imagenet_backbone(model: str) -> bool:
+    """Whether the ImageNet MobileNet file fits `model`'s backbone. Asked once per model: the answer
+    builds the model, and `ffcore study status` asks it for every run of the plan."""
     from ffcore.models import create_model
     from ffcore.models.loading import has_imagenet_backbone
+
+    return has_imagenet_backbone(create_model(model))
+
+
+def _train_config(study: Study, job: PlannedRun):
+    from ffcore.engine.config import get_preset
 
     p = study.profile
     config = get_preset(job.preset, model=job.model, data_root=str(study.data_root),
@@ -133,7 +142,7 @@ def _train_config(study: Study, job: PlannedRun):
     if job.kind in ("prune", "finetune"):
         # fine-tuning starts from the (pruned) parent's weights, at a tenth of the parent's learning rate
         config = replace(config, lr=config.lr / 10, pretrained_backbone=False)
-    elif is_random_start(job.name) or not has_imagenet_backbone(create_model(job.model)):
+    elif is_random_start(job.name) or not _takes_imagenet_backbone(job.model):
         # the random-start control, or the ViT variant (no ImageNet file fits its backbone): a deliberate
         # random start, recorded
         config = replace(config, pretrained_backbone=False)
@@ -146,6 +155,8 @@ def _train_config(study: Study, job: PlannedRun):
 def run_train_config(study: Study, job: PlannedRun):
     """The TrainConfig `job` trains with in this study (what the pre-flight times and checks)."""
     return _train_config(study, job)
+
+
 def train_config(study: Study, run: str):
     """The training config `ffcore study train` runs `run` with (what the throughput benchmark times)."""
     return _train_config(study, planned_run(study.profile, run))

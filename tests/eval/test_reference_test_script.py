@@ -1,29 +1,24 @@
 """`ffcore predict` writes what Pytorch_Retinaface's `test_widerface.py` writes.
 
-The oracle below is a line-by-line transcription (numpy, written for this test) of that
-script's steps for one image: float32 image minus the BGR mean, optional cv2 resize
-(--origin_size, or short side 1600 with the long side at most 2150), forward, PriorBox,
-decode, softmax score, score > 0.02, sort, py_cpu_nms at 0.4 (areas with "+1"), no top-k
-caps (the script's lines applying --top_k / --keep_top_k are commented out), and its file
-format (int() of the corners, w = int(x2) - int(x1)). Both run the same trained
+The oracle is the line-by-line transcription of that script's steps in
+`tests/reference_test_pipeline.py`, and its file format below (int() of the corners,
+w = int(x2) - int(x1)). Both run the same trained
 RetinaFace-MobileNet-0.25 on the shared real photos.
 """
 
 from __future__ import annotations
 
 import json
-from itertools import product
-from math import ceil
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ffcore.cli import main
 from ffcore.eval.inference import (DETECTION_CAPS, PYTORCH_RETINAFACE_SCALE, parse_scale, postprocess_with_caps,
                                    resize_factor, scale_label)
 from ffcore.paths import shared_dir
+from reference_test_pipeline import reference_detections, reference_nms, reference_resize
 
 WEIGHTS = shared_dir() / "weights" / "retinaface_mnet025_widerface.pth"
 PHOTOS = ("crowd.jpg", "group.jpg")
@@ -34,67 +29,9 @@ needs_weights = pytest.mark.skipif(
 
 # ----------------------------------------------------------------------- the oracle
 
-def _reference_resize(height: int, width: int, origin_size: bool) -> float:
-    target_size, max_size = 1600, 2150
-    resize = float(target_size) / float(min(height, width))
-    if np.round(resize * max(height, width)) > max_size:
-        resize = float(max_size) / float(max(height, width))
-    return 1.0 if origin_size else resize
-
-
-def _reference_priors(height: int, width: int) -> torch.Tensor:
-    min_sizes, steps = [[16, 32], [64, 128], [256, 512]], [8, 16, 32]
-    anchors = []
-    for k, step in enumerate(steps):
-        for i, j in product(range(ceil(height / step)), range(ceil(width / step))):
-            for min_size in min_sizes[k]:
-                anchors += [(j + 0.5) * step / width, (i + 0.5) * step / height, min_size / width, min_size / height]
-    return torch.Tensor(anchors).view(-1, 4)
-
-
-def _reference_nms(dets: np.ndarray, thresh: float) -> list[int]:
-    x1, y1, x2, y2, scores = dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 3], dets[:, 4]
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = scores.argsort()[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(i)
-        xx1, yy1 = np.maximum(x1[i], x1[order[1:]]), np.maximum(y1[i], y1[order[1:]])
-        xx2, yy2 = np.minimum(x2[i], x2[order[1:]]), np.minimum(y2[i], y2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
-        overlap = inter / (areas[i] + areas[order[1:]] - inter)
-        order = order[np.where(overlap <= thresh)[0] + 1]
-    return keep
-
-
 def _reference_file(model: torch.nn.Module, image_path, origin_size: bool) -> str:
-    import cv2
-
-    img = np.float32(cv2.imread(str(image_path), cv2.IMREAD_COLOR))
-    resize = _reference_resize(img.shape[0], img.shape[1], origin_size)
-    if resize != 1:
-        img = cv2.resize(img, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
-    height, width = img.shape[:2]
-    scale = torch.Tensor([width, height, width, height])
-    img -= (104, 117, 123)
-    tensor = torch.from_numpy(img.transpose(2, 0, 1)).unsqueeze(0)
-    with torch.no_grad():
-        loc, conf, _ = model(tensor)[:3]
-    conf = F.softmax(conf, dim=-1)          # the network's test phase
-    priors = _reference_priors(height, width)
-    loc = loc.squeeze(0)
-    boxes = torch.cat((priors[:, :2] + loc[:, :2] * 0.1 * priors[:, 2:], priors[:, 2:] * torch.exp(loc[:, 2:] * 0.2)), 1)
-    boxes[:, :2] -= boxes[:, 2:] / 2
-    boxes[:, 2:] += boxes[:, :2]
-    boxes = (boxes * scale / resize).numpy()
-    scores = conf.squeeze(0).numpy()[:, 1]
-    inds = np.where(scores > 0.02)[0]
-    boxes, scores = boxes[inds], scores[inds]
-    order = scores.argsort()[::-1]
-    boxes, scores = boxes[order], scores[order]
-    dets = np.hstack((boxes, scores[:, np.newaxis])).astype(np.float32, copy=False)
-    dets = dets[_reference_nms(dets, 0.4), :]
+    """The prediction file the script writes: int() of the corners, w = int(x2) - int(x1)."""
+    dets = reference_detections(model, image_path, origin_size)
     lines = [image_path.stem, str(len(dets))]
     for box in dets:
         x, y = int(box[0]), int(box[1])
@@ -120,7 +57,7 @@ def test_pytorch_retinaface_scale_by_hand():
     # 1200 x 1500: short side 1600 keeps the long side at 2000 <= 2150
     assert resize_factor(1200, 1500, PYTORCH_RETINAFACE_SCALE) == pytest.approx(1600 / 1200)
     for height, width in ((886, 1280), (624, 1024), (1200, 1500), (1600, 1600), (500, 2000)):
-        assert resize_factor(height, width, PYTORCH_RETINAFACE_SCALE) == _reference_resize(height, width, False)
+        assert resize_factor(height, width, PYTORCH_RETINAFACE_SCALE) == reference_resize(height, width, False)
     with pytest.raises(ValueError, match="short side"):
         parse_scale("short2000max1000")
 
@@ -202,7 +139,7 @@ def test_the_one_nms_keeps_what_py_cpu_nms_keeps(seed):
     corners = rng.uniform(0, 60, (200, 2))
     boxes = np.concatenate([corners, corners + rng.uniform(1, 25, (200, 2))], axis=1)   # small boxes: the +1 matters
     scores = rng.permutation(200).astype(np.float64) / 200 + 0.001                   # distinct, no ties
-    expected = _reference_nms(np.concatenate([boxes, scores[:, None]], axis=1), 0.4)
+    expected = reference_nms(np.concatenate([boxes, scores[:, None]], axis=1), 0.4)
     keep = nms_plus_one_pixel(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4)
     assert keep.tolist() == [int(i) for i in expected]
     assert nms_plus_one_pixel(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4, keep_top_k=3).tolist() == \

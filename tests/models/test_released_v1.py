@@ -5,27 +5,24 @@ The two shared files hold the 587 tensors of V1 under the original key names plu
 `total_ops` / `total_params` counters that `thop.profile` registered during the original training;
 those are dropped (and counted), nothing else is relaxed.
 
-The detection oracle below is a transcription (numpy, written for this test) of the original
-test script's steps for one image at its original size: float32 BGR image minus (104, 117, 123),
-forward, the prior boxes of min_sizes [[16, 32], [64, 128], [256, 512]] and steps [8, 16, 32],
-decode and decode_landm with variance (0.1, 0.2), softmax score, score > 0.02, sort, py_cpu_nms at
-0.4 (areas with "+1"), then the faces at or above the display threshold.
+The detection oracle is the transcription of the original test script in
+`tests/reference_test_pipeline.py`, at the image's original size, then the faces at or above the
+display threshold.
 """
 
 from __future__ import annotations
 
 import json
 from itertools import product
-from math import ceil
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ffcore.checkpoint import CheckpointError
 from ffcore.cli import main
 from ffcore.paths import shared_dir
+from reference_test_pipeline import reference_detections
 
 WEIGHTS = shared_dir() / "weights"
 RELEASED = ("featherface_v1_widerface.pth", "featherface_v1_widerface_run2.pth")
@@ -86,59 +83,9 @@ def test_a_real_extra_or_missing_key_is_still_an_error_naming_it(tmp_path):
 
 # --------------------------------------------------------------- the original pipeline's faces
 
-def _reference_priors(height: int, width: int) -> torch.Tensor:
-    min_sizes, steps = [[16, 32], [64, 128], [256, 512]], [8, 16, 32]
-    anchors = []
-    for k, step in enumerate(steps):
-        for i, j in product(range(ceil(height / step)), range(ceil(width / step))):
-            for min_size in min_sizes[k]:
-                anchors += [(j + 0.5) * step / width, (i + 0.5) * step / height, min_size / width, min_size / height]
-    return torch.Tensor(anchors).view(-1, 4)
-
-
-def _reference_nms(dets: np.ndarray, thresh: float) -> list[int]:
-    x1, y1, x2, y2, scores = dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 3], dets[:, 4]
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = scores.argsort()[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(i)
-        xx1, yy1 = np.maximum(x1[i], x1[order[1:]]), np.maximum(y1[i], y1[order[1:]])
-        xx2, yy2 = np.minimum(x2[i], x2[order[1:]]), np.minimum(y2[i], y2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
-        order = order[np.where(inter / (areas[i] + areas[order[1:]] - inter) <= thresh)[0] + 1]
-    return keep
-
-
 def _reference_faces(model: torch.nn.Module, image_path, threshold: float) -> np.ndarray:
     """Rows (x1, y1, x2, y2, score, 10 landmark coordinates) of the original pipeline at origin size."""
-    import cv2
-
-    img = np.float32(cv2.imread(str(image_path), cv2.IMREAD_COLOR))
-    height, width = img.shape[:2]
-    scale = torch.Tensor([width, height, width, height])
-    img -= (104, 117, 123)
-    tensor = torch.from_numpy(img.transpose(2, 0, 1)).unsqueeze(0)
-    with torch.no_grad():
-        loc, conf, landms = model(tensor)[:3]
-    conf = F.softmax(conf, dim=-1)
-    priors = _reference_priors(height, width)
-    loc, pre = loc.squeeze(0), landms.squeeze(0)
-    boxes = torch.cat((priors[:, :2] + loc[:, :2] * 0.1 * priors[:, 2:], priors[:, 2:] * torch.exp(loc[:, 2:] * 0.2)), 1)
-    boxes[:, :2] -= boxes[:, 2:] / 2
-    boxes[:, 2:] += boxes[:, :2]
-    boxes = (boxes * scale).numpy()
-    landmarks = torch.cat([priors[:, :2] + pre[:, 2 * k:2 * k + 2] * 0.1 * priors[:, 2:] for k in range(5)], dim=1)
-    landmarks = (landmarks * torch.Tensor([width, height] * 5)).numpy()
-    scores = conf.squeeze(0).numpy()[:, 1]
-    inds = np.where(scores > 0.02)[0]
-    boxes, landmarks, scores = boxes[inds], landmarks[inds], scores[inds]
-    order = scores.argsort()[::-1]
-    boxes, landmarks, scores = boxes[order], landmarks[order], scores[order]
-    dets = np.hstack((boxes, scores[:, np.newaxis])).astype(np.float32, copy=False)
-    keep = _reference_nms(dets, 0.4)
-    dets = np.concatenate((dets[keep], landmarks[keep]), axis=1)
+    dets = reference_detections(model, image_path, origin_size=True)
     return dets[dets[:, 4] >= threshold]
 
 

@@ -114,6 +114,17 @@ def test_a_seed_comparison_states_only_its_pooled_row():
     assert [r.row for r in sections.comparison_rows("v2_vs_v1", table, "run")] == ["pooled"]
 
 
+def test_the_chapter_counts_its_interval_verdicts_against_what_chance_alone_would_establish():
+    rows = [sections.Verdict("t", "a", "a vs b", {"easy": "higher", "medium": "inside the noise", "hard": "lower"}),
+            sections.Verdict("t", "c", "c vs b", {s: "one seed: not established" for s in sections.SETTINGS}),
+            sections.Verdict("t", "d", "d vs b", {s: "inside the noise" for s in sections.SETTINGS})]
+    text = sections.multiplicity_sentence(rows)
+    # six interval verdicts (the one-seed row states none), two exclude zero, 6 x 0.05 by chance
+    assert text.startswith("Over the whole chapter, 6 verdicts rest on a 95\\% interval")
+    assert "2 of them exclude zero, where about 0.3 would by chance alone" in text
+    assert sections.multiplicity_sentence(rows[1:2]) == ""
+
+
 @pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk is not installed (TeX Live builds the thesis)")
 def test_a_thesis_in_another_folder_inputs_the_chapter(synthetic_copy, tmp_path):
     import subprocess

@@ -135,3 +135,21 @@ def test_the_summary_states_the_duration_measured_from_empty_caches(tmp_path, mo
     log.write_text("no timing here\n")
     with pytest.raises(ValueError, match="no GNU time timing"):
         _measured_duration("synthetic_long")
+
+
+def test_a_notebook_opened_in_jupyterlab_names_itself_from_the_session_jupyter_server_gives_its_kernel(monkeypatch):
+    """A study notebook run by hand (no run_all.py, no declaring cell) still declares its notebook,
+    read from the variable Jupyter Server's session manager puts in the kernel's environment."""
+    from jupyter_server.services.sessions.sessionmanager import SessionManager
+
+    from ffcore.report.provenance import JUPYTER_SESSION_ENV, writing_notebook
+
+    monkeypatch.delenv(NOTEBOOK_ENV, raising=False)
+    kernel_env = SessionManager.get_kernel_env(SessionManager.__new__(SessionManager), "notebooks/04_ablations.ipynb")
+    monkeypatch.setenv(JUPYTER_SESSION_ENV, kernel_env[JUPYTER_SESSION_ENV])
+    assert writing_notebook() == "04_ablations"
+    monkeypatch.setenv(NOTEBOOK_ENV, "01_baseline")          # what run_all.py declares wins
+    assert writing_notebook() == "01_baseline"
+    monkeypatch.delenv(NOTEBOOK_ENV)
+    monkeypatch.setenv(JUPYTER_SESSION_ENV, "console-1")     # a console, not a notebook
+    assert writing_notebook() is None
