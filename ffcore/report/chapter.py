@@ -115,6 +115,18 @@ def _table_block(artifact: Artifact, chapter_dir: Path) -> list[str]:
     return [f"\\input{{{_from_chapter(artifact.path.with_suffix('.tex'), chapter_dir)}}}"]
 
 
+def _listed_table(artifact: Artifact, rows: int) -> list[str]:
+    """A table too long to print: its file, its rows and its caption, so a reader finds it."""
+    caption = artifact.record.get("caption") or artifact.record.get("headline") or ""
+    file = f"results/{artifact.record.get('profile', '')}/tables/{artifact.name}.csv"
+    return [f"\\paragraph{{Not printed: \\texttt{{{escape(file)}}}}} {rows} rows, too long to print here "
+            f"(more than {sections_map.PRINTED_ROWS}). {escape(caption)}", ""]
+
+
+def _table_rows(artifact: Artifact) -> int:
+    return len(read_table_csv(artifact.path)) if artifact.path.is_file() else 0
+
+
 def _thop_sentence(names: set[str]) -> str:
     """" V1: 592,371 parameters, 488,661 by thop's count." from the efficiency macros, where they exist."""
     true, thop = (macro_name("efficiency", "featherface_v1", c) for c in ("parameters", "thop_parameters"))
@@ -161,8 +173,10 @@ def side_by_side_block(figures: list[Artifact], chapter_dir: Path) -> list[str]:
     return lines + [r"\end{figure}"]
 
 
-def _blocks(part: list[Artifact], chapter_dir: Path, height: str = "0.45", macro_names: set[str] = frozenset()) -> list[str]:
-    """The LaTeX of a section's artifacts in order, the side-by-side figures gathered into one float."""
+def _blocks(part: list[Artifact], chapter_dir: Path, height: str = "0.45", macro_names: set[str] = frozenset(),
+            list_long: bool = False) -> list[str]:
+    """The LaTeX of a section's artifacts in order, the side-by-side figures gathered into one float.
+    `list_long`: a table of more than `PRINTED_ROWS` rows is named, not printed (appendices)."""
     together = [a for a in part if a.kind == "figure" and is_tall(a)]
     lines = []
     for item in part:
@@ -170,7 +184,8 @@ def _blocks(part: list[Artifact], chapter_dir: Path, height: str = "0.45", macro
             if item is together[0]:
                 lines += side_by_side_block(together, chapter_dir)
         elif item.kind == "table":
-            lines += _table_block(item, chapter_dir)
+            rows = _table_rows(item) if list_long else 0
+            lines += _listed_table(item, rows) if rows > sections_map.PRINTED_ROWS else _table_block(item, chapter_dir)
         else:
             lines += _figure_block(item, chapter_dir, height, macro_names)
     return lines
@@ -385,6 +400,10 @@ def _duration_sentence(numbers: set[str]) -> str:
 
 
 def _by_section(items: list[Artifact]) -> dict[str, list[Artifact]]:
+    """The artifacts the chapter prints, by section, tables first; one that another of the run's artifacts
+    supersedes (`SUPERSEDED_BY`) is left out."""
+    names = {a.name for a in items}
+    items = [a for a in items if sections_map.SUPERSEDED_BY.get(a.name) not in names]
     placed: dict[str, list[Artifact]] = {}
     for item in sorted(items, key=lambda a: (a.kind == "figure", a.created, a.name)):   # tables first
         placed.setdefault(item.section, []).append(item)
@@ -443,8 +462,12 @@ def _appendix_body(profile: str, chapter_dir: Path) -> list[str]:
         if section.key == "training":
             table = _training_table(profile, part, chapter_dir)
             lines += [f"\\input{{{_from_chapter(table, chapter_dir)}}}"] if table else []
+            lines += _blocks([a for a in part if a.kind == "figure"], chapter_dir, height="0.3")
+        elif section.key in sections_map.ALWAYS_PRINTED:
+            # read row by row against its sources: every row printed, in a smaller face
+            lines += [r"\begingroup\footnotesize", *_blocks(part, chapter_dir, height="0.6"), r"\endgroup"]
         else:
-            lines += _blocks(part, chapter_dir, height="0.6")
+            lines += _blocks(part, chapter_dir, height="0.45", list_long=True)
         lines += [r"\FloatBarrier", ""]
     return lines + _provenance_appendix(items)
 
@@ -452,7 +475,12 @@ def _appendix_body(profile: str, chapter_dir: Path) -> list[str]:
 def _loose(lines: list[str]) -> list[str]:
     """The body in a group that lets lines stretch: identifiers (\\texttt, breakable only at "_") and
     timestamps would otherwise stick out of the margin. Scoped, so the thesis around it keeps its setting."""
-    return [*lines[:2], r"\begingroup\setlength{\emergencystretch}{3em}", *lines[2:], r"\endgroup"]
+    # floats: LaTeX's defaults leave a page half empty beside two figures; these let floats fill a page
+    # with little text, and a float page be used only once it is mostly full (local to the group, unlike
+    # the float counters, which \setcounter would change for the whole thesis)
+    floats = (r"\renewcommand{\topfraction}{0.9}\renewcommand{\bottomfraction}{0.8}"
+              r"\renewcommand{\textfraction}{0.07}\renewcommand{\floatpagefraction}{0.8}")
+    return [*lines[:2], r"\begingroup\setlength{\emergencystretch}{3em}", floats, *lines[2:], r"\endgroup"]
 
 
 def write_chapter(profile: str, rerender_tables: bool = True) -> dict[str, Path]:

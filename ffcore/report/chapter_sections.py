@@ -45,11 +45,7 @@ QUESTIONS = (
     Section("v1", "Is V1 reproduced, and how does it compare with the WIDER FACE-trained references?", (
         ("v1_ap_intervals", "AP of V1 and of the WIDER FACE-trained references, with 95\\% intervals."),
         ("v1_pr_curves", "Precision against recall of V1 and the references."),
-        ("v1_training_curves", "Training loss of V1 by epoch."),
         ("detections_featherface_v1", "V1's detections on one test image against the ground truth."),
-        ("real_photo_detections", "Faces found on a real photo by a WIDER FACE-trained detector."),
-        ("fork_detections_*", "Faces found on {matched}.jpg by the fork's ECA-CBAM model and RetinaFace."),
-        ("fork_training_log", "Training loss of the fork's ECA-CBAM model in its WIDER FACE run."),
     )),
     Section("parts", "What do V2's parts cost and save?", (
         ("parts_*", "Parameters of each part (backbone, neck, context, heads) per model."),
@@ -58,7 +54,6 @@ QUESTIONS = (
     Section("distillation", "Does distillation help?", (
         ("distillation_ap_intervals", "AP of V1, V2 and the distilled V2, with 95\\% intervals."),
         ("distillation_comparison_intervals", "Distilled V2 minus V2 alone (AP points) with 95\\% intervals."),
-        ("distillation_training_curves", "Training loss of V2 alone and distilled, by epoch."),
     )),
     Section("swaps", "Which parts matter (the swaps, against the placebo)?", (
         ("ablations", "AP of V1 and of each one-part swap."),
@@ -72,42 +67,64 @@ QUESTIONS = (
     Section("deployment", "Deployment: latency, size, INT8", (
         ("latency", "Forward latency at 640 by model and runtime."),
         ("peer_latency", "Latency of the published lightweight detectors and ours on the real photos."),
-        ("peer_detections_*", "Faces found on a real photo by each detector ({matched})."),
         ("ap_vs_params_published_*", "Hard AP against parameter count: the published WIDER FACE detectors "
                                       "(their reported figures) and ours.{thop}"),
     )),
 )
 APPENDICES = (
-    Section("training", "Training runs"),
+    Section("training", "Training runs", (
+        ("v1_training_curves", "Training loss of V1 by epoch."),
+        ("distillation_training_curves", "Training loss of V2 alone and distilled, by epoch."),
+        ("fork_training_log", "Training loss of the fork's ECA-CBAM model in its WIDER FACE run."),
+    )),
+    # what the architectures are, part by part: the questions cite their totals
+    Section("architecture", "The architectures, part by part"),
     Section("claims", "The seed documents' claims against the measurements"),
     Section("data", "The data", (("dataset_preview", "Training images of the dataset with their boxes."),)),
     # long per-module and per-photo tables, and figures of one panel per module: read beside the
     # question they serve, printed where they do not interrupt it
     Section("diagnostics", "Attention: gates and masks", (
         ("attention_maps_*", "The attention masks of {matched} on a real photo, one panel per module."),)),
-    Section("photos", "Every model on the real photos"),
+    Section("photos", "Every model on the real photos", (
+        ("real_photo_detections", "Faces found on a real photo by a WIDER FACE-trained detector."),
+        ("fork_detections_*", "Faces found on {matched}.jpg by the fork's ECA-CBAM model and RetinaFace."),
+        ("peer_detections_*", "Faces found on a real photo by each detector ({matched})."),
+    )),
+    Section("deployment_details", "Deployment: the graphs operator by operator"),
 )
 
 # artifact name (or fnmatch pattern; the first match wins) -> section key
 SECTION_OF: tuple[tuple[str, str], ...] = (
-    ("v1_ap", "v1"), ("v1_ap_intervals", "v1"), ("v1_pr_curves", "v1"), ("v1_training_curves", "v1"),
-    ("fork_weights_ap", "v1"), ("v1_released_anchor", "v1"), ("v1_real_photo_check", "v1"), ("real_photo_check", "photos"),
-    ("real_photo_detections", "v1"), ("detections_featherface_v1", "v1"), ("fork_detections_*", "v1"),
-    ("fork_training_log", "v1"),
-    ("param_counts_featherface_v1", "parts"), ("params_featherface_v1", "parts"),
-    ("flops_retinaface_mnet025_vs_featherface_v1", "parts"), ("parts_*", "parts"), ("shapes_*", "parts"),
-    ("params_featherface_v2_ultra", "parts"), ("v2_vs_v1", "parts"), ("v2_vs_v1_intervals", "parts"),
-    ("distillation_*", "distillation"),
-    ("ablations", "swaps"), ("ablations_intervals", "swaps"), ("ablation_variants", "swaps"),
-    ("gate_health", "diagnostics"), ("attention_maps_*", "diagnostics"), ("params_fork_models", "swaps"),
+    ("v1_ap", "v1"), ("v1_ap_intervals", "v1"), ("v1_pr_curves", "v1"), ("v1_training_curves", "training"),
+    ("fork_weights_ap", "v1"), ("v1_released_anchor", "v1"), ("v1_real_photo_check", "photos"),
+    ("real_photo_check", "photos"), ("real_photo_detections", "photos"), ("detections_featherface_v1", "v1"),
+    ("fork_detections_*", "photos"), ("fork_training_log", "training"),
+    ("param_counts_featherface_v1", "architecture"), ("params_featherface_v1", "architecture"),
+    ("flops_retinaface_mnet025_vs_featherface_v1", "parts"), ("parts_*", "parts"), ("shapes_*", "architecture"),
+    ("params_featherface_v2_ultra", "architecture"), ("v2_vs_v1", "parts"), ("v2_vs_v1_intervals", "parts"),
+    ("distillation_training_curves", "training"), ("distillation_*", "distillation"),
+    ("ablations", "swaps"), ("ablations_intervals", "swaps"), ("ablation_variants", "architecture"),
+    ("gate_health", "diagnostics"), ("attention_maps_*", "diagnostics"), ("params_fork_models", "architecture"),
     ("v2_variants", "variants"), ("v2_own_recipe", "variants"), ("pruned", "variants"),
     ("training_budget", "budget"), ("training_budget_differences", "budget"), ("training_budget_per_seed", "budget"),
     ("ablations_per_seed", "swaps"), ("placebo_check", "swaps"), ("v2_variants_per_seed", "variants"),
     ("efficiency", "deployment"), ("benchmark", "deployment"), ("latency", "deployment"),
-    ("deploy_*", "deployment"), ("peer_*", "deployment"), ("ap_vs_params_published_*", "deployment"),
+    ("deploy_operator_profile", "deployment_details"), ("deploy_ladder", "deployment_details"),
+    ("deploy_*", "deployment"), ("peer_detections_*", "photos"), ("peer_*", "deployment"),
+    ("ap_vs_params_published_*", "deployment"),
     ("training_*", "training"), ("seed_claims_vs_measured", "claims"), ("seed_claims_vs_benchmark", "claims"), ("dataset_preview", "data"),
 )
+# An artifact the chapter leaves out when the one it names is there too: the same rows, fewer columns
+# (notebook 01 writes the claims without timings; notebook 05 writes them again beside its benchmark).
+SUPERSEDED_BY = {"seed_claims_vs_measured": "seed_claims_vs_benchmark"}
+# A table longer than this many rows is named in its appendix (file, rows, caption) but not printed:
+# pages of per-photo or per-module rows would be most of the chapter. The claims are printed whatever
+# their length: their appendix is where a reader checks each quoted figure.
+PRINTED_ROWS = 60
+ALWAYS_PRINTED = frozenset({"claims"})
 SECTIONS = {s.key: s for s in (*QUESTIONS, *APPENDICES)}
+
+
 def place(name: str) -> str:
     """The key of the section (question or appendix) artifact `name` belongs to."""
     for pattern, key in SECTION_OF:
@@ -182,6 +199,9 @@ def comparison_rows(name: str, table: pd.DataFrame, key: str) -> list[Verdict]:
             label = f"{row[key]} vs {row['vs']}"
         else:
             label = str(row[key])
+        role = row.get("role")
+        if isinstance(role, str) and role.startswith("placebo"):
+            label += f" ({role})"     # the table's own word: this row measures the noise, not a part
         found.append(Verdict(name, str(row[key]), label, verdicts))
     return found
 

@@ -33,6 +33,8 @@ from ffcore.report.tables import read_table_csv
 AP_COLUMNS = ("AP easy %", "AP medium %", "AP hard %")
 AP_INTERVAL = ("hard CI low", "hard CI high")
 DELTA_COLUMNS = ("deasy AP pts", "dmedium AP pts", "dhard AP pts")
+# a pruned variant's difference from the parent it was pruned from (the pruning table)
+PARENT_DELTA_COLUMNS = ("deasy AP pts vs parent", "dmedium AP pts vs parent", "dhard AP pts vs parent")
 DELTA_INTERVAL = ("deasy CI low", "deasy CI high", "dmedium CI low", "dmedium CI high", "dhard CI low", "dhard CI high")
 # The run's summaries, most informative first: the run that trained everything, then the last run.
 SUMMARIES = ("summary_from_empty_caches.md", "summary.md")
@@ -109,6 +111,7 @@ def _table_numbers(tables_dir: Path) -> list[CitedNumber]:
         if all(c in table.columns for c in DELTA_COLUMNS):
             wanted += [(c, 1, True) for c in DELTA_COLUMNS]
             wanted += [(c, 1, True) for c in DELTA_INTERVAL if c in table.columns]
+        wanted += [(c, 1, True) for c in PARENT_DELTA_COLUMNS if c in table.columns]
         if csv.stem == "efficiency":
             wanted += [(c, 0, False) for c in ("parameters", "thop_parameters") if c in table.columns]
         for key, (_, row) in zip(keys, table.iterrows()):

@@ -65,11 +65,20 @@ def test_chapter_has_a_section_per_question_with_every_table_and_figure(syntheti
     titles = re.findall(r"\\section\{(.+?)\}\\label", body)
     assert titles == [escape(q.title) for q in sections.QUESTIONS]
     assert "\\documentclass" not in body and "\\appendix" not in body   # no preamble: a thesis \inputs it
+    names = {a.name for a in thesis.artifacts("synthetic")}
     for artifact in thesis.artifacts("synthetic"):
         text = appendix if artifact.section in {s.key for s in sections.APPENDICES} else body
         if artifact.name.startswith("training_"):
             continue      # one table of every run instead
         mark = f"tables/{artifact.name}}}" if artifact.kind == "table" else f"FFChapterDir {artifact.name}}}"
+        if sections.SUPERSEDED_BY.get(artifact.name) in names:
+            assert mark not in text, f"{artifact.name} is printed beside {sections.SUPERSEDED_BY[artifact.name]}"
+            continue
+        rows = len(pd.read_csv(artifact.path, comment="#")) if artifact.kind == "table" else 0
+        if text is appendix and rows > sections.PRINTED_ROWS and artifact.section not in sections.ALWAYS_PRINTED:
+            # too long to print: named with its file and rows instead
+            assert f"{escape(artifact.name + '.csv')}}}}} {rows} rows" in text and mark not in text, artifact.name
+            continue
         assert mark in text, artifact.name
     training = (synthetic_copy / "training_runs.tex").read_text()
     runs = [p.stem.removeprefix("training_") for p in (Path(os.environ["FFCORE_RESULTS"]) / "synthetic" / "tables")
