@@ -126,7 +126,7 @@ def draw_published_comparison(published: pd.DataFrame, ours: list[dict], setting
     for index, scale in enumerate(scales):
         rows = published[published["test_scale"].fillna("not stated") == scale]
         ax.scatter(rows["params"] / 1e3, rows[f"{setting}_ap"], s=18, color=PALETTE[0], marker=MARKERS[index % len(MARKERS)],
-                   alpha=0.85, label=f"published, test scale: {scale}")
+                   alpha=0.85, label=f"published (test scale: {scale})")
     styles = model_styles(p["run"] for p in ours)
     for point in ours:
         ax.scatter(point["params"] / 1e3, point["ap"], s=70, marker="*", color=styles[point["run"]]["color"],
@@ -137,9 +137,15 @@ def draw_published_comparison(published: pd.DataFrame, ours: list[dict], setting
     ax.tick_params(labelsize=LABEL_POINTS)
     ax.set_ylim(0, 100)
     # above the axes (the provenance stamp goes below the figure): never over a point
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=2, fontsize=LABEL_POINTS, frameon=False)
-    fig.suptitle(f"{setting} AP against parameters: published detectors on WIDER FACE val (as reported); "
+    # one column: two columns of these labels are wider than the text width
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=1, fontsize=LABEL_POINTS, frameon=False)
+    # two lines: one line of this title is wider than the text width, and the saved figure would grow
+    # past it, so the whole figure (its 8 pt labels with it) would print shrunk
+    fig.suptitle(f"{setting} AP against parameters: published detectors on WIDER FACE val (as reported);\n"
                  f"ours (stars) on {ours_data}", fontsize=LABEL_POINTS + 1)
+    params = [*(published["params"] / 1e3), *(p["params"] / 1e3 for p in ours)]
+    if params:   # room beside the outermost points for their names, which stay inside the axes
+        ax.set_xlim(min(params) / 2.5, max(params) * 2.5)
     _label_points(ax, [(row.model, row.params / 1e3, getattr(row, f"{setting}_ap")) for row in published.itertuples()],
                   fontsize=LABEL_POINTS)
     return fig
@@ -189,6 +195,10 @@ def _label_points(ax, points: list[tuple[str, float, float]], fontsize: float = 
         for dx, dy, align in offsets:
             text = ax.annotate(name, (x, y), fontsize=fontsize, xytext=(dx, dy), textcoords="offset points",
                                ha=align, color="#333333")
+            # a name past the axes' edge is clipped, not allowed to push the layout: constrained layout
+            # would otherwise shrink the axes to make room for it
+            text.set_in_layout(False)
+            text.set_clip_on(True)
             box = text.get_window_extent(renderer)
             if not any(box.overlaps(other) for other in placed):
                 break
@@ -196,5 +206,7 @@ def _label_points(ax, points: list[tuple[str, float, float]], fontsize: float = 
         else:   # every offset collides: keep the first rather than drop a name
             text = ax.annotate(name, (x, y), fontsize=fontsize, xytext=offsets[0][:2], textcoords="offset points",
                                color="#333333")
+            text.set_in_layout(False)
+            text.set_clip_on(True)
             box = text.get_window_extent(renderer)
         placed.append(box)

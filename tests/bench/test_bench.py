@@ -244,3 +244,28 @@ def test_the_published_comparison_puts_each_model_at_its_true_count_and_prints_a
         assert sizes and min(sizes) >= LABEL_POINTS >= 8
     finally:
         plt.close(fig)
+
+
+def test_the_published_comparison_with_every_published_row_stays_within_the_text_width():
+    """Saved with a tight bounding box, the figure is no wider than the text width, so it prints at
+    scale and its 8 pt labels stay 8 pt (a one-line title and names past the axes made it 215 mm)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from ffcore.paths import shared_dir
+    from ffcore.report.plotting import TEXT_WIDTH
+    from ffcore.study.benchmarks import draw_published_comparison
+
+    source = shared_dir() / "reference" / "published_widerface.csv"
+    if not source.is_file():
+        pytest.skip(f"{source} absent")
+    published = pd.read_csv(source).dropna(subset=["params", "hard_ap"])
+    ours = [{"run": "featherface_v1", "label": "FeatherFace V1", "params": 592371, "ap": 84.6},
+            {"run": "featherface_v2", "label": "FeatherFace V2", "params": 256156, "ap": 62.3}]
+    fig = draw_published_comparison(published, ours, "hard", "SYNTHETIC data, not comparable", {"featherface_v1": 592371})
+    try:
+        fig.canvas.draw()
+        width_inches = fig.get_tightbbox(fig.canvas.get_renderer()).width
+        assert width_inches <= TEXT_WIDTH * 1.03, f"{width_inches:.2f} in against a text width of {TEXT_WIDTH:.2f} in"
+    finally:
+        plt.close(fig)
