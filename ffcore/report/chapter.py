@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from ffcore.paths import NOTEBOOK_DIR, figures_dir, results_dir
-from ffcore.report.provenance import NO_DATA, REAL_PHOTOS, SYNTHETIC, render_table_file
+from ffcore.report.provenance import NO_DATA, REAL_PHOTOS, SYNTHETIC, Provenance, render_table_file, table_caption
 from ffcore.report.tables import read_table_csv
 from ffcore.report import chapter_sections as sections_map
 from ffcore.report.numbers import EMPTY_CACHES_MACRO, cited_numbers, macro_name, row_column, write_numbers
@@ -121,6 +121,38 @@ def _listed_table(artifact: Artifact, rows: int) -> list[str]:
     file = f"results/{artifact.record.get('profile', '')}/tables/{artifact.name}.csv"
     return [f"\\paragraph{{Not printed: \\texttt{{{escape(file)}}}}} {rows} rows, too long to print here "
             f"(more than {sections_map.PRINTED_ROWS}). {escape(caption)}", ""]
+
+
+def _sources_text(sources: list[str]) -> str:
+    """"a.md:3", "a.md:23", "b.md:9" -> "a.md:3, 23; b.md:9" (first-seen order)."""
+    lines: dict[str, list[str]] = {}
+    for source in sources:
+        file, _, line = str(source).rpartition(":")
+        if not file or not line.isdigit():
+            file, line = str(source), ""
+        lines.setdefault(file, [])
+        if line:
+            lines[file].append(line)
+    return "; ".join(f"{file}:{', '.join(numbers)}" if numbers else file for file, numbers in lines.items())
+
+
+def _claims_block(artifact: Artifact, chapter_dir: Path) -> list[str]:
+    """The claims table with the rows that differ only in where they are quoted printed once, their
+    sources gathered (the seed documents repeat the same figure on many lines); every source is kept."""
+    table = read_table_csv(artifact.path)
+    if "source" not in table.columns:
+        return _table_block(artifact, chapter_dir)
+    keys = [c for c in table.columns if c != "source"]
+    grouped = (table.groupby(keys, sort=False, dropna=False)["source"].agg(lambda s: _sources_text(list(s)))
+               .reset_index()[list(table.columns)])
+    record = artifact.record
+    caption = (f"{record.get('caption') or artifact.name} A claim quoted on several lines is one row with "
+               f"every line ({len(table)} quotations, {len(grouped)} rows).")
+    rows, names = frame_rows(grouped)
+    path = chapter_dir / f"{artifact.name}_by_claim.tex"
+    path.write_text(render_table(rows, names, artifact.name, table_caption(caption, Provenance.from_record(record)),
+                                 TexLayout.from_record(record.get("tex"))))
+    return [f"\\input{{{_from_chapter(path, chapter_dir)}}}"]
 
 
 def _table_rows(artifact: Artifact) -> int:
@@ -464,8 +496,9 @@ def _appendix_body(profile: str, chapter_dir: Path) -> list[str]:
             lines += [f"\\input{{{_from_chapter(table, chapter_dir)}}}"] if table else []
             lines += _blocks([a for a in part if a.kind == "figure"], chapter_dir, height="0.3")
         elif section.key in sections_map.ALWAYS_PRINTED:
-            # read row by row against its sources: every row printed, in a smaller face
-            lines += [r"\begingroup\footnotesize", *_blocks(part, chapter_dir, height="0.6"), r"\endgroup"]
+            # read row by row against its sources: every claim printed, each once
+            for item in part:
+                lines += _claims_block(item, chapter_dir) if item.kind == "table" else _blocks([item], chapter_dir)
         else:
             lines += _blocks(part, chapter_dir, height="0.45", list_long=True)
         lines += [r"\FloatBarrier", ""]

@@ -79,6 +79,10 @@ def test_chapter_has_a_section_per_question_with_every_table_and_figure(syntheti
             # too long to print: named with its file and rows instead
             assert f"{escape(artifact.name + '.csv')}}}}} {rows} rows" in text and mark not in text, artifact.name
             continue
+        if artifact.section in sections.ALWAYS_PRINTED and artifact.kind == "table":
+            # every claim once, the lines that quote it gathered (the file keeps one row per quotation)
+            assert f"FFChapterDir {artifact.name}_by_claim}}" in text, artifact.name
+            continue
         assert mark in text, artifact.name
     training = (synthetic_copy / "training_runs.tex").read_text()
     runs = [p.stem.removeprefix("training_") for p in (Path(os.environ["FFCORE_RESULTS"]) / "synthetic" / "tables")
@@ -121,6 +125,10 @@ def test_a_seed_comparison_states_only_its_pooled_row():
     table = pd.DataFrame({"comparison": ["a vs b"] * 3, "run": ["a", "a_seed1", "pooled"],
                           "hard verdict": ["one seed: not established"] * 2 + ["lower"]})
     assert [r.row for r in sections.comparison_rows("v2_vs_v1", table, "run")] == ["pooled"]
+
+
+def test_a_claim_quoted_on_several_lines_is_one_row_with_every_line():
+    assert thesis._sources_text(["a.md:3", "a.md:23", "b.md:9", "c.md"]) == "a.md:3, 23; b.md:9; c.md"
 
 
 def test_the_chapter_counts_its_interval_verdicts_against_what_chance_alone_would_establish():
