@@ -277,6 +277,8 @@ def _opening(section: sections_map.Section, part: list[Artifact], tables: dict, 
         sentences.append("Latency is measured on one machine, without an interval: no verdict is drawn from it.")
     sentences += sections_map.verdict_sentences(_verdicts(names, tables), {n: t[0] for n, t in tables.items()},
                                                 macros)
+    if section.key == "swaps" and "placebo_check" in names:
+        sentences.append(sections_map.placebo_sentence(tables["placebo_check"][0]))
     if not part:
         sentences.append("This profile wrote no table or figure for this question.")
     return [" ".join(sentences), ""]

@@ -245,6 +245,22 @@ def verdict_sentences(rows: list[Verdict], tables: dict[str, pd.DataFrame], macr
     return sentences
 
 
+def placebo_sentence(check: pd.DataFrame) -> str:
+    """What the placebo check found (LaTeX): in how many settings the interval of a swap that computes
+    exactly what its base computes contains zero, and what follows for the single-seed rows."""
+    if not {"passes", "setting", "seeds"} <= set(check.columns) or check.empty:
+        return ""
+    passes = check["passes"].astype(str).str.lower() == "true"
+    seeds = str(check["seeds"].iloc[0])
+    text = (f"The placebo computes exactly what its base computes ({seeds} seeds): its interval contains zero "
+            f"in {int(passes.sum())} of the {len(check)} settings (table~\\ref{{tab:placebo_check}}).")
+    if not passes.all():
+        text += (" Where it does not, the interval over the test images misses the difference between two "
+                 "trainings of the same computation: a single-seed difference of that size is noise, which is "
+                 "why no single-seed row is a verdict.")
+    return text
+
+
 def multiplicity_sentence(rows: list[Verdict]) -> str:
     """How many of the stated verdicts rest on an interval, how many of those exclude zero, and how
     many would by chance alone: each 95 % interval misses a true zero one time in twenty, so among

@@ -131,6 +131,15 @@ def test_a_claim_quoted_on_several_lines_is_one_row_with_every_line():
     assert thesis._sources_text(["a.md:3", "a.md:23", "b.md:9", "c.md"]) == "a.md:3, 23; b.md:9; c.md"
 
 
+def test_the_swaps_open_with_what_the_placebo_check_found():
+    failed = pd.DataFrame({"setting": ["easy", "medium", "hard"], "seeds": ["1 vs 1"] * 3,
+                           "passes": [False, True, False]})
+    text = sections.placebo_sentence(failed)
+    assert "(1 vs 1 seeds): its interval contains zero in 1 of the 3 settings" in text and "is noise" in text
+    held = sections.placebo_sentence(failed.assign(passes=True))
+    assert "in 3 of the 3 settings" in held and "noise" not in held
+
+
 def test_the_chapter_counts_its_interval_verdicts_against_what_chance_alone_would_establish():
     rows = [sections.Verdict("t", "a", "a vs b", {"easy": "higher", "medium": "inside the noise", "hard": "lower"}),
             sections.Verdict("t", "c", "c vs b", {s: "one seed: not established" for s in sections.SETTINGS}),
